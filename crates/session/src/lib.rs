@@ -1,0 +1,142 @@
+//! The session log: the one interface every part of agentd reads state from.
+//!
+//! Owns: the `SessionLog` trait (append, read a range, subscribe), the stored event record and
+//! the harness-private data that rides along with an event. Must not touch: SQL, HTTP, models.
+//! Backends live elsewhere (`agentd-store`); the harness and the API see only this trait.
+//!
+//! Invariants every backend keeps:
+//! - positions (`seq`) of a session start at 1 and have no gaps; an event is never rewritten;
+//! - `append` is atomic and durable before it returns: either every event of the batch is
+//!   stored, with the session's status and usage projection updated in the same transaction,
+//!   or none is;
+//! - a subscriber is told the new tail only after the append is durable, so a stream fed from
+//!   `read` after a notification can never show an event that a crash would take back.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use agentd_wire::{Event, EventBody, SessionStatus};
+
+/// One event as stored: its position in the session, the wire event, and harness-only data.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    pub seq: u64,
+    pub event: Event,
+    pub private: Option<Private>,
+}
+
+/// An event to append. Its id is minted by the caller so previews can name it in advance.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    pub id: String,
+    pub body: EventBody,
+    pub private: Option<Private>,
+}
+
+impl NewEvent {
+    pub fn new(body: EventBody) -> Self {
+        NewEvent {
+            id: agentd_wire::ids::new(agentd_wire::ids::Kind::Event),
+            body,
+            private: None,
+        }
+    }
+
+    pub fn with_private(mut self, p: Private) -> Self {
+        self.private = Some(p);
+        self
+    }
+}
+
+/// Data the harness needs to rebuild a model's context that the API never shows:
+/// thinking blocks must go back to the model verbatim, signature included.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Private {
+    Thinking { thinking: String, signature: String },
+    RedactedThinking { data: String },
+}
+
+/// What an append's guard sees: the session as it is inside the appending transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Head {
+    pub status: SessionStatus,
+    pub last_seq: u64,
+}
+
+/// Why a guard refused an append.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("session is terminated")]
+    Terminated,
+    #[error("the log moved on (tail {actual}, expected {expected})")]
+    Stale { expected: u64, actual: u64 },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Decides, inside the transaction, which events to append given the session's head.
+pub type Guard = Box<dyn FnOnce(&Head) -> Result<Vec<NewEvent>, Refusal> + Send>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("session {0} not found")]
+    NotFound(String),
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    #[error("storage failure: {0}")]
+    Storage(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[async_trait]
+pub trait SessionLog: Send + Sync + 'static {
+    /// Append what `guard` returns, atomically and durably. An empty batch is a no-op that
+    /// still reports the head.
+    async fn append(&self, session_id: &str, guard: Guard) -> Result<(Head, Vec<StoredEvent>)>;
+
+    /// Events with `after < seq`, in order, at most `limit`.
+    async fn read(&self, session_id: &str, after: u64, limit: usize) -> Result<Vec<StoredEvent>>;
+
+    /// The durable tail position of a session, updated after every append.
+    fn subscribe(&self, session_id: &str) -> watch::Receiver<u64>;
+}
+
+/// Unconditional append of `events` unless the session is terminated.
+pub fn events(events: Vec<NewEvent>) -> Guard {
+    Box::new(move |head| {
+        if head.status == SessionStatus::Terminated {
+            return Err(Refusal::Terminated);
+        }
+        Ok(events)
+    })
+}
+
+/// Append only if nothing was appended since `expected`: the harness's compare-and-append.
+pub fn at_tail(expected: u64, events: Vec<NewEvent>) -> Guard {
+    Box::new(move |head| {
+        if head.last_seq != expected {
+            return Err(Refusal::Stale {
+                expected,
+                actual: head.last_seq,
+            });
+        }
+        if head.status == SessionStatus::Terminated {
+            return Err(Refusal::Terminated);
+        }
+        Ok(events)
+    })
+}
+
+/// The status a session moves to when `body` is appended, if it moves.
+pub fn status_after(body: &EventBody) -> Option<SessionStatus> {
+    match body {
+        EventBody::SessionStatusRunning {} => Some(SessionStatus::Running),
+        EventBody::SessionStatusIdle { .. } => Some(SessionStatus::Idle),
+        EventBody::SessionStatusRescheduled {} => Some(SessionStatus::Rescheduling),
+        EventBody::SessionStatusTerminated {} => Some(SessionStatus::Terminated),
+        _ => None,
+    }
+}

@@ -1,0 +1,141 @@
+//! Environments: stored whole as JSON, with the columns lists filter on.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use agentd_wire::environment::{Environment, EnvironmentTag};
+use agentd_wire::ids::{self, Kind};
+
+use crate::{Error, Page, Result, Store, paginate, time};
+
+fn get_in(c: &Connection, ws: &str, id: &str) -> Result<Environment> {
+    let body: String = c
+        .query_row(
+            "SELECT body FROM environments WHERE workspace_id = ?1 AND id = ?2",
+            params![ws, id],
+            |r| r.get(0),
+        )
+        .optional()?
+        .ok_or_else(|| Error::NotFound(format!("environment {id} not found")))?;
+    Ok(serde_json::from_str(&body)?)
+}
+
+fn put(c: &Connection, env: &Environment) -> Result<()> {
+    c.execute(
+        "UPDATE environments SET body = ?2, updated_at = ?3, archived_at = ?4 WHERE id = ?1",
+        params![
+            env.id,
+            serde_json::to_string(env)?,
+            time::fmt(&env.updated_at),
+            env.archived_at.as_ref().map(time::fmt)
+        ],
+    )?;
+    Ok(())
+}
+
+impl Store {
+    /// Store a new environment; `make` fills in everything but the id and timestamps.
+    pub async fn create_environment(
+        &self,
+        ws: &str,
+        make: impl FnOnce(String, agentd_wire::Timestamp) -> Environment + Send + 'static,
+    ) -> Result<Environment> {
+        let ws = ws.to_owned();
+        self.db
+            .write(move |c| {
+                let env = make(ids::new(Kind::Environment), time::now());
+                debug_assert_eq!(env.kind, EnvironmentTag::Environment);
+                let now = time::fmt(&env.created_at);
+                c.execute(
+                    "INSERT INTO environments (id, workspace_id, body, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4)",
+                    params![env.id, ws, serde_json::to_string(&env)?, now],
+                )?;
+                Ok(env)
+            })
+            .await
+    }
+
+    pub async fn get_environment(&self, ws: &str, id: &str) -> Result<Environment> {
+        let (ws, id) = (ws.to_owned(), id.to_owned());
+        self.db.read(move |c| get_in(c, &ws, &id)).await
+    }
+
+    /// Apply `f` to the stored environment; `updated_at` moves only if something changed.
+    pub async fn update_environment<F>(&self, ws: &str, id: &str, f: F) -> Result<Environment>
+    where
+        F: FnOnce(&mut Environment) -> Result<()> + Send + 'static,
+    {
+        let (ws, id) = (ws.to_owned(), id.to_owned());
+        self.db
+            .write(move |c| {
+                let before = get_in(c, &ws, &id)?;
+                let mut env = before.clone();
+                f(&mut env)?;
+                if env != before {
+                    env.updated_at = time::now();
+                    put(c, &env)?;
+                }
+                Ok(env)
+            })
+            .await
+    }
+
+    pub async fn archive_environment(&self, ws: &str, id: &str) -> Result<Environment> {
+        self.update_environment(ws, id, |env| {
+            if env.archived_at.is_none() {
+                env.archived_at = Some(time::now());
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Delete an environment no session uses.
+    pub async fn delete_environment(&self, ws: &str, id: &str) -> Result<()> {
+        let (ws, id) = (ws.to_owned(), id.to_owned());
+        self.db
+            .write(move |c| {
+                get_in(c, &ws, &id)?;
+                let in_use: i64 = c.query_row(
+                    "SELECT COUNT(*) FROM sessions WHERE environment_id = ?1 AND status != 'terminated'",
+                    [&id],
+                    |r| r.get(0),
+                )?;
+                if in_use > 0 {
+                    return Err(Error::Conflict(format!(
+                        "environment {id} is used by {in_use} session(s); delete or terminate them first, or archive the environment"
+                    )));
+                }
+                c.execute("DELETE FROM environments WHERE id = ?1", [&id])?;
+                Ok(())
+            })
+            .await
+    }
+
+    /// Newest first; the cursor is the last environment id of the page.
+    pub async fn list_environments(
+        &self,
+        ws: &str,
+        include_archived: bool,
+        limit: usize,
+        page: Option<String>,
+    ) -> Result<Page<Environment>> {
+        let ws = ws.to_owned();
+        self.db
+            .read(move |c| {
+                let mut st = c.prepare_cached(
+                    "SELECT body FROM environments WHERE workspace_id = ?1 AND (?2 OR archived_at IS NULL)
+                     AND (?3 IS NULL OR id < ?3) ORDER BY id DESC LIMIT ?4",
+                )?;
+                let rows = st.query_map(
+                    params![ws, include_archived, page, (limit + 1) as i64],
+                    |r| r.get::<_, String>(0),
+                )?;
+                let mut envs = Vec::new();
+                for r in rows {
+                    envs.push(serde_json::from_str::<Environment>(&r?)?);
+                }
+                Ok(paginate(envs, limit, |e| e.id.clone()))
+            })
+            .await
+    }
+}

@@ -1,0 +1,152 @@
+//! Workspaces and API keys. Keys are stored as SHA-256 hashes; the plaintext is shown once.
+
+use rand::RngCore;
+use rusqlite::{Connection, OptionalExtension, params};
+use sha2::{Digest, Sha256};
+
+use agentd_wire::ids::{self, Kind};
+
+use crate::{Result, Store, time};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Workspace {
+    pub id: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyInfo {
+    pub id: String,
+    pub workspace: Workspace,
+    pub name: Option<String>,
+    pub created_at: String,
+}
+
+/// The workspace keys land in when none is named.
+pub const DEFAULT_WORKSPACE: &str = "default";
+
+fn hash(key: &str) -> Vec<u8> {
+    Sha256::digest(key.as_bytes()).to_vec()
+}
+
+fn ensure_workspace(c: &Connection, name: &str) -> Result<Workspace> {
+    if let Some(id) = c
+        .query_row("SELECT id FROM workspaces WHERE name = ?1", [name], |r| {
+            r.get(0)
+        })
+        .optional()?
+    {
+        return Ok(Workspace {
+            id,
+            name: name.to_owned(),
+        });
+    }
+    let id = ids::new(Kind::Workspace);
+    c.execute(
+        "INSERT INTO workspaces (id, name, created_at) VALUES (?1, ?2, ?3)",
+        params![id, name, time::fmt(&time::now())],
+    )?;
+    Ok(Workspace {
+        id,
+        name: name.to_owned(),
+    })
+}
+
+fn insert_key(c: &Connection, ws: &Workspace, key: &str, name: Option<&str>) -> Result<KeyInfo> {
+    let id = ids::new(Kind::ApiKey);
+    let created_at = time::fmt(&time::now());
+    c.execute(
+        "INSERT INTO api_keys (id, workspace_id, hash, name, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![id, ws.id, hash(key), name, created_at],
+    )?;
+    Ok(KeyInfo {
+        id,
+        workspace: ws.clone(),
+        name: name.map(str::to_owned),
+        created_at,
+    })
+}
+
+impl Store {
+    /// Register a key chosen by the operator (`AGENTD_API_KEY`); a no-op if it exists.
+    pub async fn register_key(&self, key: &str, workspace: &str) -> Result<Workspace> {
+        let (key, workspace) = (key.to_owned(), workspace.to_owned());
+        self.db
+            .write(move |c| {
+                if let Some(ws) = lookup(c, &key)? {
+                    return Ok(ws);
+                }
+                let ws = ensure_workspace(c, &workspace)?;
+                insert_key(c, &ws, &key, Some("AGENTD_API_KEY"))?;
+                Ok(ws)
+            })
+            .await
+    }
+
+    /// Mint a new random key in `workspace` (created if new); returns it in plaintext once.
+    pub async fn create_key(
+        &self,
+        workspace: &str,
+        name: Option<&str>,
+    ) -> Result<(KeyInfo, String)> {
+        let mut raw = [0u8; 24];
+        rand::rng().fill_bytes(&mut raw);
+        let key = format!(
+            "sk-agentd-{}",
+            raw.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        );
+        let (workspace, name) = (workspace.to_owned(), name.map(str::to_owned));
+        let k = key.clone();
+        let info = self
+            .db
+            .write(move |c| {
+                let ws = ensure_workspace(c, &workspace)?;
+                insert_key(c, &ws, &k, name.as_deref())
+            })
+            .await?;
+        Ok((info, key))
+    }
+
+    /// The workspace a key belongs to, if the key is known.
+    pub async fn authenticate(&self, key: &str) -> Result<Option<Workspace>> {
+        let key = key.to_owned();
+        self.db.read(move |c| lookup(c, &key)).await
+    }
+
+    pub async fn list_keys(&self) -> Result<Vec<KeyInfo>> {
+        self.db
+            .read(|c| {
+                let mut st = c.prepare(
+                    "SELECT k.id, k.name, k.created_at, w.id, w.name FROM api_keys k JOIN workspaces w ON w.id = k.workspace_id ORDER BY k.id",
+                )?;
+                let rows = st.query_map([], |r| {
+                    Ok(KeyInfo {
+                        id: r.get(0)?,
+                        name: r.get(1)?,
+                        created_at: r.get(2)?,
+                        workspace: Workspace {
+                            id: r.get(3)?,
+                            name: r.get(4)?,
+                        },
+                    })
+                })?;
+                Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+            })
+            .await
+    }
+}
+
+fn lookup(c: &Connection, key: &str) -> Result<Option<Workspace>> {
+    Ok(c
+        .query_row(
+            "SELECT w.id, w.name FROM api_keys k JOIN workspaces w ON w.id = k.workspace_id WHERE k.hash = ?1",
+            [hash(key)],
+            |r| {
+                Ok(Workspace {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                })
+            },
+        )
+        .optional()?)
+}

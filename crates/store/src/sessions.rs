@@ -1,0 +1,369 @@
+//! Session rows and event queries. Appends go through `SessionLog` (see `log.rs`).
+
+use std::collections::BTreeMap;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use agentd_session::{Guard, StoredEvent};
+use agentd_wire::ids::{self, Kind};
+use agentd_wire::session::{SessionAgent, SessionTag, Stats};
+use agentd_wire::{Session, SessionStatus, Timestamp};
+
+use crate::{Error, Order, Page, Result, Store, log, paginate, time};
+
+pub struct NewSession {
+    pub agent: SessionAgent,
+    pub environment_id: String,
+    pub title: Option<String>,
+    pub metadata: BTreeMap<String, String>,
+    pub vault_ids: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SessionFilter {
+    pub agent_id: Option<String>,
+    pub agent_version: Option<u32>,
+    pub statuses: Vec<SessionStatus>,
+    pub include_archived: bool,
+    pub created_at_gt: Option<Timestamp>,
+    pub created_at_gte: Option<Timestamp>,
+    pub created_at_lt: Option<Timestamp>,
+    pub created_at_lte: Option<Timestamp>,
+    pub order: Order,
+    pub limit: usize,
+    pub page: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    pub order: Order,
+    pub limit: usize,
+    /// Cursor: the position after (asc) or before (desc) which the page starts.
+    pub page: Option<String>,
+    pub types: Vec<String>,
+    pub created_at_gt: Option<Timestamp>,
+    pub created_at_gte: Option<Timestamp>,
+    pub created_at_lt: Option<Timestamp>,
+    pub created_at_lte: Option<Timestamp>,
+}
+
+const SELECT: &str = "SELECT id, agent, environment_id, status, title, metadata, usage, active_ms, running_since, created_at, updated_at, archived_at FROM sessions";
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Session>> {
+    let running_since = time::parse_opt(r.get(8)?)?;
+    let created_at = time::parse(&r.get::<_, String>(9)?)?;
+    let active_ms: i64 = r.get(7)?;
+    let now = time::now();
+    let running_ms = running_since.map_or(0, |s| (now - s).num_milliseconds().max(0));
+    let status: String = r.get(3)?;
+    let (agent, metadata, usage): (String, String, String) = (r.get(1)?, r.get(5)?, r.get(6)?);
+    let id: String = r.get(0)?;
+    let environment_id: String = r.get(2)?;
+    let title: Option<String> = r.get(4)?;
+    let updated_at = time::parse(&r.get::<_, String>(10)?)?;
+    let archived_at = time::parse_opt(r.get(11)?)?;
+    Ok((|| {
+        let mut usage: agentd_wire::Usage = serde_json::from_str(&usage)?;
+        let active_seconds = (active_ms + running_ms) as f64 / 1000.0;
+        usage.active_seconds = Some(active_seconds);
+        Ok(Session {
+            id,
+            kind: SessionTag::Session,
+            agent: serde_json::from_str(&agent)?,
+            environment_id,
+            status: SessionStatus::parse(&status)
+                .ok_or_else(|| Error::Storage(format!("unknown status {status:?}")))?,
+            title,
+            metadata: serde_json::from_str(&metadata)?,
+            usage,
+            stats: Stats {
+                active_seconds,
+                duration_seconds: (now - created_at).num_milliseconds().max(0) as f64 / 1000.0,
+            },
+            resources: vec![],
+            vault_ids: vec![],
+            outcome_evaluations: vec![],
+            budget: None,
+            deployment_id: None,
+            created_at,
+            updated_at,
+            archived_at,
+        })
+    })())
+}
+
+fn get_in(c: &Connection, ws: Option<&str>, id: &str) -> Result<Session> {
+    let sql = format!("{SELECT} WHERE id = ?1 AND (?2 IS NULL OR workspace_id = ?2)");
+    c.query_row(&sql, params![id, ws], row)
+        .optional()?
+        .ok_or_else(|| Error::NotFound(format!("session {id} not found")))?
+}
+
+impl Store {
+    /// Create a session and append what `initial` returns in the same transaction.
+    pub async fn create_session(&self, ws: &str, s: NewSession, initial: Guard) -> Result<Session> {
+        let ws = ws.to_owned();
+        self.db
+            .write(move |c| {
+                let env_archived: Option<Option<String>> = c
+                    .query_row(
+                        "SELECT archived_at FROM environments WHERE workspace_id = ?1 AND id = ?2",
+                        params![ws, s.environment_id],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                match env_archived {
+                    None => {
+                        return Err(Error::NotFound(format!(
+                            "environment {} not found",
+                            s.environment_id
+                        )));
+                    }
+                    Some(Some(_)) => {
+                        return Err(Error::Conflict(format!(
+                            "environment {} is archived; sessions cannot start in it",
+                            s.environment_id
+                        )));
+                    }
+                    Some(None) => {}
+                }
+                let id = ids::new(Kind::Session);
+                let now = time::fmt(&time::now());
+                c.execute(
+                    "INSERT INTO sessions (id, workspace_id, agent_id, agent_version, agent, environment_id, status, title, metadata, usage, created_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'idle', ?7, ?8, ?9, ?10, ?10)",
+                    params![
+                        id,
+                        ws,
+                        s.agent.id,
+                        s.agent.version,
+                        serde_json::to_string(&s.agent)?,
+                        s.environment_id,
+                        s.title,
+                        serde_json::to_string(&s.metadata)?,
+                        serde_json::to_string(&agentd_wire::Usage::default())?,
+                        now
+                    ],
+                )?;
+                log::append_in(c, &id, initial)?;
+                get_in(c, Some(&ws), &id)
+            })
+            .await
+    }
+
+    pub async fn get_session(&self, ws: &str, id: &str) -> Result<Session> {
+        let (ws, id) = (ws.to_owned(), id.to_owned());
+        self.db.read(move |c| get_in(c, Some(&ws), &id)).await
+    }
+
+    /// A session in any workspace: for the harness, which acts for whoever owns it.
+    pub async fn load_session(&self, id: &str) -> Result<Session> {
+        let id = id.to_owned();
+        self.db.read(move |c| get_in(c, None, &id)).await
+    }
+
+    /// Change title or metadata; a change is logged as `session.updated` in the same
+    /// transaction.
+    pub async fn update_session(
+        &self,
+        ws: &str,
+        id: &str,
+        title: Option<Option<String>>,
+        metadata: Option<BTreeMap<String, Option<String>>>,
+    ) -> Result<Session> {
+        let (ws, id) = (ws.to_owned(), id.to_owned());
+        self.db
+            .write(move |c| {
+                let before = get_in(c, Some(&ws), &id)?;
+                let mut new_title = before.title.clone();
+                if let Some(t) = title {
+                    new_title = t;
+                }
+                let mut new_meta = before.metadata.clone();
+                if let Some(m) = metadata {
+                    agentd_wire::agent::merge_metadata(&mut new_meta, m);
+                }
+                if new_title == before.title && new_meta == before.metadata {
+                    return Ok(before);
+                }
+                c.execute(
+                    "UPDATE sessions SET title = ?2, metadata = ?3 WHERE id = ?1",
+                    params![id, new_title, serde_json::to_string(&new_meta)?],
+                )?;
+                let ev = agentd_session::NewEvent::new(agentd_wire::EventBody::SessionUpdated {
+                    title: new_title,
+                    metadata: Some(new_meta),
+                });
+                log::append_in(c, &id, agentd_session::events(vec![ev]))?;
+                get_in(c, Some(&ws), &id)
+            })
+            .await
+    }
+
+    pub async fn archive_session(&self, ws: &str, id: &str) -> Result<Session> {
+        let (ws, id) = (ws.to_owned(), id.to_owned());
+        self.db
+            .write(move |c| {
+                get_in(c, Some(&ws), &id)?;
+                c.execute(
+                    "UPDATE sessions SET archived_at = COALESCE(archived_at, ?2) WHERE id = ?1",
+                    params![id, time::fmt(&time::now())],
+                )?;
+                get_in(c, Some(&ws), &id)
+            })
+            .await
+    }
+
+    /// Remove a session and its whole log.
+    pub async fn delete_session(&self, ws: &str, id: &str) -> Result<()> {
+        let (ws, id) = (ws.to_owned(), id.to_owned());
+        self.db
+            .write(move |c| {
+                get_in(c, Some(&ws), &id)?;
+                c.execute("DELETE FROM events WHERE session_id = ?1", [&id])?;
+                c.execute("DELETE FROM sessions WHERE id = ?1", [&id])?;
+                Ok(())
+            })
+            .await
+    }
+
+    /// Sessions whose status is `running`: the ones a restart must wake.
+    pub async fn running_sessions(&self) -> Result<Vec<String>> {
+        self.db
+            .read(|c| {
+                let mut st =
+                    c.prepare("SELECT id FROM sessions WHERE status = 'running' ORDER BY id")?;
+                let ids = st.query_map([], |r| r.get(0))?;
+                Ok(ids.collect::<rusqlite::Result<Vec<String>>>()?)
+            })
+            .await
+    }
+
+    pub async fn list_sessions(&self, ws: &str, f: SessionFilter) -> Result<Page<Session>> {
+        let ws = ws.to_owned();
+        self.db
+            .read(move |c| {
+                let (cmp, dir) = match f.order {
+                    Order::Asc => (">", "ASC"),
+                    Order::Desc => ("<", "DESC"),
+                };
+                let statuses: Vec<&str> = f.statuses.iter().map(|s| s.as_str()).collect();
+                let sql = format!(
+                    "{SELECT} WHERE workspace_id = ?1 AND (?2 OR archived_at IS NULL)
+                     AND (?3 IS NULL OR agent_id = ?3) AND (?4 IS NULL OR agent_version = ?4)
+                     AND (?5 IS NULL OR created_at > ?5) AND (?6 IS NULL OR created_at >= ?6)
+                     AND (?7 IS NULL OR created_at < ?7) AND (?8 IS NULL OR created_at <= ?8)
+                     AND (?9 = '' OR instr(?9, ',' || status || ',') > 0)
+                     AND (?10 IS NULL OR id {cmp} ?10)
+                     ORDER BY id {dir} LIMIT ?11"
+                );
+                let status_set = if statuses.is_empty() {
+                    String::new()
+                } else {
+                    format!(",{},", statuses.join(","))
+                };
+                let mut st = c.prepare_cached(&sql)?;
+                let rows = st.query_map(
+                    params![
+                        ws,
+                        f.include_archived,
+                        f.agent_id,
+                        f.agent_version,
+                        f.created_at_gt.as_ref().map(time::fmt),
+                        f.created_at_gte.as_ref().map(time::fmt),
+                        f.created_at_lt.as_ref().map(time::fmt),
+                        f.created_at_lte.as_ref().map(time::fmt),
+                        status_set,
+                        f.page,
+                        (f.limit + 1) as i64
+                    ],
+                    row,
+                )?;
+                let mut out = Vec::new();
+                for r in rows {
+                    out.push(r??);
+                }
+                Ok(paginate(out, f.limit, |s| s.id.clone()))
+            })
+            .await
+    }
+
+    /// A page of a session's events; the cursor is a position.
+    pub async fn list_events(
+        &self,
+        ws: &str,
+        sid: &str,
+        f: EventFilter,
+    ) -> Result<Page<StoredEvent>> {
+        let (ws, sid) = (ws.to_owned(), sid.to_owned());
+        let cursor: Option<i64> = match &f.page {
+            Some(p) => Some(
+                p.strip_prefix("pos_")
+                    .and_then(|n| n.parse().ok())
+                    .ok_or_else(|| {
+                        Error::Invalid(format!(
+                            "page: {p:?} is not a cursor this endpoint returned"
+                        ))
+                    })?,
+            ),
+            None => None,
+        };
+        self.db
+            .read(move |c| {
+                get_in(c, Some(&ws), &sid)?;
+                let (cmp, dir) = match f.order {
+                    Order::Asc => (">", "ASC"),
+                    Order::Desc => ("<", "DESC"),
+                };
+                let types = if f.types.is_empty() {
+                    String::new()
+                } else {
+                    format!(",{},", f.types.join(","))
+                };
+                let sql = format!(
+                    "SELECT seq, id, processed_at, body, private FROM events WHERE session_id = ?1
+                     AND (?2 IS NULL OR seq {cmp} ?2)
+                     AND (?3 = '' OR instr(?3, ',' || type || ',') > 0)
+                     AND (?4 IS NULL OR processed_at > ?4) AND (?5 IS NULL OR processed_at >= ?5)
+                     AND (?6 IS NULL OR processed_at < ?6) AND (?7 IS NULL OR processed_at <= ?7)
+                     ORDER BY seq {dir} LIMIT ?8"
+                );
+                let mut st = c.prepare_cached(&sql)?;
+                let rows = st.query_map(
+                    params![
+                        sid,
+                        cursor,
+                        types,
+                        f.created_at_gt.as_ref().map(time::fmt),
+                        f.created_at_gte.as_ref().map(time::fmt),
+                        f.created_at_lt.as_ref().map(time::fmt),
+                        f.created_at_lte.as_ref().map(time::fmt),
+                        (f.limit + 1) as i64
+                    ],
+                    log::row_to_event,
+                )?;
+                let mut out = Vec::new();
+                for r in rows {
+                    out.push(r??);
+                }
+                Ok(paginate(out, f.limit, |e| format!("pos_{}", e.seq)))
+            })
+            .await
+    }
+
+    /// The position of event `event_id` in session `sid`, for resuming a stream.
+    pub async fn event_position(&self, sid: &str, event_id: &str) -> Result<Option<u64>> {
+        let (sid, eid) = (sid.to_owned(), event_id.to_owned());
+        self.db
+            .read(move |c| {
+                Ok(c.query_row(
+                    "SELECT seq FROM events WHERE session_id = ?1 AND id = ?2",
+                    params![sid, eid],
+                    |r| r.get::<_, i64>(0),
+                )
+                .optional()?
+                .map(|s| s as u64))
+            })
+            .await
+    }
+}

@@ -1,0 +1,316 @@
+//! Store tests against a real SQLite file.
+
+use std::collections::BTreeMap;
+
+use agentd_session::{NewEvent, Refusal, SessionLog, at_tail, events};
+use agentd_wire::agent::{AgentTag, CreateAgent};
+use agentd_wire::environment::{EnvironmentConfig, EnvironmentTag};
+use agentd_wire::session::SessionAgent;
+use agentd_wire::{ContentBlock, Environment, EventBody, SessionStatus, StopReason};
+
+use super::*;
+
+async fn fixture() -> (tempfile::TempDir, Store, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("agentd.db")).unwrap();
+    let ws = store.register_key("k1", "default").await.unwrap();
+    let agent = store
+        .create_agent(
+            &ws.id,
+            serde_json::from_str::<CreateAgent>(r#"{"name":"a","model":"scripted/echo"}"#)
+                .unwrap()
+                .into_spec(),
+        )
+        .await
+        .unwrap();
+    let env = store
+        .create_environment(&ws.id, |id, now| Environment {
+            id,
+            kind: EnvironmentTag::Environment,
+            name: "e".into(),
+            description: None,
+            config: EnvironmentConfig::default(),
+            metadata: BTreeMap::new(),
+            scope: None,
+            created_at: now,
+            updated_at: now,
+            archived_at: None,
+        })
+        .await
+        .unwrap();
+    let session = store
+        .create_session(
+            &ws.id,
+            NewSession {
+                agent: SessionAgent {
+                    id: agent.id.clone(),
+                    kind: AgentTag::Agent,
+                    version: agent.version,
+                    spec: agent.spec.clone(),
+                },
+                environment_id: env.id.clone(),
+                title: None,
+                metadata: BTreeMap::new(),
+                vault_ids: vec![],
+            },
+            events(vec![]),
+        )
+        .await
+        .unwrap();
+    (dir, store, ws.id, session.id)
+}
+
+fn msg(text: &str) -> NewEvent {
+    NewEvent::new(EventBody::UserMessage {
+        content: vec![ContentBlock::text(text)],
+    })
+}
+
+#[tokio::test]
+async fn appends_are_gapless_and_project_status() {
+    let (_d, store, ws, sid) = fixture().await;
+    let mut tail = store.subscribe(&sid);
+    let (head, stored) = store
+        .append(
+            &sid,
+            events(vec![
+                msg("a"),
+                NewEvent::new(EventBody::SessionStatusRunning {}),
+            ]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(head.last_seq, 2);
+    assert_eq!(head.status, SessionStatus::Running);
+    assert_eq!(stored.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 2]);
+    tail.changed().await.unwrap();
+    assert_eq!(*tail.borrow(), 2);
+    assert_eq!(store.running_sessions().await.unwrap(), vec![sid.clone()]);
+
+    let idle = NewEvent::new(EventBody::SessionStatusIdle {
+        stop_reason: StopReason::EndTurn,
+        stop_details: None,
+    });
+    store.append(&sid, events(vec![idle])).await.unwrap();
+    let s = store.get_session(&ws, &sid).await.unwrap();
+    assert_eq!(s.status, SessionStatus::Idle);
+    let all = store.read(&sid, 0, 100).await.unwrap();
+    assert_eq!(all.len(), 3);
+    assert!(all.windows(2).all(|w| w[1].seq == w[0].seq + 1));
+    assert_eq!(store.read(&sid, 2, 100).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_refused_guard_stores_nothing() {
+    let (_d, store, _ws, sid) = fixture().await;
+    store.append(&sid, events(vec![msg("a")])).await.unwrap();
+    let err = store
+        .append(&sid, at_tail(0, vec![msg("b")]))
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        agentd_session::Error::Refused(Refusal::Stale {
+            expected: 0,
+            actual: 1
+        })
+    ));
+    store
+        .append(
+            &sid,
+            events(vec![NewEvent::new(EventBody::SessionStatusTerminated {})]),
+        )
+        .await
+        .unwrap();
+    let err = store
+        .append(&sid, events(vec![msg("c")]))
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        agentd_session::Error::Refused(Refusal::Terminated)
+    ));
+    assert_eq!(store.read(&sid, 0, 100).await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn concurrent_appends_share_commits_without_gaps() {
+    let (_d, store, _ws, sid) = fixture().await;
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let store = store.clone();
+        let sid = sid.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .append(&sid, events(vec![msg(&i.to_string())]))
+                .await
+                .unwrap()
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let all = store.read(&sid, 0, 1000).await.unwrap();
+    assert_eq!(all.len(), 50);
+    assert!(all.iter().enumerate().all(|(i, e)| e.seq == i as u64 + 1));
+}
+
+#[tokio::test]
+async fn events_page_by_position_and_filter_by_type() {
+    let (_d, store, ws, sid) = fixture().await;
+    for i in 0..5 {
+        store
+            .append(&sid, events(vec![msg(&i.to_string())]))
+            .await
+            .unwrap();
+    }
+    store
+        .append(
+            &sid,
+            events(vec![NewEvent::new(EventBody::SessionStatusRunning {})]),
+        )
+        .await
+        .unwrap();
+    let mut f = EventFilter {
+        limit: 2,
+        order: Order::Asc,
+        ..Default::default()
+    };
+    let mut seen = vec![];
+    loop {
+        let p = store.list_events(&ws, &sid, f.clone()).await.unwrap();
+        seen.extend(p.items.iter().map(|e| e.seq));
+        match p.next {
+            Some(n) => f.page = Some(n),
+            None => break,
+        }
+    }
+    assert_eq!(seen, vec![1, 2, 3, 4, 5, 6]);
+    let only = store
+        .list_events(
+            &ws,
+            &sid,
+            EventFilter {
+                limit: 10,
+                order: Order::Desc,
+                types: vec!["session.status_running".into()],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(only.items.len(), 1);
+    assert_eq!(only.items[0].seq, 6);
+}
+
+#[tokio::test]
+async fn agent_updates_make_versions_and_check_the_expected_one() {
+    let (_d, store, ws, _sid) = fixture().await;
+    let a = store
+        .list_agents(
+            &ws,
+            AgentFilter {
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let id = a.items[0].id.clone();
+    let (same, changed) = store
+        .update_agent(&ws, &id, Some(1), |s| Ok(s.clone()))
+        .await
+        .unwrap();
+    assert!(!changed);
+    assert_eq!(same.version, 1);
+    let (v2, changed) = store
+        .update_agent(&ws, &id, Some(1), |s| {
+            let mut s = s.clone();
+            s.system = Some("be brief".into());
+            Ok(s)
+        })
+        .await
+        .unwrap();
+    assert!(changed);
+    assert_eq!(v2.version, 2);
+    let stale = store
+        .update_agent(&ws, &id, Some(1), |s| Ok(s.clone()))
+        .await;
+    assert!(matches!(stale, Err(Error::Conflict(_))));
+    assert_eq!(
+        store
+            .get_agent(&ws, &id, Some(1))
+            .await
+            .unwrap()
+            .spec
+            .system,
+        None
+    );
+    let versions = store.list_agent_versions(&ws, &id, 1, None).await.unwrap();
+    assert_eq!(versions.items[0].version, 2);
+    let rest = store
+        .list_agent_versions(&ws, &id, 1, versions.next)
+        .await
+        .unwrap();
+    assert_eq!(rest.items[0].version, 1);
+    assert!(rest.next.is_none());
+}
+
+#[tokio::test]
+async fn another_workspace_sees_nothing() {
+    let (_d, store, _ws, sid) = fixture().await;
+    let other = store.register_key("k2", "other").await.unwrap();
+    assert!(matches!(
+        store.get_session(&other.id, &sid).await,
+        Err(Error::NotFound(_))
+    ));
+    let agents = store
+        .list_agents(
+            &other.id,
+            AgentFilter {
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(agents.items.is_empty());
+    assert_eq!(
+        store.authenticate("k2").await.unwrap().unwrap().name,
+        "other"
+    );
+    assert!(store.authenticate("nope").await.unwrap().is_none());
+}
+
+#[test]
+fn an_old_database_is_migrated_on_open_and_keeps_its_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    {
+        let mut c = rusqlite::Connection::open(&path).unwrap();
+        migrate::run_to(&mut c, 1).unwrap();
+        c.execute(
+            "INSERT INTO workspaces (id, name, created_at) VALUES ('wrkspc_1', 'old', '2026-01-01T00:00:00.000000Z')",
+            [],
+        )
+        .unwrap();
+    }
+    let _store = Store::open(&path).unwrap();
+    let c = rusqlite::Connection::open(&path).unwrap();
+    let v: u32 = c
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, migrate::LATEST);
+    let name: String = c
+        .query_row("SELECT name FROM workspaces", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(name, "old");
+    let cols: i64 = c
+        .query_row(
+            "SELECT COUNT(*) FROM pragma_table_info('sessions') WHERE name = 'active_ms'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(cols, 1);
+}

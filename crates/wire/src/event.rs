@@ -1,0 +1,304 @@
+//! Session events: what the log stores and what `events.list` and the stream return.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::{ContentBlock, Timestamp, session::Usage};
+
+/// One logged event as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub id: String,
+    pub processed_at: Timestamp,
+    #[serde(flatten)]
+    pub body: EventBody,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum EventBody {
+    #[serde(rename = "user.message")]
+    UserMessage { content: Vec<ContentBlock> },
+    #[serde(rename = "user.interrupt")]
+    UserInterrupt {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        session_thread_id: Option<String>,
+    },
+    #[serde(rename = "user.custom_tool_result")]
+    UserCustomToolResult {
+        custom_tool_use_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        content: Option<Vec<ContentBlock>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        is_error: Option<bool>,
+    },
+    #[serde(rename = "user.tool_confirmation")]
+    UserToolConfirmation {
+        tool_use_id: String,
+        result: Confirmation,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        deny_message: Option<String>,
+    },
+    #[serde(rename = "agent.message")]
+    AgentMessage { content: Vec<ContentBlock> },
+    #[serde(rename = "agent.thinking")]
+    AgentThinking {},
+    #[serde(rename = "agent.custom_tool_use")]
+    AgentCustomToolUse {
+        name: String,
+        input: Map<String, Value>,
+    },
+    #[serde(rename = "session.status_running")]
+    SessionStatusRunning {},
+    #[serde(rename = "session.status_idle")]
+    SessionStatusIdle {
+        stop_reason: StopReason,
+        #[serde(default)]
+        stop_details: Option<Value>,
+    },
+    #[serde(rename = "session.status_rescheduled")]
+    SessionStatusRescheduled {},
+    #[serde(rename = "session.status_terminated")]
+    SessionStatusTerminated {},
+    #[serde(rename = "session.error")]
+    SessionError { error: SessionErrorObject },
+    #[serde(rename = "session.usage")]
+    SessionUsage { usage: Usage },
+    #[serde(rename = "session.updated")]
+    SessionUpdated {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        title: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        metadata: Option<std::collections::BTreeMap<String, String>>,
+    },
+    #[serde(rename = "span.model_request_start")]
+    SpanModelRequestStart {},
+    #[serde(rename = "span.model_request_end")]
+    SpanModelRequestEnd {
+        model_request_start_id: String,
+        is_error: Option<bool>,
+        model_usage: ModelUsage,
+    },
+}
+
+impl EventBody {
+    /// The wire `type` string, e.g. `"user.message"`.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            EventBody::UserMessage { .. } => "user.message",
+            EventBody::UserInterrupt { .. } => "user.interrupt",
+            EventBody::UserCustomToolResult { .. } => "user.custom_tool_result",
+            EventBody::UserToolConfirmation { .. } => "user.tool_confirmation",
+            EventBody::AgentMessage { .. } => "agent.message",
+            EventBody::AgentThinking {} => "agent.thinking",
+            EventBody::AgentCustomToolUse { .. } => "agent.custom_tool_use",
+            EventBody::SessionStatusRunning {} => "session.status_running",
+            EventBody::SessionStatusIdle { .. } => "session.status_idle",
+            EventBody::SessionStatusRescheduled {} => "session.status_rescheduled",
+            EventBody::SessionStatusTerminated {} => "session.status_terminated",
+            EventBody::SessionError { .. } => "session.error",
+            EventBody::SessionUsage { .. } => "session.usage",
+            EventBody::SessionUpdated { .. } => "session.updated",
+            EventBody::SpanModelRequestStart {} => "span.model_request_start",
+            EventBody::SpanModelRequestEnd { .. } => "span.model_request_end",
+        }
+    }
+
+    /// Events a client may send (`POST /v1/sessions/{id}/events`).
+    pub fn is_user_event(&self) -> bool {
+        matches!(
+            self,
+            EventBody::UserMessage { .. }
+                | EventBody::UserInterrupt { .. }
+                | EventBody::UserCustomToolResult { .. }
+                | EventBody::UserToolConfirmation { .. }
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Confirmation {
+    Allow,
+    Deny,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum StopReason {
+    EndTurn,
+    RequiresAction { event_ids: Vec<String> },
+    RetriesExhausted,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionErrorObject {
+    #[serde(rename = "type")]
+    pub kind: SessionErrorKind,
+    pub message: String,
+    pub retry_status: RetryStatus,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionErrorKind {
+    ModelOverloadedError,
+    ModelRateLimitedError,
+    ModelRequestFailedError,
+    UnknownError,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum RetryStatus {
+    Retrying,
+    Exhausted,
+    Terminal,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ModelUsage {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cache_creation_input_tokens: u64,
+    pub cache_read_input_tokens: u64,
+}
+
+impl ModelUsage {
+    pub fn add(&mut self, o: &ModelUsage) {
+        self.input_tokens += o.input_tokens;
+        self.output_tokens += o.output_tokens;
+        self.cache_creation_input_tokens += o.cache_creation_input_tokens;
+        self.cache_read_input_tokens += o.cache_read_input_tokens;
+    }
+}
+
+/// `POST /v1/sessions/{id}/events` body.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendEvents {
+    pub events: Vec<UserEvent>,
+}
+
+/// An event a client may send; anything else is refused at parse time.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "type", deny_unknown_fields)]
+pub enum UserEvent {
+    #[serde(rename = "user.message")]
+    Message { content: Vec<ContentBlock> },
+    #[serde(rename = "user.interrupt")]
+    Interrupt {
+        #[serde(default)]
+        session_thread_id: Option<String>,
+    },
+    #[serde(rename = "user.custom_tool_result")]
+    CustomToolResult {
+        custom_tool_use_id: String,
+        #[serde(default)]
+        content: Option<Vec<ContentBlock>>,
+        #[serde(default)]
+        is_error: Option<bool>,
+    },
+    #[serde(rename = "user.tool_confirmation")]
+    ToolConfirmation {
+        tool_use_id: String,
+        result: Confirmation,
+        #[serde(default)]
+        deny_message: Option<String>,
+    },
+}
+
+impl From<UserEvent> for EventBody {
+    fn from(e: UserEvent) -> Self {
+        match e {
+            UserEvent::Message { content } => EventBody::UserMessage { content },
+            UserEvent::Interrupt { session_thread_id } => {
+                EventBody::UserInterrupt { session_thread_id }
+            }
+            UserEvent::CustomToolResult {
+                custom_tool_use_id,
+                content,
+                is_error,
+            } => EventBody::UserCustomToolResult {
+                custom_tool_use_id,
+                content,
+                is_error,
+            },
+            UserEvent::ToolConfirmation {
+                tool_use_id,
+                result,
+                deny_message,
+            } => EventBody::UserToolConfirmation {
+                tool_use_id,
+                result,
+                deny_message,
+            },
+        }
+    }
+}
+
+/// What the stream sends besides logged events: previews of an event still being produced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Preview {
+    EventStart { event: PreviewRef },
+    EventDelta { event_id: String, delta: Delta },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PreviewRef {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Delta {
+    #[serde(rename = "type")]
+    pub kind: DeltaTag,
+    pub content: ContentBlock,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeltaTag {
+    ContentDelta,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_round_trip_with_their_type_tag() {
+        let e = Event {
+            id: "sevt_1".into(),
+            processed_at: chrono::DateTime::from_timestamp(0, 0).unwrap(),
+            body: EventBody::SessionStatusIdle {
+                stop_reason: StopReason::RequiresAction {
+                    event_ids: vec!["sevt_0".into()],
+                },
+                stop_details: None,
+            },
+        };
+        let v = serde_json::to_value(&e).unwrap();
+        assert_eq!(v["type"], "session.status_idle");
+        assert_eq!(v["stop_reason"]["type"], "requires_action");
+        assert_eq!(v["stop_reason"]["event_ids"][0], "sevt_0");
+        let back: Event = serde_json::from_value(v).unwrap();
+        assert_eq!(back, e);
+    }
+
+    #[test]
+    fn only_user_events_can_be_sent() {
+        let ok: Result<SendEvents, _> = serde_json::from_str(
+            r#"{"events":[{"type":"user.message","content":[{"type":"text","text":"hi"}]}]}"#,
+        );
+        assert!(ok.is_ok());
+        let bad: Result<SendEvents, _> =
+            serde_json::from_str(r#"{"events":[{"type":"agent.message","content":[]}]}"#);
+        assert!(bad.is_err());
+    }
+}

@@ -1,0 +1,157 @@
+//! Sessions: a running agent with its log.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::{Timestamp, agent::AgentSpec};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Session {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: SessionTag,
+    pub agent: SessionAgent,
+    pub environment_id: String,
+    pub status: SessionStatus,
+    pub title: Option<String>,
+    pub metadata: BTreeMap<String, String>,
+    pub usage: Usage,
+    pub stats: Stats,
+    pub resources: Vec<Value>,
+    pub vault_ids: Vec<String>,
+    pub outcome_evaluations: Vec<Value>,
+    pub budget: Option<Value>,
+    pub deployment_id: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub archived_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionTag {
+    Session,
+}
+
+/// The agent version a session is pinned to, as the session shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionAgent {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: crate::agent::AgentTag,
+    pub version: u32,
+    #[serde(flatten)]
+    pub spec: AgentSpec,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionStatus {
+    Rescheduling,
+    Running,
+    Idle,
+    Terminated,
+}
+
+impl SessionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionStatus::Rescheduling => "rescheduling",
+            SessionStatus::Running => "running",
+            SessionStatus::Idle => "idle",
+            SessionStatus::Terminated => "terminated",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "rescheduling" => SessionStatus::Rescheduling,
+            "running" => SessionStatus::Running,
+            "idle" => SessionStatus::Idle,
+            "terminated" => SessionStatus::Terminated,
+            _ => return None,
+        })
+    }
+}
+
+/// Cumulative token usage of a session.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct Usage {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cache_read_input_tokens: u64,
+    pub cache_creation: CacheCreation,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_seconds: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct CacheCreation {
+    pub ephemeral_5m_input_tokens: u64,
+    pub ephemeral_1h_input_tokens: u64,
+}
+
+impl Usage {
+    pub fn add(&mut self, m: &crate::event::ModelUsage) {
+        self.input_tokens += m.input_tokens;
+        self.output_tokens += m.output_tokens;
+        self.cache_read_input_tokens += m.cache_read_input_tokens;
+        self.cache_creation.ephemeral_5m_input_tokens += m.cache_creation_input_tokens;
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct Stats {
+    pub active_seconds: f64,
+    pub duration_seconds: f64,
+}
+
+/// `agent` in a session create request.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum AgentRef {
+    Id(String),
+    Pinned(PinnedAgent),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PinnedAgent {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: crate::agent::AgentTag,
+    #[serde(default)]
+    pub version: Option<u32>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSession {
+    pub agent: AgentRef,
+    pub environment_id: String,
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+    #[serde(default)]
+    pub initial_events: Vec<crate::event::UserEvent>,
+    #[serde(default)]
+    pub resources: Vec<Value>,
+    #[serde(default)]
+    pub vault_ids: Vec<String>,
+    #[serde(default)]
+    pub budget: Option<Value>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateSession {
+    #[serde(default, deserialize_with = "crate::agent::double_option")]
+    pub title: Option<Option<String>>,
+    #[serde(default)]
+    pub metadata: Option<BTreeMap<String, Option<String>>>,
+    #[serde(default)]
+    pub vault_ids: Option<Vec<String>>,
+}
