@@ -100,6 +100,9 @@ pub trait SessionLog: Send + Sync + 'static {
     /// Events with `after < seq`, in order, at most `limit`.
     async fn read(&self, session_id: &str, after: u64, limit: usize) -> Result<Vec<StoredEvent>>;
 
+    /// The session's status and last position, as of the last durable append.
+    async fn head(&self, session_id: &str) -> Result<Head>;
+
     /// The durable tail position of a session, updated after every append.
     fn subscribe(&self, session_id: &str) -> watch::Receiver<u64>;
 }

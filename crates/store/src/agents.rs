@@ -113,13 +113,11 @@ impl Store {
         self.db
             .write(move |c| {
                 let current = get_in(c, &ws, &id, None)?;
-                if let Some(v) = expected {
-                    if v != current.version {
-                        return Err(Error::Conflict(format!(
-                            "agent {id} is at version {}, not {v}; retrieve it and apply your change again",
-                            current.version
-                        )));
-                    }
+                if let Some(v) = expected.filter(|v| *v != current.version) {
+                    return Err(Error::Conflict(format!(
+                        "agent {id} is at version {}, not {v}; retrieve it and apply your change again",
+                        current.version
+                    )));
                 }
                 if current.archived_at.is_some() {
                     return Err(Error::Conflict(format!("agent {id} is archived and cannot be updated")));

@@ -32,6 +32,28 @@ impl SessionLog for Store {
             .map_err(into_log_error)
     }
 
+    async fn head(&self, session_id: &str) -> Result<Head> {
+        let sid = session_id.to_owned();
+        self.db
+            .read(move |c| {
+                let (status, last_seq): (String, i64) = c
+                    .query_row(
+                        "SELECT status, last_seq FROM sessions WHERE id = ?1",
+                        [&sid],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .optional()?
+                    .ok_or_else(|| Error::NotFound(sid.clone()))?;
+                Ok(Head {
+                    status: SessionStatus::parse(&status)
+                        .ok_or_else(|| Error::Storage(format!("unknown status {status:?}")))?,
+                    last_seq: last_seq as u64,
+                })
+            })
+            .await
+            .map_err(into_log_error)
+    }
+
     fn subscribe(&self, session_id: &str) -> watch::Receiver<u64> {
         let mut tails = match self.tails.lock() {
             Ok(t) => t,

@@ -1,0 +1,151 @@
+//! API keys (`x-api-key` or `Authorization: Bearer`) and per-key rate limits.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
+
+use agentd_store::Workspace;
+use agentd_wire::ErrorKind;
+
+use crate::{AppState, error::ApiError};
+
+/// Requests per second each key may make, with bursts up to `burst`. Zero disables it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimit {
+    pub per_second: f64,
+    pub burst: f64,
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        RateLimit {
+            per_second: 100.0,
+            burst: 200.0,
+        }
+    }
+}
+
+type KeyHash = [u8; 32];
+
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+/// Known keys by hash, so a request costs no database read after the first; and one token
+/// bucket per key. Keys are never deleted, so a cached key cannot outlive its row.
+#[derive(Clone)]
+pub(crate) struct KeyCache {
+    inner: Arc<Mutex<HashMap<KeyHash, (Workspace, Bucket)>>>,
+    rate: RateLimit,
+}
+
+impl KeyCache {
+    pub fn new(rate: RateLimit) -> Self {
+        KeyCache {
+            inner: Arc::default(),
+            rate,
+        }
+    }
+
+    /// Take one token from the key's bucket; false when it is empty.
+    fn admit(&self, hash: &[u8; 32]) -> Option<(Workspace, bool)> {
+        let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let (ws, b) = map.get_mut(hash)?;
+        if self.rate.per_second <= 0.0 {
+            return Some((ws.clone(), true));
+        }
+        let now = Instant::now();
+        b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * self.rate.per_second)
+            .min(self.rate.burst);
+        b.at = now;
+        let ok = b.tokens >= 1.0;
+        if ok {
+            b.tokens -= 1.0;
+        }
+        Some((ws.clone(), ok))
+    }
+
+    fn insert(&self, hash: [u8; 32], ws: Workspace) {
+        let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(hash).or_insert((
+            ws,
+            Bucket {
+                tokens: self.rate.burst,
+                at: Instant::now(),
+            },
+        ));
+    }
+}
+
+/// The caller's workspace, set by `authenticate` for every handler behind it.
+#[derive(Debug, Clone)]
+pub struct Caller(pub Workspace);
+
+pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let headers = req.headers();
+    let key = headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| {
+            headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+        })
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .map(str::to_owned);
+    let Some(key) = key else {
+        return ApiError::new(
+            ErrorKind::AuthenticationError,
+            "missing API key: send it in the x-api-key header or as Authorization: Bearer <key>",
+        )
+        .into_response();
+    };
+    let hash: [u8; 32] = Sha256::digest(key.as_bytes()).into();
+    let admitted = match state.keys.admit(&hash) {
+        Some(a) => a,
+        None => match state.store.authenticate(&key).await {
+            Ok(Some(ws)) => {
+                state.keys.insert(hash, ws);
+                match state.keys.admit(&hash) {
+                    Some(a) => a,
+                    None => {
+                        return ApiError::new(ErrorKind::ApiError, "key cache failure")
+                            .into_response();
+                    }
+                }
+            }
+            Ok(None) => {
+                return ApiError::new(
+                    ErrorKind::AuthenticationError,
+                    "invalid API key: it is not registered with this agentd (create one with `agentd keys create`)",
+                )
+                .into_response();
+            }
+            Err(e) => return ApiError::from(e).into_response(),
+        },
+    };
+    let (ws, ok) = admitted;
+    if !ok {
+        let mut r = ApiError::new(
+            ErrorKind::RateLimitError,
+            format!(
+                "rate limit of {} requests per second for this API key exceeded; retry after a short pause",
+                state.keys.rate.per_second
+            ),
+        )
+        .into_response();
+        r.headers_mut()
+            .insert("retry-after", axum::http::HeaderValue::from_static("1"));
+        return r;
+    }
+    req.extensions_mut().insert(Caller(ws));
+    next.run(req).await
+}

@@ -1,0 +1,38 @@
+//! The HTTP API: the Managed Agents routes, wire-compatible with the official SDKs.
+//!
+//! Owns: routing, authentication and per-key rate limits, request parsing with errors that
+//! name the field, the mapping from domain errors to Anthropic's error shape, and the SSE
+//! event stream fed from the session log. Must not touch: SQL (it calls `agentd-store`),
+//! model wire formats, harness policy (it appends user events and notifies the runner).
+
+mod auth;
+mod error;
+mod extract;
+mod routes;
+mod state;
+
+pub use auth::RateLimit;
+pub use error::ApiError;
+pub use state::{AppState, StoreAgents};
+
+use axum::Router;
+
+/// Largest request body accepted; a bigger one is refused with 413.
+pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .merge(routes::agents::routes())
+        .merge(routes::environments::routes())
+        .merge(routes::sessions::routes())
+        .merge(routes::events::routes())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
+        .with_state(state);
+    Router::new()
+        .route("/health", axum::routing::get(|| async { "ok" }))
+        .merge(api)
+        .fallback(|| async { ApiError::not_found("no such route") })
+}

@@ -1,0 +1,130 @@
+//! `/v1/environments`: create, retrieve, update, list, archive, delete.
+
+use axum::extract::{Path, State};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+
+use agentd_wire::environment::{CreateEnvironment, EnvironmentTag, UpdateEnvironment};
+use agentd_wire::{Environment, Page};
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Body, Query};
+use crate::routes::{Deleted, page};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/environments", post(create).get(list))
+        .route(
+            "/v1/environments/{id}",
+            get(retrieve).post(update).delete(delete),
+        )
+        .route("/v1/environments/{id}/archive", post(archive))
+}
+
+async fn create(
+    State(st): State<AppState>,
+    Extension(Caller(ws)): Extension<Caller>,
+    Body(req): Body<CreateEnvironment>,
+) -> ApiResult<Json<Environment>> {
+    if req.name.trim().is_empty() {
+        return Err(ApiError::invalid("name: must not be empty"));
+    }
+    let config = req.config.unwrap_or_default();
+    config.validate().map_err(ApiError::invalid)?;
+    let env = st
+        .store
+        .create_environment(&ws.id, move |id, now| Environment {
+            id,
+            kind: EnvironmentTag::Environment,
+            name: req.name,
+            description: req.description,
+            config,
+            metadata: req.metadata,
+            scope: req.scope,
+            created_at: now,
+            updated_at: now,
+            archived_at: None,
+        })
+        .await?;
+    Ok(Json(env))
+}
+
+async fn retrieve(
+    State(st): State<AppState>,
+    Extension(Caller(ws)): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Environment>> {
+    Ok(Json(st.store.get_environment(&ws.id, &id).await?))
+}
+
+async fn update(
+    State(st): State<AppState>,
+    Extension(Caller(ws)): Extension<Caller>,
+    Path(id): Path<String>,
+    Body(req): Body<UpdateEnvironment>,
+) -> ApiResult<Json<Environment>> {
+    if let Some(Some(c)) = &req.config {
+        c.validate().map_err(ApiError::invalid)?;
+    }
+    if let Some(Some(n)) = &req.name
+        && n.trim().is_empty()
+    {
+        return Err(ApiError::invalid("name: must not be empty"));
+    }
+    let env = st
+        .store
+        .update_environment(&ws.id, &id, move |env| {
+            if let Some(Some(n)) = req.name {
+                env.name = n;
+            }
+            if let Some(d) = req.description {
+                env.description = d;
+            }
+            if let Some(c) = req.config {
+                env.config = c.unwrap_or_default();
+            }
+            if let Some(m) = req.metadata {
+                agentd_wire::agent::merge_metadata(&mut env.metadata, m);
+            }
+            if let Some(s) = req.scope {
+                env.scope = s;
+            }
+            Ok(())
+        })
+        .await?;
+    Ok(Json(env))
+}
+
+async fn list(
+    State(st): State<AppState>,
+    Extension(Caller(ws)): Extension<Caller>,
+    q: Query,
+) -> ApiResult<Json<Page<Environment>>> {
+    let p = st
+        .store
+        .list_environments(&ws.id, q.flag("include_archived")?, q.limit()?, q.page())
+        .await?;
+    Ok(Json(page(p, |e| e)))
+}
+
+async fn archive(
+    State(st): State<AppState>,
+    Extension(Caller(ws)): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Environment>> {
+    Ok(Json(st.store.archive_environment(&ws.id, &id).await?))
+}
+
+async fn delete(
+    State(st): State<AppState>,
+    Extension(Caller(ws)): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Deleted>> {
+    st.store.delete_environment(&ws.id, &id).await?;
+    Ok(Json(Deleted {
+        id,
+        kind: "environment_deleted",
+    }))
+}

@@ -1,0 +1,291 @@
+//! `/v1/sessions/{id}/events`: send, list, and the SSE stream fed from the log.
+
+use std::collections::HashSet;
+use std::convert::Infallible;
+
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::IntoResponse;
+use axum::response::sse::{Event as Sse, KeepAlive};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use serde::Serialize;
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+
+use agentd_session::{Guard, NewEvent, Refusal, SessionLog, StoredEvent};
+use agentd_store::EventFilter;
+use agentd_wire::event::{Preview, SendEvents, UserEvent};
+use agentd_wire::{Event, EventBody, Page, SessionStatus};
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Body, Query};
+use crate::routes::page;
+
+/// The SDK's session tool runner lists with `limit=1000`.
+const MAX_EVENTS_PAGE: usize = 1000;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/sessions/{id}/events", post(send).get(list))
+        .route("/v1/sessions/{id}/events/stream", get(stream))
+}
+
+#[derive(Serialize)]
+struct Sent {
+    data: Vec<Event>,
+}
+
+/// Check what the types cannot: non-empty messages, and results that answer a real call.
+pub async fn validate_events(
+    st: &AppState,
+    session_id: Option<&str>,
+    events: &[UserEvent],
+    field: &str,
+) -> ApiResult<()> {
+    for (i, e) in events.iter().enumerate() {
+        match e {
+            UserEvent::Message { content } if content.is_empty() => {
+                return Err(ApiError::invalid(format!(
+                    "{field}[{i}].content: a user.message needs at least one content block"
+                )));
+            }
+            UserEvent::CustomToolResult {
+                custom_tool_use_id: id,
+                ..
+            }
+            | UserEvent::ToolConfirmation {
+                tool_use_id: id, ..
+            } => {
+                let (name, want) = match e {
+                    UserEvent::CustomToolResult { .. } => {
+                        ("custom_tool_use_id", "agent.custom_tool_use")
+                    }
+                    _ => ("tool_use_id", "agent.tool_use"),
+                };
+                let Some(sid) = session_id else {
+                    return Err(ApiError::invalid(format!(
+                        "{field}[{i}].{name}: a new session has no {want} to answer"
+                    )));
+                };
+                let found = match st.store.event_position(sid, id).await? {
+                    Some(seq) => st
+                        .store
+                        .read(sid, seq - 1, 1)
+                        .await?
+                        .first()
+                        .is_some_and(|e| e.event.body.type_name() == want),
+                    None => false,
+                };
+                if !found {
+                    return Err(ApiError::invalid(format!(
+                        "{field}[{i}].{name}: {id:?} is not the id of an {want} event in this session"
+                    )));
+                }
+            }
+            UserEvent::Message { .. } | UserEvent::Interrupt { .. } => {}
+        }
+    }
+    Ok(())
+}
+
+/// The guard that appends a client's events, moving an idle session to running when one of
+/// them needs the agent. Returns it with whether the harness must wake and whether the batch
+/// interrupts.
+pub fn user_batch(events: Vec<UserEvent>) -> (Guard, bool, bool) {
+    let wakes = events
+        .iter()
+        .any(|e| !matches!(e, UserEvent::Interrupt { .. }));
+    let interrupts = events
+        .iter()
+        .any(|e| matches!(e, UserEvent::Interrupt { .. }));
+    let mut batch: Vec<NewEvent> = events
+        .into_iter()
+        .map(|e| NewEvent::new(EventBody::from(e)))
+        .collect();
+    let guard: Guard = Box::new(move |head| {
+        if head.status == SessionStatus::Terminated {
+            return Err(Refusal::Terminated);
+        }
+        if wakes && head.status != SessionStatus::Running {
+            batch.push(NewEvent::new(EventBody::SessionStatusRunning {}));
+        }
+        Ok(batch)
+    });
+    (guard, wakes, interrupts)
+}
+
+async fn send(
+    State(st): State<AppState>,
+    Extension(Caller(ws)): Extension<Caller>,
+    Path(id): Path<String>,
+    Body(req): Body<SendEvents>,
+) -> ApiResult<Json<Sent>> {
+    let session = st.store.get_session(&ws.id, &id).await?;
+    if session.archived_at.is_some() {
+        return Err(ApiError::conflict(format!(
+            "session {id} is archived and accepts no more events"
+        )));
+    }
+    if req.events.is_empty() {
+        return Err(ApiError::invalid("events: send at least one event"));
+    }
+    validate_events(&st, Some(&id), &req.events, "events").await?;
+    let n = req.events.len();
+    let (guard, wakes, interrupts) = user_batch(req.events);
+    let (_, stored) = st.store.append(&id, guard).await?;
+    if interrupts {
+        st.runner.interrupt(&id);
+    } else if wakes {
+        st.runner.notify(&id);
+    }
+    Ok(Json(Sent {
+        data: stored.into_iter().take(n).map(|e| e.event).collect(),
+    }))
+}
+
+async fn list(
+    State(st): State<AppState>,
+    Extension(Caller(ws)): Extension<Caller>,
+    Path(id): Path<String>,
+    q: Query,
+) -> ApiResult<Json<Page<Event>>> {
+    let order = match q.get("order") {
+        None => agentd_store::Order::Asc,
+        Some(_) => q.order()?,
+    };
+    let f = EventFilter {
+        order,
+        limit: q.limit_up_to(MAX_EVENTS_PAGE)?,
+        page: q.page(),
+        types: q.all("types"),
+        created_at_gt: q.time("created_at[gt]")?,
+        created_at_gte: q.time("created_at[gte]")?,
+        created_at_lt: q.time("created_at[lt]")?,
+        created_at_lte: q.time("created_at[lte]")?,
+    };
+    Ok(Json(page(
+        st.store.list_events(&ws.id, &id, f).await?,
+        |e| e.event,
+    )))
+}
+
+fn sse_event(e: &StoredEvent) -> Sse {
+    let data = serde_json::to_string(&e.event).unwrap_or_default();
+    Sse::default()
+        .event(e.event.body.type_name())
+        .id(e.event.id.clone())
+        .data(data)
+}
+
+async fn stream(
+    State(st): State<AppState>,
+    Extension(Caller(ws)): Extension<Caller>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    q: Query,
+) -> ApiResult<axum::response::Response> {
+    st.store.get_session(&ws.id, &id).await?;
+    let mut kinds = HashSet::new();
+    for k in q.all("event_deltas") {
+        if !matches!(k.as_str(), "agent.message" | "agent.thinking") {
+            return Err(ApiError::invalid(format!(
+                "event_deltas: {k:?} is not agent.message or agent.thinking"
+            )));
+        }
+        kinds.insert(k);
+    }
+    // Subscribe before reading the head, so nothing appended in between goes unseen.
+    let mut tail = st.store.subscribe(&id);
+    let mut previews = (!kinds.is_empty()).then(|| st.previews.subscribe(&id));
+    let head = st.store.head(&id).await?;
+    let mut cursor = match headers.get("last-event-id").and_then(|v| v.to_str().ok()) {
+        Some(last) => st
+            .store
+            .event_position(&id, last)
+            .await?
+            .unwrap_or(head.last_seq),
+        None => head.last_seq,
+    };
+    let (tx, rx) = mpsc::channel::<Result<Sse, Infallible>>(256);
+    tokio::spawn(async move {
+        let mut announced: HashSet<String> = HashSet::new();
+        loop {
+            loop {
+                let batch = match st.store.read(&id, cursor, 500).await {
+                    Ok(b) => b,
+                    Err(e) => {
+                        tracing::warn!(session = %id, error = %e, "stream read failed");
+                        return;
+                    }
+                };
+                for e in &batch {
+                    if tx.send(Ok(sse_event(e))).await.is_err() {
+                        return;
+                    }
+                    cursor = e.seq;
+                }
+                if batch.len() < 500 {
+                    break;
+                }
+            }
+            tokio::select! {
+                r = tail.changed() => if r.is_err() { return },
+                p = next_preview(&mut previews) => match p {
+                    Ok(p) => {
+                        if let Some(ev) = preview_event(&p, &kinds, &mut announced)
+                            && tx.send(Ok(ev)).await.is_err()
+                        {
+                            return;
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => previews = None,
+                },
+                () = tx.closed() => return,
+            }
+        }
+    });
+    Ok(axum::response::Sse::new(ReceiverStream::new(rx))
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
+async fn next_preview(
+    rx: &mut Option<broadcast::Receiver<Preview>>,
+) -> Result<Preview, broadcast::error::RecvError> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Only previews of the requested kinds; deltas only for events whose start was sent.
+fn preview_event(
+    p: &Preview,
+    kinds: &HashSet<String>,
+    announced: &mut HashSet<String>,
+) -> Option<Sse> {
+    let name = match p {
+        Preview::EventStart { event } => {
+            if !kinds.contains(&event.kind) {
+                return None;
+            }
+            announced.insert(event.id.clone());
+            "event_start"
+        }
+        Preview::EventDelta { event_id, .. } => {
+            if !announced.contains(event_id) {
+                return None;
+            }
+            "event_delta"
+        }
+    };
+    Some(
+        Sse::default()
+            .event(name)
+            .data(serde_json::to_string(p).unwrap_or_default()),
+    )
+}

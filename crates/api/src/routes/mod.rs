@@ -1,0 +1,26 @@
+//! One module per resource; each exposes `routes()`.
+
+pub mod agents;
+pub mod environments;
+pub mod events;
+pub mod sessions;
+
+use serde::Serialize;
+
+use agentd_wire::Page;
+
+/// A list response in the SDK's cursor-page shape.
+pub fn page<T, U: Serialize>(p: agentd_store::Page<T>, f: impl FnMut(T) -> U) -> Page<U> {
+    Page {
+        data: p.items.into_iter().map(f).collect(),
+        next_page: p.next,
+    }
+}
+
+/// `{"id": ..., "type": "<kind>_deleted"}`.
+#[derive(Serialize)]
+pub struct Deleted {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+}

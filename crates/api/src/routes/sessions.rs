@@ -1,0 +1,165 @@
+//! `/v1/sessions`: create, retrieve, list, update, archive, delete.
+
+use axum::extract::{Path, State};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+
+use agentd_store::{NewSession, SessionFilter};
+use agentd_wire::agent::AgentTag;
+use agentd_wire::session::{AgentRef, CreateSession, SessionAgent, UpdateSession};
+use agentd_wire::{Page, Session, SessionStatus};
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Body, Query};
+use crate::routes::events::{user_batch, validate_events};
+use crate::routes::{Deleted, page};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/sessions", post(create).get(list))
+        .route(
+            "/v1/sessions/{id}",
+            get(retrieve).post(update).delete(delete),
+        )
+        .route("/v1/sessions/{id}/archive", post(archive))
+}
+
+async fn create(
+    State(st): State<AppState>,
+    Extension(Caller(ws)): Extension<Caller>,
+    Body(req): Body<CreateSession>,
+) -> ApiResult<Json<Session>> {
+    let (agent_id, version) = match req.agent {
+        AgentRef::Id(id) => (id, None),
+        AgentRef::Pinned(p) => (p.id, p.version),
+    };
+    let agent = st
+        .store
+        .get_agent(&ws.id, &agent_id, version)
+        .await
+        .map_err(|e| match e {
+            agentd_store::Error::NotFound(m) => ApiError::not_found(format!("agent: {m}")),
+            other => other.into(),
+        })?;
+    if agent.archived_at.is_some() {
+        return Err(ApiError::invalid(format!(
+            "agent: {agent_id} is archived; sessions cannot start with it"
+        )));
+    }
+    if !req.vault_ids.is_empty() {
+        return Err(ApiError::invalid(
+            "vault_ids: vaults are not supported by this agentd yet",
+        ));
+    }
+    if !req.resources.is_empty() {
+        return Err(ApiError::invalid(
+            "resources: session resources are not supported by this agentd yet",
+        ));
+    }
+    validate_events(&st, None, &req.initial_events, "initial_events").await?;
+    let (batch, wakes, _) = user_batch(req.initial_events);
+    let session = st
+        .store
+        .create_session(
+            &ws.id,
+            NewSession {
+                agent: SessionAgent {
+                    id: agent.id,
+                    kind: AgentTag::Agent,
+                    version: agent.version,
+                    spec: agent.spec,
+                },
+                environment_id: req.environment_id,
+                title: req.title,
+                metadata: req.metadata,
+                vault_ids: req.vault_ids,
+            },
+            batch,
+        )
+        .await?;
+    if wakes {
+        st.runner.notify(&session.id);
+    }
+    Ok(Json(session))
+}
+
+async fn retrieve(
+    State(st): State<AppState>,
+    Extension(Caller(ws)): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Session>> {
+    Ok(Json(st.store.get_session(&ws.id, &id).await?))
+}
+
+async fn list(
+    State(st): State<AppState>,
+    Extension(Caller(ws)): Extension<Caller>,
+    q: Query,
+) -> ApiResult<Json<Page<Session>>> {
+    let statuses = q
+        .all("statuses")
+        .into_iter()
+        .map(|s| {
+            SessionStatus::parse(&s).ok_or_else(|| {
+                ApiError::invalid(format!(
+                    "statuses: {s:?} is not one of rescheduling, running, idle, terminated"
+                ))
+            })
+        })
+        .collect::<ApiResult<Vec<_>>>()?;
+    let f = SessionFilter {
+        agent_id: q.get("agent_id").map(str::to_owned),
+        agent_version: q.u32("agent_version")?,
+        statuses,
+        include_archived: q.flag("include_archived")?,
+        created_at_gt: q.time("created_at[gt]")?,
+        created_at_gte: q.time("created_at[gte]")?,
+        created_at_lt: q.time("created_at[lt]")?,
+        created_at_lte: q.time("created_at[lte]")?,
+        order: q.order()?,
+        limit: q.limit()?,
+        page: q.page(),
+    };
+    Ok(Json(page(st.store.list_sessions(&ws.id, f).await?, |s| s)))
+}
+
+async fn update(
+    State(st): State<AppState>,
+    Extension(Caller(ws)): Extension<Caller>,
+    Path(id): Path<String>,
+    Body(req): Body<UpdateSession>,
+) -> ApiResult<Json<Session>> {
+    if req.vault_ids.as_ref().is_some_and(|v| !v.is_empty()) {
+        return Err(ApiError::invalid(
+            "vault_ids: vaults are not supported by this agentd yet",
+        ));
+    }
+    Ok(Json(
+        st.store
+            .update_session(&ws.id, &id, req.title, req.metadata)
+            .await?,
+    ))
+}
+
+async fn archive(
+    State(st): State<AppState>,
+    Extension(Caller(ws)): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Session>> {
+    Ok(Json(st.store.archive_session(&ws.id, &id).await?))
+}
+
+async fn delete(
+    State(st): State<AppState>,
+    Extension(Caller(ws)): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Deleted>> {
+    st.store.delete_session(&ws.id, &id).await?;
+    st.runner.forget(&id);
+    Ok(Json(Deleted {
+        id,
+        kind: "session_deleted",
+    }))
+}

@@ -1,0 +1,230 @@
+//! The fold from a session's log to what the harness needs: the model's messages and what
+//! to do next. Pure: the same events always give the same answer.
+
+use agentd_models::{Block, Message, Role};
+use agentd_session::{Private, StoredEvent};
+use agentd_wire::event::RetryStatus;
+use agentd_wire::{ContentBlock, EventBody, SessionStatus, StopReason, Usage};
+
+/// What the log says should happen next.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Next {
+    /// Call the model. `open_span` is a request whose start was logged but whose end was
+    /// not (the process died mid-request); it is made again under the same span.
+    CallModel { open_span: Option<String> },
+    /// Nothing to do until the user acts; the session rests with this stop reason.
+    Rest(StopReason),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fold {
+    pub messages: Vec<Message>,
+    pub next: Next,
+    pub status: SessionStatus,
+    pub usage: Usage,
+    /// Position of the last event folded.
+    pub tail: u64,
+}
+
+pub fn fold(events: &[StoredEvent]) -> Fold {
+    let mut b = Builder::default();
+    let mut needs_model = false;
+    let mut open_span: Option<String> = None;
+    let mut exhausted = false;
+    let mut status = SessionStatus::Idle;
+    let mut usage = Usage::default();
+    let mut tail = 0;
+    for e in events {
+        tail = e.seq;
+        if let Some(s) = agentd_session::status_after(&e.event.body) {
+            status = s;
+        }
+        match &e.event.body {
+            EventBody::UserMessage { content } => {
+                b.close_open_tools("The user sent a new message before this tool returned.");
+                b.push(Role::User, content.iter().map(to_block).collect());
+                needs_model = true;
+                exhausted = false;
+            }
+            EventBody::UserCustomToolResult {
+                custom_tool_use_id,
+                content,
+                is_error,
+            } => {
+                if b.close_tool(
+                    custom_tool_use_id,
+                    content.as_deref().unwrap_or_default(),
+                    is_error.unwrap_or(false),
+                ) && b.open_tools.is_empty()
+                {
+                    needs_model = true;
+                    exhausted = false;
+                }
+            }
+            EventBody::UserInterrupt { .. } => {
+                b.close_open_tools("The user interrupted before this tool returned.");
+                needs_model = false;
+            }
+            EventBody::SpanModelRequestStart {} => {
+                // A request consumes every input logged before it.
+                open_span = Some(e.event.id.clone());
+                needs_model = false;
+            }
+            EventBody::SpanModelRequestEnd { model_usage, .. } => {
+                open_span = None;
+                usage.add(model_usage);
+            }
+            EventBody::SessionError { error } => {
+                exhausted = error.retry_status == RetryStatus::Exhausted;
+            }
+            EventBody::AgentThinking {} => match &e.private {
+                Some(Private::Thinking {
+                    thinking,
+                    signature,
+                }) => b.push(
+                    Role::Assistant,
+                    vec![Block::Thinking {
+                        thinking: thinking.clone(),
+                        signature: signature.clone(),
+                    }],
+                ),
+                Some(Private::RedactedThinking { data }) => b.push(
+                    Role::Assistant,
+                    vec![Block::RedactedThinking { data: data.clone() }],
+                ),
+                None => {}
+            },
+            EventBody::AgentMessage { content } => {
+                b.push(Role::Assistant, content.iter().map(to_block).collect());
+            }
+            EventBody::AgentCustomToolUse { name, input } => {
+                b.push(
+                    Role::Assistant,
+                    vec![Block::ToolUse {
+                        id: e.event.id.clone(),
+                        name: name.clone(),
+                        input: serde_json::Value::Object(input.clone()),
+                    }],
+                );
+                b.open_tools.push(e.event.id.clone());
+            }
+            EventBody::UserToolConfirmation { .. }
+            | EventBody::SessionStatusRunning {}
+            | EventBody::SessionStatusIdle { .. }
+            | EventBody::SessionStatusRescheduled {}
+            | EventBody::SessionStatusTerminated {}
+            | EventBody::SessionUsage { .. }
+            | EventBody::SessionUpdated { .. } => {}
+        }
+    }
+    let next = if status == SessionStatus::Terminated {
+        Next::Rest(StopReason::EndTurn)
+    } else if open_span.is_some() || needs_model {
+        Next::CallModel { open_span }
+    } else if !b.open_tools.is_empty() {
+        Next::Rest(StopReason::RequiresAction {
+            event_ids: b.open_tools.clone(),
+        })
+    } else if exhausted {
+        Next::Rest(StopReason::RetriesExhausted)
+    } else {
+        Next::Rest(StopReason::EndTurn)
+    };
+    Fold {
+        messages: b.messages,
+        next,
+        status,
+        usage,
+        tail,
+    }
+}
+
+#[derive(Default)]
+struct Builder {
+    messages: Vec<Message>,
+    /// Tool uses the model made that have no result yet, in call order.
+    open_tools: Vec<String>,
+}
+
+impl Builder {
+    /// Append blocks, merging with the previous message of the same role: the Messages API
+    /// wants roles to alternate.
+    fn push(&mut self, role: Role, blocks: Vec<Block>) {
+        if blocks.is_empty() {
+            return;
+        }
+        match self.messages.last_mut() {
+            Some(m) if m.role == role => m.content.extend(blocks),
+            _ => self.messages.push(Message {
+                role,
+                content: blocks,
+            }),
+        }
+    }
+
+    fn close_tool(&mut self, id: &str, content: &[ContentBlock], is_error: bool) -> bool {
+        let Some(pos) = self.open_tools.iter().position(|t| t == id) else {
+            return false;
+        };
+        self.open_tools.remove(pos);
+        self.push(
+            Role::User,
+            vec![Block::ToolResult {
+                tool_use_id: id.to_owned(),
+                content: content.iter().map(to_block).collect(),
+                is_error,
+            }],
+        );
+        true
+    }
+
+    /// Every tool use needs a result before the conversation goes on; one that never got
+    /// one is answered with an error saying why.
+    fn close_open_tools(&mut self, why: &str) {
+        for id in std::mem::take(&mut self.open_tools) {
+            self.push(
+                Role::User,
+                vec![Block::ToolResult {
+                    tool_use_id: id,
+                    content: vec![Block::Text { text: why.into() }],
+                    is_error: true,
+                }],
+            );
+        }
+    }
+}
+
+fn to_block(c: &ContentBlock) -> Block {
+    match c {
+        ContentBlock::Text { text } => Block::Text { text: text.clone() },
+        ContentBlock::Image { source } => Block::Image {
+            source: source.clone(),
+        },
+        ContentBlock::Document {
+            source,
+            title,
+            context,
+        } => Block::Document {
+            source: source.clone(),
+            title: title.clone(),
+            context: context.clone(),
+        },
+        ContentBlock::SearchResult { title, content, .. } => Block::Text {
+            text: format!(
+                "{title}\n{}",
+                content
+                    .iter()
+                    .filter_map(|c| c.get("text").and_then(|t| t.as_str()))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            ),
+        },
+        ContentBlock::Redacted {} => Block::Text {
+            text: "[redacted]".into(),
+        },
+    }
+}
+
+#[cfg(test)]
+#[path = "context_tests.rs"]
+mod tests;

@@ -1,0 +1,160 @@
+use agentd_session::{NewEvent, StoredEvent};
+use agentd_wire::event::{ModelUsage, SessionErrorKind, SessionErrorObject};
+use agentd_wire::{ContentBlock, Event, EventBody, StopReason};
+
+use super::*;
+
+fn log(bodies: Vec<EventBody>) -> Vec<StoredEvent> {
+    bodies
+        .into_iter()
+        .enumerate()
+        .map(|(i, body)| {
+            let n = NewEvent::new(body);
+            StoredEvent {
+                seq: i as u64 + 1,
+                event: Event {
+                    id: format!("sevt_{i}"),
+                    processed_at: chrono::Utc::now(),
+                    body: n.body,
+                },
+                private: None,
+            }
+        })
+        .collect()
+}
+
+fn user(t: &str) -> EventBody {
+    EventBody::UserMessage {
+        content: vec![ContentBlock::text(t)],
+    }
+}
+
+fn end() -> EventBody {
+    EventBody::SpanModelRequestEnd {
+        model_request_start_id: "x".into(),
+        is_error: None,
+        model_usage: ModelUsage {
+            input_tokens: 3,
+            output_tokens: 2,
+            ..Default::default()
+        },
+    }
+}
+
+#[test]
+fn a_new_message_calls_the_model() {
+    let f = fold(&log(vec![user("hi"), EventBody::SessionStatusRunning {}]));
+    assert_eq!(f.next, Next::CallModel { open_span: None });
+    assert_eq!(f.messages.len(), 1);
+    assert_eq!(f.tail, 2);
+}
+
+#[test]
+fn a_logged_start_without_end_is_retried_under_the_same_span() {
+    let f = fold(&log(vec![user("hi"), EventBody::SpanModelRequestStart {}]));
+    assert_eq!(
+        f.next,
+        Next::CallModel {
+            open_span: Some("sevt_1".into())
+        }
+    );
+}
+
+#[test]
+fn a_message_during_a_request_calls_the_model_again() {
+    let f = fold(&log(vec![
+        user("one"),
+        EventBody::SpanModelRequestStart {},
+        user("two"),
+        EventBody::AgentMessage {
+            content: vec![ContentBlock::text("reply")],
+        },
+        end(),
+    ]));
+    assert_eq!(f.next, Next::CallModel { open_span: None });
+    assert_eq!(f.usage.input_tokens, 3);
+}
+
+#[test]
+fn custom_tool_use_waits_for_its_result_then_continues() {
+    let mut events = vec![
+        user("weather?"),
+        EventBody::SpanModelRequestStart {},
+        EventBody::AgentCustomToolUse {
+            name: "get_weather".into(),
+            input: Default::default(),
+        },
+        end(),
+    ];
+    let f = fold(&log(events.clone()));
+    assert_eq!(
+        f.next,
+        Next::Rest(StopReason::RequiresAction {
+            event_ids: vec!["sevt_2".into()]
+        })
+    );
+    events.push(EventBody::UserCustomToolResult {
+        custom_tool_use_id: "sevt_2".into(),
+        content: Some(vec![ContentBlock::text("sunny")]),
+        is_error: None,
+    });
+    let f = fold(&log(events));
+    assert_eq!(f.next, Next::CallModel { open_span: None });
+    let last = f.messages.last().unwrap();
+    assert_eq!(last.role, Role::User);
+    assert!(
+        matches!(&last.content[0], Block::ToolResult { tool_use_id, is_error: false, .. } if tool_use_id == "sevt_2")
+    );
+}
+
+#[test]
+fn interrupt_rests_and_answers_open_tools_with_an_error() {
+    let f = fold(&log(vec![
+        user("go"),
+        EventBody::SpanModelRequestStart {},
+        EventBody::AgentCustomToolUse {
+            name: "t".into(),
+            input: Default::default(),
+        },
+        end(),
+        EventBody::UserInterrupt {
+            session_thread_id: None,
+        },
+    ]));
+    assert_eq!(f.next, Next::Rest(StopReason::EndTurn));
+    let last = f.messages.last().unwrap();
+    assert!(matches!(
+        &last.content[0],
+        Block::ToolResult { is_error: true, .. }
+    ));
+}
+
+#[test]
+fn exhausted_retries_rest_with_that_reason_until_the_user_speaks() {
+    let err = EventBody::SessionError {
+        error: SessionErrorObject {
+            kind: SessionErrorKind::ModelOverloadedError,
+            message: "overloaded".into(),
+            retry_status: agentd_wire::event::RetryStatus::Exhausted,
+        },
+    };
+    let mut events = vec![user("hi"), EventBody::SpanModelRequestStart {}, err, end()];
+    assert_eq!(
+        fold(&log(events.clone())).next,
+        Next::Rest(StopReason::RetriesExhausted)
+    );
+    events.push(user("again"));
+    assert_eq!(fold(&log(events)).next, Next::CallModel { open_span: None });
+}
+
+#[test]
+fn roles_alternate_even_when_the_model_said_nothing() {
+    let f = fold(&log(vec![
+        user("a"),
+        EventBody::SpanModelRequestStart {},
+        end(),
+        user("b"),
+    ]));
+    assert_eq!(f.messages.len(), 1);
+    assert_eq!(f.messages[0].content.len(), 2);
+}

@@ -1,0 +1,539 @@
+//! `wake(session)`: fold the log, call the model when the log says so, append the outcome.
+//!
+//! Every step is logged before it is relied on. A model request is bracketed by
+//! `span.model_request_start` (logged before the call) and one transaction holding the
+//! response, the span's end, the usage and — when nothing arrived meanwhile — the idle status.
+//! A crash mid-request leaves an open span that the next wake makes again; the half-streamed
+//! response was never logged, so the user sees it once.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+use tokio_util::sync::CancellationToken;
+
+use agentd_models::{Block, Delta, Model, Registry, Request, ToolDef};
+use agentd_session::{
+    Error as LogError, Head, NewEvent, Private, Refusal, SessionLog, StoredEvent, at_tail, events,
+};
+use agentd_wire::agent::Tool;
+use agentd_wire::event::{
+    Delta as WireDelta, DeltaTag, ModelUsage, Preview, PreviewRef, RetryStatus, SessionErrorKind,
+    SessionErrorObject,
+};
+use agentd_wire::ids::{self, Kind};
+use agentd_wire::{ContentBlock, EventBody, SessionStatus, StopReason, Usage};
+
+use crate::context::{Fold, Next, fold};
+use crate::{Agents, Error, Previews, Result};
+
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    /// Attempts per model request, the first included.
+    pub max_attempts: u32,
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 5,
+            base_delay: Duration::from_millis(1000),
+            max_delay: Duration::from_secs(30),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Exponential backoff with jitter; a `Retry-After` from upstream wins when longer.
+    fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+        let exp = self
+            .base_delay
+            .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
+            .min(self.max_delay);
+        let jittered = exp.mul_f64(rand::rng().random_range(0.5..=1.0));
+        match retry_after {
+            Some(ra) => ra
+                .min(self.max_delay.max(Duration::from_secs(60)))
+                .max(jittered),
+            None => jittered,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct HarnessConfig {
+    pub retry: RetryPolicy,
+    pub max_tokens: u32,
+}
+
+impl Default for HarnessConfig {
+    fn default() -> Self {
+        HarnessConfig {
+            retry: RetryPolicy::default(),
+            max_tokens: 8192,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Harness {
+    log: Arc<dyn SessionLog>,
+    agents: Arc<dyn Agents>,
+    models: Arc<Registry>,
+    previews: Previews,
+    cfg: Arc<HarnessConfig>,
+}
+
+/// How a wake's attempt to append ended.
+enum Appended {
+    Done(Head),
+    /// The log moved on since the fold; fold again.
+    Stale,
+    Terminated,
+}
+
+impl Harness {
+    pub fn new(
+        log: Arc<dyn SessionLog>,
+        agents: Arc<dyn Agents>,
+        models: Arc<Registry>,
+        previews: Previews,
+        cfg: HarnessConfig,
+    ) -> Self {
+        Harness {
+            log,
+            agents,
+            models,
+            previews,
+            cfg: Arc::new(cfg),
+        }
+    }
+
+    pub fn log(&self) -> &Arc<dyn SessionLog> {
+        &self.log
+    }
+
+    /// Bring the session to rest: run model turns until the log asks for nothing more.
+    /// Returns early, without resting, when `cancel` fires (an interrupt); the caller wakes
+    /// the session again to log the rest.
+    pub async fn wake(&self, session_id: &str, cancel: &CancellationToken) -> Result<()> {
+        let mut log: Vec<StoredEvent> = Vec::new();
+        loop {
+            self.catch_up(session_id, &mut log).await?;
+            let f = fold(&log);
+            match f.next.clone() {
+                Next::Rest(reason) => {
+                    if !matches!(
+                        f.status,
+                        SessionStatus::Running | SessionStatus::Rescheduling
+                    ) {
+                        return Ok(());
+                    }
+                    let idle = NewEvent::new(EventBody::SessionStatusIdle {
+                        stop_reason: reason,
+                        stop_details: None,
+                    });
+                    match self.append(session_id, at_tail(f.tail, vec![idle])).await? {
+                        Appended::Stale => continue,
+                        Appended::Done(_) | Appended::Terminated => return Ok(()),
+                    }
+                }
+                Next::CallModel { open_span } => {
+                    if cancel.is_cancelled() {
+                        return Ok(());
+                    }
+                    let mut batch = Vec::new();
+                    if f.status != SessionStatus::Running {
+                        batch.push(NewEvent::new(EventBody::SessionStatusRunning {}));
+                    }
+                    let span = match open_span {
+                        Some(id) => id,
+                        None => {
+                            let start = NewEvent::new(EventBody::SpanModelRequestStart {});
+                            let id = start.id.clone();
+                            batch.push(start);
+                            id
+                        }
+                    };
+                    let mut tail = f.tail;
+                    if !batch.is_empty() {
+                        match self.append(session_id, at_tail(f.tail, batch)).await? {
+                            Appended::Done(h) => tail = h.last_seq,
+                            Appended::Stale => continue,
+                            Appended::Terminated => return Ok(()),
+                        }
+                    }
+                    if !self.turn(session_id, &f, span, tail, cancel).await? {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Read what was appended since `log`'s last event.
+    async fn catch_up(&self, session_id: &str, log: &mut Vec<StoredEvent>) -> Result<()> {
+        loop {
+            let after = log.last().map_or(0, |e| e.seq);
+            let page = self.log.read(session_id, after, 1000).await?;
+            let n = page.len();
+            log.extend(page);
+            if n < 1000 {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn append(&self, session_id: &str, guard: agentd_session::Guard) -> Result<Appended> {
+        match self.log.append(session_id, guard).await {
+            Ok((head, _)) => Ok(Appended::Done(head)),
+            Err(LogError::Refused(Refusal::Stale { .. })) => Ok(Appended::Stale),
+            Err(LogError::Refused(Refusal::Terminated)) => Ok(Appended::Terminated),
+            Err(LogError::NotFound(id)) => Err(Error::SessionNotFound(id)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// One model request under `span`, retried on transient failures. Returns false when
+    /// interrupted.
+    async fn turn(
+        &self,
+        session_id: &str,
+        f: &Fold,
+        span: String,
+        mut tail: u64,
+        cancel: &CancellationToken,
+    ) -> Result<bool> {
+        let agent = self.agents.session_agent(session_id).await?;
+        let (model, upstream_id) = match self.models.resolve(&agent.spec.model.id) {
+            Ok(m) => m,
+            Err(e) => {
+                let err = error_event(
+                    SessionErrorKind::ModelRequestFailedError,
+                    e.to_string(),
+                    RetryStatus::Terminal,
+                );
+                self.finish(
+                    session_id,
+                    tail,
+                    vec![err, span_end(&span, true, ModelUsage::default())],
+                    StopReason::EndTurn,
+                )
+                .await?;
+                return Ok(true);
+            }
+        };
+        let request = Request {
+            model: upstream_id,
+            system: agent.spec.system.clone(),
+            messages: f.messages.clone(),
+            tools: tool_defs(&agent.spec.tools),
+            max_tokens: self.cfg.max_tokens,
+        };
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut previews = PreviewIds::new(session_id, &self.previews);
+            let outcome = tokio::select! {
+                r = call(model.as_ref(), &request, &mut previews) => r,
+                () = cancel.cancelled() => {
+                    self.append(session_id, events(vec![span_end(&span, true, ModelUsage::default())])).await?;
+                    return Ok(false);
+                }
+            };
+            match outcome {
+                Ok(resp) => {
+                    let mut total = f.usage;
+                    total.add(&resp.usage);
+                    let (mut evs, waiting) = response_events(resp.content, &previews);
+                    evs.push(span_end_ok(&span, resp.usage));
+                    evs.push(NewEvent::new(EventBody::SessionUsage {
+                        usage: snapshot(total),
+                    }));
+                    let rest = if waiting.is_empty() {
+                        StopReason::EndTurn
+                    } else {
+                        StopReason::RequiresAction { event_ids: waiting }
+                    };
+                    self.finish(session_id, tail, evs, rest).await?;
+                    return Ok(true);
+                }
+                Err(e) if e.retryable() && attempt < self.cfg.retry.max_attempts => {
+                    tracing::warn!(session = session_id, attempt, error = %e, "model request failed; retrying");
+                    let err = error_event(error_kind(&e), e.to_string(), RetryStatus::Retrying);
+                    match self.append(session_id, events(vec![err])).await? {
+                        Appended::Done(h) => tail = h.last_seq,
+                        Appended::Stale => {}
+                        Appended::Terminated => return Ok(true),
+                    }
+                    let pause = self.cfg.retry.delay(attempt, e.retry_after());
+                    tokio::select! {
+                        () = tokio::time::sleep(pause) => {}
+                        () = cancel.cancelled() => {
+                            self.append(session_id, events(vec![span_end(&span, true, ModelUsage::default())])).await?;
+                            return Ok(false);
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(session = session_id, attempt, error = %e, "model request failed for good");
+                    let (status, rest) = if e.retryable() {
+                        (RetryStatus::Exhausted, StopReason::RetriesExhausted)
+                    } else {
+                        (RetryStatus::Terminal, StopReason::EndTurn)
+                    };
+                    let err = error_event(error_kind(&e), e.to_string(), status);
+                    self.finish(
+                        session_id,
+                        tail,
+                        vec![err, span_end(&span, true, ModelUsage::default())],
+                        rest,
+                    )
+                    .await?;
+                    return Ok(true);
+                }
+            }
+        }
+    }
+
+    /// Append a turn's outcome, and in the same transaction rest the session with `rest` if
+    /// nothing was logged since `tail` (otherwise the next fold decides).
+    async fn finish(
+        &self,
+        session_id: &str,
+        tail: u64,
+        mut evs: Vec<NewEvent>,
+        rest: StopReason,
+    ) -> Result<()> {
+        let guard: agentd_session::Guard = Box::new(move |head: &Head| {
+            if head.status == SessionStatus::Terminated {
+                return Err(Refusal::Terminated);
+            }
+            if head.last_seq == tail {
+                evs.push(NewEvent::new(EventBody::SessionStatusIdle {
+                    stop_reason: rest,
+                    stop_details: None,
+                }));
+            }
+            Ok(evs)
+        });
+        self.append(session_id, guard).await?;
+        Ok(())
+    }
+}
+
+async fn call(
+    model: &dyn Model,
+    request: &Request,
+    previews: &mut PreviewIds<'_>,
+) -> agentd_models::Result<agentd_models::Response> {
+    model.complete(request, &mut |d| previews.on_delta(d)).await
+}
+
+/// Mints the ids of events still streaming and publishes their previews, so the final events
+/// carry the ids the previews named.
+struct PreviewIds<'a> {
+    session_id: &'a str,
+    previews: &'a Previews,
+    publish: bool,
+    /// Block index → id of the event the block lands in.
+    ids: HashMap<u32, String>,
+    /// Block index → position of the block inside its event's content.
+    slot: HashMap<u32, u32>,
+}
+
+impl<'a> PreviewIds<'a> {
+    fn new(session_id: &'a str, previews: &'a Previews) -> Self {
+        PreviewIds {
+            session_id,
+            previews,
+            publish: previews.wanted(session_id),
+            ids: HashMap::new(),
+            slot: HashMap::new(),
+        }
+    }
+
+    fn on_delta(&mut self, d: Delta) {
+        match d {
+            Delta::Started => {}
+            Delta::TextStart { index } => {
+                // Consecutive text blocks become one agent.message, as in `response_events`.
+                let joined = index
+                    .checked_sub(1)
+                    .and_then(|p| self.slot.get(&p).map(|s| (p, *s)))
+                    .filter(|(p, _)| self.ids.contains_key(p) && self.is_text(*p));
+                let (id, slot) = match joined {
+                    Some((p, s)) => (self.ids[&p].clone(), s + 1),
+                    None => {
+                        let id = ids::new(Kind::Event);
+                        self.emit(Preview::EventStart {
+                            event: PreviewRef {
+                                id: id.clone(),
+                                kind: "agent.message".into(),
+                            },
+                        });
+                        (id, 0)
+                    }
+                };
+                self.ids.insert(index, id);
+                self.slot.insert(index, slot);
+            }
+            Delta::Text { index, text } => {
+                if let (Some(id), Some(slot)) = (self.ids.get(&index), self.slot.get(&index)) {
+                    let p = Preview::EventDelta {
+                        event_id: id.clone(),
+                        delta: WireDelta {
+                            kind: DeltaTag::ContentDelta,
+                            content: ContentBlock::text(text),
+                            index: Some(*slot),
+                        },
+                    };
+                    self.emit(p);
+                }
+            }
+            Delta::ThinkingStart { index } => {
+                let id = ids::new(Kind::Event);
+                self.emit(Preview::EventStart {
+                    event: PreviewRef {
+                        id: id.clone(),
+                        kind: "agent.thinking".into(),
+                    },
+                });
+                self.ids.insert(index, id);
+            }
+        }
+    }
+
+    fn is_text(&self, index: u32) -> bool {
+        self.slot.contains_key(&index)
+    }
+
+    fn emit(&self, p: Preview) {
+        if self.publish {
+            self.previews.publish(self.session_id, p);
+        }
+    }
+
+    fn id_for(&self, index: u32) -> String {
+        self.ids
+            .get(&index)
+            .cloned()
+            .unwrap_or_else(|| ids::new(Kind::Event))
+    }
+}
+
+/// The events for a model response, and the ids of tool uses that wait for a result.
+fn response_events(content: Vec<Block>, ids: &PreviewIds<'_>) -> (Vec<NewEvent>, Vec<String>) {
+    let mut out: Vec<NewEvent> = Vec::new();
+    let mut waiting = Vec::new();
+    let mut text_open = false;
+    for (i, block) in content.into_iter().enumerate() {
+        let i = i as u32;
+        match block {
+            Block::Text { text } => {
+                if text_open
+                    && let Some(EventBody::AgentMessage { content }) =
+                        out.last_mut().map(|e| &mut e.body)
+                {
+                    content.push(ContentBlock::text(text));
+                    continue;
+                }
+                out.push(NewEvent {
+                    id: ids.id_for(i),
+                    body: EventBody::AgentMessage {
+                        content: vec![ContentBlock::text(text)],
+                    },
+                    private: None,
+                });
+                text_open = true;
+                continue;
+            }
+            Block::Thinking {
+                thinking,
+                signature,
+            } => out.push(NewEvent {
+                id: ids.id_for(i),
+                body: EventBody::AgentThinking {},
+                private: Some(Private::Thinking {
+                    thinking,
+                    signature,
+                }),
+            }),
+            Block::RedactedThinking { data } => out.push(NewEvent {
+                id: ids.id_for(i),
+                body: EventBody::AgentThinking {},
+                private: Some(Private::RedactedThinking { data }),
+            }),
+            Block::ToolUse { name, input, .. } => {
+                let input = match input {
+                    serde_json::Value::Object(m) => m,
+                    other => {
+                        let mut m = serde_json::Map::new();
+                        m.insert("value".into(), other);
+                        m
+                    }
+                };
+                let e = NewEvent::new(EventBody::AgentCustomToolUse { name, input });
+                waiting.push(e.id.clone());
+                out.push(e);
+            }
+            Block::Image { .. } | Block::Document { .. } | Block::ToolResult { .. } => {}
+        }
+        text_open = false;
+    }
+    (out, waiting)
+}
+
+fn tool_defs(tools: &[Tool]) -> Vec<ToolDef> {
+    tools
+        .iter()
+        .filter_map(|t| match t {
+            Tool::Custom(c) => Some(ToolDef {
+                name: c.name.clone(),
+                description: c.description.clone(),
+                input_schema: serde_json::to_value(&c.input_schema).unwrap_or_default(),
+            }),
+            Tool::AgentToolset20260401(_) | Tool::McpToolset(_) => None,
+        })
+        .collect()
+}
+
+fn span_end(start: &str, is_error: bool, usage: ModelUsage) -> NewEvent {
+    NewEvent::new(EventBody::SpanModelRequestEnd {
+        model_request_start_id: start.to_owned(),
+        is_error: Some(is_error),
+        model_usage: usage,
+    })
+}
+
+fn span_end_ok(start: &str, usage: ModelUsage) -> NewEvent {
+    span_end(start, false, usage)
+}
+
+fn error_event(kind: SessionErrorKind, message: String, retry_status: RetryStatus) -> NewEvent {
+    NewEvent::new(EventBody::SessionError {
+        error: SessionErrorObject {
+            kind,
+            message,
+            retry_status,
+        },
+    })
+}
+
+fn error_kind(e: &agentd_models::Error) -> SessionErrorKind {
+    match e {
+        agentd_models::Error::RateLimited { .. } => SessionErrorKind::ModelRateLimitedError,
+        agentd_models::Error::Overloaded { .. } => SessionErrorKind::ModelOverloadedError,
+        _ => SessionErrorKind::ModelRequestFailedError,
+    }
+}
+
+fn snapshot(u: Usage) -> Usage {
+    Usage {
+        active_seconds: None,
+        ..u
+    }
+}

@@ -1,0 +1,42 @@
+//! Live previews (`event_start` / `event_delta`) of events still being produced.
+//!
+//! Previews are best effort and never logged: a stream that misses one loses nothing, since
+//! the final event carries the complete content under the same id.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use agentd_wire::event::Preview;
+use tokio::sync::broadcast;
+
+/// Previews buffered per subscriber before the slowest starts missing some.
+const CAPACITY: usize = 1024;
+
+#[derive(Clone, Default)]
+pub struct Previews {
+    channels: Arc<Mutex<HashMap<String, broadcast::Sender<Preview>>>>,
+}
+
+impl Previews {
+    pub fn subscribe(&self, session_id: &str) -> broadcast::Receiver<Preview> {
+        let mut ch = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        ch.entry(session_id.to_owned())
+            .or_insert_with(|| broadcast::channel(CAPACITY).0)
+            .subscribe()
+    }
+
+    /// Whether anyone listens; producers skip building previews nobody reads.
+    pub fn wanted(&self, session_id: &str) -> bool {
+        let ch = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        ch.get(session_id).is_some_and(|tx| tx.receiver_count() > 0)
+    }
+
+    pub fn publish(&self, session_id: &str, p: Preview) {
+        let mut ch = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(tx) = ch.get(session_id)
+            && tx.send(p).is_err()
+        {
+            ch.remove(session_id);
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! Runs at most one wake per session at a time, many sessions at once.
+//!
+//! `notify` after anything is appended that may need the harness; `interrupt` cancels the
+//! wake in flight (dropping its upstream request). A notify that lands while a wake runs
+//! makes that wake run once more, so no append is ever left unseen.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::{Error, Harness};
+
+#[derive(Clone)]
+pub struct Runner {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    harness: Harness,
+    active: Mutex<HashMap<String, Slot>>,
+}
+
+struct Slot {
+    cancel: CancellationToken,
+    again: bool,
+}
+
+impl Runner {
+    pub fn new(harness: Harness) -> Self {
+        Runner {
+            inner: Arc::new(Inner {
+                harness,
+                active: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    pub fn harness(&self) -> &Harness {
+        &self.inner.harness
+    }
+
+    /// Make sure a wake of `session_id` runs after this call.
+    pub fn notify(&self, session_id: &str) {
+        let mut active = self.inner.lock();
+        if let Some(slot) = active.get_mut(session_id) {
+            slot.again = true;
+            return;
+        }
+        active.insert(
+            session_id.to_owned(),
+            Slot {
+                cancel: CancellationToken::new(),
+                again: false,
+            },
+        );
+        drop(active);
+        let inner = self.inner.clone();
+        let sid = session_id.to_owned();
+        tokio::spawn(async move { inner.run(sid).await });
+    }
+
+    /// Cancel the wake in flight, then wake again to log the rest.
+    pub fn interrupt(&self, session_id: &str) {
+        {
+            let mut active = self.inner.lock();
+            if let Some(slot) = active.get_mut(session_id) {
+                slot.cancel.cancel();
+                slot.again = true;
+                return;
+            }
+        }
+        self.notify(session_id);
+    }
+
+    /// Stop working on a session for good (it was deleted).
+    pub fn forget(&self, session_id: &str) {
+        if let Some(slot) = self.inner.lock().get_mut(session_id) {
+            slot.cancel.cancel();
+            slot.again = false;
+        }
+    }
+
+    /// Number of sessions with a wake in flight.
+    pub fn active(&self) -> usize {
+        self.inner.lock().len()
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Slot>> {
+        self.active.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn run(self: Arc<Self>, sid: String) {
+        loop {
+            let cancel = match self.lock().get(&sid) {
+                Some(slot) => slot.cancel.clone(),
+                None => return,
+            };
+            match self.harness.wake(&sid, &cancel).await {
+                Ok(()) => {}
+                Err(Error::SessionNotFound(_)) => {
+                    self.lock().remove(&sid);
+                    return;
+                }
+                Err(e) => {
+                    // Storage trouble: the log still says what to do, so back off and retry
+                    // rather than leave the session running with no one working on it.
+                    tracing::error!(session = %sid, error = %e, "wake failed; retrying in 1s");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    if let Some(slot) = self.lock().get_mut(&sid) {
+                        slot.again = true;
+                    }
+                }
+            }
+            let mut active = self.lock();
+            let Some(slot) = active.get_mut(&sid) else {
+                return;
+            };
+            if slot.again {
+                slot.again = false;
+                if slot.cancel.is_cancelled() {
+                    slot.cancel = CancellationToken::new();
+                }
+            } else {
+                active.remove(&sid);
+                return;
+            }
+        }
+    }
+}
