@@ -1,1 +1,90 @@
-fn main() {}
+//! The `agentd` binary: wiring only. `serve` runs the API and the harness over the embedded
+//! store; the other subcommands are clients of a running server (`apply`, `run`,
+//! `sessions`) or administer a data dir (`keys`).
+
+mod apply;
+mod client;
+mod keys;
+mod run;
+mod serve;
+mod sessions;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// The default address: loopback only, so nothing is exposed until the operator says so.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8420";
+
+#[derive(Parser)]
+#[command(name = "agentd", version, about = "A self-hostable runtime for long-running AI agents")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the API server and the harness.
+    Serve(serve::Args),
+    /// Create or update agents and environments from YAML.
+    Apply(apply::Args),
+    /// Start a session with an agent, send a prompt and print its events until it rests.
+    Run(run::Args),
+    /// List and inspect sessions.
+    #[command(subcommand)]
+    Sessions(sessions::Command),
+    /// Manage API keys of a data dir.
+    #[command(subcommand)]
+    Keys(keys::Command),
+}
+
+/// Options shared by every command that talks to a running server.
+#[derive(clap::Args, Clone)]
+pub struct Remote {
+    /// Base URL of the agentd server.
+    #[arg(long, env = "AGENTD_URL", default_value = concat!("http://", "127.0.0.1:8420"))]
+    pub url: String,
+    /// API key to authenticate with.
+    #[arg(long, env = "AGENTD_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+}
+
+/// Where agentd keeps its data unless told otherwise: `$XDG_DATA_HOME/agentd`, else
+/// `~/.local/share/agentd`.
+pub fn default_data_dir() -> PathBuf {
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|x| !x.is_empty()) {
+        return PathBuf::from(x).join("agentd");
+    }
+    match std::env::var_os("HOME") {
+        Some(h) => PathBuf::from(h).join(".local/share/agentd"),
+        None => PathBuf::from(".agentd"),
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("agentd: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async move {
+        match cli.command {
+            Command::Serve(a) => serve::run(a).await,
+            Command::Apply(a) => apply::run(a).await,
+            Command::Run(a) => run::run(a).await,
+            Command::Sessions(c) => sessions::run(c).await,
+            Command::Keys(c) => keys::run(c).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("agentd: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! `agentd keys`: API keys of a data dir, managed offline.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use agentd_store::{DEFAULT_WORKSPACE, Store};
+
+#[derive(clap::Subcommand)]
+pub enum Command {
+    /// Mint a key and print it (shown once).
+    Create {
+        /// Workspace the key belongs to; created if new.
+        #[arg(long, default_value = DEFAULT_WORKSPACE)]
+        workspace: String,
+        /// A label for the key.
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long, env = "AGENTD_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+    },
+    /// List keys (ids and workspaces, never the secrets).
+    Ls {
+        #[arg(long, env = "AGENTD_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+fn open(data_dir: Option<PathBuf>) -> anyhow::Result<Store> {
+    let dir = data_dir.unwrap_or_else(crate::default_data_dir);
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let db = dir.join("agentd.db");
+    Store::open(&db).with_context(|| format!("cannot open {}", db.display()))
+}
+
+pub async fn run(c: Command) -> anyhow::Result<ExitCode> {
+    match c {
+        Command::Create {
+            workspace,
+            name,
+            data_dir,
+        } => {
+            let store = open(data_dir)?;
+            let (info, key) = store.create_key(&workspace, name.as_deref()).await?;
+            eprintln!(
+                "created key {} in workspace {:?} ({}); store it now, it is not shown again:",
+                info.id, info.workspace.name, info.workspace.id
+            );
+            println!("{key}");
+        }
+        Command::Ls { data_dir } => {
+            let store = open(data_dir)?;
+            for k in store.list_keys().await? {
+                println!(
+                    "{}\t{}\t{}\t{}",
+                    k.id,
+                    k.workspace.name,
+                    k.name.unwrap_or_default(),
+                    k.created_at
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

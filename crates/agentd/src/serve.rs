@@ -1,0 +1,163 @@
+//! `agentd serve`: the API and the harness in one process over the embedded SQLite store.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use agentd_api::{AppState, RateLimit, StoreAgents};
+use agentd_brain::{Harness, HarnessConfig, Previews, RetryPolicy, Runner};
+use agentd_models::{Registry, RegistryConfig};
+use agentd_store::{DEFAULT_WORKSPACE, Store};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Address to listen on.
+    #[arg(long, env = "AGENTD_LISTEN", default_value = crate::DEFAULT_LISTEN)]
+    listen: SocketAddr,
+    /// Directory for the database (default: $XDG_DATA_HOME/agentd or ~/.local/share/agentd).
+    #[arg(long, env = "AGENTD_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Directory of scripted-model YAML files, used by models named `scripted/<name>`
+    /// (default: <data-dir>/scripts).
+    #[arg(long, env = "AGENTD_SCRIPTS_DIR")]
+    scripts_dir: Option<PathBuf>,
+    /// An API key to register at start, in the default workspace.
+    #[arg(long = "api-key", env = "AGENTD_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// Base URL of the Anthropic Messages API.
+    #[arg(long, env = "AGENTD_ANTHROPIC_BASE_URL", default_value = "https://api.anthropic.com")]
+    anthropic_base_url: String,
+    /// Key for the Anthropic Messages API; without it `claude-*` models are refused.
+    #[arg(long, env = "AGENTD_ANTHROPIC_API_KEY", hide_env_values = true)]
+    anthropic_api_key: Option<String>,
+    /// Requests per second allowed per API key (bursts of twice that); 0 turns it off.
+    #[arg(long, env = "AGENTD_RATE_LIMIT", default_value_t = 100.0)]
+    rate_limit: f64,
+    /// Attempts per model request before the session rests with `retries_exhausted`.
+    #[arg(long, env = "AGENTD_MODEL_ATTEMPTS", default_value_t = 5)]
+    model_attempts: u32,
+    /// First pause between model attempts, in milliseconds; it doubles per attempt.
+    #[arg(long, env = "AGENTD_RETRY_BASE_MS", default_value_t = 1000)]
+    retry_base_ms: u64,
+}
+
+pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
+    init_tracing();
+    let data_dir = a.data_dir.unwrap_or_else(crate::default_data_dir);
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create the data dir {}", data_dir.display()))?;
+    let db = data_dir.join("agentd.db");
+    let store = Store::open(&db).with_context(|| format!("cannot open {}", db.display()))?;
+
+    match &a.api_key {
+        Some(k) => {
+            store.register_key(k, DEFAULT_WORKSPACE).await?;
+        }
+        None if store.list_keys().await?.is_empty() => {
+            let (info, key) = store.create_key(DEFAULT_WORKSPACE, Some("first key")).await?;
+            let path = data_dir.join("api-key");
+            write_secret(&path, &key)?;
+            eprintln!(
+                "agentd: created API key {} in workspace {:?}; it is saved in {}",
+                info.id,
+                info.workspace.name,
+                path.display()
+            );
+        }
+        None => {}
+    }
+
+    let models = Arc::new(Registry::new(RegistryConfig {
+        anthropic_base_url: a.anthropic_base_url,
+        anthropic_api_key: a.anthropic_api_key.filter(|k| !k.trim().is_empty()),
+        scripts_dir: a.scripts_dir.unwrap_or_else(|| data_dir.join("scripts")),
+    }));
+    let previews = Previews::default();
+    let harness = Harness::new(
+        Arc::new(store.clone()),
+        Arc::new(StoreAgents(store.clone())),
+        models.clone(),
+        previews.clone(),
+        HarnessConfig {
+            retry: RetryPolicy {
+                max_attempts: a.model_attempts.max(1),
+                base_delay: Duration::from_millis(a.retry_base_ms),
+                ..RetryPolicy::default()
+            },
+            ..HarnessConfig::default()
+        },
+    );
+    let runner = Runner::new(harness);
+    let rate = RateLimit {
+        per_second: a.rate_limit,
+        burst: a.rate_limit * 2.0,
+    };
+    let state = AppState::new(store.clone(), runner.clone(), previews, models, rate);
+
+    let listener = tokio::net::TcpListener::bind(a.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (is another agentd running?)", a.listen))?;
+    let addr = listener.local_addr()?;
+
+    // Sessions that were running when the last process died carry on from their logs.
+    let running = store.running_sessions().await?;
+    if !running.is_empty() {
+        tracing::info!(count = running.len(), "resuming sessions that were running");
+    }
+    for sid in &running {
+        runner.notify(sid);
+    }
+
+    eprintln!("agentd: listening on http://{addr} (data in {})", data_dir.display());
+    axum::serve(listener, agentd_api::router(state))
+        .with_graceful_shutdown(shutdown())
+        .await
+        .context("server failed")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("AGENTD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn write_secret(path: &std::path::Path, secret: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    writeln!(f, "{secret}")?;
+    Ok(())
+}
+
+async fn shutdown() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    tracing::info!("shutting down");
+}
