@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
+use std::time::Instant;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -90,6 +91,17 @@ enum Responder {
 struct Recorded {
     headers: HeaderMap,
     body: Value,
+    received: Instant,
+    /// When the last byte of the response was handed to the connection.
+    last_byte: Arc<Mutex<Option<Instant>>>,
+}
+
+/// When a request arrived and when its response's last byte left, for overhead benches.
+#[derive(Debug, Clone)]
+pub struct Timing {
+    pub body: Value,
+    pub received: Instant,
+    pub last_byte: Option<Instant>,
 }
 
 struct Shared {
@@ -160,6 +172,18 @@ impl FakeAnthropic {
         }
     }
 
+    /// Arrival and last-byte times of every request so far, in arrival order.
+    pub fn timings(&self) -> Vec<Timing> {
+        lock(&self.shared.requests)
+            .iter()
+            .map(|r| Timing {
+                body: r.body.clone(),
+                received: r.received,
+                last_byte: *lock(&r.last_byte),
+            })
+            .collect()
+    }
+
     /// `http://127.0.0.1:<port>`, without a trailing slash.
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
@@ -225,11 +249,15 @@ async fn messages(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: B
             return error_response(400, "invalid_request_error", &format!("bad JSON: {e}"));
         }
     };
+    let received = Instant::now();
+    let last_byte = Arc::new(Mutex::new(None));
     let seq = {
         let mut requests = lock(&shared.requests);
         requests.push(Recorded {
             headers,
             body: body.clone(),
+            received,
+            last_byte: last_byte.clone(),
         });
         requests.len() - 1
     };
@@ -265,6 +293,7 @@ async fn messages(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: B
                 events.iter().map(sse_event).collect(),
                 options,
                 false,
+                last_byte.clone(),
             )
         }
         FakeReply::ToolUse { name, input } => {
@@ -286,6 +315,7 @@ async fn messages(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: B
                 events.iter().map(sse_event).collect(),
                 options,
                 false,
+                last_byte.clone(),
             )
         }
         FakeReply::Error { status, body } => {
@@ -299,13 +329,13 @@ async fn messages(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: B
         }
         FakeReply::Hang => {
             let start = sse_event(&message_start(seq, &model, input_tokens));
-            stream_response(&shared, 200, vec![], vec![start], options, true)
+            stream_response(&shared, 200, vec![], vec![start], options, true, last_byte)
         }
         FakeReply::Raw {
             status,
             headers,
             chunks,
-        } => stream_response(&shared, status, headers, chunks, options, false),
+        } => stream_response(&shared, status, headers, chunks, options, false, last_byte),
     }
 }
 
@@ -366,6 +396,7 @@ fn stream_response(
     chunks: Vec<Bytes>,
     options: FakeOptions,
     hang: bool,
+    last_byte: Arc<Mutex<Option<Instant>>>,
 ) -> Response {
     shared.active.fetch_add(1, Ordering::SeqCst);
     let guard = ActiveGuard(shared.clone());
@@ -380,6 +411,9 @@ fn stream_response(
                 return;
             }
         }
+        // The channel holds at most a few chunks; once it has drained, hyper has the last.
+        let _ = tx.reserve_many(tx.max_capacity()).await;
+        *lock(&last_byte) = Some(Instant::now());
         if hang {
             // Resolves once hyper drops the body, i.e. when the client has gone away.
             tx.closed().await;
