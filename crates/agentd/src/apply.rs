@@ -32,7 +32,7 @@ const MAX_FILE_BYTES: usize = 4 * 1024 * 1024;
 #[derive(Debug, Clone)]
 pub enum Doc {
     Agent(Box<CreateAgent>),
-    Environment(CreateEnvironment),
+    Environment(Box<CreateEnvironment>),
 }
 
 #[derive(Deserialize)]
@@ -54,13 +54,15 @@ pub struct YamlError {
 pub fn parse(file: &str, text: &str) -> Result<Vec<Doc>, YamlError> {
     let mut out = Vec::new();
     for (start_line, doc) in split_documents(text) {
-        if doc.trim().lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#')) {
+        if doc
+            .trim()
+            .lines()
+            .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+        {
             continue;
         }
         let at = |e: &yaml_serde::Error, path: &str| {
-            let (line, column) = e
-                .location()
-                .map_or((1, 1), |l| (l.line(), l.column()));
+            let (line, column) = e.location().map_or((1, 1), |l| (l.line(), l.column()));
             let msg = e.to_string();
             // The location is reported by us, with the document's offset; drop libyaml's own.
             let msg = msg.split(" at line ").next().unwrap_or(&msg).to_owned();
@@ -78,8 +80,12 @@ pub fn parse(file: &str, text: &str) -> Result<Vec<Doc>, YamlError> {
         let kind: KindOnly = yaml_serde::from_str(&doc).map_err(|e| at(&e, ""))?;
         let body = blank_kind_line(&doc);
         let parsed = match kind.kind.as_deref() {
-            Some("agent") => Doc::Agent(Box::new(typed::<CreateAgent>(&body).map_err(|(p, e)| at(&e, &p))?)),
-            Some("environment") => Doc::Environment(typed(&body).map_err(|(p, e)| at(&e, &p))?),
+            Some("agent") => Doc::Agent(Box::new(
+                typed::<CreateAgent>(&body).map_err(|(p, e)| at(&e, &p))?,
+            )),
+            Some("environment") => {
+                Doc::Environment(Box::new(typed(&body).map_err(|(p, e)| at(&e, &p))?))
+            }
             other => {
                 return Err(YamlError {
                     file: file.to_owned(),
@@ -87,7 +93,9 @@ pub fn parse(file: &str, text: &str) -> Result<Vec<Doc>, YamlError> {
                     column: 1,
                     message: match other {
                         Some(k) => format!("kind: {k:?} is not one of agent, environment"),
-                        None => "kind: missing; expected `kind: agent` or `kind: environment`".into(),
+                        None => {
+                            "kind: missing; expected `kind: agent` or `kind: environment`".into()
+                        }
                     },
                 });
             }
@@ -139,7 +147,7 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
     for d in docs {
         match d {
             Doc::Agent(spec) => apply_agent(&c, &agents, *spec).await?,
-            Doc::Environment(spec) => apply_environment(&c, &envs, spec).await?,
+            Doc::Environment(spec) => apply_environment(&c, &envs, *spec).await?,
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -169,14 +177,23 @@ async fn apply_agent(c: &Client, existing: &[Value], a: CreateAgent) -> anyhow::
     let mut body = serde_json::to_value(&spec)?;
     match named(existing, &name) {
         None => {
-            let created: Value = c.post("/v1/agents", &body).await.with_context(|| format!("agent {name:?}"))?;
-            println!("agent {name:?} created ({}, version 1)", created["id"].as_str().unwrap_or("?"));
+            let created: Value = c
+                .post("/v1/agents", &body)
+                .await
+                .with_context(|| format!("agent {name:?}"))?;
+            println!(
+                "agent {name:?} created ({}, version 1)",
+                created["id"].as_str().unwrap_or("?")
+            );
         }
         Some(cur) => {
             let id = cur["id"].as_str().unwrap_or_default();
             let version = cur["version"].as_u64().unwrap_or(0);
             // Metadata keys the file no longer names are removed.
-            if let (Some(new), Some(old)) = (body["metadata"].as_object_mut(), cur["metadata"].as_object()) {
+            if let (Some(new), Some(old)) = (
+                body["metadata"].as_object_mut(),
+                cur["metadata"].as_object(),
+            ) {
                 for k in old.keys() {
                     new.entry(k.clone()).or_insert(Value::Null);
                 }
@@ -197,7 +214,11 @@ async fn apply_agent(c: &Client, existing: &[Value], a: CreateAgent) -> anyhow::
     Ok(())
 }
 
-async fn apply_environment(c: &Client, existing: &[Value], e: CreateEnvironment) -> anyhow::Result<()> {
+async fn apply_environment(
+    c: &Client,
+    existing: &[Value],
+    e: CreateEnvironment,
+) -> anyhow::Result<()> {
     let name = e.name.clone();
     let mut body = json!({
         "name": e.name,
@@ -214,7 +235,10 @@ async fn apply_environment(c: &Client, existing: &[Value], e: CreateEnvironment)
                 .post("/v1/environments", &body)
                 .await
                 .with_context(|| format!("environment {name:?}"))?;
-            println!("environment {name:?} created ({})", created["id"].as_str().unwrap_or("?"));
+            println!(
+                "environment {name:?} created ({})",
+                created["id"].as_str().unwrap_or("?")
+            );
         }
         Some(cur) => {
             let id = cur["id"].as_str().unwrap_or_default();
@@ -225,7 +249,10 @@ async fn apply_environment(c: &Client, existing: &[Value], e: CreateEnvironment)
                 println!("environment {name:?} unchanged ({id})");
                 return Ok(());
             }
-            if let (Some(new), Some(old)) = (body["metadata"].as_object_mut(), cur["metadata"].as_object()) {
+            if let (Some(new), Some(old)) = (
+                body["metadata"].as_object_mut(),
+                cur["metadata"].as_object(),
+            ) {
                 for k in old.keys() {
                     new.entry(k.clone()).or_insert(Value::Null);
                 }
@@ -266,7 +293,11 @@ mod tests {
         assert!(e.message.contains("sytem"), "{e}");
         assert!(e.message.contains("expected one of"), "{e}");
 
-        let e = parse("b.yaml", "kind: agent\nname: a\nmodel: m\ntools:\n  - type: custom\n    name: t\n").unwrap_err();
+        let e = parse(
+            "b.yaml",
+            "kind: agent\nname: a\nmodel: m\ntools:\n  - type: custom\n    name: t\n",
+        )
+        .unwrap_err();
         assert!(e.message.contains("tools"), "{e}");
         assert!(e.message.contains("description"), "{e}");
 

@@ -39,15 +39,22 @@ impl Client {
         self.send(self.req(reqwest::Method::GET, path)).await
     }
 
-    pub async fn post<T: DeserializeOwned>(&self, path: &str, body: &impl Serialize) -> anyhow::Result<T> {
-        self.send(self.req(reqwest::Method::POST, path).json(body)).await
+    pub async fn post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl Serialize,
+    ) -> anyhow::Result<T> {
+        self.send(self.req(reqwest::Method::POST, path).json(body))
+            .await
     }
 
     async fn send<T: DeserializeOwned>(&self, rb: reqwest::RequestBuilder) -> anyhow::Result<T> {
-        let resp = rb
-            .send()
-            .await
-            .with_context(|| format!("cannot reach agentd at {} (is `agentd serve` running?)", self.base))?;
+        let resp = rb.send().await.with_context(|| {
+            format!(
+                "cannot reach agentd at {} (is `agentd serve` running?)",
+                self.base
+            )
+        })?;
         let status = resp.status();
         let body = resp.bytes().await?;
         if !status.is_success() {

@@ -17,7 +17,11 @@ use clap::{Parser, Subcommand};
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8420";
 
 #[derive(Parser)]
-#[command(name = "agentd", version, about = "A self-hostable runtime for long-running AI agents")]
+#[command(
+    name = "agentd",
+    version,
+    about = "A self-hostable runtime for long-running AI agents"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -64,7 +68,10 @@ pub fn default_data_dir() -> PathBuf {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("agentd: cannot start the async runtime: {e}");

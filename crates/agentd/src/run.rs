@@ -33,22 +33,33 @@ const REQUIRES_ACTION: u8 = 3;
 
 pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
     let c = Client::new(&a.remote)?;
-    let agent_id = find(&c, "/v1/agents", "agent_", &a.agent).await?.with_context(|| {
-        format!("no agent named {:?}; create it with `agentd apply -f agent.yaml`", a.agent)
-    })?;
+    let agent_id = find(&c, "/v1/agents", "agent_", &a.agent)
+        .await?
+        .with_context(|| {
+            format!(
+                "no agent named {:?}; create it with `agentd apply -f agent.yaml`",
+                a.agent
+            )
+        })?;
     let env_name = a.env.as_deref().unwrap_or("default");
     let env_id = match find(&c, "/v1/environments", "env_", env_name).await? {
         Some(id) => id,
         None if a.env.is_none() => {
             let e: Value = c
-                .post("/v1/environments", &json!({"name": "default", "config": {"type": "cloud"}}))
+                .post(
+                    "/v1/environments",
+                    &json!({"name": "default", "config": {"type": "cloud"}}),
+                )
                 .await?;
             e["id"].as_str().unwrap_or_default().to_owned()
         }
         None => bail!("no environment named {env_name:?}"),
     };
     let session: Value = c
-        .post("/v1/sessions", &json!({"agent": agent_id, "environment_id": env_id}))
+        .post(
+            "/v1/sessions",
+            &json!({"agent": agent_id, "environment_id": env_id}),
+        )
         .await?;
     let sid = session["id"].as_str().unwrap_or_default().to_owned();
     let mut events = c.stream(&sid, !a.json).await?;
@@ -76,7 +87,11 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
                 let _ = write!(err, "agent: ");
             }
             "event_delta" if !a.json => {
-                let _ = write!(err, "{}", ev["delta"]["content"]["text"].as_str().unwrap_or_default());
+                let _ = write!(
+                    err,
+                    "{}",
+                    ev["delta"]["content"]["text"].as_str().unwrap_or_default()
+                );
                 let _ = err.flush();
             }
             "agent.message" => {
@@ -91,7 +106,11 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
             }
             "agent.thinking" if !a.json => eprintln!("(thinking)"),
             "agent.custom_tool_use" if !a.json => {
-                eprintln!("tool call: {}({})", ev["name"].as_str().unwrap_or("?"), ev["input"]);
+                eprintln!(
+                    "tool call: {}({})",
+                    ev["name"].as_str().unwrap_or("?"),
+                    ev["input"]
+                );
             }
             "session.status_running" if !a.json => eprintln!("[running]"),
             "session.error" => {
@@ -146,7 +165,12 @@ fn text_of(content: &Value) -> String {
 }
 
 /// The id of the resource named or identified by `key` in the list at `path`.
-pub async fn find(c: &Client, path: &str, prefix: &str, key: &str) -> anyhow::Result<Option<String>> {
+pub async fn find(
+    c: &Client,
+    path: &str,
+    prefix: &str,
+    key: &str,
+) -> anyhow::Result<Option<String>> {
     if key.starts_with(prefix) {
         return Ok(Some(key.to_owned()));
     }

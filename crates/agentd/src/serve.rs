@@ -29,7 +29,11 @@ pub struct Args {
     #[arg(long = "api-key", env = "AGENTD_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
     /// Base URL of the Anthropic Messages API.
-    #[arg(long, env = "AGENTD_ANTHROPIC_BASE_URL", default_value = "https://api.anthropic.com")]
+    #[arg(
+        long,
+        env = "AGENTD_ANTHROPIC_BASE_URL",
+        default_value = "https://api.anthropic.com"
+    )]
     anthropic_base_url: String,
     /// Key for the Anthropic Messages API; without it `claude-*` models are refused.
     #[arg(long, env = "AGENTD_ANTHROPIC_API_KEY", hide_env_values = true)]
@@ -58,7 +62,9 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
             store.register_key(k, DEFAULT_WORKSPACE).await?;
         }
         None if store.list_keys().await?.is_empty() => {
-            let (info, key) = store.create_key(DEFAULT_WORKSPACE, Some("first key")).await?;
+            let (info, key) = store
+                .create_key(DEFAULT_WORKSPACE, Some("first key"))
+                .await?;
             let path = data_dir.join("api-key");
             write_secret(&path, &key)?;
             eprintln!(
@@ -112,7 +118,10 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
         runner.notify(sid);
     }
 
-    eprintln!("agentd: listening on http://{addr} (data in {})", data_dir.display());
+    eprintln!(
+        "agentd: listening on http://{addr} (data in {})",
+        data_dir.display()
+    );
     axum::serve(listener, agentd_api::router(state))
         .with_graceful_shutdown(shutdown())
         .await

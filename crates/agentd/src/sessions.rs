@@ -37,26 +37,36 @@ pub async fn run(c: Command) -> anyhow::Result<ExitCode> {
     match c {
         Command::Ls { limit, remote } => {
             let client = Client::new(&remote)?;
-            let page: agentd_wire::Page<Value> =
-                client.get(&format!("/v1/sessions?limit={}", limit.clamp(1, 100))).await?;
+            let page: agentd_wire::Page<Value> = client
+                .get(&format!("/v1/sessions?limit={}", limit.clamp(1, 100)))
+                .await?;
             println!("{:<32} {:<12} {:<24} TITLE", "ID", "STATUS", "CREATED");
             for s in page.data {
                 println!(
                     "{:<32} {:<12} {:<24} {}",
                     s["id"].as_str().unwrap_or(""),
                     s["status"].as_str().unwrap_or(""),
-                    s["created_at"].as_str().unwrap_or("").get(..19).unwrap_or(""),
+                    s["created_at"]
+                        .as_str()
+                        .unwrap_or("")
+                        .get(..19)
+                        .unwrap_or(""),
                     s["title"].as_str().unwrap_or("")
                 );
             }
         }
         Command::Show { id, remote } => {
-            let s: Value = Client::new(&remote)?.get(&format!("/v1/sessions/{id}")).await?;
+            let s: Value = Client::new(&remote)?
+                .get(&format!("/v1/sessions/{id}"))
+                .await?;
             println!("{}", serde_json::to_string_pretty(&s)?);
         }
         Command::Events { id, json, remote } => {
             let client = Client::new(&remote)?;
-            for e in client.list_all(&format!("/v1/sessions/{id}/events?order=asc")).await? {
+            for e in client
+                .list_all(&format!("/v1/sessions/{id}/events?order=asc"))
+                .await?
+            {
                 if json {
                     println!("{e}");
                 } else {
@@ -71,14 +81,25 @@ pub async fn run(c: Command) -> anyhow::Result<ExitCode> {
 /// One readable line per event.
 pub fn summary(e: &Value) -> String {
     let kind = e["type"].as_str().unwrap_or("?");
-    let at = e["processed_at"].as_str().unwrap_or("").get(11..23).unwrap_or("");
+    let at = e["processed_at"]
+        .as_str()
+        .unwrap_or("")
+        .get(11..23)
+        .unwrap_or("");
     let detail = match kind {
         "user.message" | "agent.message" => e["content"]
             .as_array()
-            .map(|b| b.iter().filter_map(|b| b["text"].as_str()).collect::<Vec<_>>().join(""))
+            .map(|b| {
+                b.iter()
+                    .filter_map(|b| b["text"].as_str())
+                    .collect::<Vec<_>>()
+                    .join("")
+            })
             .unwrap_or_default(),
         "agent.custom_tool_use" => format!("{}({})", e["name"].as_str().unwrap_or("?"), e["input"]),
-        "user.custom_tool_result" => format!("for {}", e["custom_tool_use_id"].as_str().unwrap_or("?")),
+        "user.custom_tool_result" => {
+            format!("for {}", e["custom_tool_use_id"].as_str().unwrap_or("?"))
+        }
         "session.status_idle" => e["stop_reason"]["type"].as_str().unwrap_or("").to_owned(),
         "session.error" => format!(
             "{}: {}",
