@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 
 use agentd_api::{AppState, RateLimit, StoreAgents};
 use agentd_brain::{Harness, HarnessConfig, Previews, RetryPolicy, Runner};

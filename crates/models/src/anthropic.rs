@@ -120,10 +120,14 @@ impl Model for Anthropic {
             }
             parser.feed(&chunk, &mut events)?;
             if let Some(done) = acc.handle_all(&mut events, on_delta)? {
-                let _ = timeout(DRAIN_TIMEOUT, async {
-                    while let Ok(Some(_)) = resp.chunk().await {}
-                })
-                .await;
+                // Reading to the end returns the connection to the pool, but the answer is
+                // complete now; the caller must not wait on the server's last frame.
+                tokio::spawn(async move {
+                    let _ = timeout(DRAIN_TIMEOUT, async {
+                        while let Ok(Some(_)) = resp.chunk().await {}
+                    })
+                    .await;
+                });
                 return Ok(done);
             }
         }
