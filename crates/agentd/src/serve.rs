@@ -123,6 +123,10 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
         "agentd: listening on http://{addr} (data in {})",
         data_dir.display()
     );
+    // Stream events go out as they happen; Nagle would hold small SSE frames back.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, agentd_api::router(state))
         .with_graceful_shutdown(shutdown())
         .await
