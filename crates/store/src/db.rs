@@ -109,11 +109,16 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
         }
         let mut replies = Vec::with_capacity(jobs.len());
         if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            // Without a transaction nothing may run: dropping the jobs fails their callers.
             tracing::error!(error = %e, "cannot begin a write transaction");
+            continue;
         }
         for job in jobs {
             // A savepoint per job: one job's failure rolls back only its own writes.
-            let _ = conn.execute_batch("SAVEPOINT job");
+            if let Err(e) = conn.execute_batch("SAVEPOINT job") {
+                tracing::error!(error = %e, "cannot open a savepoint");
+                continue;
+            }
             let (ok, reply) = job(&conn);
             let end = if ok {
                 "RELEASE job"

@@ -1,0 +1,223 @@
+//! The real binary: `serve`, then `apply`, `run`, `sessions` and `keys` against it.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_agentd");
+const KEY: &str = "sk-cli-test";
+
+struct Server {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("scripts")).unwrap();
+    std::fs::write(
+        dir.path().join("scripts/tool.yaml"),
+        "turns:\n  - tool_use: {name: lookup, input: {q: x}}\n  - text: done\n",
+    )
+    .unwrap();
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env("AGENTD_API_KEY", KEY)
+        .env("AGENTD_LOG", "warn")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let url = loop {
+        assert!(Instant::now() < deadline, "agentd did not start");
+        let line = lines.next().unwrap().unwrap();
+        if let Some(rest) = line.strip_prefix("agentd: listening on ") {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    Server {
+        child,
+        url,
+        _dir: dir,
+    }
+}
+
+fn agentd(s: &Server, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env("AGENTD_URL", &s.url)
+        .env("AGENTD_API_KEY", KEY)
+        .output()
+        .unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn write(dir: &Path, name: &str, body: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, body).unwrap();
+    p.display().to_string()
+}
+
+#[test]
+fn apply_run_and_inspect_a_session() {
+    let s = serve();
+    let tmp = tempfile::tempdir().unwrap();
+    let file = write(
+        tmp.path(),
+        "a.yaml",
+        "kind: agent\nname: echo\nmodel: scripted/echo\n---\nkind: environment\nname: default\n",
+    );
+
+    let out = agentd(&s, &["apply", "-f", &file]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let o = text(&out.stdout);
+    assert!(o.contains("agent \"echo\" created"), "{o}");
+    assert!(o.contains("environment \"default\" created"), "{o}");
+
+    let out = agentd(&s, &["apply", "-f", &file]);
+    let o = text(&out.stdout);
+    assert!(
+        o.contains("agent \"echo\" unchanged") && o.contains("version 1"),
+        "{o}"
+    );
+
+    let changed = write(
+        tmp.path(),
+        "b.yaml",
+        "kind: agent\nname: echo\nmodel: scripted/echo\nsystem: now with a prompt\n",
+    );
+    let o = text(&agentd(&s, &["apply", "-f", &changed]).stdout);
+    assert!(o.contains("version 1 -> 2"), "{o}");
+
+    let out = agentd(&s, &["run", "echo", "hello world"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "echo: hello world");
+    assert!(text(&out.stderr).contains("[idle: end_turn]"));
+
+    let ls = text(&agentd(&s, &["sessions", "ls"]).stdout);
+    let sid = ls
+        .lines()
+        .nth(1)
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    assert!(sid.starts_with("sesn_"), "{ls}");
+    let events = text(&agentd(&s, &["sessions", "events", &sid]).stdout);
+    let kinds: Vec<&str> = events
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "user.message",
+            "session.status_running",
+            "span.model_request_start",
+            "agent.message",
+            "span.model_request_end",
+            "session.usage",
+            "session.status_idle"
+        ]
+    );
+    let show = text(&agentd(&s, &["sessions", "show", &sid]).stdout);
+    let v: serde_json::Value = serde_json::from_str(&show).unwrap();
+    assert_eq!(v["status"], "idle");
+    assert_eq!(v["agent"]["version"], 2);
+}
+
+#[test]
+fn run_exits_non_zero_when_the_agent_waits_for_a_tool() {
+    let s = serve();
+    let tmp = tempfile::tempdir().unwrap();
+    let file = write(
+        tmp.path(),
+        "t.yaml",
+        "kind: agent\nname: tooly\nmodel: scripted/tool\ntools:\n  - type: custom\n    name: lookup\n    description: look things up\n    input_schema: {type: object}\n",
+    );
+    assert!(agentd(&s, &["apply", "-f", &file]).status.success());
+    let out = agentd(&s, &["run", "tooly", "go"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.contains("tool call: lookup"), "{err}");
+    assert!(err.contains("requires_action"), "{err}");
+}
+
+#[test]
+fn yaml_errors_and_bad_models_are_reported_clearly() {
+    let s = serve();
+    let tmp = tempfile::tempdir().unwrap();
+    let file = write(
+        tmp.path(),
+        "bad.yaml",
+        "kind: agent\nname: a\nmodel: scripted/echo\ntools: 5\n",
+    );
+    let out = agentd(&s, &["apply", "-f", &file]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!("{file}:4:8: tools: invalid type")),
+        "{err}"
+    );
+
+    let file = write(tmp.path(), "m.yaml", "kind: agent\nname: a\nmodel: gpt-x\n");
+    let out = agentd(&s, &["apply", "-f", &file]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("HTTP 400") && err.contains("model:"), "{err}");
+
+    let out = Command::new(BIN)
+        .args(["sessions", "ls"])
+        .env("AGENTD_URL", &s.url)
+        .env("AGENTD_API_KEY", "wrong")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("HTTP 401"));
+}
+
+#[test]
+fn keys_create_mints_a_key_the_server_accepts_in_its_own_workspace() {
+    let s = serve();
+    let out = Command::new(BIN)
+        .args(["keys", "create", "--workspace", "other", "--data-dir"])
+        .arg(s._dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let key = text(&out.stdout).trim().to_owned();
+    assert!(key.starts_with("sk-agentd-"));
+    let out = Command::new(BIN)
+        .args(["sessions", "ls"])
+        .env("AGENTD_URL", &s.url)
+        .env("AGENTD_API_KEY", &key)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let ls = Command::new(BIN)
+        .args(["keys", "ls", "--data-dir"])
+        .arg(s._dir.path())
+        .output()
+        .unwrap();
+    let ls = text(&ls.stdout);
+    assert!(
+        ls.contains("\tother\t") && ls.contains("\tdefault\t"),
+        "{ls}"
+    );
+    assert!(!ls.contains(&key), "keys ls must never print secrets");
+}
