@@ -4,7 +4,6 @@
 //!
 //! Run: `cargo run --release -p agentd-bench` (add `-- --help` for sizes).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,16 +11,11 @@ use anyhow::Context;
 use clap::Parser;
 use serde_json::json;
 
-use agentd_api::StoreAgents;
-use agentd_brain::{Harness, HarnessConfig, Previews, Runner};
-use agentd_models::{Registry, RegistryConfig};
+use agentd_brain::HarnessConfig;
 use agentd_session::{NewEvent, SessionLog, events};
-use agentd_store::{NewSession, Store};
+use agentd_testkit::world::World;
 use agentd_testkit::{FakeAnthropic, FakeOptions, FakeReply};
-use agentd_wire::agent::{AgentTag, CreateAgent};
-use agentd_wire::environment::{EnvironmentConfig, EnvironmentTag};
-use agentd_wire::session::SessionAgent;
-use agentd_wire::{ContentBlock, Environment, EventBody, SessionStatus};
+use agentd_wire::{ContentBlock, EventBody, SessionStatus};
 
 #[derive(Parser)]
 struct Args {
@@ -39,121 +33,9 @@ struct Args {
     concurrent_latency_ms: u64,
 }
 
-struct World {
-    _dir: tempfile::TempDir,
-    store: Store,
-    runner: Runner,
-    fake: FakeAnthropic,
-    ws: String,
-    env: String,
-    agent: SessionAgent,
-}
-
-async fn world(fake: FakeAnthropic) -> anyhow::Result<World> {
-    let dir = tempfile::tempdir()?;
-    let store = Store::open(&dir.path().join("agentd.db"))?;
-    let ws = store.register_key("bench", "default").await?.id;
-    let spec = serde_json::from_value::<CreateAgent>(
-        json!({"name": "bench", "model": "claude-bench", "system": "be brief"}),
-    )?
-    .into_spec();
-    let agent = store.create_agent(&ws, spec).await?;
-    let env = store
-        .create_environment(&ws, |id, now| Environment {
-            id,
-            kind: EnvironmentTag::Environment,
-            name: "bench".into(),
-            description: None,
-            config: EnvironmentConfig::default(),
-            metadata: BTreeMap::new(),
-            scope: None,
-            created_at: now,
-            updated_at: now,
-            archived_at: None,
-        })
-        .await?
-        .id;
-    let models = Arc::new(Registry::new(RegistryConfig {
-        anthropic_base_url: fake.base_url(),
-        anthropic_api_key: Some("bench".into()),
-        scripts_dir: dir.path().join("scripts"),
-    }));
-    let harness = Harness::new(
-        Arc::new(store.clone()),
-        Arc::new(StoreAgents(store.clone())),
-        models,
-        Previews::default(),
-        HarnessConfig::default(),
-    );
-    Ok(World {
-        _dir: dir,
-        runner: Runner::new(harness),
-        fake,
-        agent: SessionAgent {
-            id: agent.id,
-            kind: AgentTag::Agent,
-            version: agent.version,
-            spec: agent.spec,
-        },
-        store,
-        ws,
-        env,
-    })
-}
-
-impl World {
-    async fn session(&self) -> anyhow::Result<String> {
-        Ok(self
-            .store
-            .create_session(
-                &self.ws,
-                NewSession {
-                    agent: self.agent.clone(),
-                    environment_id: self.env.clone(),
-                    title: None,
-                    metadata: BTreeMap::new(),
-                    vault_ids: vec![],
-                },
-                events(vec![]),
-            )
-            .await?
-            .id)
-    }
-
-    /// Send a user message the way the API does; returns when it is durable (accepted).
-    async fn say(&self, sid: &str, text: &str) -> anyhow::Result<Instant> {
-        self.store
-            .append(
-                sid,
-                events(vec![
-                    NewEvent::new(EventBody::UserMessage {
-                        content: vec![ContentBlock::text(text)],
-                    }),
-                    NewEvent::new(EventBody::SessionStatusRunning {}),
-                ]),
-            )
-            .await?;
-        let accepted = Instant::now();
-        self.runner.notify(sid);
-        Ok(accepted)
-    }
-
-    /// Wait for the session's idle event; returns when its append became durable.
-    async fn idle(&self, sid: &str) -> anyhow::Result<Instant> {
-        let mut tail = self.store.subscribe(sid);
-        let mut seen = 0;
-        loop {
-            for e in self.store.read(sid, seen, 1000).await? {
-                seen = e.seq;
-                if matches!(e.event.body, EventBody::SessionStatusIdle { .. }) {
-                    return Ok(Instant::now());
-                }
-            }
-            tokio::time::timeout(Duration::from_secs(30), tail.changed())
-                .await
-                .context("session never went idle")??;
-        }
-    }
+async fn world(fake: &FakeAnthropic) -> World {
+    let agent = json!({"name": "bench", "model": "claude-bench", "system": "be brief"});
+    World::start(&fake.base_url(), agent, HarnessConfig::default()).await
 }
 
 fn pct(sorted: &[Duration], p: f64) -> Duration {
@@ -180,22 +62,22 @@ fn rss_kib() -> u64 {
 }
 
 async fn overhead(a: &Args) -> anyhow::Result<()> {
-    let w = world(FakeAnthropic::start(vec![FakeReply::text("ok")]).await).await?;
+    let fake = FakeAnthropic::start(vec![FakeReply::text("ok")]).await;
+    let w = world(&fake).await;
     // Warm the connection pool, the page cache and the allocator.
     for _ in 0..20 {
-        let s = w.session().await?;
-        w.say(&s, "warm").await?;
-        w.idle(&s).await?;
+        let s = w.session().await;
+        w.say(&s, "warm").await;
+        w.idle_at(&s, 0).await;
     }
-    let skip = w.fake.request_count();
+    let skip = fake.request_count();
     let mut inbound = Vec::new();
     let mut outbound = Vec::new();
     for i in 0..a.turns {
-        let s = w.session().await?;
-        let accepted = w.say(&s, &format!("turn {i}")).await?;
-        let idle = w.idle(&s).await?;
-        let t = w
-            .fake
+        let s = w.session().await;
+        let accepted = w.say(&s, &format!("turn {i}")).await;
+        let idle = w.idle_at(&s, 0).await;
+        let t = fake
             .timings()
             .into_iter()
             .nth(skip + i)
@@ -225,8 +107,9 @@ async fn overhead(a: &Args) -> anyhow::Result<()> {
 }
 
 async fn append_rate(a: &Args) -> anyhow::Result<()> {
-    let w = world(FakeAnthropic::start(vec![FakeReply::text("ok")]).await).await?;
-    let s = w.session().await?;
+    let fake = FakeAnthropic::start(vec![FakeReply::text("ok")]).await;
+    let w = world(&fake).await;
+    let s = w.session().await;
     let body = || {
         NewEvent::new(EventBody::AgentMessage {
             content: vec![ContentBlock::text("x".repeat(300))],
@@ -250,7 +133,7 @@ async fn append_rate(a: &Args) -> anyhow::Result<()> {
     let writers = 64;
     let mut sessions = Vec::new();
     for _ in 0..writers {
-        sessions.push(w.session().await?);
+        sessions.push(w.session().await);
     }
     let per = a.appends / writers;
     let t0 = Instant::now();
@@ -280,10 +163,11 @@ async fn append_rate(a: &Args) -> anyhow::Result<()> {
 }
 
 async fn throughput_and_memory(a: &Args) -> anyhow::Result<()> {
-    let w = world(FakeAnthropic::start(vec![FakeReply::text("ok")]).await).await?;
-    let s = w.session().await?;
-    w.say(&s, "warm").await?;
-    w.idle(&s).await?;
+    let fake = FakeAnthropic::start(vec![FakeReply::text("ok")]).await;
+    let w = world(&fake).await;
+    let s = w.session().await;
+    w.say(&s, "warm").await;
+    w.idle_at(&s, 0).await;
     let rss0 = rss_kib();
     let t0 = Instant::now();
     let mut tasks = Vec::new();
@@ -291,14 +175,13 @@ async fn throughput_and_memory(a: &Args) -> anyhow::Result<()> {
     for i in 0..a.sessions {
         let w = w.clone();
         tasks.push(tokio::spawn(async move {
-            let s = w.session().await?;
-            w.say(&s, &format!("hello {i}")).await?;
-            w.idle(&s).await?;
-            anyhow::Ok(())
+            let s = w.session().await;
+            w.say(&s, &format!("hello {i}")).await;
+            w.idle_at(&s, 0).await;
         }));
     }
     for t in tasks {
-        t.await??;
+        t.await?;
     }
     let took = t0.elapsed();
     let rss1 = rss_kib();
@@ -330,15 +213,15 @@ async fn concurrency(a: &Args) -> anyhow::Result<()> {
         vec![FakeReply::text("ok")],
     )
     .await;
-    let w = Arc::new(world(fake).await?);
+    let w = Arc::new(world(&fake).await);
     let mut sids = Vec::new();
     for _ in 0..a.sessions {
-        sids.push(w.session().await?);
+        sids.push(w.session().await);
     }
     let rss0 = rss_kib();
     let t0 = Instant::now();
     for (i, s) in sids.iter().enumerate() {
-        w.say(s, &format!("concurrent {i}")).await?;
+        w.say(s, &format!("concurrent {i}")).await;
     }
     let mut peak = 0;
     let mut peak_rss = rss0;
@@ -352,7 +235,7 @@ async fn concurrency(a: &Args) -> anyhow::Result<()> {
             }
         }
         // Requests the upstream has received for sessions that have not finished.
-        let received = w.fake.request_count();
+        let received = fake.request_count();
         peak = peak.max(received.saturating_sub(a.sessions - running));
         if running == 0 {
             break;

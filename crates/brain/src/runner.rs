@@ -81,6 +81,11 @@ impl Runner {
         }
     }
 
+    /// Whether a wake of `session_id` is in flight or queued.
+    pub fn is_active(&self, session_id: &str) -> bool {
+        self.inner.lock().contains_key(session_id)
+    }
+
     /// Number of sessions with a wake in flight.
     pub fn active(&self) -> usize {
         self.inner.lock().len()

@@ -1,155 +1,30 @@
 //! The harness against the real SQLite store and a fake Messages API on loopback.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use agentd_brain::{Agents, Harness, HarnessConfig, Previews, RetryPolicy, Runner};
-use agentd_models::{Registry, RegistryConfig};
+use agentd_brain::{HarnessConfig, RetryPolicy};
 use agentd_session::{NewEvent, SessionLog, StoredEvent, events};
-use agentd_store::{NewSession, Store};
+use agentd_testkit::world::World;
 use agentd_testkit::{FakeAnthropic, FakeReply};
-use agentd_wire::agent::{AgentTag, CreateAgent};
-use agentd_wire::environment::{EnvironmentConfig, EnvironmentTag};
-use agentd_wire::session::SessionAgent;
-use agentd_wire::{ContentBlock, Environment, EventBody, SessionStatus, StopReason};
-
-struct StoreAgents(Store);
-
-#[async_trait::async_trait]
-impl Agents for StoreAgents {
-    async fn session_agent(&self, id: &str) -> agentd_brain::Result<SessionAgent> {
-        self.0
-            .load_session(id)
-            .await
-            .map(|s| s.agent)
-            .map_err(|_| agentd_brain::Error::SessionNotFound(id.into()))
-    }
-}
-
-struct World {
-    _dir: tempfile::TempDir,
-    store: Store,
-    runner: Runner,
-    ws: String,
-    env: String,
-    agent: SessionAgent,
-}
+use agentd_wire::{ContentBlock, EventBody, SessionStatus, StopReason};
 
 async fn world(fake: &FakeAnthropic) -> World {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("db")).unwrap();
-    let ws = store.register_key("k", "default").await.unwrap().id;
-    let spec = serde_json::from_value::<CreateAgent>(json!({
+    let agent = json!({
         "name": "a", "model": "claude-test", "system": "be brief",
         "tools": [{"type": "custom", "name": "lookup", "description": "look up",
                    "input_schema": {"type": "object", "properties": {"q": {"type": "string"}}}}]
-    }))
-    .unwrap()
-    .into_spec();
-    let agent = store.create_agent(&ws, spec).await.unwrap();
-    let env = store
-        .create_environment(&ws, |id, now| Environment {
-            id,
-            kind: EnvironmentTag::Environment,
-            name: "e".into(),
-            description: None,
-            config: EnvironmentConfig::default(),
-            metadata: BTreeMap::new(),
-            scope: None,
-            created_at: now,
-            updated_at: now,
-            archived_at: None,
-        })
-        .await
-        .unwrap()
-        .id;
-    let models = Arc::new(Registry::new(RegistryConfig {
-        anthropic_base_url: fake.base_url(),
-        anthropic_api_key: Some("test-key".into()),
-        scripts_dir: dir.path().join("scripts"),
-    }));
-    let harness = Harness::new(
-        Arc::new(store.clone()),
-        Arc::new(StoreAgents(store.clone())),
-        models,
-        Previews::default(),
-        HarnessConfig {
-            retry: RetryPolicy {
-                max_attempts: 3,
-                base_delay: Duration::from_millis(5),
-                max_delay: Duration::from_millis(20),
-            },
-            ..HarnessConfig::default()
+    });
+    let cfg = HarnessConfig {
+        retry: RetryPolicy {
+            max_attempts: 3,
+            base_delay: Duration::from_millis(5),
+            max_delay: Duration::from_millis(20),
         },
-    );
-    World {
-        _dir: dir,
-        runner: Runner::new(harness),
-        agent: SessionAgent {
-            id: agent.id,
-            kind: AgentTag::Agent,
-            version: agent.version,
-            spec: agent.spec,
-        },
-        store,
-        ws,
-        env,
-    }
-}
-
-impl World {
-    async fn session(&self) -> String {
-        self.store
-            .create_session(
-                &self.ws,
-                NewSession {
-                    agent: self.agent.clone(),
-                    environment_id: self.env.clone(),
-                    title: None,
-                    metadata: BTreeMap::new(),
-                    vault_ids: vec![],
-                },
-                events(vec![]),
-            )
-            .await
-            .unwrap()
-            .id
-    }
-
-    /// What the API does for a user.message: log it with the move to running, then notify.
-    async fn say(&self, sid: &str, text: &str) {
-        self.store
-            .append(
-                sid,
-                events(vec![
-                    NewEvent::new(EventBody::UserMessage {
-                        content: vec![ContentBlock::text(text)],
-                    }),
-                    NewEvent::new(EventBody::SessionStatusRunning {}),
-                ]),
-            )
-            .await
-            .unwrap();
-        self.runner.notify(sid);
-    }
-
-    async fn idle(&self, sid: &str, within: Duration) -> Vec<StoredEvent> {
-        let deadline = Instant::now() + within;
-        loop {
-            let head = self.store.head(sid).await.unwrap();
-            if head.status == SessionStatus::Idle && self.runner.active() == 0 {
-                return self.store.read(sid, 0, 10_000).await.unwrap();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "session {sid} not idle in {within:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
+        ..HarnessConfig::default()
+    };
+    World::start(&fake.base_url(), agent, cfg).await
 }
 
 fn types(log: &[StoredEvent]) -> Vec<&'static str> {
@@ -162,7 +37,7 @@ async fn a_turn_logs_its_span_message_usage_and_rest() {
     let w = world(&fake).await;
     let sid = w.session().await;
     w.say(&sid, "hi").await;
-    let log = w.idle(&sid, Duration::from_secs(5)).await;
+    let log = w.settle(&sid, Duration::from_secs(5)).await;
     assert_eq!(
         types(&log),
         [
@@ -203,7 +78,7 @@ async fn a_custom_tool_call_rests_until_its_result_then_continues() {
     let w = world(&fake).await;
     let sid = w.session().await;
     w.say(&sid, "look up rust").await;
-    let log = w.idle(&sid, Duration::from_secs(5)).await;
+    let log = w.settle(&sid, Duration::from_secs(5)).await;
     let tool = log
         .iter()
         .find(|e| matches!(e.event.body, EventBody::AgentCustomToolUse { .. }))
@@ -217,22 +92,16 @@ async fn a_custom_tool_call_rests_until_its_result_then_continues() {
             event_ids: vec![tool.event.id.clone()]
         }
     );
-    w.store
-        .append(
-            &sid,
-            events(vec![
-                NewEvent::new(EventBody::UserCustomToolResult {
-                    custom_tool_use_id: tool.event.id.clone(),
-                    content: Some(vec![ContentBlock::text("rust is a language")]),
-                    is_error: None,
-                }),
-                NewEvent::new(EventBody::SessionStatusRunning {}),
-            ]),
-        )
-        .await
-        .unwrap();
-    w.runner.notify(&sid);
-    let log = w.idle(&sid, Duration::from_secs(5)).await;
+    w.send(
+        &sid,
+        vec![EventBody::UserCustomToolResult {
+            custom_tool_use_id: tool.event.id.clone(),
+            content: Some(vec![ContentBlock::text("rust is a language")]),
+            is_error: None,
+        }],
+    )
+    .await;
+    let log = w.settle(&sid, Duration::from_secs(5)).await;
     assert!(matches!(
         &log.last().unwrap().event.body,
         EventBody::SessionStatusIdle {
@@ -273,7 +142,7 @@ async fn an_interrupt_cancels_the_upstream_request_at_once() {
         .await
         .unwrap();
     w.runner.interrupt(&sid);
-    let log = w.idle(&sid, Duration::from_millis(1000)).await;
+    let log = w.settle(&sid, Duration::from_millis(1000)).await;
     let took = t0.elapsed();
     assert!(fake.wait_no_active_streams(Duration::from_secs(1)).await);
     assert!(took < Duration::from_millis(500), "interrupt took {took:?}");
@@ -310,7 +179,7 @@ async fn a_request_left_open_by_a_crash_is_made_again_under_the_same_span() {
         .await
         .unwrap();
     w.runner.notify(&sid);
-    let log = w.idle(&sid, Duration::from_secs(5)).await;
+    let log = w.settle(&sid, Duration::from_secs(5)).await;
     let t = types(&log);
     assert_eq!(
         t.iter()
@@ -335,7 +204,7 @@ async fn overload_is_retried_then_exhausted() {
     let w = world(&fake).await;
     let sid = w.session().await;
     w.say(&sid, "hi").await;
-    let log = w.idle(&sid, Duration::from_secs(5)).await;
+    let log = w.settle(&sid, Duration::from_secs(5)).await;
     let errors: Vec<_> = log
         .iter()
         .filter_map(|e| match &e.event.body {
@@ -352,7 +221,7 @@ async fn overload_is_retried_then_exhausted() {
     let w = world(&fake).await;
     let sid = w.session().await;
     w.say(&sid, "hi").await;
-    let log = w.idle(&sid, Duration::from_secs(5)).await;
+    let log = w.settle(&sid, Duration::from_secs(5)).await;
     assert_eq!(fake.request_count(), 3);
     assert!(matches!(
         &log.last().unwrap().event.body,

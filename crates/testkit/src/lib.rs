@@ -2,6 +2,9 @@
 //! upstream. It records what it receives and answers `POST /v1/messages` with scripted SSE
 //! streams shaped like the real ones.
 
+#[cfg(feature = "world")]
+pub mod world;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,0 +1,168 @@
+//! A whole agentd core in one process: the SQLite store in a temp dir, a registry pointed at
+//! a fake upstream, the harness and the runner — for integration tests and benches that need
+//! more than one crate but not HTTP.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use agentd_api::StoreAgents;
+use agentd_brain::{Harness, HarnessConfig, Previews, Runner};
+use agentd_models::{Registry, RegistryConfig};
+use agentd_session::{NewEvent, SessionLog, StoredEvent, events};
+use agentd_store::{NewSession, Store};
+use agentd_wire::agent::{AgentTag, CreateAgent};
+use agentd_wire::environment::{EnvironmentConfig, EnvironmentTag};
+use agentd_wire::session::SessionAgent;
+use agentd_wire::{ContentBlock, Environment, EventBody, SessionStatus};
+
+pub struct World {
+    pub store: Store,
+    pub runner: Runner,
+    /// The workspace everything was made in.
+    pub ws: String,
+    pub env: String,
+    pub agent: SessionAgent,
+    _dir: tempfile::TempDir,
+}
+
+/// Every failure here is a broken test set-up, so it panics with the cause.
+fn must<T, E: std::fmt::Display>(r: Result<T, E>, what: &str) -> T {
+    match r {
+        Ok(v) => v,
+        Err(e) => panic!("test world: {what}: {e}"),
+    }
+}
+
+impl World {
+    /// A core whose `claude-*` models call `upstream`, with one agent made from `agent` (a
+    /// create-agent request body) and one environment.
+    pub async fn start(upstream: &str, agent: Value, cfg: HarnessConfig) -> World {
+        let dir = must(tempfile::tempdir(), "temp dir");
+        let store = must(Store::open(&dir.path().join("agentd.db")), "open the store");
+        let ws = must(
+            store.register_key("test-key", "default").await,
+            "register a key",
+        )
+        .id;
+        let spec = must(serde_json::from_value::<CreateAgent>(agent), "agent body").into_spec();
+        let agent = must(store.create_agent(&ws, spec).await, "create the agent");
+        let env = must(
+            store
+                .create_environment(&ws, |id, now| Environment {
+                    id,
+                    kind: EnvironmentTag::Environment,
+                    name: "test".into(),
+                    description: None,
+                    config: EnvironmentConfig::default(),
+                    metadata: BTreeMap::new(),
+                    scope: None,
+                    created_at: now,
+                    updated_at: now,
+                    archived_at: None,
+                })
+                .await,
+            "create the environment",
+        )
+        .id;
+        let models = Arc::new(Registry::new(RegistryConfig {
+            anthropic_base_url: upstream.to_owned(),
+            anthropic_api_key: Some("test-upstream-key".into()),
+            scripts_dir: dir.path().join("scripts"),
+        }));
+        let harness = Harness::new(
+            Arc::new(store.clone()),
+            Arc::new(StoreAgents(store.clone())),
+            models,
+            Previews::default(),
+            cfg,
+        );
+        World {
+            runner: Runner::new(harness),
+            agent: SessionAgent {
+                id: agent.id,
+                kind: AgentTag::Agent,
+                version: agent.version,
+                spec: agent.spec,
+            },
+            store,
+            ws,
+            env,
+            _dir: dir,
+        }
+    }
+
+    pub async fn session(&self) -> String {
+        let s = self
+            .store
+            .create_session(
+                &self.ws,
+                NewSession {
+                    agent: self.agent.clone(),
+                    environment_id: self.env.clone(),
+                    title: None,
+                    metadata: BTreeMap::new(),
+                    vault_ids: vec![],
+                },
+                events(vec![]),
+            )
+            .await;
+        must(s, "create a session").id
+    }
+
+    /// Append `events` and wake the session, as the API does for what a client sends.
+    pub async fn send(&self, sid: &str, batch: Vec<EventBody>) -> Instant {
+        let mut batch: Vec<NewEvent> = batch.into_iter().map(NewEvent::new).collect();
+        batch.push(NewEvent::new(EventBody::SessionStatusRunning {}));
+        must(self.store.append(sid, events(batch)).await, "append");
+        let accepted = Instant::now();
+        self.runner.notify(sid);
+        accepted
+    }
+
+    /// Send a user message; returns when it was durable (accepted).
+    pub async fn say(&self, sid: &str, text: &str) -> Instant {
+        self.send(
+            sid,
+            vec![EventBody::UserMessage {
+                content: vec![ContentBlock::text(text)],
+            }],
+        )
+        .await
+    }
+
+    /// The moment a `session.status_idle` after position `after` was seen appended; the
+    /// tail subscription wakes at once, so this is the time it became durable.
+    pub async fn idle_at(&self, sid: &str, after: u64) -> Instant {
+        let mut tail = self.store.subscribe(sid);
+        let mut seen = after;
+        loop {
+            for e in must(self.store.read(sid, seen, 1000).await, "read") {
+                seen = e.seq;
+                if matches!(e.event.body, EventBody::SessionStatusIdle { .. }) {
+                    return Instant::now();
+                }
+            }
+            let changed = tokio::time::timeout(Duration::from_secs(60), tail.changed()).await;
+            must(must(changed, "waiting for idle"), "tail");
+        }
+    }
+
+    /// Wait until the session rests (idle, no wake in flight) and return its whole log.
+    pub async fn settle(&self, sid: &str, within: Duration) -> Vec<StoredEvent> {
+        let deadline = Instant::now() + within;
+        loop {
+            let head = must(self.store.head(sid).await, "head");
+            if head.status == SessionStatus::Idle && !self.runner.is_active(sid) {
+                return must(self.store.read(sid, 0, 100_000).await, "read");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "session {sid} did not rest within {within:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+}
