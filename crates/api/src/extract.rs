@@ -1,6 +1,5 @@
 //! Request parsing with errors that say which field is wrong and why.
 
-use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
@@ -18,16 +17,36 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, _: &S) -> Result<Self, ApiError> {
-        let bytes: Bytes = axum::body::to_bytes(req.into_body(), crate::MAX_BODY_BYTES)
-            .await
-            .map_err(|_| {
-                ApiError::new(
-                    agentd_wire::ErrorKind::RequestTooLarge,
-                    format!("request body exceeds {} bytes", crate::MAX_BODY_BYTES),
-                )
-            })?;
+        let bytes = read_capped(req.into_body()).await?;
         parse(&bytes).map(Body)
     }
+}
+
+/// Read a body of at most `MAX_BODY_BYTES`. An oversize body is still read (and dropped) up
+/// to a bound before the 413 goes out: a client still writing when the server hangs up sees a
+/// reset connection instead of the error.
+async fn read_capped(body: axum::body::Body) -> Result<Vec<u8>, ApiError> {
+    use futures::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut buf = Vec::new();
+    let mut seen = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk =
+            chunk.map_err(|e| ApiError::invalid(format!("cannot read the request body: {e}")))?;
+        seen += chunk.len();
+        if seen <= crate::MAX_BODY_BYTES {
+            buf.extend_from_slice(&chunk);
+        } else if seen > 4 * crate::MAX_BODY_BYTES {
+            break;
+        }
+    }
+    if seen > crate::MAX_BODY_BYTES {
+        return Err(ApiError::new(
+            agentd_wire::ErrorKind::RequestTooLarge,
+            format!("request body exceeds {} bytes", crate::MAX_BODY_BYTES),
+        ));
+    }
+    Ok(buf)
 }
 
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
@@ -36,8 +55,8 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             "request body is empty; expected a JSON object",
         ));
     }
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         if inner.is_syntax() || inner.is_eof() {
@@ -46,6 +65,24 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             ApiError::invalid(format!("invalid request body: {inner}"))
         } else {
             ApiError::invalid(format!("{path}: {inner}"))
+        }
+    })?;
+    de.end()
+        .map_err(|e| ApiError::invalid(format!("malformed JSON: {e}")))?;
+    Ok(value)
+}
+
+/// Deserialize `value` found at `at` in the request, naming the full path of what is wrong.
+/// Used where serde's internally tagged enums would lose the path below the tag.
+pub fn parse_at<T: DeserializeOwned>(value: serde_json::Value, at: &str) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        match (at.is_empty(), path == ".") {
+            (true, true) => ApiError::invalid(format!("invalid request body: {inner}")),
+            (true, false) => ApiError::invalid(format!("{path}: {inner}")),
+            (false, true) => ApiError::invalid(format!("{at}: {inner}")),
+            (false, false) => ApiError::invalid(format!("{at}.{path}: {inner}")),
         }
     })
 }

@@ -35,4 +35,17 @@ pub fn router(state: AppState) -> Router {
         .route("/health", axum::routing::get(|| async { "ok" }))
         .merge(api)
         .fallback(|| async { ApiError::not_found("no such route") })
+        .method_not_allowed_fallback(method_not_allowed)
+}
+
+async fn method_not_allowed(
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let body = agentd_wire::ErrorBody::new(
+        agentd_wire::ErrorKind::InvalidRequestError,
+        format!("{method} is not supported on {}", uri.path()),
+    );
+    (axum::http::StatusCode::METHOD_NOT_ALLOWED, axum::Json(body)).into_response()
 }

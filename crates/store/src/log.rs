@@ -4,7 +4,9 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::watch;
 
-use agentd_session::{Error, Guard, Head, NewEvent, Private, Result, SessionLog, StoredEvent};
+use agentd_session::{
+    Error, Guard, Head, NewEvent, Private, Refusal, Result, SessionLog, StoredEvent,
+};
 use agentd_wire::{Event, EventBody, SessionStatus, Usage};
 
 use crate::{Store, time};
@@ -154,7 +156,12 @@ pub(crate) fn append_in(
             serde_json::to_string(&body).map_err(storage)?,
             private_json
         ])
-        .map_err(storage)?;
+        .map_err(|e| match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::ConstraintViolation) => Error::Refused(Refusal::Invalid(
+                format!("{}: that tool call was already answered", body.type_name()),
+            )),
+            _ => storage(e),
+        })?;
         stored.push(StoredEvent {
             seq: p.last_seq,
             event: Event {

@@ -6,6 +6,7 @@ use rusqlite::Connection;
 const STEPS: &[&str] = &[
     include_str!("migrations/0001_initial.sql"),
     include_str!("migrations/0002_session_activity.sql"),
+    include_str!("migrations/0003_one_answer_per_tool_use.sql"),
 ];
 
 /// The schema version this build writes.

@@ -314,3 +314,26 @@ fn an_old_database_is_migrated_on_open_and_keeps_its_data() {
         .unwrap();
     assert_eq!(cols, 1);
 }
+
+#[tokio::test]
+async fn a_tool_call_is_answered_at_most_once() {
+    let (_d, store, _ws, sid) = fixture().await;
+    let answer = || {
+        NewEvent::new(EventBody::UserCustomToolResult {
+            custom_tool_use_id: "sevt_call".into(),
+            content: None,
+            is_error: None,
+        })
+    };
+    store.append(&sid, events(vec![answer()])).await.unwrap();
+    let again = store
+        .append(&sid, events(vec![msg("x"), answer()]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&again, agentd_session::Error::Refused(Refusal::Invalid(m)) if m.contains("already answered")),
+        "{again:?}"
+    );
+    // The refused batch left nothing behind, the message included.
+    assert_eq!(store.read(&sid, 0, 100).await.unwrap().len(), 1);
+}

@@ -182,56 +182,76 @@ pub struct SendEvents {
 
 /// An event a client may send; anything else is refused at parse time.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(tag = "type", deny_unknown_fields)]
+#[serde(tag = "type")]
 pub enum UserEvent {
     #[serde(rename = "user.message")]
-    Message { content: Vec<ContentBlock> },
+    Message(MessageParams),
     #[serde(rename = "user.interrupt")]
-    Interrupt {
-        #[serde(default)]
-        session_thread_id: Option<String>,
-    },
+    Interrupt(InterruptParams),
     #[serde(rename = "user.custom_tool_result")]
-    CustomToolResult {
-        custom_tool_use_id: String,
-        #[serde(default)]
-        content: Option<Vec<ContentBlock>>,
-        #[serde(default)]
-        is_error: Option<bool>,
-    },
+    CustomToolResult(CustomToolResultParams),
     #[serde(rename = "user.tool_confirmation")]
-    ToolConfirmation {
-        tool_use_id: String,
-        result: Confirmation,
-        #[serde(default)]
-        deny_message: Option<String>,
-    },
+    ToolConfirmation(ToolConfirmationParams),
+}
+
+impl UserEvent {
+    /// The `type` values a client may send.
+    pub const TYPES: &[&str] = &[
+        "user.message",
+        "user.interrupt",
+        "user.custom_tool_result",
+        "user.tool_confirmation",
+    ];
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessageParams {
+    pub content: Vec<ContentBlock>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InterruptParams {
+    #[serde(default)]
+    pub session_thread_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomToolResultParams {
+    pub custom_tool_use_id: String,
+    #[serde(default)]
+    pub content: Option<Vec<ContentBlock>>,
+    #[serde(default)]
+    pub is_error: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolConfirmationParams {
+    pub tool_use_id: String,
+    pub result: Confirmation,
+    #[serde(default)]
+    pub deny_message: Option<String>,
 }
 
 impl From<UserEvent> for EventBody {
     fn from(e: UserEvent) -> Self {
         match e {
-            UserEvent::Message { content } => EventBody::UserMessage { content },
-            UserEvent::Interrupt { session_thread_id } => {
-                EventBody::UserInterrupt { session_thread_id }
-            }
-            UserEvent::CustomToolResult {
-                custom_tool_use_id,
-                content,
-                is_error,
-            } => EventBody::UserCustomToolResult {
-                custom_tool_use_id,
-                content,
-                is_error,
+            UserEvent::Message(p) => EventBody::UserMessage { content: p.content },
+            UserEvent::Interrupt(p) => EventBody::UserInterrupt {
+                session_thread_id: p.session_thread_id,
             },
-            UserEvent::ToolConfirmation {
-                tool_use_id,
-                result,
-                deny_message,
-            } => EventBody::UserToolConfirmation {
-                tool_use_id,
-                result,
-                deny_message,
+            UserEvent::CustomToolResult(p) => EventBody::UserCustomToolResult {
+                custom_tool_use_id: p.custom_tool_use_id,
+                content: p.content,
+                is_error: p.is_error,
+            },
+            UserEvent::ToolConfirmation(p) => EventBody::UserToolConfirmation {
+                tool_use_id: p.tool_use_id,
+                result: p.result,
+                deny_message: p.deny_message,
             },
         }
     }

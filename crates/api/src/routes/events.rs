@@ -9,7 +9,8 @@ use axum::response::IntoResponse;
 use axum::response::sse::{Event as Sse, KeepAlive};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -21,7 +22,7 @@ use agentd_wire::{Event, EventBody, Page, SessionStatus};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Body, Query};
+use crate::extract::{Body, Query, parse_at};
 use crate::routes::page;
 
 /// The SDK's session tool runner lists with `limit=1000`.
@@ -31,6 +32,51 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/sessions/{id}/events", post(send).get(list))
         .route("/v1/sessions/{id}/events/stream", get(stream))
+}
+
+/// The send body before each event is parsed on its own, so errors name the full path.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSend {
+    events: Vec<Value>,
+}
+
+/// Parse client events one by one: serde's tagged enums would report an error inside an event
+/// at the event, not at the field.
+pub fn user_events(values: Vec<Value>, field: &str) -> ApiResult<Vec<UserEvent>> {
+    values
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| user_event(v, &format!("{field}[{i}]")))
+        .collect()
+}
+
+fn user_event(v: Value, at: &str) -> ApiResult<UserEvent> {
+    let Value::Object(mut obj) = v else {
+        return Err(ApiError::invalid(format!("{at}: expected an event object")));
+    };
+    let kind = match obj.remove("type") {
+        Some(Value::String(t)) => t,
+        _ => {
+            return Err(ApiError::invalid(format!(
+                "{at}.type: missing; expected one of {}",
+                UserEvent::TYPES.join(", ")
+            )));
+        }
+    };
+    let rest = Value::Object(obj);
+    Ok(match kind.as_str() {
+        "user.message" => UserEvent::Message(parse_at(rest, at)?),
+        "user.interrupt" => UserEvent::Interrupt(parse_at(rest, at)?),
+        "user.custom_tool_result" => UserEvent::CustomToolResult(parse_at(rest, at)?),
+        "user.tool_confirmation" => UserEvent::ToolConfirmation(parse_at(rest, at)?),
+        other => {
+            return Err(ApiError::invalid(format!(
+                "{at}.type: {other:?} is not an event a client can send; expected one of {}",
+                UserEvent::TYPES.join(", ")
+            )));
+        }
+    })
 }
 
 #[derive(Serialize)]
@@ -47,23 +93,22 @@ pub async fn validate_events(
 ) -> ApiResult<()> {
     for (i, e) in events.iter().enumerate() {
         match e {
-            UserEvent::Message { content } if content.is_empty() => {
+            UserEvent::Message(m) if m.content.is_empty() => {
                 return Err(ApiError::invalid(format!(
                     "{field}[{i}].content: a user.message needs at least one content block"
                 )));
             }
-            UserEvent::CustomToolResult {
-                custom_tool_use_id: id,
-                ..
-            }
-            | UserEvent::ToolConfirmation {
-                tool_use_id: id, ..
-            } => {
-                let (name, want) = match e {
-                    UserEvent::CustomToolResult { .. } => {
-                        ("custom_tool_use_id", "agent.custom_tool_use")
+            UserEvent::CustomToolResult(_) | UserEvent::ToolConfirmation(_) => {
+                let (id, name, want) = match e {
+                    UserEvent::CustomToolResult(p) => (
+                        &p.custom_tool_use_id,
+                        "custom_tool_use_id",
+                        "agent.custom_tool_use",
+                    ),
+                    UserEvent::ToolConfirmation(p) => {
+                        (&p.tool_use_id, "tool_use_id", "agent.tool_use")
                     }
-                    _ => ("tool_use_id", "agent.tool_use"),
+                    UserEvent::Message(_) | UserEvent::Interrupt(_) => continue,
                 };
                 let Some(sid) = session_id else {
                     return Err(ApiError::invalid(format!(
@@ -85,7 +130,7 @@ pub async fn validate_events(
                     )));
                 }
             }
-            UserEvent::Message { .. } | UserEvent::Interrupt { .. } => {}
+            UserEvent::Message(_) | UserEvent::Interrupt(_) => {}
         }
     }
     Ok(())
@@ -121,8 +166,11 @@ async fn send(
     State(st): State<AppState>,
     Extension(Caller(ws)): Extension<Caller>,
     Path(id): Path<String>,
-    Body(req): Body<SendEvents>,
+    Body(req): Body<RawSend>,
 ) -> ApiResult<Json<Sent>> {
+    let req = SendEvents {
+        events: user_events(req.events, "events")?,
+    };
     let session = st.store.get_session(&ws.id, &id).await?;
     if session.archived_at.is_some() {
         return Err(ApiError::conflict(format!(

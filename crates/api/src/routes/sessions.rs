@@ -12,8 +12,8 @@ use agentd_wire::{Page, Session, SessionStatus};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Body, Query};
-use crate::routes::events::{user_batch, validate_events};
+use crate::extract::{Body, Query, parse_at};
+use crate::routes::events::{user_batch, user_events, validate_events};
 use crate::routes::{Deleted, page};
 
 pub fn routes() -> Router<AppState> {
@@ -29,8 +29,22 @@ pub fn routes() -> Router<AppState> {
 async fn create(
     State(st): State<AppState>,
     Extension(Caller(ws)): Extension<Caller>,
-    Body(req): Body<CreateSession>,
+    Body(mut body): Body<serde_json::Value>,
 ) -> ApiResult<Json<Session>> {
+    let initial = match body
+        .as_object_mut()
+        .and_then(|o| o.remove("initial_events"))
+    {
+        Some(serde_json::Value::Array(events)) => user_events(events, "initial_events")?,
+        Some(serde_json::Value::Null) | None => vec![],
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "initial_events: expected an array of events",
+            ));
+        }
+    };
+    let mut req: CreateSession = parse_at(body, "")?;
+    req.initial_events = initial;
     let (agent_id, version) = match req.agent {
         AgentRef::Id(id) => (id, None),
         AgentRef::Pinned(p) => (p.id, p.version),
