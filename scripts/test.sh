@@ -35,7 +35,9 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "rust tests"
-cargo test --workspace --locked
+# Canaries: the sandbox tests assert that no value of agentd's environment reaches a sandbox.
+AGENTD_CANARY_SECRET="canary-$RANDOM$RANDOM" AGENTD_CANARY_API_KEY="sk-canary-$RANDOM" \
+    cargo test --workspace --locked
 
 step "end-to-end tests (official SDK against the real binary)"
 cargo build -p agentd --locked

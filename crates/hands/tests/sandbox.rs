@@ -1,0 +1,310 @@
+//! The real bubblewrap sandbox with the real helper: the toolset, isolation, limits, and what
+//! happens when something inside misbehaves.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use agentd_hands::bwrap::{Bwrap, HelperCommand};
+use agentd_hands::{Limits, Output, Provider, Sandbox, Spec};
+
+fn provider() -> Bwrap {
+    Bwrap::new(HelperCommand {
+        exe: PathBuf::from(env!("CARGO_BIN_EXE_agentd-sandbox-helper")),
+        args: vec![],
+    })
+    .expect("bubblewrap must be installed for these tests (apt-get install bubblewrap)")
+}
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    provider: Bwrap,
+    sb: Arc<dyn Sandbox>,
+}
+
+fn limits() -> Limits {
+    Limits {
+        memory_bytes: 1 << 30,
+        processes: 64,
+        cpu_seconds: 60,
+        file_bytes: 64 << 20,
+        tmp_bytes: 16 << 20,
+    }
+}
+
+async fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    // Like agentd's data dir: a private parent the sandbox user may not list, holding the
+    // workspace it owns.
+    let provider = provider();
+    let sb = provider.provision(&spec(&dir)).await.expect("provision");
+    Fixture { dir, provider, sb }
+}
+
+fn spec(dir: &tempfile::TempDir) -> Spec {
+    Spec {
+        workspace: dir.path().join("ws"),
+        limits: limits(),
+    }
+}
+
+async fn bash(sb: &Arc<dyn Sandbox>, cmd: &str) -> Output {
+    sb.execute("bash", &json!({"command": cmd, "timeout_ms": 20_000}))
+        .await
+}
+
+#[tokio::test]
+async fn bash_keeps_state_and_file_tools_share_the_workspace() {
+    let f = fixture().await;
+    let o = bash(
+        &f.sb,
+        "cd /tmp && export GREETING=hi && echo $(whoami) $(id -u) $(hostname)",
+    )
+    .await;
+    assert_eq!(o.text.trim(), "sandbox 1000 sandbox", "{o:?}");
+    assert_eq!(
+        bash(&f.sb, "pwd; echo $GREETING").await.text.trim(),
+        "/tmp\nhi"
+    );
+    let w =
+        f.sb.execute(
+            "write",
+            &json!({"file_path": "notes/a.txt", "content": "alpha\nbeta\n"}),
+        )
+        .await;
+    assert!(!w.is_error, "{w:?}");
+    assert_eq!(
+        bash(&f.sb, "cat /workspace/notes/a.txt | wc -l")
+            .await
+            .text
+            .trim(),
+        "2"
+    );
+    let e = f.sb.execute("edit", &json!({"file_path": "/workspace/notes/a.txt", "old_string": "beta", "new_string": "gamma"})).await;
+    assert!(!e.is_error, "{e:?}");
+    let g = f.sb.execute("grep", &json!({"pattern": "gam+a"})).await;
+    assert_eq!(g.text.trim(), "/workspace/notes/a.txt:2:gamma");
+    let gl = f.sb.execute("glob", &json!({"pattern": "**/*.txt"})).await;
+    assert_eq!(gl.text.trim(), "/workspace/notes/a.txt");
+    // The host sees the same files, owned by the sandbox's unprivileged host user.
+    let host = f.dir.path().join("ws/notes/a.txt");
+    assert_eq!(std::fs::read_to_string(&host).unwrap(), "alpha\ngamma\n");
+    if nix::unistd::geteuid().is_root() {
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(std::fs::metadata(&host).unwrap().uid(), 65534);
+    }
+    let bad = f.sb.execute("read", &json!({"path": "x"})).await;
+    assert!(
+        bad.is_error && bad.text.contains("invalid input"),
+        "{bad:?}"
+    );
+    let unknown = f.sb.execute("teleport", &json!({})).await;
+    assert!(unknown.is_error);
+}
+
+#[tokio::test]
+async fn host_files_are_out_of_reach_by_every_tool() {
+    let f = fixture().await;
+    std::fs::write(f.dir.path().join("secret-next-to-ws"), "s3cret").unwrap();
+    for path in [
+        "/etc/shadow",
+        "../secret-next-to-ws",
+        "/root/.bashrc",
+        "/home",
+        "/work",
+    ] {
+        let r = f.sb.execute("read", &json!({"file_path": path})).await;
+        assert!(r.is_error, "read {path}: {r:?}");
+        assert!(!r.text.contains("s3cret"));
+    }
+    // A symlink planted in the workspace resolves inside the sandbox, not on the host.
+    std::os::unix::fs::symlink(
+        f.dir.path().join("secret-next-to-ws"),
+        f.dir.path().join("ws/link"),
+    )
+    .unwrap();
+    let r = f.sb.execute("read", &json!({"file_path": "link"})).await;
+    assert!(r.is_error && !r.text.contains("s3cret"), "{r:?}");
+    let g =
+        f.sb.execute("grep", &json!({"pattern": "s3c+ret", "path": "/"}))
+            .await;
+    assert!(!g.text.contains("s3cret"), "{g:?}");
+    let w =
+        f.sb.execute("write", &json!({"file_path": "../escaped", "content": "x"}))
+            .await;
+    assert!(w.is_error, "{w:?}");
+    assert!(!f.dir.path().join("escaped").exists());
+    let o = bash(
+        &f.sb,
+        "ls /; cat /proc/1/cmdline | tr '\\0' ' '; echo; ls /proc | grep -c '^[0-9]'",
+    )
+    .await;
+    assert!(
+        !o.text.contains("home") && !o.text.contains("root\n"),
+        "{o:?}"
+    );
+    let procs: usize = o
+        .text
+        .lines()
+        .last()
+        .unwrap()
+        .trim()
+        .parse()
+        .expect(&o.text);
+    assert!(procs < 10, "the sandbox sees host processes: {o:?}");
+}
+
+#[tokio::test]
+async fn the_system_is_read_only_and_the_network_absent() {
+    let f = fixture().await;
+    let o = bash(
+        &f.sb,
+        "touch /usr/x 2>&1; echo > /etc/passwd 2>&1; echo done",
+    )
+    .await;
+    assert!(o.text.contains("Read-only file system"), "{o:?}");
+    let w =
+        f.sb.execute(
+            "write",
+            &json!({"file_path": "/usr/bin/evil", "content": "x"}),
+        )
+        .await;
+    assert!(w.is_error, "{w:?}");
+    let n = bash(
+        &f.sb,
+        "exec 3<>/dev/tcp/1.1.1.1/80 && echo CONNECTED; ip -o link 2>/dev/null | wc -l",
+    )
+    .await;
+    assert!(!n.text.contains("CONNECTED"), "{n:?}");
+    assert!(
+        n.text.contains("unreachable") || n.text.contains("not permitted"),
+        "{n:?}"
+    );
+    let u = bash(&f.sb, "unshare -U true 2>&1 || echo REFUSED").await;
+    assert!(u.text.contains("REFUSED"), "{u:?}");
+}
+
+#[tokio::test]
+async fn no_credential_of_the_host_is_visible_inside() {
+    let f = fixture().await;
+    // Nothing of agentd's environment is inherited: only the variables the sandbox sets, and
+    // the ones bash keeps for itself, exist.
+    let o = bash(&f.sb, "env | cut -d= -f1 | sort").await;
+    let allowed = [
+        "HOME", "LANG", "OLDPWD", "PATH", "PWD", "SHLVL", "TERM", "TMPDIR", "USER", "_",
+    ];
+    for var in o.text.lines() {
+        assert!(
+            allowed.contains(&var),
+            "unexpected variable {var:?} inside: {}",
+            o.text
+        );
+    }
+    // scripts/test.sh plants canaries in the environment the tests run in; look everywhere.
+    let o = bash(
+        &f.sb,
+        "cat /proc/*/environ 2>/dev/null | tr '\\0' '\\n'; cat /proc/*/cmdline 2>/dev/null | tr '\\0' ' '; grep -rs . /etc /run 2>/dev/null | head -c 100000",
+    )
+    .await;
+    for (k, v) in std::env::vars() {
+        if k.starts_with("AGENTD_CANARY") || k.contains("API_KEY") {
+            assert!(
+                !o.text.contains(&v),
+                "{k}'s value is visible inside the sandbox"
+            );
+        }
+    }
+    assert!(!o.text.contains("ANTHROPIC"), "{}", o.text);
+}
+
+#[tokio::test]
+async fn runaway_commands_are_contained_and_the_sandbox_stays_usable() {
+    let f = fixture().await;
+    // Never ends: the timeout kills it and a fresh shell follows.
+    let t0 = Instant::now();
+    let o =
+        f.sb.execute("bash", &json!({"command": "sleep 1000", "timeout_ms": 500}))
+            .await;
+    assert!(o.is_error && o.text.contains("timed out"), "{o:?}");
+    assert!(t0.elapsed() < Duration::from_secs(10));
+    assert_eq!(bash(&f.sb, "echo alive").await.text.trim(), "alive");
+
+    // A gigabyte of output comes back capped.
+    let o = bash(
+        &f.sb,
+        "head -c 1000000000 /dev/zero | tr '\\0' y; echo; echo END",
+    )
+    .await;
+    assert!(
+        o.text.len() < 200_000 && o.text.contains("omitted") && o.text.trim_end().ends_with("END")
+    );
+
+    // A memory bomb hits the address-space limit.
+    let o = bash(&f.sb, "python3 -c 'b = bytearray(8 << 30)' 2>&1 | tail -1").await;
+    assert!(o.text.contains("MemoryError"), "{o:?}");
+
+    // A fork bomb hits the process limit and ends with its timeout.
+    let o = f
+        .sb
+        .execute("bash", &json!({"command": "bomb() { bomb | bomb & }; bomb; sleep 2; echo survived", "timeout_ms": 8000}))
+        .await;
+    assert!(!o.text.is_empty());
+    let o = bash(&f.sb, "echo still here").await;
+    assert_eq!(o.text.trim(), "still here", "{o:?}");
+
+    // A file larger than the limit is cut off.
+    let o = bash(
+        &f.sb,
+        "head -c 100000000 /dev/zero > big 2>&1; stat -c %s big",
+    )
+    .await;
+    assert!(
+        o.text.contains("File size limit exceeded") || o.text.contains(&(64u64 << 20).to_string()),
+        "{o:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_background_process_dies_with_its_sandbox() {
+    let f = fixture().await;
+    let o = bash(
+        &f.sb,
+        "(sleep 4242 &) ; nohup sleep 4243 >/dev/null 2>&1 & echo started",
+    )
+    .await;
+    assert_eq!(o.text.trim(), "started");
+    let host_sees = || {
+        std::process::Command::new("pgrep")
+            .args(["-f", "sleep 424[23]"])
+            .output()
+            .map(|o| !o.stdout.is_empty())
+            .unwrap_or(false)
+    };
+    assert!(host_sees(), "the background sleeps should be running");
+    f.sb.release().await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while host_sees() {
+        assert!(
+            Instant::now() < deadline,
+            "a sandboxed process outlived its sandbox"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_dead_sandbox_is_an_error_and_a_fresh_one_keeps_the_files() {
+    let f = fixture().await;
+    assert!(!bash(&f.sb, "echo keep > kept.txt").await.is_error);
+    // Kill everything inside, the helper included.
+    let o = bash(&f.sb, "kill -9 -1").await;
+    assert!(o.is_error, "{o:?}");
+    assert!(o.text.contains("fresh sandbox"), "{o:?}");
+    assert!(!f.sb.alive());
+    let again = bash(&f.sb, "echo hi").await;
+    assert!(again.is_error);
+    let fresh = f.provider.provision(&spec(&f.dir)).await.unwrap();
+    assert_eq!(bash(&fresh, "cat kept.txt").await.text.trim(), "keep");
+}
