@@ -41,6 +41,12 @@ enum Command {
     /// Manage API keys of a data dir.
     #[command(subcommand)]
     Keys(keys::Command),
+    /// The helper that runs inside each sandbox (started by agentd, not by hand).
+    #[command(hide = true, disable_help_flag = true)]
+    SandboxHelper {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 /// Options shared by every command that talks to a running server.
@@ -68,6 +74,9 @@ pub fn default_data_dir() -> PathBuf {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if let Command::SandboxHelper { args } = cli.command {
+        return sandbox_helper(args);
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -85,12 +94,32 @@ fn main() -> std::process::ExitCode {
             Command::Run(a) => run::run(a).await,
             Command::Sessions(c) => sessions::run(c).await,
             Command::Keys(c) => keys::run(c).await,
+            Command::SandboxHelper { .. } => Ok(std::process::ExitCode::SUCCESS),
         }
     });
     match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("agentd: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Inside a sandbox: a single-threaded runtime is all the helper needs.
+fn sandbox_helper(args: Vec<String>) -> std::process::ExitCode {
+    let run = || -> Result<(), String> {
+        let cfg = agentd_hands::helper::Config::from_args(args)?;
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?
+            .block_on(agentd_hands::helper::run(cfg))
+    };
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("agentd sandbox-helper: {e}");
             std::process::ExitCode::FAILURE
         }
     }

@@ -10,7 +10,9 @@ use anyhow::Context;
 use axum::serve::ListenerExt;
 
 use agentd_api::{AppState, RateLimit, StoreAgents};
-use agentd_brain::{Harness, HarnessConfig, Previews, RetryPolicy, Runner};
+use agentd_brain::{Harness, HarnessConfig, Previews, RetryPolicy, Runner, Sandboxes};
+use agentd_hands::Limits;
+use agentd_hands::bwrap::{Bwrap, HelperCommand};
 use agentd_models::{Registry, RegistryConfig};
 use agentd_store::{DEFAULT_WORKSPACE, Store};
 
@@ -48,13 +50,60 @@ pub struct Args {
     /// First pause between model attempts, in milliseconds; it doubles per attempt.
     #[arg(long, env = "AGENTD_RETRY_BASE_MS", default_value_t = 1000)]
     retry_base_ms: u64,
+    /// Where built-in tools run: `bwrap` (bubblewrap sandboxes) or `none` (built-in tools
+    /// answer with an error).
+    #[arg(long, env = "AGENTD_SANDBOX", default_value = "bwrap")]
+    sandbox: SandboxKind,
+    /// Release a session's sandbox after this many idle seconds; the workspace stays.
+    #[arg(long, env = "AGENTD_SANDBOX_IDLE_SECS", default_value_t = 600)]
+    sandbox_idle_secs: u64,
+    /// Address-space limit per sandboxed process, MiB.
+    #[arg(long, env = "AGENTD_SANDBOX_MEMORY_MB", default_value_t = 4096)]
+    sandbox_memory_mb: u64,
+    /// Processes a sandbox may run at once.
+    #[arg(long, env = "AGENTD_SANDBOX_PROCESSES", default_value_t = 256)]
+    sandbox_processes: u64,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum SandboxKind {
+    Bwrap,
+    None,
+}
+
+fn sandboxes(a: &Args, data_dir: &std::path::Path) -> anyhow::Result<Option<Arc<Sandboxes>>> {
+    if let SandboxKind::None = a.sandbox {
+        return Ok(None);
+    }
+    let helper = HelperCommand {
+        exe: std::env::current_exe()
+            .context("cannot find agentd's own executable for the sandbox helper")?,
+        args: vec!["sandbox-helper".into()],
+    };
+    let provider = Bwrap::new(helper)
+        .context("cannot use bubblewrap sandboxes (or start with --sandbox none)")?;
+    let root = data_dir.join("workspaces");
+    std::fs::create_dir_all(&root).with_context(|| format!("cannot create {}", root.display()))?;
+    // Only agentd and the sandbox user that owns each workspace may enter.
+    std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o711))?;
+    let limits = Limits {
+        memory_bytes: a.sandbox_memory_mb << 20,
+        processes: a.sandbox_processes,
+        ..Limits::default()
+    };
+    Ok(Some(Arc::new(Sandboxes::new(
+        Arc::new(provider),
+        root,
+        limits,
+    ))))
 }
 
 pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
     init_tracing();
-    let data_dir = a.data_dir.unwrap_or_else(crate::default_data_dir);
+    let data_dir = a.data_dir.clone().unwrap_or_else(crate::default_data_dir);
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create the data dir {}", data_dir.display()))?;
+    let sandboxes = sandboxes(&a, &data_dir)?;
     let db = data_dir.join("agentd.db");
     let store = Store::open(&db).with_context(|| format!("cannot open {}", db.display()))?;
 
@@ -98,6 +147,20 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
             ..HarnessConfig::default()
         },
     );
+    let harness = match &sandboxes {
+        Some(sb) => {
+            let sweeper = sb.clone();
+            let idle = Duration::from_secs(a.sandbox_idle_secs.max(1));
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(idle.min(Duration::from_secs(60))).await;
+                    sweeper.release_idle(idle).await;
+                }
+            });
+            harness.with_sandboxes(sb.clone())
+        }
+        None => harness,
+    };
     let runner = Runner::new(harness);
     let rate = RateLimit {
         per_second: a.rate_limit,

@@ -3,7 +3,7 @@
 
 use agentd_models::{Block, Message, Role};
 use agentd_session::{Private, StoredEvent};
-use agentd_wire::event::RetryStatus;
+use agentd_wire::event::{Confirmation, Permission, RetryStatus};
 use agentd_wire::{ContentBlock, EventBody, SessionStatus, StopReason, Usage};
 
 /// What the log says should happen next.
@@ -12,8 +12,40 @@ pub enum Next {
     /// Call the model. `open_span` is a request whose start was logged but whose end was
     /// not (the process died mid-request); it is made again under the same span.
     CallModel { open_span: Option<String> },
+    /// Answer built-in tool calls, in order.
+    RunTools(Vec<ToolWork>),
     /// Nothing to do until the user acts; the session rests with this stop reason.
     Rest(StopReason),
+}
+
+/// A built-in tool call the harness must answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolWork {
+    /// The `agent.tool_use` event id.
+    pub id: String,
+    pub name: String,
+    pub input: serde_json::Value,
+    pub action: ToolAction,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ToolAction {
+    /// Allowed and not yet begun: run it.
+    Run,
+    /// Refused by policy or by the user: answer with this error.
+    Deny(String),
+    /// Begun before the process died, with no result logged: it may have partly run, so it is
+    /// reported as interrupted, never silently run again.
+    Interrupted,
+}
+
+/// Where a built-in call stands.
+#[derive(Debug, Clone, PartialEq)]
+enum Call {
+    Allowed,
+    AwaitingConfirmation,
+    Denied(String),
+    Started,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -34,6 +66,8 @@ pub fn fold(events: &[StoredEvent]) -> Fold {
     let mut status = SessionStatus::Idle;
     let mut usage = Usage::default();
     let mut tail = 0;
+    // Open built-in calls by event id, with their name and input, in call order.
+    let mut builtin: Vec<(String, String, serde_json::Value, Call)> = Vec::new();
     for e in events {
         tail = e.seq;
         if let Some(s) = agentd_session::status_after(&e.event.body) {
@@ -42,6 +76,7 @@ pub fn fold(events: &[StoredEvent]) -> Fold {
         match &e.event.body {
             EventBody::UserMessage { content } => {
                 b.close_open_tools("The user sent a new message before this tool returned.");
+                builtin.clear();
                 b.push(Role::User, content.iter().map(to_block).collect());
                 needs_model = true;
                 exhausted = false;
@@ -63,7 +98,74 @@ pub fn fold(events: &[StoredEvent]) -> Fold {
             }
             EventBody::UserInterrupt { .. } => {
                 b.close_open_tools("The user interrupted before this tool returned.");
+                builtin.clear();
                 needs_model = false;
+            }
+            EventBody::AgentToolUse {
+                name,
+                input,
+                evaluated_permission,
+            } => {
+                b.push(
+                    Role::Assistant,
+                    vec![Block::ToolUse {
+                        id: e.event.id.clone(),
+                        name: name.clone(),
+                        input: serde_json::Value::Object(input.clone()),
+                    }],
+                );
+                b.open_tools.push(e.event.id.clone());
+                let state = match evaluated_permission {
+                    Some(Permission::Ask) => Call::AwaitingConfirmation,
+                    Some(Permission::Deny) => Call::Denied(format!(
+                        "The tool {name:?} is not enabled for this agent, or does not exist."
+                    )),
+                    Some(Permission::Allow) | None => Call::Allowed,
+                };
+                builtin.push((
+                    e.event.id.clone(),
+                    name.clone(),
+                    serde_json::Value::Object(input.clone()),
+                    state,
+                ));
+            }
+            EventBody::UserToolConfirmation {
+                tool_use_id,
+                result,
+                deny_message,
+            } => {
+                if let Some(call) = builtin.iter_mut().find(|c| c.0 == *tool_use_id)
+                    && call.3 == Call::AwaitingConfirmation
+                {
+                    call.3 = match result {
+                        Confirmation::Allow => Call::Allowed,
+                        Confirmation::Deny => Call::Denied(match deny_message {
+                            Some(m) => format!("The user denied this call: {m}"),
+                            None => "The user denied this call.".into(),
+                        }),
+                    };
+                }
+            }
+            EventBody::ToolStarted { tool_use_id } => {
+                if let Some(call) = builtin.iter_mut().find(|c| c.0 == *tool_use_id) {
+                    call.3 = Call::Started;
+                }
+            }
+            EventBody::AgentToolResult {
+                tool_use_id,
+                content,
+                is_error,
+            } => {
+                builtin.retain(|c| c.0 != *tool_use_id);
+                if b.close_tool(
+                    tool_use_id,
+                    content.as_deref().unwrap_or_default(),
+                    is_error.unwrap_or(false),
+                ) && b.open_tools.is_empty()
+                {
+                    needs_model = true;
+                    exhausted = false;
+                }
             }
             EventBody::SpanModelRequestStart {} => {
                 // A request consumes every input logged before it.
@@ -108,8 +210,7 @@ pub fn fold(events: &[StoredEvent]) -> Fold {
                 );
                 b.open_tools.push(e.event.id.clone());
             }
-            EventBody::UserToolConfirmation { .. }
-            | EventBody::SessionStatusRunning {}
+            EventBody::SessionStatusRunning {}
             | EventBody::SessionStatusIdle { .. }
             | EventBody::SessionStatusRescheduled {}
             | EventBody::SessionStatusTerminated {}
@@ -117,11 +218,31 @@ pub fn fold(events: &[StoredEvent]) -> Fold {
             | EventBody::SessionUpdated { .. } => {}
         }
     }
+    let work: Vec<ToolWork> = builtin
+        .iter()
+        .filter_map(|(id, name, input, state)| {
+            let action = match state {
+                Call::Allowed => ToolAction::Run,
+                Call::Denied(why) => ToolAction::Deny(why.clone()),
+                Call::Started => ToolAction::Interrupted,
+                Call::AwaitingConfirmation => return None,
+            };
+            Some(ToolWork {
+                id: id.clone(),
+                name: name.clone(),
+                input: input.clone(),
+                action,
+            })
+        })
+        .collect();
     let next = if status == SessionStatus::Terminated {
         Next::Rest(StopReason::EndTurn)
     } else if open_span.is_some() || needs_model {
         Next::CallModel { open_span }
+    } else if !work.is_empty() {
+        Next::RunTools(work)
     } else if !b.open_tools.is_empty() {
+        // Custom tool calls and built-in calls waiting for the user's confirmation.
         Next::Rest(StopReason::RequiresAction {
             event_ids: b.open_tools.clone(),
         })

@@ -13,19 +13,22 @@ use std::time::Duration;
 use rand::Rng;
 use tokio_util::sync::CancellationToken;
 
+use agentd_hands::Output;
+use agentd_hands::tools::SANDBOX_TOOLS;
 use agentd_models::{Block, Delta, Model, Registry, Request, ToolDef};
 use agentd_session::{
     Error as LogError, Head, NewEvent, Private, Refusal, SessionLog, StoredEvent, at_tail, events,
 };
-use agentd_wire::agent::Tool;
+use agentd_wire::agent::{PermissionPolicy, Tool};
 use agentd_wire::event::{
-    Delta as WireDelta, DeltaTag, ModelUsage, Preview, PreviewRef, RetryStatus, SessionErrorKind,
-    SessionErrorObject,
+    Delta as WireDelta, DeltaTag, ModelUsage, Permission, Preview, PreviewRef, RetryStatus,
+    SessionErrorKind, SessionErrorObject,
 };
 use agentd_wire::ids::{self, Kind};
 use agentd_wire::{ContentBlock, EventBody, SessionStatus, StopReason, Usage};
 
-use crate::context::{Fold, Next, fold};
+use crate::context::{Fold, Next, ToolAction, ToolWork, fold};
+use crate::sandboxes::Sandboxes;
 use crate::{Agents, Error, Previews, Result};
 
 #[derive(Debug, Clone)]
@@ -85,6 +88,7 @@ pub struct Harness {
     models: Arc<Registry>,
     previews: Previews,
     cfg: Arc<HarnessConfig>,
+    sandboxes: Option<Arc<Sandboxes>>,
 }
 
 /// How a wake's attempt to append ended.
@@ -109,7 +113,19 @@ impl Harness {
             models,
             previews,
             cfg: Arc::new(cfg),
+            sandboxes: None,
         }
+    }
+
+    /// Run built-in tools in these sandboxes; without them such calls fail with an error the
+    /// model sees.
+    pub fn with_sandboxes(mut self, sandboxes: Arc<Sandboxes>) -> Self {
+        self.sandboxes = Some(sandboxes);
+        self
+    }
+
+    pub fn sandboxes(&self) -> Option<&Arc<Sandboxes>> {
+        self.sandboxes.as_ref()
     }
 
     pub fn log(&self) -> &Arc<dyn SessionLog> {
@@ -139,6 +155,11 @@ impl Harness {
                     match self.append(session_id, at_tail(f.tail, vec![idle])).await? {
                         Appended::Stale => continue,
                         Appended::Done(_) | Appended::Terminated => return Ok(()),
+                    }
+                }
+                Next::RunTools(work) => {
+                    if cancel.is_cancelled() || !self.run_tools(session_id, work, cancel).await? {
+                        return Ok(());
                     }
                 }
                 Next::CallModel { open_span } => {
@@ -220,17 +241,18 @@ impl Harness {
                     session_id,
                     tail,
                     vec![err, span_end(&span, true, ModelUsage::default())],
-                    StopReason::EndTurn,
+                    Some(StopReason::EndTurn),
                 )
                 .await?;
                 return Ok(true);
             }
         };
+        let toolbox = Toolbox::of(&agent.spec.tools);
         let request = Request {
             model: upstream_id,
             system: agent.spec.system.clone(),
             messages: f.messages.clone(),
-            tools: tool_defs(&agent.spec.tools),
+            tools: tool_defs(&toolbox),
             max_tokens: self.cfg.max_tokens,
         };
         let mut attempt = 0;
@@ -248,15 +270,20 @@ impl Harness {
                 Ok(resp) => {
                     let mut total = f.usage;
                     total.add(&resp.usage);
-                    let (mut evs, waiting) = response_events(resp.content, &previews);
+                    let (mut evs, calls) = response_events(resp.content, &previews, &toolbox);
                     evs.push(span_end_ok(&span, resp.usage));
                     evs.push(NewEvent::new(EventBody::SessionUsage {
                         usage: snapshot(total),
                     }));
-                    let rest = if waiting.is_empty() {
-                        StopReason::EndTurn
+                    // Rest only when nothing is left for the harness itself to do.
+                    let rest = if calls.runnable {
+                        None
+                    } else if calls.waiting.is_empty() {
+                        Some(StopReason::EndTurn)
                     } else {
-                        StopReason::RequiresAction { event_ids: waiting }
+                        Some(StopReason::RequiresAction {
+                            event_ids: calls.waiting,
+                        })
                     };
                     self.finish(session_id, tail, evs, rest).await?;
                     return Ok(true);
@@ -290,13 +317,87 @@ impl Harness {
                         session_id,
                         tail,
                         vec![err, span_end(&span, true, ModelUsage::default())],
-                        rest,
+                        Some(rest),
                     )
                     .await?;
                     return Ok(true);
                 }
             }
         }
+    }
+
+    /// Answer built-in tool calls in order. Each call is logged as started before it runs, and
+    /// its result right after, so a restart never runs a call twice. Returns false when
+    /// interrupted.
+    async fn run_tools(
+        &self,
+        session_id: &str,
+        work: Vec<ToolWork>,
+        cancel: &CancellationToken,
+    ) -> Result<bool> {
+        for w in work {
+            let output = match w.action {
+                ToolAction::Deny(why) => Output::error(why),
+                ToolAction::Interrupted => Output::error(
+                    "This call was interrupted: agentd stopped while it ran, so it may have partly run. \
+                     Check the state it would have changed before trying it again.",
+                ),
+                ToolAction::Run => {
+                    let started = NewEvent::new(EventBody::ToolStarted {
+                        tool_use_id: w.id.clone(),
+                    });
+                    if let Appended::Terminated =
+                        self.append(session_id, events(vec![started])).await?
+                    {
+                        return Ok(false);
+                    }
+                    tokio::select! {
+                        o = self.execute(session_id, &w) => o,
+                        () = cancel.cancelled() => {
+                            // Stopping the sandbox is what stops the command.
+                            if let Some(sb) = &self.sandboxes {
+                                sb.release(session_id).await;
+                            }
+                            let o = Output::error("Interrupted by the user; the command was stopped.");
+                            self.append(session_id, events(vec![tool_result(&w.id, o)])).await?;
+                            return Ok(false);
+                        }
+                    }
+                }
+            };
+            if let Appended::Terminated = self
+                .append(session_id, events(vec![tool_result(&w.id, output)]))
+                .await?
+            {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    async fn execute(&self, session_id: &str, w: &ToolWork) -> Output {
+        if !SANDBOX_TOOLS.contains(&w.name.as_str()) {
+            return Output::error(format!(
+                "The tool {:?} is not available in this agentd.",
+                w.name
+            ));
+        }
+        let Some(sandboxes) = &self.sandboxes else {
+            return Output::error(
+                "This agentd runs without sandboxes, so built-in tools are unavailable.",
+            );
+        };
+        let sb = match sandboxes.get(session_id).await {
+            Ok(sb) => sb,
+            Err(e) => {
+                return Output::error(format!("Could not start a sandbox for this tool: {e}"));
+            }
+        };
+        let out = sb.execute(&w.name, &w.input).await;
+        if !sb.alive() {
+            sandboxes.release(session_id).await;
+        }
+        out
     }
 
     /// Append a turn's outcome, and in the same transaction rest the session with `rest` if
@@ -306,13 +407,13 @@ impl Harness {
         session_id: &str,
         tail: u64,
         mut evs: Vec<NewEvent>,
-        rest: StopReason,
+        rest: Option<StopReason>,
     ) -> Result<()> {
         let guard: agentd_session::Guard = Box::new(move |head: &Head| {
             if head.status == SessionStatus::Terminated {
                 return Err(Refusal::Terminated);
             }
-            if head.last_seq == tail {
+            if let Some(rest) = rest.filter(|_| head.last_seq == tail) {
                 evs.push(NewEvent::new(EventBody::SessionStatusIdle {
                     stop_reason: rest,
                     stop_details: None,
@@ -425,10 +526,89 @@ impl<'a> PreviewIds<'a> {
     }
 }
 
-/// The events for a model response, and the ids of tool uses that wait for a result.
-fn response_events(content: Vec<Block>, ids: &PreviewIds<'_>) -> (Vec<NewEvent>, Vec<String>) {
+/// The tools an agent version offers, split by who runs them.
+struct Toolbox {
+    custom: Vec<ToolDef>,
+    /// Enabled built-in tools with the permission each call gets.
+    builtin: Vec<(String, Permission)>,
+}
+
+impl Toolbox {
+    fn of(tools: &[Tool]) -> Toolbox {
+        let mut tb = Toolbox {
+            custom: Vec::new(),
+            builtin: Vec::new(),
+        };
+        for t in tools {
+            match t {
+                Tool::Custom(c) => tb.custom.push(ToolDef {
+                    name: c.name.clone(),
+                    description: c.description.clone(),
+                    input_schema: serde_json::to_value(&c.input_schema).unwrap_or_default(),
+                }),
+                Tool::AgentToolset20260401(set) => {
+                    for name in SANDBOX_TOOLS {
+                        let cfg = set.configs.iter().find(|c| c.name == *name);
+                        let enabled = cfg.map_or(set.default_config.enabled, |c| c.enabled);
+                        let policy = cfg.map_or(set.default_config.permission_policy, |c| {
+                            c.permission_policy
+                        });
+                        if enabled {
+                            let permission = match policy {
+                                PermissionPolicy::AlwaysAllow => Permission::Allow,
+                                // No classifier decides `auto` yet, so the user does.
+                                PermissionPolicy::AlwaysAsk | PermissionPolicy::Auto => {
+                                    Permission::Ask
+                                }
+                            };
+                            tb.builtin.push(((*name).to_owned(), permission));
+                        }
+                    }
+                }
+                Tool::McpToolset(_) => {}
+            }
+        }
+        tb
+    }
+
+    fn permission(&self, name: &str) -> Option<Permission> {
+        self.builtin
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, p)| *p)
+    }
+}
+
+fn tool_defs(tb: &Toolbox) -> Vec<ToolDef> {
+    let builtin = tb.builtin.iter().filter_map(|(name, _)| {
+        agentd_hands::tools::definition(name).map(|(description, input_schema)| ToolDef {
+            name: name.clone(),
+            description: description.to_owned(),
+            input_schema,
+        })
+    });
+    builtin.chain(tb.custom.iter().cloned()).collect()
+}
+
+/// What a response asked of tools.
+struct Calls {
+    /// Calls waiting for the user: custom tools and built-ins that need confirmation.
+    waiting: Vec<String>,
+    /// Whether some built-in call is the harness's to answer now.
+    runnable: bool,
+}
+
+/// The events for a model response, and what its tool calls wait on.
+fn response_events(
+    content: Vec<Block>,
+    ids: &PreviewIds<'_>,
+    tb: &Toolbox,
+) -> (Vec<NewEvent>, Calls) {
     let mut out: Vec<NewEvent> = Vec::new();
-    let mut waiting = Vec::new();
+    let mut calls = Calls {
+        waiting: Vec::new(),
+        runnable: false,
+    };
     let mut text_open = false;
     for (i, block) in content.into_iter().enumerate() {
         let i = i as u32;
@@ -476,29 +656,40 @@ fn response_events(content: Vec<Block>, ids: &PreviewIds<'_>) -> (Vec<NewEvent>,
                         m
                     }
                 };
-                let e = NewEvent::new(EventBody::AgentCustomToolUse { name, input });
-                waiting.push(e.id.clone());
+                let e = if tb.custom.iter().any(|c| c.name == name) {
+                    calls.waiting.push(String::new());
+                    NewEvent::new(EventBody::AgentCustomToolUse { name, input })
+                } else {
+                    // Built-in, or unknown (denied, so the model hears why).
+                    let permission = tb.permission(&name).unwrap_or(Permission::Deny);
+                    match permission {
+                        Permission::Ask => calls.waiting.push(String::new()),
+                        Permission::Allow | Permission::Deny => calls.runnable = true,
+                    }
+                    NewEvent::new(EventBody::AgentToolUse {
+                        name,
+                        input,
+                        evaluated_permission: Some(permission),
+                    })
+                };
+                if let Some(slot) = calls.waiting.last_mut().filter(|s| s.is_empty()) {
+                    slot.clone_from(&e.id);
+                }
                 out.push(e);
             }
             Block::Image { .. } | Block::Document { .. } | Block::ToolResult { .. } => {}
         }
         text_open = false;
     }
-    (out, waiting)
+    (out, calls)
 }
 
-fn tool_defs(tools: &[Tool]) -> Vec<ToolDef> {
-    tools
-        .iter()
-        .filter_map(|t| match t {
-            Tool::Custom(c) => Some(ToolDef {
-                name: c.name.clone(),
-                description: c.description.clone(),
-                input_schema: serde_json::to_value(&c.input_schema).unwrap_or_default(),
-            }),
-            Tool::AgentToolset20260401(_) | Tool::McpToolset(_) => None,
-        })
-        .collect()
+fn tool_result(tool_use_id: &str, o: Output) -> NewEvent {
+    NewEvent::new(EventBody::AgentToolResult {
+        tool_use_id: tool_use_id.to_owned(),
+        content: Some(vec![ContentBlock::text(o.text)]),
+        is_error: Some(o.is_error),
+    })
 }
 
 fn span_end(start: &str, is_error: bool, usage: ModelUsage) -> NewEvent {

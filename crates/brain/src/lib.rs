@@ -11,12 +11,14 @@ pub mod context;
 mod harness;
 pub mod previews;
 mod runner;
+pub mod sandboxes;
 
 use async_trait::async_trait;
 
 pub use harness::{Harness, HarnessConfig, RetryPolicy};
 pub use previews::Previews;
 pub use runner::Runner;
+pub use sandboxes::Sandboxes;
 
 use agentd_wire::session::SessionAgent;
 

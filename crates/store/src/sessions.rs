@@ -323,6 +323,7 @@ impl Store {
                 let sql = format!(
                     "SELECT seq, id, processed_at, body, private FROM events WHERE session_id = ?1
                      AND (?2 IS NULL OR seq {cmp} ?2)
+                     AND type NOT LIKE 'internal.%'
                      AND (?3 = '' OR instr(?3, ',' || type || ',') > 0)
                      AND (?4 IS NULL OR processed_at > ?4) AND (?5 IS NULL OR processed_at >= ?5)
                      AND (?6 IS NULL OR processed_at < ?6) AND (?7 IS NULL OR processed_at <= ?7)

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use agentd_api::StoreAgents;
-use agentd_brain::{Harness, HarnessConfig, Previews, Runner};
+use agentd_brain::{Harness, HarnessConfig, Previews, Runner, Sandboxes};
 use agentd_models::{Registry, RegistryConfig};
 use agentd_session::{NewEvent, SessionLog, StoredEvent, events};
 use agentd_store::{NewSession, Store};
@@ -40,6 +40,16 @@ impl World {
     /// A core whose `claude-*` models call `upstream`, with one agent made from `agent` (a
     /// create-agent request body) and one environment.
     pub async fn start(upstream: &str, agent: Value, cfg: HarnessConfig) -> World {
+        Self::start_with(upstream, agent, cfg, None).await
+    }
+
+    /// As `start`, running built-in tools through `provider` (workspaces in the temp dir).
+    pub async fn start_with(
+        upstream: &str,
+        agent: Value,
+        cfg: HarnessConfig,
+        provider: Option<Arc<dyn agentd_hands::Provider>>,
+    ) -> World {
         let dir = must(tempfile::tempdir(), "temp dir");
         let store = must(Store::open(&dir.path().join("agentd.db")), "open the store");
         let ws = must(
@@ -72,13 +82,20 @@ impl World {
             anthropic_api_key: Some("test-upstream-key".into()),
             scripts_dir: dir.path().join("scripts"),
         }));
-        let harness = Harness::new(
+        let mut harness = Harness::new(
             Arc::new(store.clone()),
             Arc::new(StoreAgents(store.clone())),
             models,
             Previews::default(),
             cfg,
         );
+        if let Some(p) = provider {
+            harness = harness.with_sandboxes(Arc::new(Sandboxes::new(
+                p,
+                dir.path().join("workspaces"),
+                agentd_hands::Limits::default(),
+            )));
+        }
         World {
             runner: Runner::new(harness),
             agent: SessionAgent {

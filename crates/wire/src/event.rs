@@ -48,6 +48,25 @@ pub enum EventBody {
         name: String,
         input: Map<String, Value>,
     },
+    #[serde(rename = "agent.tool_use")]
+    AgentToolUse {
+        name: String,
+        input: Map<String, Value>,
+        evaluated_permission: Option<Permission>,
+    },
+    #[serde(rename = "agent.tool_result")]
+    AgentToolResult {
+        tool_use_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        content: Option<Vec<ContentBlock>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        is_error: Option<bool>,
+    },
+    /// Logged just before a built-in tool runs, so a restart can tell a call that never began
+    /// (run it) from one cut short (report it interrupted, never run it again silently).
+    /// Internal: never shown by the API.
+    #[serde(rename = "internal.tool_started")]
+    ToolStarted { tool_use_id: String },
     #[serde(rename = "session.status_running")]
     SessionStatusRunning {},
     #[serde(rename = "session.status_idle")]
@@ -92,6 +111,9 @@ impl EventBody {
             EventBody::AgentMessage { .. } => "agent.message",
             EventBody::AgentThinking {} => "agent.thinking",
             EventBody::AgentCustomToolUse { .. } => "agent.custom_tool_use",
+            EventBody::AgentToolUse { .. } => "agent.tool_use",
+            EventBody::AgentToolResult { .. } => "agent.tool_result",
+            EventBody::ToolStarted { .. } => INTERNAL_TOOL_STARTED,
             EventBody::SessionStatusRunning {} => "session.status_running",
             EventBody::SessionStatusIdle { .. } => "session.status_idle",
             EventBody::SessionStatusRescheduled {} => "session.status_rescheduled",
@@ -104,6 +126,11 @@ impl EventBody {
         }
     }
 
+    /// Harness bookkeeping the API never shows.
+    pub fn is_internal(&self) -> bool {
+        self.type_name().starts_with(INTERNAL_PREFIX)
+    }
+
     /// Events a client may send (`POST /v1/sessions/{id}/events`).
     pub fn is_user_event(&self) -> bool {
         matches!(
@@ -114,6 +141,19 @@ impl EventBody {
                 | EventBody::UserToolConfirmation { .. }
         )
     }
+}
+
+/// Type names of internal events start with this.
+pub const INTERNAL_PREFIX: &str = "internal.";
+const INTERNAL_TOOL_STARTED: &str = "internal.tool_started";
+
+/// What the permission policy decided for a tool call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Permission {
+    Allow,
+    Ask,
+    Deny,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

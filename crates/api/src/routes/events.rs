@@ -116,17 +116,26 @@ pub async fn validate_events(
                     )));
                 };
                 let found = match st.store.event_position(sid, id).await? {
-                    Some(seq) => st
-                        .store
-                        .read(sid, seq - 1, 1)
-                        .await?
-                        .first()
-                        .is_some_and(|e| e.event.body.type_name() == want),
-                    None => false,
+                    Some(seq) => st.store.read(sid, seq - 1, 1).await?.into_iter().next(),
+                    None => None,
                 };
-                if !found {
+                let found = found.filter(|e| e.event.body.type_name() == want);
+                let Some(found) = found else {
                     return Err(ApiError::invalid(format!(
                         "{field}[{i}].{name}: {id:?} is not the id of an {want} event in this session"
+                    )));
+                };
+                if let (
+                    UserEvent::ToolConfirmation(_),
+                    EventBody::AgentToolUse {
+                        evaluated_permission,
+                        ..
+                    },
+                ) = (e, &found.event.body)
+                    && *evaluated_permission != Some(agentd_wire::event::Permission::Ask)
+                {
+                    return Err(ApiError::invalid(format!(
+                        "{field}[{i}].tool_use_id: {id:?} does not wait for a confirmation (its permission is not ask)"
                     )));
                 }
             }
@@ -270,10 +279,13 @@ async fn stream(
                     }
                 };
                 for e in &batch {
+                    cursor = e.seq;
+                    if e.event.body.is_internal() {
+                        continue;
+                    }
                     if tx.send(Ok(sse_event(e))).await.is_err() {
                         return;
                     }
-                    cursor = e.seq;
                 }
                 if batch.len() < 500 {
                     break;

@@ -162,7 +162,11 @@ async fn archive(
     Extension(Caller(ws)): Extension<Caller>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Session>> {
-    Ok(Json(st.store.archive_session(&ws.id, &id).await?))
+    let s = st.store.archive_session(&ws.id, &id).await?;
+    if let Some(sb) = st.runner.harness().sandboxes() {
+        sb.release(&id).await;
+    }
+    Ok(Json(s))
 }
 
 async fn delete(
@@ -172,6 +176,9 @@ async fn delete(
 ) -> ApiResult<Json<Deleted>> {
     st.store.delete_session(&ws.id, &id).await?;
     st.runner.forget(&id);
+    if let Some(sb) = st.runner.harness().sandboxes() {
+        sb.destroy(&id).await;
+    }
     Ok(Json(Deleted {
         id,
         kind: "session_deleted",

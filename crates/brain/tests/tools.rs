@@ -1,0 +1,330 @@
+//! Built-in tools through the harness: permissions, lazy provisioning, crash safety and
+//! interrupts, with an in-process sandbox double (the real sandbox has its own tests in
+//! agentd-hands, and the binary's tests run both together).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use serde_json::{Value, json};
+
+use agentd_brain::{HarnessConfig, RetryPolicy};
+use agentd_hands::{Output, Provider, Sandbox, Spec};
+use agentd_session::{NewEvent, SessionLog, StoredEvent, events};
+use agentd_testkit::world::World;
+use agentd_testkit::{FakeAnthropic, FakeReply};
+use agentd_wire::event::{Confirmation, Permission};
+use agentd_wire::{ContentBlock, EventBody, StopReason};
+
+#[derive(Default)]
+struct Recorder {
+    provisions: AtomicUsize,
+    calls: Mutex<Vec<(String, Value)>>,
+}
+
+struct FakeProvider(Arc<Recorder>);
+struct FakeSandbox(Arc<Recorder>);
+
+#[async_trait]
+impl Provider for FakeProvider {
+    async fn provision(&self, _: &Spec) -> Result<Arc<dyn Sandbox>, agentd_hands::Error> {
+        self.0.provisions.fetch_add(1, Ordering::SeqCst);
+        Ok(Arc::new(FakeSandbox(self.0.clone())))
+    }
+}
+
+#[async_trait]
+impl Sandbox for FakeSandbox {
+    async fn execute(&self, name: &str, input: &Value) -> Output {
+        self.0
+            .calls
+            .lock()
+            .unwrap()
+            .push((name.into(), input.clone()));
+        if input["command"] == "hang" {
+            std::future::pending::<()>().await;
+        }
+        Output::ok(format!(
+            "ran {name} {}",
+            input["command"].as_str().unwrap_or("")
+        ))
+    }
+    fn alive(&self) -> bool {
+        true
+    }
+    async fn release(&self) {}
+}
+
+async fn world(fake: &FakeAnthropic, toolset: Value) -> (World, Arc<Recorder>) {
+    let rec = Arc::new(Recorder::default());
+    let agent = json!({"name": "a", "model": "claude-test", "tools": [toolset]});
+    let cfg = HarnessConfig {
+        retry: RetryPolicy {
+            max_attempts: 2,
+            base_delay: Duration::from_millis(5),
+            max_delay: Duration::from_millis(10),
+        },
+        ..HarnessConfig::default()
+    };
+    let w = World::start_with(
+        &fake.base_url(),
+        agent,
+        cfg,
+        Some(Arc::new(FakeProvider(rec.clone()))),
+    )
+    .await;
+    (w, rec)
+}
+
+fn types(log: &[StoredEvent]) -> Vec<&'static str> {
+    log.iter().map(|e| e.event.body.type_name()).collect()
+}
+
+fn results(log: &[StoredEvent]) -> Vec<(String, bool)> {
+    log.iter()
+        .filter_map(|e| match &e.event.body {
+            EventBody::AgentToolResult {
+                content, is_error, ..
+            } => Some((
+                ContentBlock::join_text(content.as_deref().unwrap_or_default()),
+                is_error.unwrap_or(false),
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn an_allowed_tool_runs_in_a_sandbox_made_on_first_use() {
+    let fake = FakeAnthropic::start(vec![
+        FakeReply::text("no tools yet"),
+        FakeReply::tool_use("bash", json!({"command": "ls"})),
+        FakeReply::text("listed"),
+    ])
+    .await;
+    let (w, rec) = world(&fake, json!({"type": "agent_toolset_20260401"})).await;
+    let sid = w.session().await;
+    w.say(&sid, "hello").await;
+    w.settle(&sid, Duration::from_secs(5)).await;
+    assert_eq!(
+        rec.provisions.load(Ordering::SeqCst),
+        0,
+        "no sandbox before the first tool call"
+    );
+    // The model is offered the enabled built-in tools.
+    let names: Vec<String> = fake.requests()[0]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names, ["bash", "read", "write", "edit", "glob", "grep"]);
+
+    w.say(&sid, "list files").await;
+    let log = w.settle(&sid, Duration::from_secs(5)).await;
+    assert_eq!(rec.provisions.load(Ordering::SeqCst), 1);
+    let tool = log
+        .iter()
+        .find(|e| matches!(e.event.body, EventBody::AgentToolUse { .. }))
+        .unwrap();
+    assert!(matches!(
+        &tool.event.body,
+        EventBody::AgentToolUse {
+            evaluated_permission: Some(Permission::Allow),
+            ..
+        }
+    ));
+    let t = types(&log);
+    let at = |name: &str| t.iter().position(|x| *x == name).unwrap();
+    assert!(at("agent.tool_use") < at("internal.tool_started"));
+    assert!(at("internal.tool_started") < at("agent.tool_result"));
+    assert_eq!(results(&log), vec![("ran bash ls".to_owned(), false)]);
+    let third = &fake.requests()[2];
+    let last = third["messages"].as_array().unwrap().last().unwrap();
+    assert_eq!(last["content"][0]["type"], "tool_result");
+    assert_eq!(last["content"][0]["tool_use_id"], tool.event.id.as_str());
+    assert!(matches!(
+        &log.last().unwrap().event.body,
+        EventBody::SessionStatusIdle {
+            stop_reason: StopReason::EndTurn,
+            ..
+        }
+    ));
+}
+
+#[tokio::test]
+async fn always_ask_waits_for_the_user_who_may_allow_or_deny() {
+    let fake = FakeAnthropic::start(vec![
+        FakeReply::tool_use("bash", json!({"command": "rm -rf build"})),
+        FakeReply::tool_use("bash", json!({"command": "make"})),
+        FakeReply::text("ok"),
+    ])
+    .await;
+    let toolset = json!({"type": "agent_toolset_20260401",
+        "configs": [{"name": "bash", "permission_policy": {"type": "always_ask"}}]});
+    let (w, rec) = world(&fake, toolset).await;
+    let sid = w.session().await;
+    w.say(&sid, "clean and build").await;
+    let log = w.settle(&sid, Duration::from_secs(5)).await;
+    let ask = log
+        .iter()
+        .rev()
+        .find(|e| matches!(e.event.body, EventBody::AgentToolUse { .. }))
+        .unwrap();
+    assert!(matches!(
+        &ask.event.body,
+        EventBody::AgentToolUse {
+            evaluated_permission: Some(Permission::Ask),
+            ..
+        }
+    ));
+    assert!(matches!(&log.last().unwrap().event.body,
+        EventBody::SessionStatusIdle { stop_reason: StopReason::RequiresAction { event_ids }, .. } if *event_ids == vec![ask.event.id.clone()]));
+    assert!(
+        rec.calls.lock().unwrap().is_empty(),
+        "nothing runs before the user answers"
+    );
+
+    w.send(
+        &sid,
+        vec![EventBody::UserToolConfirmation {
+            tool_use_id: ask.event.id.clone(),
+            result: Confirmation::Deny,
+            deny_message: Some("never delete build".into()),
+        }],
+    )
+    .await;
+    let log = w.settle(&sid, Duration::from_secs(5)).await;
+    assert!(rec.calls.lock().unwrap().is_empty());
+    let r = results(&log);
+    assert!(r[0].1 && r[0].0.contains("never delete build"), "{r:?}");
+    let allow = log
+        .iter()
+        .rev()
+        .find(|e| matches!(e.event.body, EventBody::AgentToolUse { .. }))
+        .unwrap();
+    assert_ne!(allow.event.id, ask.event.id);
+    w.send(
+        &sid,
+        vec![EventBody::UserToolConfirmation {
+            tool_use_id: allow.event.id.clone(),
+            result: Confirmation::Allow,
+            deny_message: None,
+        }],
+    )
+    .await;
+    let log = w.settle(&sid, Duration::from_secs(5)).await;
+    assert_eq!(rec.calls.lock().unwrap().len(), 1);
+    assert_eq!(results(&log)[1], ("ran bash make".to_owned(), false));
+    assert!(matches!(
+        &log.last().unwrap().event.body,
+        EventBody::SessionStatusIdle {
+            stop_reason: StopReason::EndTurn,
+            ..
+        }
+    ));
+}
+
+#[tokio::test]
+async fn a_call_cut_short_by_a_crash_is_reported_not_run_again() {
+    let fake = FakeAnthropic::start(vec![FakeReply::text("I will check the state first")]).await;
+    let (w, rec) = world(&fake, json!({"type": "agent_toolset_20260401"})).await;
+    let sid = w.session().await;
+    // The log a process leaves when it dies while a tool runs.
+    let call = NewEvent::new(EventBody::AgentToolUse {
+        name: "bash".into(),
+        input: json!({"command": "deploy"}).as_object().unwrap().clone(),
+        evaluated_permission: Some(Permission::Allow),
+    });
+    let call_id = call.id.clone();
+    let start = NewEvent::new(EventBody::SpanModelRequestStart {});
+    let start_id = start.id.clone();
+    w.store
+        .append(
+            &sid,
+            events(vec![
+                NewEvent::new(EventBody::UserMessage {
+                    content: vec![ContentBlock::text("deploy")],
+                }),
+                NewEvent::new(EventBody::SessionStatusRunning {}),
+                start,
+                call,
+                NewEvent::new(EventBody::SpanModelRequestEnd {
+                    model_request_start_id: start_id,
+                    is_error: Some(false),
+                    model_usage: Default::default(),
+                }),
+                NewEvent::new(EventBody::ToolStarted {
+                    tool_use_id: call_id.clone(),
+                }),
+            ]),
+        )
+        .await
+        .unwrap();
+    w.runner.notify(&sid);
+    let log = w.settle(&sid, Duration::from_secs(5)).await;
+    assert!(
+        rec.calls.lock().unwrap().is_empty(),
+        "an interrupted call must not run again by itself"
+    );
+    let r = results(&log);
+    assert_eq!(r.len(), 1);
+    assert!(r[0].1 && r[0].0.contains("interrupted"), "{r:?}");
+    let req = &fake.requests()[0];
+    let last = req["messages"].as_array().unwrap().last().unwrap();
+    assert_eq!(last["content"][0]["tool_use_id"], call_id.as_str());
+    assert_eq!(last["content"][0]["is_error"], true);
+}
+
+#[tokio::test]
+async fn an_interrupt_stops_a_running_tool() {
+    let fake = FakeAnthropic::start(vec![FakeReply::tool_use(
+        "bash",
+        json!({"command": "hang"}),
+    )])
+    .await;
+    let (w, rec) = world(&fake, json!({"type": "agent_toolset_20260401"})).await;
+    let sid = w.session().await;
+    w.say(&sid, "go").await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while rec.calls.lock().unwrap().is_empty() {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let t0 = Instant::now();
+    w.store
+        .append(
+            &sid,
+            events(vec![NewEvent::new(EventBody::UserInterrupt {
+                session_thread_id: None,
+            })]),
+        )
+        .await
+        .unwrap();
+    w.runner.interrupt(&sid);
+    let log = w.settle(&sid, Duration::from_secs(2)).await;
+    assert!(t0.elapsed() < Duration::from_millis(500));
+    let r = results(&log);
+    assert!(r[0].1 && r[0].0.contains("Interrupted"), "{r:?}");
+}
+
+#[tokio::test]
+async fn an_unknown_or_disabled_tool_is_denied_with_a_reason() {
+    let fake = FakeAnthropic::start(vec![
+        FakeReply::tool_use("bash", json!({"command": "ls"})),
+        FakeReply::text("understood"),
+    ])
+    .await;
+    let toolset =
+        json!({"type": "agent_toolset_20260401", "configs": [{"name": "bash", "enabled": false}]});
+    let (w, rec) = world(&fake, toolset).await;
+    let sid = w.session().await;
+    w.say(&sid, "go").await;
+    let log = w.settle(&sid, Duration::from_secs(5)).await;
+    assert!(rec.calls.lock().unwrap().is_empty());
+    let r = results(&log);
+    assert!(r[0].1 && r[0].0.contains("not enabled"), "{r:?}");
+    let offered = fake.requests()[0]["tools"].to_string();
+    assert!(!offered.contains("\"bash\""));
+}
