@@ -112,6 +112,33 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
                     ev["input"]
                 );
             }
+            "agent.tool_use" if !a.json => {
+                eprintln!(
+                    "tool: {}({}){}",
+                    ev["name"].as_str().unwrap_or("?"),
+                    ev["input"],
+                    if ev["evaluated_permission"] == "ask" {
+                        " [needs confirmation]"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            "agent.tool_result" if !a.json => {
+                let text = text_of(&ev["content"]);
+                let shown: String = text.chars().take(400).collect();
+                let more = if shown.len() < text.len() {
+                    " [...]"
+                } else {
+                    ""
+                };
+                let tag = if ev["is_error"] == true {
+                    "tool error"
+                } else {
+                    "tool result"
+                };
+                eprintln!("{tag}: {}{more}", shown.trim_end());
+            }
             "session.status_running" if !a.json => eprintln!("[running]"),
             "session.error" => {
                 let e = &ev["error"];

@@ -96,7 +96,17 @@ pub fn summary(e: &Value) -> String {
                     .join("")
             })
             .unwrap_or_default(),
-        "agent.custom_tool_use" => format!("{}({})", e["name"].as_str().unwrap_or("?"), e["input"]),
+        "agent.custom_tool_use" | "agent.tool_use" => {
+            format!("{}({})", e["name"].as_str().unwrap_or("?"), e["input"])
+        }
+        "agent.tool_result" => {
+            let t = e["content"][0]["text"].as_str().unwrap_or("");
+            let first = t.lines().next().unwrap_or("");
+            format!(
+                "{}{first}",
+                if e["is_error"] == true { "error: " } else { "" }
+            )
+        }
         "user.custom_tool_result" => {
             format!("for {}", e["custom_tool_use_id"].as_str().unwrap_or("?"))
         }

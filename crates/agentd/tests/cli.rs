@@ -29,6 +29,11 @@ fn serve() -> Server {
         "turns:\n  - tool_use: {name: lookup, input: {q: x}}\n  - text: done\n",
     )
     .unwrap();
+    std::fs::write(
+        dir.path().join("scripts/builder.yaml"),
+        "turns:\n  - tool_use: {name: bash, input: {command: 'echo built > out.txt && id -un'}}\n  - tool_use: {name: read, input: {file_path: out.txt}}\n  - text: finished\n",
+    )
+    .unwrap();
     let mut child = Command::new(BIN)
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path())
@@ -220,4 +225,35 @@ fn keys_create_mints_a_key_the_server_accepts_in_its_own_workspace() {
         "{ls}"
     );
     assert!(!ls.contains(&key), "keys ls must never print secrets");
+}
+
+#[test]
+fn built_in_tools_run_in_a_sandbox_over_the_session_workspace() {
+    let s = serve();
+    let tmp = tempfile::tempdir().unwrap();
+    let file = write(
+        tmp.path(),
+        "b.yaml",
+        "kind: agent\nname: builder\nmodel: scripted/builder\ntools:\n  - type: agent_toolset_20260401\n",
+    );
+    assert!(agentd(&s, &["apply", "-f", &file]).status.success());
+    let out = agentd(&s, &["run", "builder", "build it"]);
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("tool: bash("), "{err}");
+    assert!(err.contains("tool result: sandbox"), "{err}");
+    assert!(err.contains("tool result: built"), "{err}");
+    assert_eq!(text(&out.stdout).trim(), "finished");
+    let sid = text(&agentd(&s, &["sessions", "ls"]).stdout)
+        .lines()
+        .nth(1)
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    let ws = s._dir.path().join("workspaces").join(&sid).join("out.txt");
+    assert_eq!(std::fs::read_to_string(ws).unwrap(), "built\n");
+    // The internal bookkeeping event never reaches clients.
+    let events = text(&agentd(&s, &["sessions", "events", &sid, "--json"]).stdout);
+    assert!(!events.contains("internal."), "{events}");
+    assert_eq!(events.matches("\"agent.tool_result\"").count(), 2);
 }
