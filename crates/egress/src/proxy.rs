@@ -1,0 +1,205 @@
+//! An allow-listing HTTP proxy on a Unix socket: `CONNECT host:port` tunnels (HTTPS and
+//! anything else over TCP) and absolute-form plain-HTTP requests. The socket is bind-mounted
+//! into one sandbox, whose network namespace has no other way out.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UnixListener, UnixStream};
+
+use crate::Policy;
+
+/// Largest request head accepted from the sandbox.
+const MAX_HEAD: usize = 64 * 1024;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A running proxy; it stops and removes its socket when dropped.
+pub struct Proxy {
+    path: PathBuf,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    /// Listen on `path` (which must not exist) and serve `policy`.
+    pub fn bind(path: &Path, policy: Policy) -> std::io::Result<Proxy> {
+        let listener = UnixListener::bind(path)?;
+        // The sandbox's user is not agentd's; the socket's directory decides who reaches it.
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o666))?;
+        let policy = Arc::new(policy);
+        let task = tokio::spawn(async move {
+            while let Ok((conn, _)) = listener.accept().await {
+                let policy = policy.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = serve(conn, &policy).await {
+                        tracing::debug!(error = %e, "egress connection ended");
+                    }
+                });
+            }
+        });
+        Ok(Proxy {
+            path: path.to_owned(),
+            task,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+async fn reply(conn: &mut UnixStream, status: &str, msg: &str) -> std::io::Result<()> {
+    let body = format!("{msg}\n");
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    conn.write_all(head.as_bytes()).await?;
+    conn.write_all(body.as_bytes()).await?;
+    conn.shutdown().await
+}
+
+async fn serve(mut conn: UnixStream, policy: &Policy) -> std::io::Result<()> {
+    let mut buf = Vec::with_capacity(4096);
+    let head_end = loop {
+        if let Some(i) = memchr::memmem::find(&buf, b"\r\n\r\n") {
+            break i + 4;
+        }
+        if buf.len() > MAX_HEAD {
+            return reply(
+                &mut conn,
+                "431 Request Header Fields Too Large",
+                "request head too large",
+            )
+            .await;
+        }
+        let mut chunk = [0u8; 4096];
+        let n = conn.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let rest = buf[head_end..].to_vec();
+    let mut lines = head.split("\r\n");
+    let first = lines.next().unwrap_or_default();
+    let mut parts = first.split_whitespace();
+    let (Some(method), Some(target), Some(version)) = (parts.next(), parts.next(), parts.next())
+    else {
+        return reply(&mut conn, "400 Bad Request", "malformed request line").await;
+    };
+    if method.eq_ignore_ascii_case("CONNECT") {
+        let Some((host, port)) = split_host_port(target, 443) else {
+            return reply(&mut conn, "400 Bad Request", "CONNECT needs host:port").await;
+        };
+        let mut upstream = match open(&host, port, policy).await {
+            Ok(s) => s,
+            Err((status, msg)) => return reply(&mut conn, status, &msg).await,
+        };
+        conn.write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+            .await?;
+        upstream.write_all(&rest).await?;
+        tokio::io::copy_bidirectional(&mut conn, &mut upstream).await?;
+        return Ok(());
+    }
+    let Some(after) = target.strip_prefix("http://") else {
+        return reply(
+            &mut conn,
+            "400 Bad Request",
+            "only absolute http:// URLs and CONNECT are proxied; use CONNECT for https",
+        )
+        .await;
+    };
+    let (authority, path) = match after.find('/') {
+        Some(i) => (&after[..i], &after[i..]),
+        None => (after, "/"),
+    };
+    let Some((host, port)) = split_host_port(authority, 80) else {
+        return reply(&mut conn, "400 Bad Request", "bad host in URL").await;
+    };
+    let mut upstream = match open(&host, port, policy).await {
+        Ok(s) => s,
+        Err((status, msg)) => return reply(&mut conn, status, &msg).await,
+    };
+    // Origin-form request line; hop-by-hop proxy headers dropped; one request per connection.
+    let mut out = format!("{method} {path} {version}\r\n");
+    for h in lines.filter(|l| !l.is_empty()) {
+        let name = h
+            .split(':')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase();
+        if !matches!(
+            name.as_str(),
+            "proxy-connection" | "proxy-authorization" | "connection" | "keep-alive"
+        ) {
+            out.push_str(h);
+            out.push_str("\r\n");
+        }
+    }
+    out.push_str("Connection: close\r\n\r\n");
+    upstream.write_all(out.as_bytes()).await?;
+    upstream.write_all(&rest).await?;
+    tokio::io::copy_bidirectional(&mut conn, &mut upstream).await?;
+    Ok(())
+}
+
+fn split_host_port(s: &str, default_port: u16) -> Option<(String, u16)> {
+    if let Some(v6) = s.strip_prefix('[') {
+        let (host, rest) = v6.split_once(']')?;
+        let port = match rest.strip_prefix(':') {
+            Some(p) => p.parse().ok()?,
+            None => default_port,
+        };
+        return Some((host.to_owned(), port));
+    }
+    match s.rsplit_once(':') {
+        Some((h, p)) => Some((h.to_owned(), p.parse().ok()?)),
+        None => Some((s.to_owned(), default_port)),
+    }
+    .filter(|(h, _)| !h.is_empty())
+}
+
+/// Resolve, check against the policy, connect. Errors carry the status the sandbox sees.
+async fn open(host: &str, port: u16, policy: &Policy) -> Result<TcpStream, (&'static str, String)> {
+    if let Err(d) = policy.check_name(host) {
+        tracing::info!(host, port, "egress refused");
+        return Err(("403 Forbidden", d.0));
+    }
+    let addrs: Vec<SocketAddr> = match host.parse::<IpAddr>() {
+        Ok(ip) => vec![SocketAddr::new(ip, port)],
+        Err(_) => tokio::net::lookup_host((host, port))
+            .await
+            .map_err(|e| ("502 Bad Gateway", format!("cannot resolve {host}: {e}")))?
+            .collect(),
+    };
+    let ips: Vec<IpAddr> = addrs.iter().map(SocketAddr::ip).collect();
+    if let Err(d) = policy.check(host, &ips) {
+        tracing::info!(host, port, "egress refused");
+        return Err(("403 Forbidden", d.0));
+    }
+    // Connect to the addresses just checked, never to a fresh lookup.
+    let mut last = String::from("no addresses");
+    for a in addrs {
+        match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(a)).await {
+            Ok(Ok(s)) => return Ok(s),
+            Ok(Err(e)) => last = e.to_string(),
+            Err(_) => last = "timed out".into(),
+        }
+    }
+    Err((
+        "502 Bad Gateway",
+        format!("cannot connect to {host}:{port}: {last}"),
+    ))
+}

@@ -1,0 +1,131 @@
+//! The proxy and `fetch` against real HTTP servers on loopback.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, UnixStream};
+
+use agentd_egress::{Policy, Proxy, fetch};
+
+/// A tiny HTTP server answering every request with `body` (or a redirect to `redirect`).
+async fn upstream(body: &'static str, redirect: Option<String>) -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let redirect = redirect.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let resp = match redirect {
+                    Some(to) => format!(
+                        "HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    ),
+                    None => format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    ),
+                };
+                let _ = s.write_all(resp.as_bytes()).await;
+            });
+        }
+    });
+    port
+}
+
+async fn through(sock: &std::path::Path, request: String) -> String {
+    let mut c = UnixStream::connect(sock).await.unwrap();
+    c.write_all(request.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn the_proxy_forwards_allowed_hosts_and_refuses_the_rest() {
+    let port = upstream("<p>hello from upstream</p>", None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("proxy.sock");
+    let _p = Proxy::bind(&sock, Policy::limited(&["127.0.0.1".into()], false)).unwrap();
+
+    let get = through(&sock, format!("GET http://127.0.0.1:{port}/x HTTP/1.1\r\nHost: 127.0.0.1\r\nProxy-Connection: keep-alive\r\n\r\n")).await;
+    assert!(
+        get.starts_with("HTTP/1.1 200") && get.contains("hello from upstream"),
+        "{get}"
+    );
+
+    let mut c = UnixStream::connect(&sock).await.unwrap();
+    c.write_all(format!("CONNECT 127.0.0.1:{port} HTTP/1.1\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut head = [0u8; 39];
+    c.read_exact(&mut head).await.unwrap();
+    assert!(String::from_utf8_lossy(&head).starts_with("HTTP/1.1 200 Connection Established"));
+    c.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut out)).await;
+    assert!(String::from_utf8_lossy(&out).contains("hello from upstream"));
+
+    let denied = through(&sock, "CONNECT example.com:443 HTTP/1.1\r\n\r\n".into()).await;
+    assert!(
+        denied.starts_with("HTTP/1.1 403") && denied.contains("not in allowed_hosts"),
+        "{denied}"
+    );
+    // localhost is the same machine, but not the name the policy lists.
+    let other = through(
+        &sock,
+        format!("GET http://localhost:{port}/ HTTP/1.1\r\n\r\n"),
+    )
+    .await;
+    assert!(other.starts_with("HTTP/1.1 403"), "{other}");
+}
+
+#[tokio::test]
+async fn unrestricted_still_keeps_the_host_machine_out_of_reach() {
+    let port = upstream("secret admin page", None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("p.sock");
+    let _p = Proxy::bind(&sock, Policy::unrestricted()).unwrap();
+    let r = through(
+        &sock,
+        format!("GET http://127.0.0.1:{port}/ HTTP/1.1\r\n\r\n"),
+    )
+    .await;
+    assert!(
+        r.starts_with("HTTP/1.1 403") && r.contains("non-public"),
+        "{r}"
+    );
+    assert!(!r.contains("secret admin page"));
+}
+
+#[tokio::test]
+async fn fetch_follows_policy_on_every_redirect() {
+    let port = upstream(
+        "<html><body><h1>Docs</h1><script>x()</script></body></html>",
+        None,
+    )
+    .await;
+    let allowed = Policy::limited(&["127.0.0.1".into()], false);
+    let text = fetch(&format!("http://127.0.0.1:{port}/"), &allowed, 10_000)
+        .await
+        .unwrap();
+    assert_eq!(text.trim(), "Docs");
+    let e = fetch(
+        &format!("http://127.0.0.1:{port}/"),
+        &Policy::none(),
+        10_000,
+    )
+    .await
+    .unwrap_err();
+    assert!(e.to_string().contains("not in allowed_hosts"), "{e}");
+    // A redirect from an allowed host to a refused one is refused.
+    let hop = upstream("", Some(format!("http://localhost:{port}/"))).await;
+    let e = fetch(&format!("http://127.0.0.1:{hop}/"), &allowed, 10_000)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("localhost"), "{e}");
+    let e = fetch("file:///etc/passwd", &allowed, 10).await.unwrap_err();
+    assert!(e.to_string().contains("only http"), "{e}");
+}
