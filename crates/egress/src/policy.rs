@@ -91,12 +91,10 @@ impl Policy {
         // A name the operator listed exactly may be private (an internal mirror); anything
         // else must be public, or "unrestricted" would reach agentd's own host.
         let exact = named && !host.starts_with("*.");
-        if !exact {
-            if let Some(a) = addrs.iter().find(|a| !is_public(a)) {
-                return Err(Denied(format!(
-                    "blocked by the environment's network policy: {host} resolves to the non-public address {a}"
-                )));
-            }
+        if !exact && let Some(a) = addrs.iter().find(|a| !is_public(a)) {
+            return Err(Denied(format!(
+                "blocked by the environment's network policy: {host} resolves to the non-public address {a}"
+            )));
         }
         Ok(())
     }
