@@ -1,7 +1,8 @@
 //! `agentd serve`: the API and the harness in one process over the embedded SQLite store.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -71,31 +72,90 @@ enum SandboxKind {
     None,
 }
 
-fn sandboxes(a: &Args, data_dir: &std::path::Path) -> anyhow::Result<Option<Arc<Sandboxes>>> {
+fn sandboxes(a: &Args, data_dir: &Path) -> anyhow::Result<Option<Arc<Sandboxes>>> {
     if let SandboxKind::None = a.sandbox {
         return Ok(None);
     }
+    let root = sandbox_root(data_dir)?;
     let helper = HelperCommand {
-        exe: std::env::current_exe()
-            .context("cannot find agentd's own executable for the sandbox helper")?,
+        exe: helper_exe(&root)?,
         args: vec!["sandbox-helper".into()],
     };
     let provider = Bwrap::new(helper)
         .context("cannot use bubblewrap sandboxes (or start with --sandbox none)")?;
-    let root = data_dir.join("workspaces");
-    std::fs::create_dir_all(&root).with_context(|| format!("cannot create {}", root.display()))?;
-    // Only agentd and the sandbox user that owns each workspace may enter.
-    std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o711))?;
     let limits = Limits {
         memory_bytes: a.sandbox_memory_mb << 20,
         processes: a.sandbox_processes,
         ..Limits::default()
     };
+    tracing::info!(dir = %root.display(), "sandboxes keep their workspaces here");
     Ok(Some(Arc::new(Sandboxes::new(
         Arc::new(provider),
         root,
         limits,
     ))))
+}
+
+/// Whether a user other than the owner can walk down to `path`.
+fn reachable_by_others(path: &Path) -> bool {
+    path.ancestors()
+        .skip(1)
+        .all(|p| std::fs::metadata(p).is_ok_and(|m| m.mode() & 0o001 != 0))
+}
+
+/// The directory for workspaces and egress sockets. As root, sandboxes run as `nobody`, who
+/// must reach their workspace; a data dir under a private home (e.g. /root) cannot be reached,
+/// so those sandboxes live under /var/lib/agentd instead.
+fn sandbox_root(data_dir: &Path) -> anyhow::Result<PathBuf> {
+    let as_root = nix::unistd::geteuid().is_root();
+    let root = if !as_root || reachable_by_others(&data_dir.join("sandbox")) {
+        data_dir.join("sandbox")
+    } else {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        std::hash::Hash::hash(&data_dir, &mut h);
+        PathBuf::from(format!(
+            "/var/lib/agentd/sandboxes/{:016x}",
+            std::hash::Hasher::finish(&h)
+        ))
+    };
+    for dir in [root.clone(), root.join("workspaces"), root.join("egress")] {
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        // Others may pass through to what they own, not list it.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711))?;
+    }
+    if as_root {
+        for p in root
+            .ancestors()
+            .skip(1)
+            .take_while(|p| p.starts_with("/var/lib/agentd"))
+        {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o711))?;
+        }
+    }
+    Ok(root)
+}
+
+/// agentd's own binary, where a sandbox's user can read it (copied next to the sandboxes if
+/// it lives somewhere private).
+fn helper_exe(root: &Path) -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()
+        .context("cannot find agentd's own executable for the sandbox helper")?;
+    let readable =
+        std::fs::metadata(&exe).is_ok_and(|m| m.mode() & 0o004 != 0) && reachable_by_others(&exe);
+    if !nix::unistd::geteuid().is_root() || readable {
+        return Ok(exe);
+    }
+    let bin = root.join("bin");
+    std::fs::create_dir_all(&bin)?;
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o711))?;
+    let copy = bin.join("agentd");
+    let tmp = bin.join(format!("agentd.{}", std::process::id()));
+    std::fs::copy(&exe, &tmp)
+        .with_context(|| format!("cannot copy {} for the sandboxes", exe.display()))?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))?;
+    std::fs::rename(&tmp, &copy)?;
+    Ok(copy)
 }
 
 pub async fn run(a: Args) -> anyhow::Result<ExitCode> {

@@ -250,10 +250,109 @@ fn built_in_tools_run_in_a_sandbox_over_the_session_workspace() {
         .and_then(|l| l.split_whitespace().next())
         .unwrap()
         .to_owned();
-    let ws = s._dir.path().join("workspaces").join(&sid).join("out.txt");
+    let ws = s
+        ._dir
+        .path()
+        .join("sandbox/workspaces")
+        .join(&sid)
+        .join("out.txt");
     assert_eq!(std::fs::read_to_string(ws).unwrap(), "built\n");
     // The internal bookkeeping event never reaches clients.
     let events = text(&agentd(&s, &["sessions", "events", &sid, "--json"]).stdout);
     assert!(!events.contains("internal."), "{events}");
     assert_eq!(events.matches("\"agent.tool_result\"").count(), 2);
+}
+
+/// This machine's address on its outward interface: a host the sandbox can only reach
+/// through the egress proxy (its own loopback is not the host's).
+fn outward_ip() -> std::net::IpAddr {
+    let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+    s.connect("10.255.255.255:9").unwrap();
+    let ip = s.local_addr().unwrap().ip();
+    assert!(
+        !ip.is_loopback(),
+        "this test needs a non-loopback interface"
+    );
+    ip
+}
+
+/// A one-line HTTP server on every interface.
+fn upstream() -> u16 {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut s in l.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let body = "hello-from-upstream";
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    port
+}
+
+#[test]
+fn the_network_policy_is_the_only_way_out() {
+    let s = serve();
+    let ip = outward_ip();
+    let port = upstream();
+    let via_proxy = format!(
+        "python3 -c \"import urllib.request; print(urllib.request.urlopen('http://{ip}:{port}/', timeout=5).read().decode())\" 2>&1 | tail -1"
+    );
+    let direct = format!(
+        "python3 -c \"import socket; socket.create_connection(('{ip}', {port}), 3); print('DIRECT-OK')\" 2>&1 | tail -1"
+    );
+    std::fs::write(
+        s._dir.path().join("scripts/net.yaml"),
+        format!(
+            "turns:\n  - tool_use: {{name: bash, input: {{command: {via_proxy:?}}}}}\n  - tool_use: {{name: bash, input: {{command: {direct:?}}}}}\n  - tool_use: {{name: web_fetch, input: {{url: 'http://{ip}:{port}/'}}}}\n  - text: checked\n"
+        ),
+    )
+    .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let file = write(
+        tmp.path(),
+        "n.yaml",
+        &format!(
+            "kind: agent\nname: net\nmodel: scripted/net\ntools:\n  - type: agent_toolset_20260401\n---\nkind: environment\nname: open\nconfig:\n  type: cloud\n  networking:\n    type: limited\n    allowed_hosts: ['{ip}']\n---\nkind: environment\nname: closed\nconfig:\n  type: cloud\n  networking:\n    type: limited\n    allowed_hosts: []\n"
+        ),
+    );
+    assert!(agentd(&s, &["apply", "-f", &file]).status.success());
+
+    let out = agentd(&s, &["run", "net", "go", "--env", "open"]);
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let results: Vec<&str> = err.lines().filter(|l| l.starts_with("tool ")).collect();
+    assert_eq!(results.len(), 3, "{err}");
+    assert!(
+        results[0].contains("hello-from-upstream"),
+        "through the proxy: {err}"
+    );
+    assert!(
+        !results[1].contains("DIRECT-OK") && results[1].contains("unreachable"),
+        "direct: {err}"
+    );
+    assert!(
+        results[2].contains("hello-from-upstream"),
+        "web_fetch: {err}"
+    );
+
+    let out = agentd(&s, &["run", "net", "go", "--env", "closed"]);
+    let err = text(&out.stderr);
+    let results: Vec<&str> = err.lines().filter(|l| l.starts_with("tool ")).collect();
+    assert_eq!(results.len(), 3, "{err}");
+    assert!(
+        results[0].contains("403") && !results[0].contains("hello-from-upstream"),
+        "{err}"
+    );
+    assert!(!results[1].contains("DIRECT-OK"), "{err}");
+    assert!(
+        results[2].starts_with("tool error") && results[2].contains("not in allowed_hosts"),
+        "{err}"
+    );
 }

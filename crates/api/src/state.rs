@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use agentd_brain::{Agents, Previews, Runner};
 use agentd_models::Registry;
 use agentd_store::Store;
+use agentd_wire::environment::EnvironmentConfig;
 use agentd_wire::session::SessionAgent;
 
 use crate::auth::{KeyCache, RateLimit};
@@ -51,5 +52,19 @@ impl Agents for StoreAgents {
             }
             Err(e) => Err(agentd_brain::Error::Catalog(e.to_string())),
         }
+    }
+
+    async fn session_environment(
+        &self,
+        session_id: &str,
+    ) -> agentd_brain::Result<EnvironmentConfig> {
+        let catalog = |e: agentd_store::Error| agentd_brain::Error::Catalog(e.to_string());
+        let s = self.0.load_session(session_id).await.map_err(catalog)?;
+        Ok(self
+            .0
+            .load_environment(&s.environment_id)
+            .await
+            .map_err(catalog)?
+            .config)
     }
 }

@@ -14,12 +14,13 @@ use rand::Rng;
 use tokio_util::sync::CancellationToken;
 
 use agentd_hands::Output;
-use agentd_hands::tools::SANDBOX_TOOLS;
+use agentd_hands::tools::{HOST_TOOLS, SANDBOX_TOOLS, WEB_FETCH_LIMIT, WebFetchInput};
 use agentd_models::{Block, Delta, Model, Registry, Request, ToolDef};
 use agentd_session::{
     Error as LogError, Head, NewEvent, Private, Refusal, SessionLog, StoredEvent, at_tail, events,
 };
 use agentd_wire::agent::{PermissionPolicy, Tool};
+use agentd_wire::environment::{EnvironmentConfig, Networking};
 use agentd_wire::event::{
     Delta as WireDelta, DeltaTag, ModelUsage, Permission, Preview, PreviewRef, RetryStatus,
     SessionErrorKind, SessionErrorObject,
@@ -376,6 +377,26 @@ impl Harness {
     }
 
     async fn execute(&self, session_id: &str, w: &ToolWork) -> Output {
+        let policy = match self.agents.session_environment(session_id).await {
+            Ok(env) => policy(&env),
+            Err(e) => {
+                return Output::error(format!("Cannot read the environment's network policy: {e}"));
+            }
+        };
+        if w.name == "web_fetch" {
+            return match agentd_hands::tools::parse::<WebFetchInput>("web_fetch", &w.input) {
+                Ok(i) => match agentd_egress::fetch(&i.url, &policy, WEB_FETCH_LIMIT).await {
+                    Ok(text) => Output::ok(text),
+                    Err(e) => Output::error(format!("web_fetch: {e}")),
+                },
+                Err(e) => Output::error(e),
+            };
+        }
+        if w.name == "web_search" {
+            return Output::error(
+                "web_search is not available: no search backend is configured on this agentd. Use web_fetch with a known URL.",
+            );
+        }
         if !SANDBOX_TOOLS.contains(&w.name.as_str()) {
             return Output::error(format!(
                 "The tool {:?} is not available in this agentd.",
@@ -387,7 +408,7 @@ impl Harness {
                 "This agentd runs without sandboxes, so built-in tools are unavailable.",
             );
         };
-        let sb = match sandboxes.get(session_id).await {
+        let sb = match sandboxes.get(session_id, policy).await {
             Ok(sb) => sb,
             Err(e) => {
                 return Output::error(format!("Could not start a sandbox for this tool: {e}"));
@@ -547,7 +568,7 @@ impl Toolbox {
                     input_schema: serde_json::to_value(&c.input_schema).unwrap_or_default(),
                 }),
                 Tool::AgentToolset20260401(set) => {
-                    for name in SANDBOX_TOOLS {
+                    for name in SANDBOX_TOOLS.iter().chain(HOST_TOOLS) {
                         let cfg = set.configs.iter().find(|c| c.name == *name);
                         let enabled = cfg.map_or(set.default_config.enabled, |c| c.enabled);
                         let policy = cfg.map_or(set.default_config.permission_policy, |c| {
@@ -682,6 +703,26 @@ fn response_events(
         text_open = false;
     }
     (out, calls)
+}
+
+/// The egress policy an environment asks for.
+fn policy(env: &EnvironmentConfig) -> agentd_egress::Policy {
+    match env {
+        EnvironmentConfig::Cloud {
+            networking: Networking::Unrestricted,
+            ..
+        } => agentd_egress::Policy::unrestricted(),
+        EnvironmentConfig::Cloud {
+            networking:
+                Networking::Limited {
+                    allowed_hosts,
+                    allow_package_managers,
+                    ..
+                },
+            ..
+        } => agentd_egress::Policy::limited(allowed_hosts, *allow_package_managers),
+        EnvironmentConfig::SelfHosted {} => agentd_egress::Policy::none(),
+    }
 }
 
 fn tool_result(tool_use_id: &str, o: Output) -> NewEvent {

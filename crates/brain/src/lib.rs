@@ -20,6 +20,7 @@ pub use previews::Previews;
 pub use runner::Runner;
 pub use sandboxes::Sandboxes;
 
+use agentd_wire::environment::EnvironmentConfig;
 use agentd_wire::session::SessionAgent;
 
 /// Where the harness learns which agent version a session runs. The log holds the
@@ -27,6 +28,9 @@ use agentd_wire::session::SessionAgent;
 #[async_trait]
 pub trait Agents: Send + Sync + 'static {
     async fn session_agent(&self, session_id: &str) -> Result<SessionAgent, Error>;
+
+    /// The configuration of the environment the session runs in (its network policy).
+    async fn session_environment(&self, session_id: &str) -> Result<EnvironmentConfig, Error>;
 }
 
 #[derive(Debug, thiserror::Error)]

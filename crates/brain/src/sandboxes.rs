@@ -7,14 +7,20 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use agentd_egress::{Policy, Proxy};
 use agentd_hands::{Limits, Provider, Sandbox, Spec};
 
-/// A live sandbox and when it was last used.
-type Live = (Arc<dyn Sandbox>, Instant);
+/// A live sandbox, the egress proxy that is its only way out, and when it was last used.
+struct Live {
+    sandbox: Arc<dyn Sandbox>,
+    proxy: Proxy,
+    used: Instant,
+}
 
 pub struct Sandboxes {
     provider: Arc<dyn Provider>,
-    /// Workspaces live at `<root>/<session id>`.
+    /// Workspaces live at `<root>/workspaces/<session id>`, egress sockets under
+    /// `<root>/egress/`.
     root: PathBuf,
     limits: Limits,
     live: Mutex<HashMap<String, Live>>,
@@ -35,36 +41,63 @@ impl Sandboxes {
     }
 
     pub fn workspace(&self, session_id: &str) -> PathBuf {
-        self.root.join(session_id)
+        self.root.join("workspaces").join(session_id)
     }
 
-    /// The session's sandbox, provisioned now if it has none or its last one died.
-    pub async fn get(&self, session_id: &str) -> Result<Arc<dyn Sandbox>, agentd_hands::Error> {
-        if let Some((sb, used)) = self.live().get_mut(session_id)
-            && sb.alive()
+    /// The session's sandbox, provisioned now — behind a new egress proxy serving `policy` —
+    /// if it has none or its last one died.
+    pub async fn get(
+        &self,
+        session_id: &str,
+        policy: Policy,
+    ) -> Result<Arc<dyn Sandbox>, agentd_hands::Error> {
+        if let Some(live) = self.live().get_mut(session_id)
+            && live.sandbox.alive()
         {
-            *used = Instant::now();
-            return Ok(sb.clone());
+            live.used = Instant::now();
+            return Ok(live.sandbox.clone());
         }
         let t0 = Instant::now();
-        let sb = self
+        // Short names: a Unix socket path must fit in 108 bytes.
+        let n: u32 = rand::random();
+        let dir = self.root.join("egress").join(format!("{n:08x}"));
+        let io = |e: std::io::Error| {
+            agentd_hands::Error::Spawn(format!("cannot start the egress proxy: {e}"))
+        };
+        std::fs::create_dir_all(&dir).map_err(io)?;
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .map_err(io)?;
+        let proxy = Proxy::bind(&dir.join("proxy.sock"), policy).map_err(io)?;
+        let sandbox = self
             .provider
             .provision(&Spec {
                 workspace: self.workspace(session_id),
                 limits: self.limits,
+                egress: Some(dir),
             })
             .await?;
         tracing::info!(session = session_id, took = ?t0.elapsed(), "provisioned a sandbox");
-        self.live()
-            .insert(session_id.to_owned(), (sb.clone(), Instant::now()));
-        Ok(sb)
+        self.live().insert(
+            session_id.to_owned(),
+            Live {
+                sandbox: sandbox.clone(),
+                proxy,
+                used: Instant::now(),
+            },
+        );
+        Ok(sandbox)
     }
 
     /// Stop the session's sandbox; its workspace stays for the next one.
     pub async fn release(&self, session_id: &str) {
-        let sb = self.live().remove(session_id);
-        if let Some((sb, _)) = sb {
-            sb.release().await;
+        let live = self.live().remove(session_id);
+        if let Some(live) = live {
+            live.sandbox.release().await;
+            let dir = live.proxy.path().parent().map(std::path::Path::to_owned);
+            drop(live);
+            if let Some(dir) = dir {
+                let _ = std::fs::remove_dir_all(dir);
+            }
         }
     }
 
@@ -82,20 +115,15 @@ impl Sandboxes {
     /// Release sandboxes unused for `idle`; their sessions get fresh ones when they next call
     /// a tool.
     pub async fn release_idle(&self, idle: Duration) -> usize {
-        let stale: Vec<(String, Arc<dyn Sandbox>)> = {
-            let mut live = self.live();
-            let ids: Vec<String> = live
-                .iter()
-                .filter(|(_, (_, used))| used.elapsed() >= idle)
-                .map(|(id, _)| id.clone())
-                .collect();
-            ids.into_iter()
-                .filter_map(|id| live.remove(&id).map(|(sb, _)| (id, sb)))
-                .collect()
-        };
-        for (id, sb) in &stale {
+        let stale: Vec<String> = self
+            .live()
+            .iter()
+            .filter(|(_, l)| l.used.elapsed() >= idle)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &stale {
             tracing::info!(session = %id, "releasing an idle sandbox");
-            sb.release().await;
+            self.release(id).await;
         }
         stale.len()
     }

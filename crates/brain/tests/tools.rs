@@ -119,7 +119,10 @@ async fn an_allowed_tool_runs_in_a_sandbox_made_on_first_use() {
         .iter()
         .map(|t| t["name"].as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(names, ["bash", "read", "write", "edit", "glob", "grep"]);
+    assert_eq!(
+        names,
+        ["bash", "read", "write", "edit", "glob", "grep", "web_fetch"]
+    );
 
     w.say(&sid, "list files").await;
     let log = w.settle(&sid, Duration::from_secs(5)).await;

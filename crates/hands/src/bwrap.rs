@@ -27,6 +27,10 @@ use crate::{Error, Output, Provider, Sandbox, Spec};
 /// Where the workspace and the helper appear inside.
 pub const WORKSPACE: &str = "/workspace";
 const HELPER: &str = "/run/agentd/helper";
+/// Where the egress proxy's socket directory appears, and where the helper's bridge to it
+/// listens inside the sandbox's own network namespace.
+const EGRESS_DIR: &str = "/run/agentd/egress";
+const PROXY_ADDR: &str = "127.0.0.1:3128";
 /// The uid and gid the sandbox's user has inside.
 const INNER_ID: &str = "1000";
 /// How long a new sandbox may take to answer its first ping.
@@ -186,6 +190,9 @@ impl Bwrap {
             WORKSPACE,
         ]);
         push(&["--ro-bind", &self.helper.exe.display().to_string(), HELPER]);
+        if let Some(dir) = &spec.egress {
+            push(&["--ro-bind", &dir.display().to_string(), EGRESS_DIR]);
+        }
         // The root itself is a tmpfs bwrap made; only the workspace and /tmp stay writable.
         push(&["--remount-ro", "/"]);
         push(&[
@@ -208,13 +215,36 @@ impl Bwrap {
             "--setenv",
             "TMPDIR",
             "/tmp",
-            HELPER,
         ]);
+        if spec.egress.is_some() {
+            // Every common client honours one of these; the helper's bridge answers on it.
+            let proxy = format!("http://{PROXY_ADDR}");
+            for k in [
+                "HTTP_PROXY",
+                "HTTPS_PROXY",
+                "http_proxy",
+                "https_proxy",
+                "ALL_PROXY",
+                "all_proxy",
+            ] {
+                push(&["--setenv", k, &proxy]);
+            }
+            for k in ["NO_PROXY", "no_proxy"] {
+                push(&["--setenv", k, "localhost,127.0.0.1,::1"]);
+            }
+        }
+        push(&[HELPER]);
         a.extend(self.helper.args.iter().cloned());
         a.extend(
             Config {
                 workdir: WORKSPACE.into(),
                 limits: Some(spec.limits),
+                egress: spec.egress.as_ref().map(|_| {
+                    (
+                        format!("{EGRESS_DIR}/proxy.sock").into(),
+                        PROXY_ADDR.to_owned(),
+                    )
+                }),
             }
             .to_args(),
         );

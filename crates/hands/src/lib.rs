@@ -25,6 +25,9 @@ pub struct Spec {
     /// Host directory mounted read-write at `/workspace`.
     pub workspace: PathBuf,
     pub limits: Limits,
+    /// Host directory holding `proxy.sock`, the egress proxy for this sandbox. Without it the
+    /// sandbox has no network at all.
+    pub egress: Option<PathBuf>,
 }
 
 /// Resource limits applied inside every sandbox.

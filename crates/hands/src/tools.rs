@@ -4,9 +4,22 @@
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-/// Tools the sandbox runs. `web_fetch` and `web_search` need the egress proxy and are not
-/// offered yet.
+/// Tools the sandbox runs.
 pub const SANDBOX_TOOLS: &[&str] = &["bash", "read", "write", "edit", "glob", "grep"];
+
+/// Tools agentd runs outside the sandbox, under the environment's network policy.
+/// `web_search` needs a search backend, which this agentd does not have yet, so it is never
+/// offered and a call to it is answered with an error that says so.
+pub const HOST_TOOLS: &[&str] = &["web_fetch"];
+
+/// Text `web_fetch` returns at most.
+pub const WEB_FETCH_LIMIT: usize = 100 * 1024;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebFetchInput {
+    pub url: String,
+}
 
 /// Bash output kept per call; the middle of anything longer is cut, with a note.
 pub const BASH_OUTPUT_LIMIT: usize = 100 * 1024;
@@ -115,6 +128,13 @@ pub fn definition(name: &str) -> Option<(&'static str, Value)> {
                 "pattern": {"type": "string"},
                 "path": {"type": "string", "description": "File or directory to search (default /workspace)."}
             }, "required": ["pattern"]}),
+        ),
+        "web_fetch" => (
+            "Fetch a URL (http or https) and return its text; HTML is reduced to its visible \
+             text. Only hosts the environment's network policy allows can be reached.",
+            json!({"type": "object", "properties": {
+                "url": {"type": "string", "description": "The URL to fetch."}
+            }, "required": ["url"]}),
         ),
         _ => return None,
     })

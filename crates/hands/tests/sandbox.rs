@@ -47,6 +47,7 @@ fn spec(dir: &tempfile::TempDir) -> Spec {
     Spec {
         workspace: dir.path().join("ws"),
         limits: limits(),
+        egress: None,
     }
 }
 

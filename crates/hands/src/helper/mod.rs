@@ -21,11 +21,21 @@ use crate::{Limits, Output};
 pub struct Config {
     pub workdir: PathBuf,
     pub limits: Option<Limits>,
+    /// The egress proxy's socket and the loopback address to bridge it to.
+    pub egress: Option<(PathBuf, String)>,
 }
 
 impl Config {
     pub fn to_args(&self) -> Vec<String> {
         let mut a = vec!["--workdir".into(), self.workdir.display().to_string()];
+        if let Some((sock, addr)) = &self.egress {
+            a.extend([
+                "--egress-socket".into(),
+                sock.display().to_string(),
+                "--egress-listen".into(),
+                addr.clone(),
+            ]);
+        }
         if let Some(l) = self.limits {
             for (k, v) in [
                 ("memory", l.memory_bytes),
@@ -42,6 +52,7 @@ impl Config {
 
     pub fn from_args(args: impl IntoIterator<Item = String>) -> Result<Config, String> {
         let mut workdir = None;
+        let (mut sock, mut listen) = (None, None);
         let mut limits = Limits::default();
         let mut any_limit = false;
         let mut it = args.into_iter();
@@ -53,6 +64,8 @@ impl Config {
             };
             match k.as_str() {
                 "--workdir" => workdir = Some(PathBuf::from(&v)),
+                "--egress-socket" => sock = Some(PathBuf::from(&v)),
+                "--egress-listen" => listen = Some(v.clone()),
                 "--limit-memory" => (limits.memory_bytes, any_limit) = (num()?, true),
                 "--limit-processes" => (limits.processes, any_limit) = (num()?, true),
                 "--limit-cpu" => (limits.cpu_seconds, any_limit) = (num()?, true),
@@ -63,6 +76,7 @@ impl Config {
         Ok(Config {
             workdir: workdir.ok_or("--workdir is required")?,
             limits: any_limit.then_some(limits),
+            egress: sock.zip(listen),
         })
     }
 }
@@ -82,6 +96,9 @@ fn apply_limits(l: &Limits) -> Result<(), String> {
 
 /// Serve requests until stdin closes.
 pub async fn run(cfg: Config) -> Result<(), String> {
+    if let Some((sock, addr)) = &cfg.egress {
+        bridge(sock.clone(), addr).await?;
+    }
     if let Some(l) = &cfg.limits {
         apply_limits(l)?;
     }
@@ -188,4 +205,31 @@ async fn bash(cfg: &Config, shell: &mut Option<bash::Shell>, i: BashInput) -> Ou
             Output::error(format!("bash: {e}"))
         }
     }
+}
+
+/// Forward connections on `addr` (loopback in the sandbox's own network namespace) to the
+/// egress proxy's Unix socket: the sandbox's only way out.
+async fn bridge(sock: PathBuf, addr: &str) -> Result<(), String> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("egress bridge on {addr}: {e}"))?;
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            let sock = sock.clone();
+            tokio::spawn(async move {
+                match tokio::net::UnixStream::connect(&sock).await {
+                    Ok(mut unix) => {
+                        let _ = tokio::io::copy_bidirectional(&mut tcp, &mut unix).await;
+                    }
+                    Err(e) => {
+                        let msg = format!(
+                            "HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\nagentd egress proxy unavailable: {e}\n"
+                        );
+                        let _ = tcp.write_all(msg.as_bytes()).await;
+                    }
+                }
+            });
+        }
+    });
+    Ok(())
 }
