@@ -278,38 +278,74 @@ impl Provider for Bwrap {
         if let Some((uid, gid)) = self.host_user {
             cmd.uid(uid).gid(gid);
         }
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| Error::Spawn(format!("cannot run bwrap: {e}")))?;
-        let (Some(stdin), Some(stdout), Some(stderr)) =
-            (child.stdin.take(), child.stdout.take(), child.stderr.take())
-        else {
-            return Err(Error::Spawn("bwrap started without pipes".into()));
-        };
-        let tail = Arc::new(StdMutex::new(String::new()));
-        tokio::spawn(collect_stderr(stderr, tail.clone()));
-        let sb = Box::new(Running {
-            conn: Mutex::new(Conn {
-                stdin,
-                stdout: BufReader::new(stdout).lines(),
-                next_id: 1,
-            }),
-            child: Mutex::new(child),
-            alive: AtomicBool::new(true),
-            stderr: tail,
-        });
-        let ping =
-            tokio::time::timeout(READY_TIMEOUT, sb.call("ping", &Value::Null, READY_TIMEOUT)).await;
-        match ping {
-            Ok(o) if !o.is_error && o.text == "pong" => Ok(Arc::from(sb as Box<dyn Sandbox>)),
-            Ok(o) => Err(Error::Spawn(o.text)),
-            Err(_) => {
-                sb.release().await;
-                Err(Error::Spawn(format!(
-                    "the sandbox did not answer within {READY_TIMEOUT:?}: {}",
-                    sb.stderr_tail()
-                )))
-            }
+        start(cmd, "bwrap").await
+    }
+}
+
+/// Runs the helper with no isolation at all, in the workspace. Not a sandbox: it exists only
+/// so benchmarks can measure what the sandbox itself costs.
+pub struct Unconfined {
+    pub helper: HelperCommand,
+}
+
+#[async_trait]
+impl Provider for Unconfined {
+    async fn provision(&self, spec: &Spec) -> Result<Arc<dyn Sandbox>, Error> {
+        std::fs::create_dir_all(&spec.workspace).map_err(|source| Error::Workspace {
+            path: spec.workspace.clone(),
+            source,
+        })?;
+        let mut cmd = Command::new(&self.helper.exe);
+        cmd.args(&self.helper.args)
+            .args(
+                Config {
+                    workdir: spec.workspace.clone(),
+                    limits: None,
+                    egress: None,
+                }
+                .to_args(),
+            )
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        start(cmd, "the helper").await
+    }
+}
+
+/// Spawn the helper (inside bwrap or not) and wait until it answers.
+async fn start(mut cmd: Command, what: &str) -> Result<Arc<dyn Sandbox>, Error> {
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| Error::Spawn(format!("cannot run {what}: {e}")))?;
+    let (Some(stdin), Some(stdout), Some(stderr)) =
+        (child.stdin.take(), child.stdout.take(), child.stderr.take())
+    else {
+        return Err(Error::Spawn(format!("{what} started without pipes")));
+    };
+    let tail = Arc::new(StdMutex::new(String::new()));
+    tokio::spawn(collect_stderr(stderr, tail.clone()));
+    let sb = Box::new(Running {
+        conn: Mutex::new(Conn {
+            stdin,
+            stdout: BufReader::new(stdout).lines(),
+            next_id: 1,
+        }),
+        child: Mutex::new(child),
+        alive: AtomicBool::new(true),
+        stderr: tail,
+    });
+    let ping =
+        tokio::time::timeout(READY_TIMEOUT, sb.call("ping", &Value::Null, READY_TIMEOUT)).await;
+    match ping {
+        Ok(o) if !o.is_error && o.text == "pong" => Ok(Arc::from(sb as Box<dyn Sandbox>)),
+        Ok(o) => Err(Error::Spawn(o.text)),
+        Err(_) => {
+            sb.release().await;
+            Err(Error::Spawn(format!(
+                "the sandbox did not answer within {READY_TIMEOUT:?}: {}",
+                sb.stderr_tail()
+            )))
         }
     }
 }

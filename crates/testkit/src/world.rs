@@ -21,6 +21,8 @@ use agentd_wire::{ContentBlock, Environment, EventBody, SessionStatus};
 pub struct World {
     pub store: Store,
     pub runner: Runner,
+    /// Live previews, for measuring time to the first streamed token.
+    pub previews: Previews,
     /// The workspace everything was made in.
     pub ws: String,
     pub env: String,
@@ -82,22 +84,24 @@ impl World {
             anthropic_api_key: Some("test-upstream-key".into()),
             scripts_dir: dir.path().join("scripts"),
         }));
+        let previews = Previews::default();
         let mut harness = Harness::new(
             Arc::new(store.clone()),
             Arc::new(StoreAgents(store.clone())),
             models,
-            Previews::default(),
+            previews.clone(),
             cfg,
         );
         if let Some(p) = provider {
             harness = harness.with_sandboxes(Arc::new(Sandboxes::new(
                 p,
-                dir.path().join("workspaces"),
+                dir.path().join("sandbox"),
                 agentd_hands::Limits::default(),
             )));
         }
         World {
             runner: Runner::new(harness),
+            previews,
             agent: SessionAgent {
                 id: agent.id,
                 kind: AgentTag::Agent,
