@@ -188,6 +188,28 @@ async fn the_system_is_read_only_and_the_network_absent() {
 }
 
 #[tokio::test]
+async fn escape_syscalls_are_refused_by_seccomp() {
+    let f = fixture().await;
+    let o = bash(&f.sb, "grep Seccomp: /proc/self/status").await;
+    assert!(o.text.contains("Seccomp:\t2"), "{o:?}");
+    let probe = r#"python3 - <<'PY'
+import ctypes, ctypes.util, socket
+libc = ctypes.CDLL(None, use_errno=True)
+print("ptrace", libc.ptrace(0, 0, 0, 0), ctypes.get_errno())
+print("keyctl", libc.syscall(250, 0, 0, 0, 0), ctypes.get_errno())
+try:
+    socket.socket(40, socket.SOCK_STREAM)
+    print("vsock open")
+except OSError as e:
+    print("vsock", e.errno)
+PY"#;
+    let o = bash(&f.sb, probe).await;
+    assert!(o.text.contains("ptrace -1 1"), "{o:?}");
+    assert!(o.text.contains("keyctl -1 1"), "{o:?}");
+    assert!(o.text.contains("vsock 1"), "{o:?}");
+}
+
+#[tokio::test]
 async fn no_credential_of_the_host_is_visible_inside() {
     let f = fixture().await;
     // Nothing of agentd's environment is inherited: only the variables the sandbox sets, and

@@ -4,6 +4,7 @@
 
 mod bash;
 pub mod files;
+mod seccomp;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -20,6 +21,8 @@ use crate::{Limits, Output};
 /// The helper's command line: `--workdir DIR` and the limits as `--limit-<name> N`.
 pub struct Config {
     pub workdir: PathBuf,
+    /// Confinement to apply to the helper and everything it starts: rlimits and the seccomp
+    /// filter. None when run unconfined (benchmarks).
     pub limits: Option<Limits>,
     /// The egress proxy's socket and the loopback address to bridge it to.
     pub egress: Option<(PathBuf, String)>,
@@ -101,6 +104,8 @@ pub async fn run(cfg: Config) -> Result<(), String> {
     }
     if let Some(l) = &cfg.limits {
         apply_limits(l)?;
+        // Last, after the bridge has its socket: nothing later needs what the filter refuses.
+        seccomp::apply()?;
     }
     let mut stdin = BufReader::new(tokio::io::stdin()).lines();
     let mut stdout = tokio::io::stdout();
