@@ -19,6 +19,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::sync::Mutex;
 
+use crate::cgroup::{Cgroups, Group};
 use crate::helper::Config;
 use crate::protocol::{Request, Response};
 use crate::tools::{BASH_DEFAULT_TIMEOUT_MS, BASH_MAX_TIMEOUT_MS};
@@ -51,6 +52,7 @@ pub struct Bwrap {
     /// Host uid and gid to run as; set when agentd runs as root.
     host_user: Option<(u32, u32)>,
     etc: tempfile_dir::Dir,
+    cgroups: Cgroups,
 }
 
 mod tempfile_dir {
@@ -112,10 +114,18 @@ impl Bwrap {
         )?;
         write("group", "root:x:0:\nsandbox:x:1000:\nnogroup:x:65534:\n")?;
         write("hosts", "127.0.0.1 localhost sandbox\n::1 localhost\n")?;
+        let cgroups = Cgroups::detect();
+        match &cgroups {
+            Cgroups::Unavailable(why) => {
+                tracing::warn!(%why, "sandboxes get rlimits but no cgroup limits")
+            }
+            c => tracing::info!(cgroups = ?c, "sandboxes get cgroup limits"),
+        }
         Ok(Bwrap {
             helper,
             host_user,
             etc,
+            cgroups,
         })
     }
 
@@ -251,6 +261,11 @@ impl Bwrap {
         a
     }
 
+    /// The cgroup mechanism sandboxes get here.
+    pub fn cgroups(&self) -> &Cgroups {
+        &self.cgroups
+    }
+
     fn prepare_workspace(&self, dir: &Path) -> Result<(), Error> {
         let err = |source| Error::Workspace {
             path: dir.to_owned(),
@@ -268,9 +283,23 @@ impl Bwrap {
 impl Provider for Bwrap {
     async fn provision(&self, spec: &Spec) -> Result<Arc<dyn Sandbox>, Error> {
         self.prepare_workspace(&spec.workspace)?;
-        let mut cmd = Command::new("bwrap");
+        let n: u64 = rand::random();
+        let group = self
+            .cgroups
+            .create(&format!("sbx-{n:016x}"), &spec.limits)
+            .map_err(|e| Error::Spawn(format!("cannot create the sandbox's cgroup: {e}")))?;
+        // With a cgroup, a shell holds bwrap back until it has joined the group.
+        let mut cmd = match &group {
+            Some(_) => {
+                let mut c = Command::new("/bin/sh");
+                c.args(["-c", "read _ && exec \"$0\" \"$@\"", "bwrap"]);
+                c
+            }
+            None => Command::new("bwrap"),
+        };
         cmd.args(self.args(spec))
             .env_clear()
+            .env("PATH", "/usr/bin:/bin")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -278,7 +307,25 @@ impl Provider for Bwrap {
         if let Some((uid, gid)) = self.host_user {
             cmd.uid(uid).gid(gid);
         }
-        start(cmd, "bwrap").await
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| Error::Spawn(format!("cannot run bwrap: {e}")))?;
+        if let Some(g) = &group {
+            let joined = match child.id() {
+                Some(pid) => g.add(pid),
+                None => Err(std::io::Error::other("bwrap exited at once")),
+            };
+            let go = match (joined, child.stdin.as_mut()) {
+                (Ok(()), Some(stdin)) => stdin.write_all(b"\n").await.map_err(|e| e.to_string()),
+                (Err(e), _) => Err(format!("cannot join the sandbox's cgroup: {e}")),
+                (_, None) => Err("no stdin".into()),
+            };
+            if let Err(e) = go {
+                let _ = child.kill().await;
+                return Err(Error::Spawn(e));
+            }
+        }
+        start(child, "bwrap", group).await
     }
 }
 
@@ -309,15 +356,19 @@ impl Provider for Unconfined {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        start(cmd, "the helper").await
+        let child = cmd
+            .spawn()
+            .map_err(|e| Error::Spawn(format!("cannot run the helper: {e}")))?;
+        start(child, "the helper", None).await
     }
 }
 
-/// Spawn the helper (inside bwrap or not) and wait until it answers.
-async fn start(mut cmd: Command, what: &str) -> Result<Arc<dyn Sandbox>, Error> {
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| Error::Spawn(format!("cannot run {what}: {e}")))?;
+/// Wait until a spawned helper (inside bwrap or not) answers.
+async fn start(
+    mut child: Child,
+    what: &str,
+    group: Option<Group>,
+) -> Result<Arc<dyn Sandbox>, Error> {
     let (Some(stdin), Some(stdout), Some(stderr)) =
         (child.stdin.take(), child.stdout.take(), child.stderr.take())
     else {
@@ -334,6 +385,7 @@ async fn start(mut cmd: Command, what: &str) -> Result<Arc<dyn Sandbox>, Error> 
         child: Mutex::new(child),
         alive: AtomicBool::new(true),
         stderr: tail,
+        group: StdMutex::new(group),
     });
     let ping =
         tokio::time::timeout(READY_TIMEOUT, sb.call("ping", &Value::Null, READY_TIMEOUT)).await;
@@ -379,6 +431,17 @@ struct Running {
     child: Mutex<Child>,
     alive: AtomicBool,
     stderr: Arc<StdMutex<String>>,
+    group: StdMutex<Option<Group>>,
+}
+
+impl Running {
+    /// The sandbox is gone: remove its cgroup once its processes have exited.
+    fn forget_group(&self) {
+        let group = self.group.lock().map(|mut g| g.take()).unwrap_or_default();
+        if let Some(g) = group {
+            tokio::spawn(g.remove());
+        }
+    }
 }
 
 impl Running {
@@ -392,6 +455,7 @@ impl Running {
     /// Why the sandbox is gone, for the model: its exit and the last thing it said.
     async fn obituary(&self) -> String {
         self.alive.store(false, Ordering::SeqCst);
+        self.forget_group();
         let mut child = self.child.lock().await;
         let status = match tokio::time::timeout(Duration::from_secs(2), child.wait()).await {
             Ok(Ok(s)) => match (s.code(), std::os::unix::process::ExitStatusExt::signal(&s)) {
@@ -491,5 +555,7 @@ impl Sandbox for Running {
         self.alive.store(false, Ordering::SeqCst);
         let mut child = self.child.lock().await;
         let _ = child.kill().await;
+        drop(child);
+        self.forget_group();
     }
 }

@@ -7,6 +7,7 @@
 //! credential — a sandbox gets a workspace directory and a policy, nothing else.
 
 pub mod bwrap;
+pub mod cgroup;
 pub mod helper;
 mod protocol;
 pub mod tools;
@@ -33,7 +34,8 @@ pub struct Spec {
 /// Resource limits applied inside every sandbox.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    /// Address space per process, bytes.
+    /// Address space per process (rlimit), and the whole sandbox's memory where cgroups are
+    /// available, bytes.
     pub memory_bytes: u64,
     /// Processes (and threads) the sandbox's user may run at once.
     pub processes: u64,
@@ -43,6 +45,8 @@ pub struct Limits {
     pub file_bytes: u64,
     /// Size of the sandbox's private `/tmp`, bytes.
     pub tmp_bytes: u64,
+    /// CPU the whole sandbox may use, in percent of one core (cgroups only).
+    pub cpu_percent: u64,
 }
 
 impl Default for Limits {
@@ -53,6 +57,7 @@ impl Default for Limits {
             cpu_seconds: 3600,
             file_bytes: 1 << 30,
             tmp_bytes: 512 << 20,
+            cpu_percent: 100,
         }
     }
 }

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use agentd_hands::bwrap::{Bwrap, HelperCommand};
+use agentd_hands::cgroup::Cgroups;
 use agentd_hands::{Limits, Output, Provider, Sandbox, Spec};
 
 fn provider() -> Bwrap {
@@ -31,6 +32,7 @@ fn limits() -> Limits {
         cpu_seconds: 60,
         file_bytes: 64 << 20,
         tmp_bytes: 16 << 20,
+        cpu_percent: 100,
     }
 }
 
@@ -330,4 +332,52 @@ async fn a_dead_sandbox_is_an_error_and_a_fresh_one_keeps_the_files() {
     assert!(again.is_error);
     let fresh = f.provider.provision(&spec(&f.dir)).await.unwrap();
     assert_eq!(bash(&fresh, "cat kept.txt").await.text.trim(), "keep");
+}
+
+#[tokio::test]
+async fn as_root_a_sandbox_gets_a_cgroup_capping_its_total_memory() {
+    if !nix::unistd::geteuid().is_root() {
+        // Without root there is no cgroup to create; rlimits (tested above) still apply.
+        return;
+    }
+    let f = fixture().await;
+    let cg = f.provider.cgroups().clone();
+    let groups = |cg: &Cgroups| -> Vec<std::path::PathBuf> {
+        let base = match cg {
+            Cgroups::V2 { base } => base.clone(),
+            Cgroups::V1 { pids, .. } => pids.clone(),
+            Cgroups::Unavailable(why) => panic!("root, yet no cgroups: {why}"),
+        };
+        std::fs::read_dir(base)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("sbx-"))
+            .collect()
+    };
+    // The helper runs inside one of the groups, with the configured process cap.
+    let o = bash(&f.sb, "echo $$").await;
+    assert!(!o.is_error);
+    let with_procs: Vec<_> = groups(&cg)
+        .into_iter()
+        .filter(|g| {
+            std::fs::read_to_string(g.join("cgroup.procs")).is_ok_and(|p| !p.trim().is_empty())
+        })
+        .collect();
+    assert!(!with_procs.is_empty(), "no sandbox cgroup holds a process");
+    assert!(
+        with_procs
+            .iter()
+            .any(|g| std::fs::read_to_string(g.join("pids.max")).unwrap().trim() == "64")
+    );
+    // Two processes each under the per-process limit, together over the sandbox's 1 GiB.
+    let o = f
+        .sb
+        .execute(
+            "bash",
+            &json!({"command": "for i in 1 2; do python3 -c 'import time; b = bytearray(700 << 20); time.sleep(2)' & done; wait %1; echo A=$?; wait %2; echo B=$?", "timeout_ms": 30000}),
+        )
+        .await;
+    assert!(o.text.contains("=137"), "neither was killed: {o:?}");
+    f.sb.release().await;
 }
