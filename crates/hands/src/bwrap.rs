@@ -115,6 +115,8 @@ impl Bwrap {
         write("group", "root:x:0:\nsandbox:x:1000:\nnogroup:x:65534:\n")?;
         write("hosts", "127.0.0.1 localhost sandbox\n::1 localhost\n")?;
         let cgroups = Cgroups::detect();
+        // Groups left by a previous agentd that died are empty now; clear them away.
+        cgroups.remove_stale();
         match &cgroups {
             Cgroups::Unavailable(why) => {
                 tracing::warn!(%why, "sandboxes get rlimits but no cgroup limits")
@@ -283,10 +285,9 @@ impl Bwrap {
 impl Provider for Bwrap {
     async fn provision(&self, spec: &Spec) -> Result<Arc<dyn Sandbox>, Error> {
         self.prepare_workspace(&spec.workspace)?;
-        let n: u64 = rand::random();
         let group = self
             .cgroups
-            .create(&format!("sbx-{n:016x}"), &spec.limits)
+            .create(&Cgroups::group_name(), &spec.limits)
             .map_err(|e| Error::Spawn(format!("cannot create the sandbox's cgroup: {e}")))?;
         // With a cgroup, a shell holds bwrap back until it has joined the group.
         let mut cmd = match &group {
@@ -439,8 +440,19 @@ impl Running {
     fn forget_group(&self) {
         let group = self.group.lock().map(|mut g| g.take()).unwrap_or_default();
         if let Some(g) = group {
-            tokio::spawn(g.remove());
+            match tokio::runtime::Handle::try_current() {
+                Ok(rt) => {
+                    rt.spawn(g.remove());
+                }
+                Err(_) => g.remove_now(),
+            }
         }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.forget_group();
     }
 }
 

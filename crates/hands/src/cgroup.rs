@@ -61,6 +61,38 @@ impl Cgroups {
         }
     }
 
+    /// The name of a new sandbox's group: it carries this process's pid, so stale groups can
+    /// be told from the live ones of other agentd processes.
+    pub fn group_name() -> String {
+        let n: u32 = rand::random();
+        format!("sbx-{}-{n:08x}", std::process::id())
+    }
+
+    /// Remove the empty sandbox groups left behind by agentd processes that are gone.
+    pub fn remove_stale(&self) {
+        let bases: Vec<&PathBuf> = match self {
+            Cgroups::V2 { base } => vec![base],
+            Cgroups::V1 { memory, pids, cpu } => vec![memory, pids, cpu],
+            Cgroups::Unavailable(_) => vec![],
+        };
+        for base in bases {
+            for e in std::fs::read_dir(base).into_iter().flatten().flatten() {
+                let p = e.path();
+                let name = e.file_name().to_string_lossy().into_owned();
+                let owner_gone = name
+                    .strip_prefix("sbx-")
+                    .and_then(|r| r.split('-').next())
+                    .and_then(|pid| pid.parse::<u32>().ok())
+                    .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists());
+                let empty = std::fs::read_to_string(p.join("cgroup.procs"))
+                    .is_ok_and(|s| s.trim().is_empty());
+                if owner_gone && empty {
+                    let _ = std::fs::remove_dir(&p);
+                }
+            }
+        }
+    }
+
     /// A new group for one sandbox with `limits` applied, or None when unavailable.
     pub fn create(&self, name: &str, limits: &Limits) -> std::io::Result<Option<Group>> {
         let cpu_quota = limits.cpu_percent.max(1) * PERIOD_US / 100;
@@ -110,6 +142,13 @@ impl Group {
 
     pub fn dirs(&self) -> &[PathBuf] {
         &self.dirs
+    }
+
+    /// One attempt, for when no runtime is left to retry on.
+    pub fn remove_now(self) {
+        for d in &self.dirs {
+            let _ = std::fs::remove_dir(d);
+        }
     }
 
     /// Remove the group once its processes are gone; they die with the sandbox, but not

@@ -375,7 +375,7 @@ async fn as_root_a_sandbox_gets_a_cgroup_capping_its_total_memory() {
         .sb
         .execute(
             "bash",
-            &json!({"command": "for i in 1 2; do python3 -c 'import time; b = bytearray(700 << 20); time.sleep(2)' & done; wait %1; echo A=$?; wait %2; echo B=$?", "timeout_ms": 30000}),
+            &json!({"command": "big() { python3 -c 'import time; b = bytearray(700 << 20); time.sleep(2)'; }; big & a=$!; big & b=$!; wait $a; echo A=$?; wait $b; echo B=$?", "timeout_ms": 30000}),
         )
         .await;
     assert!(o.text.contains("=137"), "neither was killed: {o:?}");
