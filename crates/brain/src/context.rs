@@ -54,6 +54,8 @@ pub struct Fold {
     pub next: Next,
     pub status: SessionStatus,
     pub usage: Usage,
+    /// The stop reason of the last `session.status_idle`, if the session ever rested.
+    pub last_rest: Option<StopReason>,
     /// Position of the last event folded.
     pub tail: u64,
 }
@@ -65,6 +67,7 @@ pub fn fold(events: &[StoredEvent]) -> Fold {
     let mut exhausted = false;
     let mut status = SessionStatus::Idle;
     let mut usage = Usage::default();
+    let mut last_rest = None;
     let mut tail = 0;
     // Open built-in calls by event id, with their name and input, in call order.
     let mut builtin: Vec<(String, String, serde_json::Value, Call)> = Vec::new();
@@ -210,8 +213,10 @@ pub fn fold(events: &[StoredEvent]) -> Fold {
                 );
                 b.open_tools.push(e.event.id.clone());
             }
+            EventBody::SessionStatusIdle { stop_reason, .. } => {
+                last_rest = Some(stop_reason.clone());
+            }
             EventBody::SessionStatusRunning {}
-            | EventBody::SessionStatusIdle { .. }
             | EventBody::SessionStatusRescheduled {}
             | EventBody::SessionStatusTerminated {}
             | EventBody::SessionUsage { .. }
@@ -256,6 +261,7 @@ pub fn fold(events: &[StoredEvent]) -> Fold {
         next,
         status,
         usage,
+        last_rest,
         tail,
     }
 }

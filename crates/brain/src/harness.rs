@@ -143,10 +143,15 @@ impl Harness {
             let f = fold(&log);
             match f.next.clone() {
                 Next::Rest(reason) => {
-                    if !matches!(
+                    // Log a rest when the session was working, or when what it waits for
+                    // changed while it rested (an interrupt closing the calls it waited on).
+                    let working = matches!(
                         f.status,
                         SessionStatus::Running | SessionStatus::Rescheduling
-                    ) {
+                    );
+                    let stale = f.status == SessionStatus::Idle
+                        && f.last_rest.as_ref().is_some_and(|r| *r != reason);
+                    if !working && !stale {
                         return Ok(());
                     }
                     let idle = NewEvent::new(EventBody::SessionStatusIdle {

@@ -103,9 +103,13 @@ pub trait SessionLog: Send + Sync + 'static {
     /// The session's status and last position, as of the last durable append.
     async fn head(&self, session_id: &str) -> Result<Head>;
 
-    /// The durable tail position of a session, updated after every append.
+    /// The durable tail position of a session, updated after every append; `DELETED` once the
+    /// session is gone.
     fn subscribe(&self, session_id: &str) -> watch::Receiver<u64>;
 }
+
+/// The tail a subscription reports once its session has been deleted: nothing more will come.
+pub const DELETED: u64 = u64::MAX;
 
 /// Unconditional append of `events` unless the session is terminated.
 pub fn events(events: Vec<NewEvent>) -> Guard {

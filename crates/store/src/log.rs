@@ -69,7 +69,7 @@ impl SessionLog for Store {
 }
 
 impl Store {
-    fn notify(&self, session_id: &str, tail: u64) {
+    pub(crate) fn notify(&self, session_id: &str, tail: u64) {
         let mut tails = match self.tails.lock() {
             Ok(t) => t,
             Err(p) => p.into_inner(),

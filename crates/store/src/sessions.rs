@@ -214,17 +214,19 @@ impl Store {
             .await
     }
 
-    /// Remove a session and its whole log.
+    /// Remove a session and its whole log; its subscribers are told it is gone.
     pub async fn delete_session(&self, ws: &str, id: &str) -> Result<()> {
-        let (ws, id) = (ws.to_owned(), id.to_owned());
+        let (ws, sid) = (ws.to_owned(), id.to_owned());
         self.db
             .write(move |c| {
-                get_in(c, Some(&ws), &id)?;
-                c.execute("DELETE FROM events WHERE session_id = ?1", [&id])?;
-                c.execute("DELETE FROM sessions WHERE id = ?1", [&id])?;
+                get_in(c, Some(&ws), &sid)?;
+                c.execute("DELETE FROM events WHERE session_id = ?1", [&sid])?;
+                c.execute("DELETE FROM sessions WHERE id = ?1", [&sid])?;
                 Ok(())
             })
-            .await
+            .await?;
+        self.notify(id, agentd_session::DELETED);
+        Ok(())
     }
 
     /// Sessions whose status is `running`: the ones a restart must wake.

@@ -17,6 +17,8 @@ pub struct AgentSpec {
     pub tools: Vec<Tool>,
     pub mcp_servers: Vec<McpServer>,
     pub skills: Vec<Value>,
+    /// Absent from a session's copy of the agent.
+    #[serde(default)]
     pub metadata: BTreeMap<String, String>,
     pub multiagent: Option<Value>,
     pub execution_identity: Value,

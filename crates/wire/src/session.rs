@@ -35,8 +35,9 @@ pub enum SessionTag {
     Session,
 }
 
-/// The agent version a session is pinned to, as the session shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The agent version a session is pinned to, as the session shows it: the agent's
+/// configuration without its metadata, which the wire type does not carry.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct SessionAgent {
     pub id: String,
     #[serde(rename = "type")]
@@ -154,4 +155,41 @@ pub struct UpdateSession {
     pub metadata: Option<BTreeMap<String, Option<String>>>,
     #[serde(default)]
     pub vault_ids: Option<Vec<String>>,
+}
+
+impl Serialize for SessionAgent {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Shown<'a> {
+            id: &'a str,
+            #[serde(rename = "type")]
+            kind: crate::agent::AgentTag,
+            version: u32,
+            name: &'a str,
+            description: &'a Option<String>,
+            system: &'a Option<String>,
+            model: &'a crate::agent::ModelConfig,
+            tools: &'a [crate::agent::Tool],
+            mcp_servers: &'a [crate::agent::McpServer],
+            skills: &'a [Value],
+            multiagent: &'a Option<Value>,
+            execution_identity: &'a Value,
+        }
+        let a = &self.spec;
+        Shown {
+            id: &self.id,
+            kind: self.kind,
+            version: self.version,
+            name: &a.name,
+            description: &a.description,
+            system: &a.system,
+            model: &a.model,
+            tools: &a.tools,
+            mcp_servers: &a.mcp_servers,
+            skills: &a.skills,
+            multiagent: &a.multiagent,
+            execution_identity: &a.execution_identity,
+        }
+        .serialize(s)
+    }
 }

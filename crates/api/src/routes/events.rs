@@ -270,6 +270,22 @@ async fn stream(
     tokio::spawn(async move {
         let mut announced: HashSet<String> = HashSet::new();
         loop {
+            // Previews queued so far go out before the events that follow them in the log:
+            // a preview must never trail its own final event.
+            while let Some(rx) = previews.as_mut() {
+                match rx.try_recv() {
+                    Ok(p) => {
+                        if let Some(ev) = preview_event(&p, &kinds, &mut announced)
+                            && tx.send(Ok(ev)).await.is_err()
+                        {
+                            return;
+                        }
+                    }
+                    Err(broadcast::error::TryRecvError::Lagged(_)) => {}
+                    Err(broadcast::error::TryRecvError::Empty) => break,
+                    Err(broadcast::error::TryRecvError::Closed) => previews = None,
+                }
+            }
             loop {
                 let batch = match st.store.read(&id, cursor, 500).await {
                     Ok(b) => b,
@@ -291,8 +307,21 @@ async fn stream(
                     break;
                 }
             }
+            if *tail.borrow() == agentd_session::DELETED {
+                let gone = serde_json::json!({
+                    "id": agentd_wire::ids::new(agentd_wire::ids::Kind::Event),
+                    "type": "session.deleted",
+                    "processed_at": chrono::Utc::now(),
+                });
+                let _ = tx
+                    .send(Ok(Sse::default()
+                        .event("session.deleted")
+                        .data(gone.to_string())))
+                    .await;
+                return;
+            }
             tokio::select! {
-                r = tail.changed() => if r.is_err() { return },
+                biased;
                 p = next_preview(&mut previews) => match p {
                     Ok(p) => {
                         if let Some(ev) = preview_event(&p, &kinds, &mut announced)
@@ -304,6 +333,7 @@ async fn stream(
                     Err(broadcast::error::RecvError::Lagged(_)) => {}
                     Err(broadcast::error::RecvError::Closed) => previews = None,
                 },
+                r = tail.changed() => if r.is_err() { return },
                 () = tx.closed() => return,
             }
         }

@@ -62,6 +62,11 @@ async fn create(
             "agent: {agent_id} is archived; sessions cannot start with it"
         )));
     }
+    if req.budget.is_some() {
+        return Err(ApiError::invalid(
+            "budget: spending limits are not supported by this agentd yet",
+        ));
+    }
     if !req.vault_ids.is_empty() {
         return Err(ApiError::invalid(
             "vault_ids: vaults are not supported by this agentd yet",
