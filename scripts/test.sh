@@ -17,6 +17,9 @@ as_root() {
 step "system packages"
 need=()
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
+# Sandboxes see the system's /usr: its python3 runs the package and memory tests inside.
+/usr/bin/python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
+command -v git >/dev/null || need+=(git)
 command -v cc >/dev/null || need+=(build-essential)
 command -v bwrap >/dev/null || need+=(bubblewrap)
 command -v pgrep >/dev/null || need+=(procps)

@@ -356,3 +356,80 @@ fn the_network_policy_is_the_only_way_out() {
         "{err}"
     );
 }
+
+/// Serve `bytes` for every request, on every interface.
+fn serve_bytes(bytes: Vec<u8>) -> u16 {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut s in l.incoming().flatten() {
+            let mut buf = [0u8; 8192];
+            let _ = s.read(&mut buf);
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                bytes.len()
+            );
+            let _ = s.write_all(&bytes);
+        }
+    });
+    port
+}
+
+/// A pure-Python wheel whose module says hello.
+fn demo_wheel(dir: &Path) -> Vec<u8> {
+    let out = dir.join("agentd_demo-0.1-py3-none-any.whl");
+    let script = format!(
+        r#"import zipfile
+files = {{
+  "agentd_demo/__init__.py": "GREETING = 'hello from a package'\n",
+  "agentd_demo-0.1.dist-info/METADATA": "Metadata-Version: 2.1\nName: agentd-demo\nVersion: 0.1\n",
+  "agentd_demo-0.1.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: agentd-test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+}}
+files["agentd_demo-0.1.dist-info/RECORD"] = "".join(f"{{n}},,\n" for n in files) + "agentd_demo-0.1.dist-info/RECORD,,\n"
+with zipfile.ZipFile({out:?}, "w") as z:
+    for n, body in files.items():
+        z.writestr(n, body)
+"#
+    );
+    let ok = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "cannot build the test wheel");
+    std::fs::read(out).unwrap()
+}
+
+#[test]
+fn environment_packages_are_installed_when_the_sandbox_is_made() {
+    let s = serve();
+    let tmp = tempfile::tempdir().unwrap();
+    let ip = outward_ip();
+    let port = serve_bytes(demo_wheel(tmp.path()));
+    std::fs::write(
+        s._dir.path().join("scripts/pkg.yaml"),
+        "turns:\n  - tool_use: {name: bash, input: {command: \"python3 -c 'import agentd_demo; print(agentd_demo.GREETING)'\"}}\n  - text: done\n",
+    )
+    .unwrap();
+    let file = write(
+        tmp.path(),
+        "p.yaml",
+        &format!(
+            "kind: agent\nname: pkg\nmodel: scripted/pkg\ntools:\n  - type: agent_toolset_20260401\n---\nkind: environment\nname: with-pip\nconfig:\n  type: cloud\n  networking: {{type: limited, allowed_hosts: ['{ip}']}}\n  packages:\n    pip: ['http://{ip}:{port}/agentd_demo-0.1-py3-none-any.whl']\n---\nkind: environment\nname: with-apt\nconfig:\n  type: cloud\n  packages:\n    apt: [jq]\n"
+        ),
+    );
+    assert!(agentd(&s, &["apply", "-f", &file]).status.success());
+    let out = agentd(&s, &["run", "pkg", "go", "--env", "with-pip"]);
+    let err = text(&out.stderr);
+    assert!(err.contains("tool result: hello from a package"), "{err}");
+
+    let out = agentd(&s, &["run", "pkg", "go", "--env", "with-apt"]);
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("tool error") && err.contains("no root"),
+        "{err}"
+    );
+}

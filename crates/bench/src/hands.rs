@@ -134,6 +134,7 @@ async fn provision_time(a: &Args, bwrap: &Bwrap, dir: &Path) -> anyhow::Result<(
                 workspace: dir.join(format!("prov-{i}")),
                 limits: Limits::default(),
                 egress: None,
+                setup: None,
             })
             .await?;
         times.push(t.elapsed());
@@ -163,6 +164,7 @@ async fn per_call(a: &Args, bwrap: &Bwrap, dir: &Path) -> anyhow::Result<()> {
                 workspace: dir.join(format!("calls-{name}")),
                 limits: Limits::default(),
                 egress: None,
+                setup: None,
             })
             .await?;
         let input = json!({"command": "true"});
@@ -221,7 +223,7 @@ async fn ttft(a: &Args, bwrap: Arc<Bwrap>, repo: &Path) -> anyhow::Result<()> {
         .sandboxes()
         .cloned()
         .context("sandboxes")?;
-    let setup = json!({"command": "git clone -q --no-local file:///workspace/.cache/repo.git /workspace/repo && python3 -m venv /workspace/.venv && du -sm /workspace/repo | cut -f1", "timeout_ms": 120000});
+    let setup = "set -e\ngit clone -q --no-local file:///workspace/.cache/repo.git /workspace/repo\npython3 -m venv /workspace/.venv";
 
     let mut provision = Vec::new();
     let mut results = Vec::new();
@@ -238,11 +240,9 @@ async fn ttft(a: &Args, bwrap: Arc<Bwrap>, repo: &Path) -> anyhow::Result<()> {
             let t0 = Instant::now();
             if coupled {
                 // The older design: the session's sandbox is ready before inference starts.
-                let sb = sandboxes.get(&sid, Policy::none()).await?;
-                let o = sb.execute("bash", &setup).await;
-                if o.is_error {
-                    bail!("provision setup failed: {}", o.text);
-                }
+                sandboxes
+                    .get(&sid, Policy::none(), Some(setup.to_owned()))
+                    .await?;
                 provision.push(t0.elapsed());
             }
             w.say(&sid, &format!("question {i}")).await;

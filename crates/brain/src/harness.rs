@@ -382,12 +382,13 @@ impl Harness {
     }
 
     async fn execute(&self, session_id: &str, w: &ToolWork) -> Output {
-        let policy = match self.agents.session_environment(session_id).await {
-            Ok(env) => policy(&env),
+        let env = match self.agents.session_environment(session_id).await {
+            Ok(env) => env,
             Err(e) => {
-                return Output::error(format!("Cannot read the environment's network policy: {e}"));
+                return Output::error(format!("Cannot read the session's environment: {e}"));
             }
         };
+        let policy = policy(&env);
         if w.name == "web_fetch" {
             return match agentd_hands::tools::parse::<WebFetchInput>("web_fetch", &w.input) {
                 Ok(i) => match agentd_egress::fetch(&i.url, &policy, WEB_FETCH_LIMIT).await {
@@ -413,7 +414,10 @@ impl Harness {
                 "This agentd runs without sandboxes, so built-in tools are unavailable.",
             );
         };
-        let sb = match sandboxes.get(session_id, policy).await {
+        let sb = match sandboxes
+            .get(session_id, policy, crate::packages::setup_script(&env))
+            .await
+        {
             Ok(sb) => sb,
             Err(e) => {
                 return Output::error(format!("Could not start a sandbox for this tool: {e}"));

@@ -9,6 +9,7 @@
 
 pub mod context;
 mod harness;
+mod packages;
 pub mod previews;
 mod runner;
 pub mod sandboxes;

@@ -50,6 +50,7 @@ impl Sandboxes {
         &self,
         session_id: &str,
         policy: Policy,
+        setup: Option<String>,
     ) -> Result<Arc<dyn Sandbox>, agentd_hands::Error> {
         if let Some(live) = self.live().get_mut(session_id)
             && live.sandbox.alive()
@@ -74,6 +75,7 @@ impl Sandboxes {
                 workspace: self.workspace(session_id),
                 limits: self.limits,
                 egress: Some(dir),
+                setup,
             })
             .await?;
         tracing::info!(session = session_id, took = ?t0.elapsed(), "provisioned a sandbox");

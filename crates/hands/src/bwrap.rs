@@ -32,6 +32,10 @@ const HELPER: &str = "/run/agentd/helper";
 /// listens inside the sandbox's own network namespace.
 const EGRESS_DIR: &str = "/run/agentd/egress";
 const PROXY_ADDR: &str = "127.0.0.1:3128";
+/// Printed by a setup script that ran to its end.
+const SETUP_OK: &str = "__AGENTD_SETUP_OK__";
+/// Where packages installed at provision live, first on PATH.
+const PACKAGE_BINS: &str = "/workspace/.venv/bin:/workspace/.npm-global/bin:/workspace/.cargo/bin:/workspace/.gem/bin:/workspace/go/bin";
 /// The uid and gid the sandbox's user has inside.
 const INNER_ID: &str = "1000";
 /// How long a new sandbox may take to answer its first ping.
@@ -211,7 +215,7 @@ impl Bwrap {
             "--clearenv",
             "--setenv",
             "PATH",
-            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            &format!("{PACKAGE_BINS}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
             "--setenv",
             "HOME",
             WORKSPACE,
@@ -326,7 +330,17 @@ impl Provider for Bwrap {
                 return Err(Error::Spawn(e));
             }
         }
-        start(child, "bwrap", group).await
+        let sb = start(child, "bwrap", group).await?;
+        if let Some(script) = &spec.setup {
+            let o = sb
+                .execute("bash", &serde_json::json!({"command": format!("{script}\necho {SETUP_OK}"), "timeout_ms": 600_000}))
+                .await;
+            if o.is_error || !o.text.contains(SETUP_OK) {
+                sb.release().await;
+                return Err(Error::Setup(o.text));
+            }
+        }
+        Ok(sb)
     }
 }
 

@@ -29,6 +29,9 @@ pub struct Spec {
     /// Host directory holding `proxy.sock`, the egress proxy for this sandbox. Without it the
     /// sandbox has no network at all.
     pub egress: Option<PathBuf>,
+    /// A bash script run in the new sandbox before it is handed out (installing packages);
+    /// if it fails, provisioning fails with its output.
+    pub setup: Option<String>,
 }
 
 /// Resource limits applied inside every sandbox.
@@ -71,6 +74,8 @@ pub enum Error {
     },
     #[error("cannot start the sandbox: {0}")]
     Spawn(String),
+    #[error("the sandbox's setup failed:\n{0}")]
+    Setup(String),
 }
 
 /// Makes sandboxes.

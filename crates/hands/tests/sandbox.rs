@@ -50,6 +50,7 @@ fn spec(dir: &tempfile::TempDir) -> Spec {
         workspace: dir.path().join("ws"),
         limits: limits(),
         egress: None,
+        setup: None,
     }
 }
 
