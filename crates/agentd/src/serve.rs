@@ -61,6 +61,10 @@ pub struct Args {
     /// Address-space limit per sandboxed process, MiB.
     #[arg(long, env = "AGENTD_SANDBOX_MEMORY_MB", default_value_t = 4096)]
     sandbox_memory_mb: u64,
+    /// Base URL of a SearXNG-compatible search backend for the web_search tool; without it,
+    /// web_search is not offered.
+    #[arg(long, env = "AGENTD_WEB_SEARCH_URL")]
+    web_search_url: Option<String>,
     /// Processes a sandbox may run at once.
     #[arg(long, env = "AGENTD_SANDBOX_PROCESSES", default_value_t = 256)]
     sandbox_processes: u64,
@@ -204,6 +208,7 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
                 base_delay: Duration::from_millis(a.retry_base_ms),
                 ..RetryPolicy::default()
             },
+            web_search: a.web_search_url.clone(),
             ..HarnessConfig::default()
         },
     );

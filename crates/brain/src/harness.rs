@@ -14,7 +14,9 @@ use rand::Rng;
 use tokio_util::sync::CancellationToken;
 
 use agentd_hands::Output;
-use agentd_hands::tools::{HOST_TOOLS, SANDBOX_TOOLS, WEB_FETCH_LIMIT, WebFetchInput};
+use agentd_hands::tools::{
+    HOST_TOOLS, SANDBOX_TOOLS, WEB_FETCH_LIMIT, WebFetchInput, WebSearchInput,
+};
 use agentd_models::{Block, Delta, Model, Registry, Request, ToolDef};
 use agentd_session::{
     Error as LogError, Head, NewEvent, Private, Refusal, SessionLog, StoredEvent, at_tail, events,
@@ -71,6 +73,9 @@ impl RetryPolicy {
 pub struct HarnessConfig {
     pub retry: RetryPolicy,
     pub max_tokens: u32,
+    /// Base URL of a SearXNG-compatible search backend; without one, `web_search` is not
+    /// offered.
+    pub web_search: Option<String>,
 }
 
 impl Default for HarnessConfig {
@@ -78,6 +83,7 @@ impl Default for HarnessConfig {
         HarnessConfig {
             retry: RetryPolicy::default(),
             max_tokens: 8192,
+            web_search: None,
         }
     }
 }
@@ -253,7 +259,7 @@ impl Harness {
                 return Ok(true);
             }
         };
-        let toolbox = Toolbox::of(&agent.spec.tools);
+        let toolbox = Toolbox::of(&agent.spec.tools, self.cfg.web_search.is_some());
         let request = Request {
             model: upstream_id,
             system: agent.spec.system.clone(),
@@ -399,9 +405,18 @@ impl Harness {
             };
         }
         if w.name == "web_search" {
-            return Output::error(
-                "web_search is not available: no search backend is configured on this agentd. Use web_fetch with a known URL.",
-            );
+            let Some(backend) = &self.cfg.web_search else {
+                return Output::error(
+                    "web_search is not available: no search backend is configured on this agentd. Use web_fetch with a known URL.",
+                );
+            };
+            return match agentd_hands::tools::parse::<WebSearchInput>("web_search", &w.input) {
+                Ok(i) => match agentd_egress::search(backend, &i.query).await {
+                    Ok(text) => Output::ok(text),
+                    Err(e) => Output::error(format!("web_search: {e}")),
+                },
+                Err(e) => Output::error(e),
+            };
         }
         if !SANDBOX_TOOLS.contains(&w.name.as_str()) {
             return Output::error(format!(
@@ -561,13 +576,16 @@ struct Toolbox {
     custom: Vec<ToolDef>,
     /// Enabled built-in tools with the permission each call gets.
     builtin: Vec<(String, Permission)>,
+    /// Enabled but not offered, because this agentd cannot run them.
+    unavailable: Vec<String>,
 }
 
 impl Toolbox {
-    fn of(tools: &[Tool]) -> Toolbox {
+    fn of(tools: &[Tool], can_search: bool) -> Toolbox {
         let mut tb = Toolbox {
             custom: Vec::new(),
             builtin: Vec::new(),
+            unavailable: Vec::new(),
         };
         for t in tools {
             match t {
@@ -583,7 +601,10 @@ impl Toolbox {
                         let policy = cfg.map_or(set.default_config.permission_policy, |c| {
                             c.permission_policy
                         });
-                        if enabled {
+                        if enabled && *name == "web_search" && !can_search {
+                            // Enabled but without a backend: the call gets an error that says so.
+                            tb.unavailable.push((*name).to_owned());
+                        } else if enabled {
                             let permission = match policy {
                                 PermissionPolicy::AlwaysAllow => Permission::Allow,
                                 // No classifier decides `auto` yet, so the user does.
@@ -602,10 +623,12 @@ impl Toolbox {
     }
 
     fn permission(&self, name: &str) -> Option<Permission> {
+        let unavailable = self.unavailable.iter().any(|n| n == name);
         self.builtin
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, p)| *p)
+            .or(unavailable.then_some(Permission::Allow))
     }
 }
 

@@ -57,6 +57,14 @@ impl Sandbox for FakeSandbox {
 }
 
 async fn world(fake: &FakeAnthropic, toolset: Value) -> (World, Arc<Recorder>) {
+    world_with(fake, toolset, None).await
+}
+
+async fn world_with(
+    fake: &FakeAnthropic,
+    toolset: Value,
+    web_search: Option<String>,
+) -> (World, Arc<Recorder>) {
     let rec = Arc::new(Recorder::default());
     let agent = json!({"name": "a", "model": "claude-test", "tools": [toolset]});
     let cfg = HarnessConfig {
@@ -65,6 +73,7 @@ async fn world(fake: &FakeAnthropic, toolset: Value) -> (World, Arc<Recorder>) {
             base_delay: Duration::from_millis(5),
             max_delay: Duration::from_millis(10),
         },
+        web_search,
         ..HarnessConfig::default()
     };
     let w = World::start_with(
@@ -330,4 +339,101 @@ async fn an_unknown_or_disabled_tool_is_denied_with_a_reason() {
     assert!(r[0].1 && r[0].0.contains("not enabled"), "{r:?}");
     let offered = fake.requests()[0]["tools"].to_string();
     assert!(!offered.contains("\"bash\""));
+}
+
+/// A SearXNG-shaped backend on loopback answering every search with two hits.
+async fn searx() -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let mut buf = [0u8; 4096];
+            let n = s.read(&mut buf).await.unwrap_or(0);
+            let req = String::from_utf8_lossy(&buf[..n]).into_owned();
+            assert!(
+                req.starts_with("GET /search?q=rust+sandboxes&format=json"),
+                "{req}"
+            );
+            let body = r#"{"results":[{"title":"Sandboxing in Rust","url":"https://example.com/a","content":"namespaces and seccomp"},{"title":"bubblewrap","url":"https://example.com/b","content":"unprivileged sandboxing tool"}]}"#;
+            let _ = s
+                .write_all(format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).as_bytes())
+                .await;
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn web_search_uses_the_configured_backend_or_says_there_is_none() {
+    let fake = FakeAnthropic::start(vec![
+        FakeReply::tool_use("web_search", json!({"query": "rust sandboxes"})),
+        FakeReply::text("found"),
+    ])
+    .await;
+    let (w, _) = world_with(
+        &fake,
+        json!({"type": "agent_toolset_20260401"}),
+        Some(searx().await),
+    )
+    .await;
+    let sid = w.session().await;
+    w.say(&sid, "search").await;
+    let log = w.settle(&sid, Duration::from_secs(5)).await;
+    let r = results(&log);
+    assert!(
+        !r[0].1
+            && r[0].0.contains("1. Sandboxing in Rust")
+            && r[0].0.contains("https://example.com/b"),
+        "{r:?}"
+    );
+    assert!(
+        fake.requests()[0]["tools"]
+            .to_string()
+            .contains("web_search")
+    );
+
+    let fake = FakeAnthropic::start(vec![
+        FakeReply::tool_use("web_search", json!({"query": "anything"})),
+        FakeReply::text("ok"),
+    ])
+    .await;
+    let (w, _) = world(&fake, json!({"type": "agent_toolset_20260401"})).await;
+    let sid = w.session().await;
+    w.say(&sid, "search").await;
+    let log = w.settle(&sid, Duration::from_secs(5)).await;
+    assert!(
+        !fake.requests()[0]["tools"]
+            .to_string()
+            .contains("web_search"),
+        "not offered without a backend"
+    );
+    let r = results(&log);
+    assert!(
+        r[0].1 && r[0].0.contains("no search backend is configured"),
+        "{r:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_idle_sandbox_is_released_and_a_fresh_one_made_on_the_next_call() {
+    let fake = FakeAnthropic::start(vec![
+        FakeReply::tool_use("bash", json!({"command": "one"})),
+        FakeReply::text("a"),
+        FakeReply::tool_use("bash", json!({"command": "two"})),
+        FakeReply::text("b"),
+    ])
+    .await;
+    let (w, rec) = world(&fake, json!({"type": "agent_toolset_20260401"})).await;
+    let sid = w.session().await;
+    w.say(&sid, "first").await;
+    w.settle(&sid, Duration::from_secs(5)).await;
+    let sandboxes = w.runner.harness().sandboxes().unwrap().clone();
+    assert_eq!(sandboxes.count(), 1);
+    assert_eq!(sandboxes.release_idle(Duration::ZERO).await, 1);
+    assert_eq!(sandboxes.count(), 0);
+    w.say(&sid, "second").await;
+    w.settle(&sid, Duration::from_secs(5)).await;
+    assert_eq!(rec.provisions.load(Ordering::SeqCst), 2);
+    assert_eq!(rec.calls.lock().unwrap().len(), 2);
 }

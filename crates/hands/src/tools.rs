@@ -7,10 +7,9 @@ use serde_json::{Value, json};
 /// Tools the sandbox runs.
 pub const SANDBOX_TOOLS: &[&str] = &["bash", "read", "write", "edit", "glob", "grep"];
 
-/// Tools agentd runs outside the sandbox, under the environment's network policy.
-/// `web_search` needs a search backend, which this agentd does not have yet, so it is never
-/// offered and a call to it is answered with an error that says so.
-pub const HOST_TOOLS: &[&str] = &["web_fetch"];
+/// Tools agentd runs outside the sandbox: `web_fetch` under the environment's network policy,
+/// `web_search` through the operator's search backend (offered only when one is configured).
+pub const HOST_TOOLS: &[&str] = &["web_fetch", "web_search"];
 
 /// Text `web_fetch` returns at most.
 pub const WEB_FETCH_LIMIT: usize = 100 * 1024;
@@ -19,6 +18,12 @@ pub const WEB_FETCH_LIMIT: usize = 100 * 1024;
 #[serde(deny_unknown_fields)]
 pub struct WebFetchInput {
     pub url: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebSearchInput {
+    pub query: String,
 }
 
 /// Bash output kept per call; the middle of anything longer is cut, with a note.
@@ -135,6 +140,12 @@ pub fn definition(name: &str) -> Option<(&'static str, Value)> {
             json!({"type": "object", "properties": {
                 "url": {"type": "string", "description": "The URL to fetch."}
             }, "required": ["url"]}),
+        ),
+        "web_search" => (
+            "Search the web; returns titles, URLs and snippets of the top results.",
+            json!({"type": "object", "properties": {
+                "query": {"type": "string", "description": "What to search for."}
+            }, "required": ["query"]}),
         ),
         _ => return None,
     })
