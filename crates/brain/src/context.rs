@@ -109,15 +109,7 @@ pub fn fold(events: &[StoredEvent]) -> Fold {
                 input,
                 evaluated_permission,
             } => {
-                b.push(
-                    Role::Assistant,
-                    vec![Block::ToolUse {
-                        id: e.event.id.clone(),
-                        name: name.clone(),
-                        input: serde_json::Value::Object(input.clone()),
-                    }],
-                );
-                b.open_tools.push(e.event.id.clone());
+                b.open_tool(&e.event.id, name, input);
                 let state = match evaluated_permission {
                     Some(Permission::Ask) => Call::AwaitingConfirmation,
                     Some(Permission::Deny) => Call::Denied(format!(
@@ -203,15 +195,7 @@ pub fn fold(events: &[StoredEvent]) -> Fold {
                 b.push(Role::Assistant, content.iter().map(to_block).collect());
             }
             EventBody::AgentCustomToolUse { name, input } => {
-                b.push(
-                    Role::Assistant,
-                    vec![Block::ToolUse {
-                        id: e.event.id.clone(),
-                        name: name.clone(),
-                        input: serde_json::Value::Object(input.clone()),
-                    }],
-                );
-                b.open_tools.push(e.event.id.clone());
+                b.open_tool(&e.event.id, name, input);
             }
             EventBody::SessionStatusIdle { stop_reason, .. } => {
                 last_rest = Some(stop_reason.clone());
@@ -287,6 +271,24 @@ impl Builder {
                 content: blocks,
             }),
         }
+    }
+
+    /// The model called a tool: its call joins the conversation and waits for a result.
+    fn open_tool(
+        &mut self,
+        id: &str,
+        name: &str,
+        input: &serde_json::Map<String, serde_json::Value>,
+    ) {
+        self.push(
+            Role::Assistant,
+            vec![Block::ToolUse {
+                id: id.to_owned(),
+                name: name.to_owned(),
+                input: serde_json::Value::Object(input.clone()),
+            }],
+        );
+        self.open_tools.push(id.to_owned());
     }
 
     fn close_tool(&mut self, id: &str, content: &[ContentBlock], is_error: bool) -> bool {

@@ -132,16 +132,7 @@ async fn an_interrupt_cancels_the_upstream_request_at_once() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let t0 = Instant::now();
-    w.store
-        .append(
-            &sid,
-            events(vec![NewEvent::new(EventBody::UserInterrupt {
-                session_thread_id: None,
-            })]),
-        )
-        .await
-        .unwrap();
-    w.runner.interrupt(&sid);
+    w.interrupt(&sid).await;
     let log = w.settle(&sid, Duration::from_millis(1000)).await;
     let took = t0.elapsed();
     assert!(fake.wait_no_active_streams(Duration::from_secs(1)).await);

@@ -305,16 +305,7 @@ async fn an_interrupt_stops_a_running_tool() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let t0 = Instant::now();
-    w.store
-        .append(
-            &sid,
-            events(vec![NewEvent::new(EventBody::UserInterrupt {
-                session_thread_id: None,
-            })]),
-        )
-        .await
-        .unwrap();
-    w.runner.interrupt(&sid);
+    w.interrupt(&sid).await;
     let log = w.settle(&sid, Duration::from_secs(2)).await;
     assert!(t0.elapsed() < Duration::from_millis(500));
     let r = results(&log);

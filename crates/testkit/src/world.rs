@@ -154,6 +154,15 @@ impl World {
         .await
     }
 
+    /// Interrupt the session as the API does: log `user.interrupt`, then cancel its wake.
+    pub async fn interrupt(&self, sid: &str) {
+        let e = NewEvent::new(EventBody::UserInterrupt {
+            session_thread_id: None,
+        });
+        must(self.store.append(sid, events(vec![e])).await, "append");
+        self.runner.interrupt(sid);
+    }
+
     /// The moment a `session.status_idle` after position `after` was seen appended; the
     /// tail subscription wakes at once, so this is the time it became durable.
     pub async fn idle_at(&self, sid: &str, after: u64) -> Instant {
