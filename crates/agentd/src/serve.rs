@@ -65,6 +65,9 @@ pub struct Args {
     /// web_search is not offered.
     #[arg(long, env = "AGENTD_WEB_SEARCH_URL")]
     web_search_url: Option<String>,
+    /// Most a session's workspace may hold, MiB; 0 for no limit.
+    #[arg(long, env = "AGENTD_SANDBOX_DISK_MB", default_value_t = 10240)]
+    sandbox_disk_mb: u64,
     /// Processes a sandbox may run at once.
     #[arg(long, env = "AGENTD_SANDBOX_PROCESSES", default_value_t = 256)]
     sandbox_processes: u64,

@@ -438,9 +438,36 @@ impl Harness {
                 return Output::error(format!("Could not start a sandbox for this tool: {e}"));
             }
         };
-        let out = sb.execute(&w.name, &w.input).await;
+        let quota = sandboxes.disk_quota();
+        let mib = |b: u64| b >> 20;
+        if let Some(q) = quota
+            && matches!(w.name.as_str(), "write" | "edit")
+        {
+            let used = sandboxes.disk_usage(session_id).await;
+            if used > q {
+                return Output::error(format!(
+                    "{}: refused: the workspace holds {} MiB, over its {} MiB limit. Delete files (with bash) first.",
+                    w.name,
+                    mib(used),
+                    mib(q)
+                ));
+            }
+        }
+        let mut out = sb.execute(&w.name, &w.input).await;
         if !sb.alive() {
             sandboxes.release(session_id).await;
+        }
+        if let Some(q) = quota
+            && matches!(w.name.as_str(), "bash" | "write" | "edit")
+        {
+            let used = sandboxes.disk_usage(session_id).await;
+            if used > q {
+                out.text.push_str(&format!(
+                    "\n[the workspace now holds {} MiB, over its {} MiB limit: write and edit are refused until files are deleted]",
+                    mib(used),
+                    mib(q)
+                ));
+            }
         }
         out
     }

@@ -23,6 +23,8 @@ pub struct Sandboxes {
     /// `<root>/egress/`.
     root: PathBuf,
     limits: Limits,
+    /// Most bytes a workspace may hold; checked around tool calls.
+    disk_quota: Option<u64>,
     live: Mutex<HashMap<String, Live>>,
 }
 
@@ -32,8 +34,39 @@ impl Sandboxes {
             provider,
             root,
             limits,
+            disk_quota: None,
             live: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Limit what each workspace may hold. Enforced at the tool layer: once a workspace is
+    /// over, write and edit are refused (bash stays, to delete files) and results say so; a
+    /// single command may overshoot, each file bounded by the file-size rlimit.
+    pub fn with_disk_quota(mut self, bytes: u64) -> Self {
+        self.disk_quota = Some(bytes);
+        self
+    }
+
+    pub fn disk_quota(&self) -> Option<u64> {
+        self.disk_quota
+    }
+
+    /// Bytes in the session's workspace (files only, links not followed).
+    pub async fn disk_usage(&self, session_id: &str) -> u64 {
+        let dir = self.workspace(session_id);
+        tokio::task::spawn_blocking(move || {
+            walkdir::WalkDir::new(dir)
+                .follow_links(false)
+                .into_iter()
+                .take(500_000)
+                .filter_map(Result::ok)
+                .filter(|e| e.file_type().is_file())
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .await
+        .unwrap_or(0)
     }
 
     fn live(&self) -> std::sync::MutexGuard<'_, HashMap<String, Live>> {

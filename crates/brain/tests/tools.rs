@@ -428,3 +428,33 @@ async fn an_idle_sandbox_is_released_and_a_fresh_one_made_on_the_next_call() {
     assert_eq!(rec.provisions.load(Ordering::SeqCst), 2);
     assert_eq!(rec.calls.lock().unwrap().len(), 2);
 }
+
+#[tokio::test]
+async fn a_workspace_over_its_disk_quota_refuses_writes_until_files_go() {
+    let fake = FakeAnthropic::start(vec![
+        FakeReply::tool_use("write", json!({"file_path": "a.txt", "content": "x"})),
+        FakeReply::tool_use("bash", json!({"command": "rm big"})),
+        FakeReply::text("cleaned"),
+    ])
+    .await;
+    let (w, rec) = world(&fake, json!({"type": "agent_toolset_20260401"})).await;
+    let sid = w.session().await;
+    let sandboxes = w.runner.harness().sandboxes().unwrap().clone();
+    // The world's quota is 1 MiB; something already filled the workspace past it.
+    std::fs::create_dir_all(sandboxes.workspace(&sid)).unwrap();
+    std::fs::write(sandboxes.workspace(&sid).join("big"), vec![0u8; 2 << 20]).unwrap();
+    w.say(&sid, "write something").await;
+    let log = w.settle(&sid, Duration::from_secs(5)).await;
+    let r = results(&log);
+    assert!(r[0].1 && r[0].0.contains("over its 1 MiB limit"), "{r:?}");
+    // bash still runs (the fake does not delete, so the note says it is still over).
+    assert!(r[1].0.starts_with("ran bash rm big"), "{r:?}");
+    assert!(r[1].0.contains("over its 1 MiB limit"), "{r:?}");
+    let calls = rec.calls.lock().unwrap();
+    assert_eq!(
+        calls.len(),
+        1,
+        "the refused write never reached the sandbox"
+    );
+    assert_eq!(calls[0].0, "bash");
+}

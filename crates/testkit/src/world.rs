@@ -93,11 +93,15 @@ impl World {
             cfg,
         );
         if let Some(p) = provider {
-            harness = harness.with_sandboxes(Arc::new(Sandboxes::new(
-                p,
-                dir.path().join("sandbox"),
-                agentd_hands::Limits::default(),
-            )));
+            // A small disk quota, so tests can go over it.
+            harness = harness.with_sandboxes(Arc::new(
+                Sandboxes::new(
+                    p,
+                    dir.path().join("sandbox"),
+                    agentd_hands::Limits::default(),
+                )
+                .with_disk_quota(1 << 20),
+            ));
         }
         World {
             runner: Runner::new(harness),
