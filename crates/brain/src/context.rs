@@ -3,7 +3,10 @@
 
 use agentd_models::{Block, Message, Role};
 use agentd_session::{Private, StoredEvent};
-use agentd_wire::event::{Confirmation, Permission, RetryStatus};
+use agentd_wire::event::{
+    Confirmation, OUTCOME_DEFAULT_ITERATIONS, OUTCOME_MAX_ITERATIONS, Permission, RetryStatus,
+    Rubric,
+};
 use agentd_wire::{ContentBlock, EventBody, SessionStatus, StopReason, Usage};
 
 /// What the log says should happen next.
@@ -14,8 +17,27 @@ pub enum Next {
     CallModel { open_span: Option<String> },
     /// Answer built-in tool calls, in order.
     RunTools(Vec<ToolWork>),
+    /// Grade the agent's work against the session's outcome.
+    Evaluate(Outcome),
     /// Nothing to do until the user acts; the session rests with this stop reason.
     Rest(StopReason),
+}
+
+/// The outcome the session works toward, as far as the log says.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub id: String,
+    pub description: String,
+    pub rubric: String,
+    pub max_iterations: u32,
+    /// The iteration of the next (or the open) evaluation.
+    pub iteration: u32,
+    /// An evaluation whose start was logged and whose end was not.
+    pub open_eval: Option<String>,
+    /// The agent's latest message since the outcome was defined: the work to grade.
+    pub answer: String,
+    /// Still being worked on and graded.
+    pub active: bool,
 }
 
 /// A built-in tool call the harness must answer.
@@ -56,6 +78,8 @@ pub struct Fold {
     pub usage: Usage,
     /// The stop reason of the last `session.status_idle`, if the session ever rested.
     pub last_rest: Option<StopReason>,
+    /// The latest outcome defined, if any.
+    pub outcome: Option<Outcome>,
     /// Position of the last event folded.
     pub tail: u64,
 }
@@ -68,6 +92,7 @@ pub fn fold(events: &[StoredEvent]) -> Fold {
     let mut status = SessionStatus::Idle;
     let mut usage = Usage::default();
     let mut last_rest = None;
+    let mut outcome: Option<Outcome> = None;
     let mut tail = 0;
     // Open built-in calls by event id, with their name and input, in call order.
     let mut builtin: Vec<(String, String, serde_json::Value, Call)> = Vec::new();
@@ -103,6 +128,84 @@ pub fn fold(events: &[StoredEvent]) -> Fold {
                 b.close_open_tools("The user interrupted before this tool returned.");
                 builtin.clear();
                 needs_model = false;
+                // An interrupt stops the outcome loop; an evaluation in flight is closed by
+                // the harness as `interrupted`.
+                if let Some(o) = outcome.as_mut().filter(|o| o.open_eval.is_none()) {
+                    o.active = false;
+                }
+            }
+            EventBody::UserDefineOutcome {
+                outcome_id,
+                description,
+                rubric: Rubric::Text { content },
+                max_iterations,
+            } => {
+                b.push(
+                    Role::User,
+                    vec![Block::Text {
+                        text: format!(
+                            "Work toward this outcome until it is met.\n\nOutcome: {description}\n\nYour work will be judged against this rubric:\n{content}"
+                        ),
+                    }],
+                );
+                outcome = Some(Outcome {
+                    id: outcome_id.clone(),
+                    description: description.clone(),
+                    rubric: content.clone(),
+                    max_iterations: max_iterations
+                        .unwrap_or(OUTCOME_DEFAULT_ITERATIONS)
+                        .clamp(1, OUTCOME_MAX_ITERATIONS),
+                    iteration: 0,
+                    open_eval: None,
+                    answer: String::new(),
+                    active: true,
+                });
+                needs_model = true;
+                exhausted = false;
+            }
+            EventBody::SpanOutcomeEvaluationStart { .. } => {
+                if let Some(o) = outcome.as_mut() {
+                    o.open_eval = Some(e.event.id.clone());
+                }
+            }
+            EventBody::SpanOutcomeEvaluationEnd {
+                iteration,
+                result,
+                explanation,
+                usage: grading,
+                ..
+            } => {
+                usage.add(grading);
+                if let Some(o) = outcome.as_mut() {
+                    o.open_eval = None;
+                    match result.as_str() {
+                        "needs_revision" => {
+                            o.iteration = iteration + 1;
+                            b.push(
+                                Role::User,
+                                vec![Block::Text {
+                                    text: format!(
+                                        "A grader judged your work against the rubric: not met yet.\n{explanation}\nRevise your work so it meets every criterion."
+                                    ),
+                                }],
+                            );
+                            needs_model = true;
+                        }
+                        "max_iterations_reached" => {
+                            o.active = false;
+                            b.push(
+                                Role::User,
+                                vec![Block::Text {
+                                    text: format!(
+                                        "The evaluation budget is spent and the rubric is still not met: {explanation}\nSay briefly where the work stands."
+                                    ),
+                                }],
+                            );
+                            needs_model = true;
+                        }
+                        _ => o.active = false,
+                    }
+                }
             }
             EventBody::AgentToolUse {
                 name,
@@ -192,6 +295,9 @@ pub fn fold(events: &[StoredEvent]) -> Fold {
                 None => {}
             },
             EventBody::AgentMessage { content } => {
+                if let Some(o) = outcome.as_mut() {
+                    o.answer = ContentBlock::join_text(content);
+                }
                 b.push(Role::Assistant, content.iter().map(to_block).collect());
             }
             EventBody::AgentCustomToolUse { name, input } => {
@@ -237,6 +343,8 @@ pub fn fold(events: &[StoredEvent]) -> Fold {
         })
     } else if exhausted {
         Next::Rest(StopReason::RetriesExhausted)
+    } else if let Some(o) = outcome.as_ref().filter(|o| o.active) {
+        Next::Evaluate(o.clone())
     } else {
         Next::Rest(StopReason::EndTurn)
     };
@@ -246,6 +354,7 @@ pub fn fold(events: &[StoredEvent]) -> Fold {
         status,
         usage,
         last_rest,
+        outcome,
         tail,
     }
 }

@@ -30,7 +30,7 @@ use agentd_wire::event::{
 use agentd_wire::ids::{self, Kind};
 use agentd_wire::{ContentBlock, EventBody, SessionStatus, StopReason, Usage};
 
-use crate::context::{Fold, Next, ToolAction, ToolWork, fold};
+use crate::context::{Fold, Next, Outcome, ToolAction, ToolWork, fold};
 use crate::sandboxes::Sandboxes;
 use crate::{Agents, Error, Previews, Result};
 
@@ -169,6 +169,13 @@ impl Harness {
                         Appended::Done(_) | Appended::Terminated => return Ok(()),
                     }
                 }
+                Next::Evaluate(outcome) => {
+                    if cancel.is_cancelled()
+                        || !self.evaluate(session_id, &f, outcome, cancel).await?
+                    {
+                        return Ok(());
+                    }
+                }
                 Next::RunTools(work) => {
                     if cancel.is_cancelled() || !self.run_tools(session_id, work, cancel).await? {
                         return Ok(());
@@ -287,8 +294,10 @@ impl Harness {
                     evs.push(NewEvent::new(EventBody::SessionUsage {
                         usage: snapshot(total),
                     }));
-                    // Rest only when nothing is left for the harness itself to do.
-                    let rest = if calls.runnable {
+                    // Rest only when nothing is left for the harness itself to do: no built-in
+                    // call to run, no outcome to grade.
+                    let grading = f.outcome.as_ref().is_some_and(|o| o.active);
+                    let rest = if calls.runnable || (grading && calls.waiting.is_empty()) {
                         None
                     } else if calls.waiting.is_empty() {
                         Some(StopReason::EndTurn)
@@ -336,6 +345,118 @@ impl Harness {
                 }
             }
         }
+    }
+
+    /// Grade the agent's latest work against the session's outcome, in a model call of its own
+    /// that sees the rubric and what the agent produced — never its reasoning. Returns false
+    /// when interrupted.
+    async fn evaluate(
+        &self,
+        session_id: &str,
+        f: &Fold,
+        o: Outcome,
+        cancel: &CancellationToken,
+    ) -> Result<bool> {
+        let start = match &o.open_eval {
+            Some(id) => id.clone(),
+            None => {
+                let ev = NewEvent::new(EventBody::SpanOutcomeEvaluationStart {
+                    outcome_id: o.id.clone(),
+                    iteration: o.iteration,
+                });
+                let id = ev.id.clone();
+                match self.append(session_id, at_tail(f.tail, vec![ev])).await? {
+                    Appended::Done(_) => id,
+                    Appended::Stale => return Ok(true),
+                    Appended::Terminated => return Ok(false),
+                }
+            }
+        };
+        let end = |result: &str, explanation: String, usage: ModelUsage| {
+            NewEvent::new(EventBody::SpanOutcomeEvaluationEnd {
+                outcome_evaluation_start_id: start.clone(),
+                outcome_id: o.id.clone(),
+                iteration: o.iteration,
+                result: result.to_owned(),
+                explanation,
+                usage,
+            })
+        };
+        let agent = self.agents.session_agent(session_id).await?;
+        let (model, upstream_id) = match self.models.resolve(&agent.spec.model.id) {
+            Ok(m) => m,
+            Err(e) => {
+                let ev = end(
+                    "failed",
+                    format!("The grader model is unavailable: {e}"),
+                    ModelUsage::default(),
+                );
+                self.append(session_id, events(vec![ev])).await?;
+                return Ok(true);
+            }
+        };
+        let files = match &self.sandboxes {
+            Some(sb) => crate::outcomes::workspace_view(&sb.workspace(session_id), &o).await,
+            None => String::new(),
+        };
+        let request = Request {
+            model: upstream_id,
+            system: Some(crate::outcomes::grader_system()),
+            messages: vec![agentd_models::Message {
+                role: agentd_models::Role::User,
+                content: vec![Block::Text {
+                    text: crate::outcomes::grader_prompt(&o, &files),
+                }],
+            }],
+            tools: vec![],
+            max_tokens: 2048,
+        };
+        let mut attempt = 0;
+        let mut ignore = |_| {};
+        let verdict = loop {
+            attempt += 1;
+            let r = tokio::select! {
+                r = model.complete(&request, &mut ignore) => r,
+                () = cancel.cancelled() => {
+                    let ev = end("interrupted", "The user interrupted the evaluation.".into(), ModelUsage::default());
+                    self.append(session_id, events(vec![ev])).await?;
+                    return Ok(false);
+                }
+            };
+            match r {
+                Err(e) if e.retryable() && attempt < self.cfg.retry.max_attempts => {
+                    tokio::time::sleep(self.cfg.retry.delay(attempt, e.retry_after())).await;
+                }
+                other => break other,
+            }
+        };
+        let (result, explanation, usage) = match verdict {
+            Ok(resp) => {
+                let text: String = resp
+                    .content
+                    .iter()
+                    .filter_map(|b| match b {
+                        Block::Text { text } => Some(text.as_str()),
+                        _ => None,
+                    })
+                    .collect();
+                let (r, x) = crate::outcomes::parse_verdict(&text);
+                (r, x, resp.usage)
+            }
+            Err(e) => (
+                "failed".to_owned(),
+                format!("The grader could not be reached: {e}"),
+                ModelUsage::default(),
+            ),
+        };
+        let result = if result == "needs_revision" && o.iteration + 1 >= o.max_iterations {
+            "max_iterations_reached".to_owned()
+        } else {
+            result
+        };
+        self.append(session_id, events(vec![end(&result, explanation, usage)]))
+            .await?;
+        Ok(true)
     }
 
     /// Answer built-in tool calls in order. Each call is logged as started before it runs, and

@@ -9,6 +9,7 @@
 
 pub mod context;
 mod harness;
+mod outcomes;
 mod packages;
 pub mod previews;
 mod runner;

@@ -32,6 +32,10 @@ enum Kind {
 struct Script {
     #[serde(default)]
     turns: Vec<Turn>,
+    /// Verdicts for outcome grading requests: `grades[i]` answers evaluation iteration i (the
+    /// last one repeats).
+    #[serde(default)]
+    grades: Vec<Grade>,
     #[serde(default)]
     delay_ms: u64,
     #[serde(default)]
@@ -50,6 +54,40 @@ struct Turn {
     error: Option<ErrorSpec>,
     delay_ms: Option<u64>,
     stop_reason: Option<StopReason>,
+}
+
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+struct Grade {
+    result: String,
+    #[serde(default)]
+    explanation: String,
+}
+
+/// A grading request's iteration, from the `Evaluation iteration: N` line the harness writes.
+fn grading_iteration(request: &Request) -> Option<usize> {
+    if !request
+        .system
+        .as_deref()
+        .unwrap_or("")
+        .starts_with(crate::GRADER_SYSTEM_PREFIX)
+    {
+        return None;
+    }
+    let text: String = request
+        .messages
+        .iter()
+        .flat_map(|m| &m.content)
+        .filter_map(|b| match b {
+            Block::Text { text } => Some(text.as_str()),
+            _ => None,
+        })
+        .collect();
+    let n = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Evaluation iteration: "))
+        .and_then(|n| n.trim().parse().ok());
+    Some(n.unwrap_or(0))
 }
 
 #[derive(Debug, Deserialize)]
@@ -304,6 +342,28 @@ impl Model for Scripted {
         request: &Request,
         on_delta: &mut (dyn FnMut(Delta) + Send),
     ) -> Result<Response> {
+        if let Some(i) = grading_iteration(request) {
+            let grade = match &self.kind {
+                Kind::Script(s) => s.grades.get(i).or(s.grades.last()).cloned(),
+                Kind::Echo => None,
+            }
+            .unwrap_or(Grade {
+                result: "satisfied".into(),
+                explanation: "the script gives no grades".into(),
+            });
+            let text = serde_json::to_string(&grade).unwrap_or_default();
+            on_delta(Delta::Started);
+            let usage = Usage {
+                input_tokens: 1,
+                output_tokens: text.len() as u64 / 4 + 1,
+                ..Usage::default()
+            };
+            return Ok(Response {
+                content: vec![Block::Text { text }],
+                stop_reason: StopReason::EndTurn,
+                usage,
+            });
+        }
         let turn_index = request
             .messages
             .iter()

@@ -8,6 +8,10 @@ use serde_json::Value;
 
 pub use agentd_wire::event::ModelUsage as Usage;
 
+/// How every outcome grader's system prompt begins, so a scripted model can tell a grading
+/// request from an agent turn.
+pub const GRADER_SYSTEM_PREFIX: &str = "You are the grader of an agent's work.";
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Request {
     /// The upstream model id, routing prefix removed (`scripted/x` → `x`).

@@ -7,6 +7,7 @@ use tokio::sync::watch;
 use agentd_session::{
     Error, Guard, Head, NewEvent, Private, Refusal, Result, SessionLog, StoredEvent,
 };
+use agentd_wire::session::{OutcomeEvaluation, OutcomeEvaluationTag};
 use agentd_wire::{Event, EventBody, SessionStatus, Usage};
 
 use crate::{Store, time};
@@ -89,6 +90,7 @@ struct Projection {
     status: SessionStatus,
     last_seq: u64,
     usage: Usage,
+    outcomes: Vec<OutcomeEvaluation>,
     active_ms: i64,
     running_since: Option<agentd_wire::Timestamp>,
 }
@@ -100,7 +102,7 @@ pub(crate) fn append_in(
 ) -> Result<(Head, Vec<StoredEvent>)> {
     let row = c
         .query_row(
-            "SELECT status, last_seq, usage, active_ms, running_since FROM sessions WHERE id = ?1",
+            "SELECT status, last_seq, usage, active_ms, running_since, outcomes FROM sessions WHERE id = ?1",
             [sid],
             |r| {
                 Ok((
@@ -109,6 +111,7 @@ pub(crate) fn append_in(
                     r.get::<_, String>(2)?,
                     r.get::<_, i64>(3)?,
                     r.get::<_, Option<String>>(4)?,
+                    r.get::<_, String>(5)?,
                 ))
             },
         )
@@ -120,6 +123,7 @@ pub(crate) fn append_in(
             .ok_or_else(|| Error::Storage(format!("unknown status {:?}", row.0)))?,
         last_seq: row.1 as u64,
         usage: serde_json::from_str(&row.2).map_err(storage)?,
+        outcomes: serde_json::from_str(&row.5).map_err(storage)?,
         active_ms: row.3,
         running_since: time::parse_opt(row.4).map_err(storage)?,
     };
@@ -173,7 +177,7 @@ pub(crate) fn append_in(
         });
     }
     c.execute(
-        "UPDATE sessions SET status = ?2, last_seq = ?3, usage = ?4, active_ms = ?5, running_since = ?6, updated_at = ?7 WHERE id = ?1",
+        "UPDATE sessions SET status = ?2, last_seq = ?3, usage = ?4, active_ms = ?5, running_since = ?6, updated_at = ?7, outcomes = ?8 WHERE id = ?1",
         params![
             sid,
             p.status.as_str(),
@@ -181,7 +185,8 @@ pub(crate) fn append_in(
             serde_json::to_string(&p.usage).map_err(storage)?,
             p.active_ms,
             p.running_since.as_ref().map(time::fmt),
-            now_s
+            now_s,
+            serde_json::to_string(&p.outcomes).map_err(storage)?
         ],
     )
     .map_err(storage)?;
@@ -195,8 +200,56 @@ pub(crate) fn append_in(
 }
 
 fn project(p: &mut Projection, body: &EventBody, now: agentd_wire::Timestamp) {
-    if let EventBody::SpanModelRequestEnd { model_usage, .. } = body {
-        p.usage.add(model_usage);
+    match body {
+        EventBody::SpanModelRequestEnd { model_usage, .. } => p.usage.add(model_usage),
+        EventBody::UserDefineOutcome {
+            outcome_id,
+            description,
+            ..
+        } => p.outcomes.push(OutcomeEvaluation {
+            kind: OutcomeEvaluationTag::OutcomeEvaluation,
+            outcome_id: outcome_id.clone(),
+            description: description.clone(),
+            iteration: 0,
+            result: "pending".into(),
+            explanation: None,
+            completed_at: None,
+        }),
+        EventBody::SpanModelRequestStart {} => {
+            for o in p
+                .outcomes
+                .iter_mut()
+                .filter(|o| matches!(o.result.as_str(), "pending" | "needs_revision"))
+            {
+                o.result = "running".into();
+            }
+        }
+        EventBody::SpanOutcomeEvaluationStart {
+            outcome_id,
+            iteration,
+        } => {
+            if let Some(o) = p.outcomes.iter_mut().find(|o| o.outcome_id == *outcome_id) {
+                o.result = "evaluating".into();
+                o.iteration = *iteration;
+            }
+        }
+        EventBody::SpanOutcomeEvaluationEnd {
+            outcome_id,
+            iteration,
+            result,
+            explanation,
+            usage,
+            ..
+        } => {
+            p.usage.add(usage);
+            if let Some(o) = p.outcomes.iter_mut().find(|o| o.outcome_id == *outcome_id) {
+                o.result = result.clone();
+                o.iteration = *iteration;
+                o.explanation = Some(explanation.clone());
+                o.completed_at = (result != "needs_revision").then_some(now);
+            }
+        }
+        _ => {}
     }
     let Some(next) = agentd_session::status_after(body) else {
         return;

@@ -47,7 +47,7 @@ pub struct EventFilter {
     pub created_at_lte: Option<Timestamp>,
 }
 
-const SELECT: &str = "SELECT id, agent, environment_id, status, title, metadata, usage, active_ms, running_since, created_at, updated_at, archived_at FROM sessions";
+const SELECT: &str = "SELECT id, agent, environment_id, status, title, metadata, usage, active_ms, running_since, created_at, updated_at, archived_at, outcomes FROM sessions";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Session>> {
     let running_since = time::parse_opt(r.get(8)?)?;
@@ -62,6 +62,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Session>> {
     let title: Option<String> = r.get(4)?;
     let updated_at = time::parse(&r.get::<_, String>(10)?)?;
     let archived_at = time::parse_opt(r.get(11)?)?;
+    let outcomes: String = r.get(12)?;
     Ok((|| {
         let mut usage: agentd_wire::Usage = serde_json::from_str(&usage)?;
         let active_seconds = (active_ms + running_ms) as f64 / 1000.0;
@@ -82,7 +83,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Session>> {
             },
             resources: vec![],
             vault_ids: vec![],
-            outcome_evaluations: vec![],
+            outcome_evaluations: serde_json::from_str(&outcomes)?,
             budget: None,
             deployment_id: None,
             created_at,

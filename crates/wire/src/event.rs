@@ -62,6 +62,24 @@ pub enum EventBody {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         is_error: Option<bool>,
     },
+    #[serde(rename = "user.define_outcome")]
+    UserDefineOutcome {
+        outcome_id: String,
+        description: String,
+        rubric: Rubric,
+        max_iterations: Option<u32>,
+    },
+    #[serde(rename = "span.outcome_evaluation_start")]
+    SpanOutcomeEvaluationStart { outcome_id: String, iteration: u32 },
+    #[serde(rename = "span.outcome_evaluation_end")]
+    SpanOutcomeEvaluationEnd {
+        outcome_evaluation_start_id: String,
+        outcome_id: String,
+        iteration: u32,
+        result: String,
+        explanation: String,
+        usage: ModelUsage,
+    },
     /// Logged just before a built-in tool runs, so a restart can tell a call that never began
     /// (run it) from one cut short (report it interrupted, never run it again silently).
     /// Internal: never shown by the API.
@@ -114,6 +132,9 @@ impl EventBody {
             EventBody::AgentToolUse { .. } => "agent.tool_use",
             EventBody::AgentToolResult { .. } => "agent.tool_result",
             EventBody::ToolStarted { .. } => INTERNAL_TOOL_STARTED,
+            EventBody::UserDefineOutcome { .. } => "user.define_outcome",
+            EventBody::SpanOutcomeEvaluationStart { .. } => "span.outcome_evaluation_start",
+            EventBody::SpanOutcomeEvaluationEnd { .. } => "span.outcome_evaluation_end",
             EventBody::SessionStatusRunning {} => "session.status_running",
             EventBody::SessionStatusIdle { .. } => "session.status_idle",
             EventBody::SessionStatusRescheduled {} => "session.status_rescheduled",
@@ -142,6 +163,18 @@ impl EventBody {
         )
     }
 }
+
+/// How an outcome is graded. File rubrics need the Files API, which agentd lacks, so only
+/// text rubrics are accepted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Rubric {
+    Text { content: String },
+}
+
+/// Default and largest number of evaluate-then-revise cycles of an outcome.
+pub const OUTCOME_DEFAULT_ITERATIONS: u32 = 3;
+pub const OUTCOME_MAX_ITERATIONS: u32 = 20;
 
 /// Type names of internal events start with this.
 pub const INTERNAL_PREFIX: &str = "internal.";
@@ -232,6 +265,8 @@ pub enum UserEvent {
     CustomToolResult(CustomToolResultParams),
     #[serde(rename = "user.tool_confirmation")]
     ToolConfirmation(ToolConfirmationParams),
+    #[serde(rename = "user.define_outcome")]
+    DefineOutcome(DefineOutcomeParams),
 }
 
 impl UserEvent {
@@ -241,7 +276,17 @@ impl UserEvent {
         "user.interrupt",
         "user.custom_tool_result",
         "user.tool_confirmation",
+        "user.define_outcome",
     ];
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DefineOutcomeParams {
+    pub description: String,
+    pub rubric: Rubric,
+    #[serde(default)]
+    pub max_iterations: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -292,6 +337,12 @@ impl From<UserEvent> for EventBody {
                 tool_use_id: p.tool_use_id,
                 result: p.result,
                 deny_message: p.deny_message,
+            },
+            UserEvent::DefineOutcome(p) => EventBody::UserDefineOutcome {
+                outcome_id: crate::ids::new(crate::ids::Kind::Outcome),
+                description: p.description,
+                rubric: p.rubric,
+                max_iterations: p.max_iterations,
             },
         }
     }

@@ -16,6 +16,7 @@ pub enum Kind {
     Event,
     Workspace,
     ApiKey,
+    Outcome,
 }
 
 impl Kind {
@@ -27,6 +28,7 @@ impl Kind {
             Kind::Event => "sevt_",
             Kind::Workspace => "wrkspc_",
             Kind::ApiKey => "apikey_",
+            Kind::Outcome => "outc_",
         }
     }
 }

@@ -21,7 +21,7 @@ pub struct Session {
     pub stats: Stats,
     pub resources: Vec<Value>,
     pub vault_ids: Vec<String>,
-    pub outcome_evaluations: Vec<Value>,
+    pub outcome_evaluations: Vec<OutcomeEvaluation>,
     pub budget: Option<Value>,
     pub deployment_id: Option<String>,
     pub created_at: Timestamp,
@@ -192,4 +192,25 @@ impl Serialize for SessionAgent {
         }
         .serialize(s)
     }
+}
+
+/// Where an outcome stands, as `session.outcome_evaluations` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutcomeEvaluation {
+    #[serde(rename = "type")]
+    pub kind: OutcomeEvaluationTag,
+    pub outcome_id: String,
+    pub description: String,
+    pub iteration: u32,
+    /// `pending`, `running`, `evaluating`, then `satisfied`, `needs_revision`,
+    /// `max_iterations_reached`, `failed` or `interrupted`.
+    pub result: String,
+    pub explanation: Option<String>,
+    pub completed_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutcomeEvaluationTag {
+    OutcomeEvaluation,
 }

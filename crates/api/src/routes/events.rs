@@ -70,6 +70,7 @@ fn user_event(v: Value, at: &str) -> ApiResult<UserEvent> {
         "user.interrupt" => UserEvent::Interrupt(parse_at(rest, at)?),
         "user.custom_tool_result" => UserEvent::CustomToolResult(parse_at(rest, at)?),
         "user.tool_confirmation" => UserEvent::ToolConfirmation(parse_at(rest, at)?),
+        "user.define_outcome" => UserEvent::DefineOutcome(parse_at(rest, at)?),
         other => {
             return Err(ApiError::invalid(format!(
                 "{at}.type: {other:?} is not an event a client can send; expected one of {}",
@@ -108,7 +109,9 @@ pub async fn validate_events(
                     UserEvent::ToolConfirmation(p) => {
                         (&p.tool_use_id, "tool_use_id", "agent.tool_use")
                     }
-                    UserEvent::Message(_) | UserEvent::Interrupt(_) => continue,
+                    UserEvent::Message(_)
+                    | UserEvent::Interrupt(_)
+                    | UserEvent::DefineOutcome(_) => continue,
                 };
                 let Some(sid) = session_id else {
                     return Err(ApiError::invalid(format!(
@@ -136,6 +139,22 @@ pub async fn validate_events(
                 {
                     return Err(ApiError::invalid(format!(
                         "{field}[{i}].tool_use_id: {id:?} does not wait for a confirmation (its permission is not ask)"
+                    )));
+                }
+            }
+            UserEvent::DefineOutcome(d) => {
+                if d.description.trim().is_empty() {
+                    return Err(ApiError::invalid(format!(
+                        "{field}[{i}].description: must not be empty"
+                    )));
+                }
+                if let Some(n) = d
+                    .max_iterations
+                    .filter(|n| !(1..=agentd_wire::event::OUTCOME_MAX_ITERATIONS).contains(n))
+                {
+                    return Err(ApiError::invalid(format!(
+                        "{field}[{i}].max_iterations: {n} is not between 1 and {}",
+                        agentd_wire::event::OUTCOME_MAX_ITERATIONS
                     )));
                 }
             }
