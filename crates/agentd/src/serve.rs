@@ -39,6 +39,17 @@ pub struct Args {
         default_value = "https://api.anthropic.com"
     )]
     anthropic_base_url: String,
+    /// A YAML file of model providers (OpenAI-compatible servers such as vLLM, llama.cpp or
+    /// Ollama, or other Anthropic endpoints); agents name their models `<provider>/<model>`.
+    #[arg(long, env = "AGENTD_PROVIDERS")]
+    providers: Option<PathBuf>,
+    /// Base URL of an OpenAI-compatible server (including `/v1`), offered as the provider
+    /// `openai`: models `openai/<model>`.
+    #[arg(long, env = "AGENTD_OPENAI_BASE_URL")]
+    openai_base_url: Option<String>,
+    /// Key for that server.
+    #[arg(long, env = "AGENTD_OPENAI_API_KEY", hide_env_values = true)]
+    openai_api_key: Option<String>,
     /// Key for the Anthropic Messages API; without it `claude-*` models are refused.
     #[arg(long, env = "AGENTD_ANTHROPIC_API_KEY", hide_env_values = true)]
     anthropic_api_key: Option<String>,
@@ -194,11 +205,29 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
         None => {}
     }
 
-    let models = Arc::new(Registry::new(RegistryConfig {
-        anthropic_base_url: a.anthropic_base_url,
-        anthropic_api_key: a.anthropic_api_key.filter(|k| !k.trim().is_empty()),
-        scripts_dir: a.scripts_dir.unwrap_or_else(|| data_dir.join("scripts")),
-    }));
+    let mut providers = match &a.providers {
+        Some(p) => agentd_models::load_providers(p).map_err(anyhow::Error::msg)?,
+        None => vec![],
+    };
+    if let Some(base_url) = a.openai_base_url.clone() {
+        providers.push(agentd_models::ProviderConfig {
+            name: "openai".into(),
+            kind: agentd_models::ProviderKind::OpenAi,
+            base_url,
+            api_key: a.openai_api_key.clone().filter(|k| !k.trim().is_empty()),
+            ..Default::default()
+        });
+    }
+    let models = Arc::new(
+        Registry::new(RegistryConfig {
+            anthropic_base_url: a.anthropic_base_url,
+            anthropic_api_key: a.anthropic_api_key.filter(|k| !k.trim().is_empty()),
+            scripts_dir: a.scripts_dir.unwrap_or_else(|| data_dir.join("scripts")),
+        })
+        .with_providers(providers)
+        .map_err(anyhow::Error::msg)
+        .context("the model providers are not usable")?,
+    );
     let previews = Previews::default();
     let harness = Harness::new(
         Arc::new(store.clone()),

@@ -22,6 +22,10 @@ impl Drop for Server {
 }
 
 fn serve() -> Server {
+    serve_with(&[])
+}
+
+fn serve_with(env: &[(&str, &str)]) -> Server {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("scripts")).unwrap();
     std::fs::write(
@@ -39,6 +43,7 @@ fn serve() -> Server {
         .arg(dir.path())
         .env("AGENTD_API_KEY", KEY)
         .env("AGENTD_LOG", "warn")
+        .envs(env.iter().copied())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -430,6 +435,84 @@ fn environment_packages_are_installed_when_the_sandbox_is_made() {
     let err = text(&out.stderr);
     assert!(
         err.contains("tool error") && err.contains("no root"),
+        "{err}"
+    );
+}
+
+/// An OpenAI-compatible chat-completions server streaming one fixed answer.
+fn openai_upstream() -> String {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for mut s in l.incoming().flatten() {
+            let mut req = Vec::new();
+            let mut buf = [0u8; 8192];
+            // Read the head and the JSON body (its length is in the head).
+            loop {
+                let n = s.read(&mut buf).unwrap_or(0);
+                req.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&req);
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let len = text
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    if req.len() >= end + 4 + len || n == 0 {
+                        break;
+                    }
+                }
+            }
+            let body = String::from_utf8_lossy(&req);
+            assert!(body.contains("\"model\":\"small-model\""), "{body}");
+            let chunks = [
+                r#"{"choices":[{"index":0,"delta":{"role":"assistant","content":"Hello from "}}]}"#,
+                r#"{"choices":[{"index":0,"delta":{"content":"an OpenAI-compatible server"}}]}"#,
+                r#"{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":6}}"#,
+            ];
+            let mut out = String::from(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n",
+            );
+            for c in chunks {
+                out.push_str(&format!("data: {c}\n\n"));
+            }
+            out.push_str("data: [DONE]\n\n");
+            let _ = s.write_all(out.as_bytes());
+        }
+    });
+    format!("http://{addr}/v1")
+}
+
+#[test]
+fn an_openai_compatible_server_is_a_model_provider() {
+    let upstream = openai_upstream();
+    let s = serve_with(&[("AGENTD_OPENAI_BASE_URL", &upstream)]);
+    let tmp = tempfile::tempdir().unwrap();
+    let file = write(
+        tmp.path(),
+        "o.yaml",
+        "kind: agent\nname: local\nmodel: openai/small-model\n",
+    );
+    let out = agentd(&s, &["apply", "-f", &file]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = agentd(&s, &["run", "local", "hi"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout).trim(),
+        "Hello from an OpenAI-compatible server"
+    );
+    let bad = write(
+        tmp.path(),
+        "b.yaml",
+        "kind: agent\nname: nope\nmodel: vllm/x\n",
+    );
+    let err = text(&agentd(&s, &["apply", "-f", &bad]).stderr);
+    assert!(
+        err.contains("unknown provider") && err.contains("openai"),
         "{err}"
     );
 }

@@ -1,15 +1,18 @@
 //! Model providers: everything agentd knows about upstream model wire formats.
 //!
 //! Owns: the provider-neutral request/response types, the `Model` trait, the Anthropic
-//! Messages API client, the scripted model, and the registry that routes a model id to a
-//! provider. Must not touch: the session log, HTTP serving, or agentd's own wire types beyond
-//! usage counters. Cancelling a call is dropping its future; providers must not spawn work
-//! that outlives it.
+//! Messages API client, the OpenAI-compatible chat-completions client, the scripted model,
+//! and the registry that routes a model id to a provider. Must not touch: the session log,
+//! HTTP serving, or agentd's own wire types beyond usage counters. Cancelling a call is
+//! dropping its future; providers must not spawn work that outlives it.
 
 pub mod anthropic;
+pub mod openai;
 pub mod registry;
 pub mod scripted;
 mod types;
 
-pub use registry::{Registry, RegistryConfig, UnknownModel};
+pub use registry::{
+    ProviderConfig, ProviderKind, Registry, RegistryConfig, UnknownModel, load_providers,
+};
 pub use types::*;

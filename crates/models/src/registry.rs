@@ -1,4 +1,16 @@
 //! Routes a model id from an agent definition to the provider that serves it.
+//!
+//! | model id | served by | upstream model |
+//! |---|---|---|
+//! | `claude-*` | the default Anthropic client ([`RegistryConfig`]) | the id as is |
+//! | `scripted/echo` | the built-in echo model | `echo` |
+//! | `scripted/<name>` | the script `<scripts_dir>/<name>.yaml` | `<name>` |
+//! | `<provider>/<model>` | the provider named `<provider>` ([`Registry::with_providers`]) | `<model>`, which may itself hold `/` |
+//!
+//! `claude-*` and `scripted/` are matched first, so neither can name a provider. A provider
+//! with a `models` allow-list refuses any other model. Every refusal is an [`UnknownModel`]
+//! naming what would have worked, so a bad model id fails agent creation rather than a turn.
+//! Providers are usually read from a YAML file with [`load_providers`].
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -7,7 +19,11 @@ use std::time::SystemTime;
 
 use crate::Model;
 use crate::anthropic::{Anthropic, DEFAULT_BASE_URL};
+use crate::openai::OpenAi;
 use crate::scripted::Scripted;
+
+mod providers;
+pub use providers::{ProviderConfig, ProviderKind, load_providers};
 
 #[derive(Debug, Clone)]
 pub struct RegistryConfig {
@@ -54,6 +70,15 @@ pub struct Registry {
     anthropic: Result<Arc<Anthropic>, String>,
     echo: Arc<Scripted>,
     scripts: Mutex<HashMap<PathBuf, CachedScript>>,
+    providers: Vec<Provider>,
+}
+
+/// A named provider, ready to serve.
+struct Provider {
+    name: String,
+    models: Option<Vec<String>>,
+    /// Either the client, or why it could not be built.
+    model: Result<Arc<dyn Model>, String>,
 }
 
 impl Registry {
@@ -72,7 +97,36 @@ impl Registry {
             anthropic,
             echo: Arc::new(Scripted::echo()),
             scripts: Mutex::default(),
+            providers: Vec::new(),
         }
+    }
+
+    /// Adds the providers reached as `<name>/<model>`, replacing any added before. Refuses a
+    /// list with an unusable entry (reserved or duplicate name, bad URL, empty allow-list), so
+    /// a bad configuration stops startup instead of failing agents one by one.
+    pub fn with_providers(mut self, providers: Vec<ProviderConfig>) -> Result<Registry, String> {
+        providers::validate(&providers)?;
+        self.providers = Vec::new();
+        if providers.is_empty() {
+            return Ok(self);
+        }
+        // One pool for all providers: connections are per host anyway.
+        let http = OpenAi::http_client().map_err(|e| e.to_string());
+        self.providers = providers
+            .into_iter()
+            .map(|p| {
+                let model = match &http {
+                    Err(e) => Err(format!("provider {:?} is unavailable: {e}", p.name)),
+                    Ok(http) => Ok(provider_model(http.clone(), &p)),
+                };
+                Provider {
+                    name: p.name,
+                    models: p.models,
+                    model,
+                }
+            })
+            .collect();
+        Ok(self)
     }
 
     /// The provider for `model_id` and the upstream model id to put in `Request.model`.
@@ -83,10 +137,14 @@ impl Registry {
             return Ok((model, model_id.to_owned()));
         }
         let Some(name) = model_id.strip_prefix("scripted/") else {
+            if let Some((provider, upstream)) = model_id.split_once('/') {
+                return self.provider(model_id, provider, upstream);
+            }
             return Err(UnknownModel::new(format!(
-                "unknown model {model_id:?}: expected claude-* (Anthropic), scripted/echo, or \
-                 scripted/<name> for the script {}",
-                self.scripts_dir.join("<name>.yaml").display()
+                "unknown model {model_id:?}: expected claude-* (Anthropic), scripted/echo, \
+                 scripted/<name> for the script {}, or <provider>/<model> ({})",
+                self.scripts_dir.join("<name>.yaml").display(),
+                self.configured()
             )));
         };
         if name == "echo" {
@@ -108,6 +166,45 @@ impl Registry {
             .script(&path)
             .map_err(|e| UnknownModel::new(format!("model {model_id:?}: {e}")))?;
         Ok((model, name.to_owned()))
+    }
+
+    fn provider(
+        &self,
+        model_id: &str,
+        name: &str,
+        upstream: &str,
+    ) -> Result<(Arc<dyn Model>, String), UnknownModel> {
+        let Some(p) = self.providers.iter().find(|p| p.name == name) else {
+            return Err(UnknownModel::new(format!(
+                "unknown provider {name:?} in model {model_id:?}: {}; other models are \
+                 claude-* (Anthropic) and scripted/<name>",
+                self.configured()
+            )));
+        };
+        if upstream.is_empty() {
+            return Err(UnknownModel::new(format!(
+                "model {model_id:?} names no model: use {name}/<model>"
+            )));
+        }
+        if let Some(allowed) = &p.models
+            && !allowed.iter().any(|m| m == upstream)
+        {
+            return Err(UnknownModel::new(format!(
+                "model {upstream:?} is not offered by provider {name:?}, which allows only {}",
+                allowed.join(", ")
+            )));
+        }
+        let model = p.model.clone().map_err(UnknownModel::new)?;
+        Ok((model, upstream.to_owned()))
+    }
+
+    /// The configured provider names, for error messages.
+    fn configured(&self) -> String {
+        if self.providers.is_empty() {
+            return "no providers are configured".into();
+        }
+        let names: Vec<&str> = self.providers.iter().map(|p| p.name.as_str()).collect();
+        format!("configured providers: {}", names.join(", "))
     }
 
     /// Parsed once per file version: repeated resolves skip the disk and share the instance,
@@ -136,10 +233,32 @@ impl Registry {
     }
 }
 
+fn provider_model(http: reqwest::Client, p: &ProviderConfig) -> Arc<dyn Model> {
+    match p.kind {
+        ProviderKind::OpenAi => {
+            let mut m = OpenAi::with_client(http, &p.base_url, p.api_key.clone());
+            if let Some(t) = p.idle_timeout {
+                m = m.with_idle_timeout(t);
+            }
+            Arc::new(m)
+        }
+        ProviderKind::Anthropic => {
+            // A gateway may add the credential itself, so a missing key is sent as empty.
+            let key = p.api_key.clone().unwrap_or_default();
+            let mut m = Anthropic::with_client(http, &p.base_url, key);
+            if let Some(t) = p.idle_timeout {
+                m = m.with_idle_timeout(t);
+            }
+            Arc::new(m)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::{Block, Message, Request, Role};
+    use serde_json::{Value, json};
 
     fn registry(dir: &Path, key: Option<&str>) -> Registry {
         Registry::new(RegistryConfig {
@@ -200,6 +319,158 @@ mod tests {
         }
         let e = reg.resolve("scripted/missing").err().unwrap();
         assert!(e.message.contains("missing.yaml"), "{e}");
+    }
+
+    /// A chat-completions server answering "hi from <model>" and recording what it was sent.
+    async fn fake_openai() -> (String, Arc<Mutex<Vec<(Option<String>, Value)>>>) {
+        use axum::http::HeaderMap;
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let record = seen.clone();
+        let app = axum::Router::new().route(
+            "/v1/chat/completions",
+            axum::routing::post(move |headers: HeaderMap, body: axum::Json<Value>| {
+                let auth = headers
+                    .get("authorization")
+                    .map(|v| v.to_str().unwrap().to_owned());
+                let text = format!("hi from {}", body["model"].as_str().unwrap());
+                record.lock().unwrap().push((auth, body.0));
+                let chunk = json!({"choices": [{"index": 0, "delta": {"content": text},
+                    "finish_reason": "stop"}]});
+                async move { format!("data: {chunk}\n\ndata: [DONE]\n\n") }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/v1", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (url, seen)
+    }
+
+    fn provider(name: &str, kind: ProviderKind, base_url: &str) -> ProviderConfig {
+        ProviderConfig {
+            name: name.into(),
+            kind,
+            base_url: base_url.into(),
+            ..ProviderConfig::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn named_providers_route_by_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        let (url, seen) = fake_openai().await;
+        let anthropic =
+            agentd_testkit::FakeAnthropic::start(vec![agentd_testkit::FakeReply::text(
+                "from the gateway",
+            )])
+            .await;
+        let reg = registry(dir.path(), Some("sk-default"))
+            .with_providers(vec![
+                ProviderConfig {
+                    api_key: Some("sk-vllm".into()),
+                    ..provider("vllm", ProviderKind::OpenAi, &url)
+                },
+                ProviderConfig {
+                    models: Some(vec!["qwen3".into(), "llama3.2".into()]),
+                    ..provider("ollama", ProviderKind::OpenAi, &url)
+                },
+                ProviderConfig {
+                    api_key: Some("sk-gw".into()),
+                    ..provider("gw", ProviderKind::Anthropic, &anthropic.base_url())
+                },
+            ])
+            .unwrap();
+
+        let (vllm, upstream) = reg.resolve("vllm/meta-llama/Llama-3.1-8B").unwrap();
+        assert_eq!(upstream, "meta-llama/Llama-3.1-8B");
+        let mut r = request("x");
+        r.model = upstream;
+        let reply = vllm.complete(&r, &mut |_| {}).await.unwrap().content;
+        assert_eq!(
+            reply,
+            vec![Block::Text {
+                text: "hi from meta-llama/Llama-3.1-8B".into()
+            }]
+        );
+        let (ollama, upstream) = reg.resolve("ollama/qwen3").unwrap();
+        assert_eq!(upstream, "qwen3");
+        reply_to(&ollama, &upstream).await;
+        assert_eq!(
+            seen.lock()
+                .unwrap()
+                .iter()
+                .map(|(auth, _)| auth.clone())
+                .collect::<Vec<_>>(),
+            vec![Some("Bearer sk-vllm".to_owned()), None]
+        );
+
+        let (gw, upstream) = reg.resolve("gw/claude-haiku").unwrap();
+        assert_eq!(upstream, "claude-haiku");
+        reply_to(&gw, &upstream).await;
+        assert_eq!(anthropic.requests()[0]["model"], "claude-haiku");
+        assert_eq!(anthropic.request_headers()[0]["x-api-key"], "sk-gw");
+
+        // The reserved routes are untouched.
+        assert_eq!(
+            reg.resolve("claude-sonnet-4-5").unwrap().1,
+            "claude-sonnet-4-5"
+        );
+        assert_eq!(reg.resolve("scripted/echo").unwrap().1, "echo");
+    }
+
+    async fn reply_to(model: &Arc<dyn Model>, upstream: &str) {
+        let mut r = request("x");
+        r.model = upstream.to_owned();
+        model.complete(&r, &mut |_| {}).await.unwrap();
+    }
+
+    #[test]
+    fn provider_refusals_name_what_would_work() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = registry(dir.path(), None)
+            .with_providers(vec![
+                ProviderConfig {
+                    models: Some(vec!["qwen3".into(), "llama3.2".into()]),
+                    ..provider("ollama", ProviderKind::OpenAi, "http://127.0.0.1:11434/v1")
+                },
+                provider("vllm", ProviderKind::OpenAi, "http://127.0.0.1:8000/v1"),
+            ])
+            .unwrap();
+        let e = reg.resolve("ollama/mistral").err().unwrap();
+        assert_eq!(
+            e.message,
+            "model \"mistral\" is not offered by provider \"ollama\", which allows only qwen3, \
+             llama3.2"
+        );
+        let e = reg.resolve("nope/x").err().unwrap();
+        assert!(
+            e.message
+                .starts_with("unknown provider \"nope\" in model \"nope/x\"")
+                && e.message.contains("configured providers: ollama, vllm"),
+            "{e}"
+        );
+        let e = reg.resolve("vllm/").err().unwrap();
+        assert!(e.message.contains("use vllm/<model>"), "{e}");
+        let e = reg.resolve("gpt-4o").err().unwrap();
+        assert!(
+            e.message.contains("configured providers: ollama, vllm"),
+            "{e}"
+        );
+
+        let e = registry(dir.path(), None)
+            .resolve("openai/gpt-4o")
+            .err()
+            .unwrap();
+        assert!(e.message.contains("no providers are configured"), "{e}");
+
+        let twice = vec![
+            provider("a", ProviderKind::OpenAi, "http://h/v1"),
+            provider("a", ProviderKind::Anthropic, "http://h"),
+        ];
+        let e = registry(dir.path(), None)
+            .with_providers(twice)
+            .err()
+            .unwrap();
+        assert!(e.contains("used twice"), "{e}");
     }
 
     #[test]
