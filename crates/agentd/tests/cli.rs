@@ -423,7 +423,7 @@ fn environment_packages_are_installed_when_the_sandbox_is_made() {
         tmp.path(),
         "p.yaml",
         &format!(
-            "kind: agent\nname: pkg\nmodel: scripted/pkg\ntools:\n  - type: agent_toolset_20260401\n---\nkind: environment\nname: with-pip\nconfig:\n  type: cloud\n  networking: {{type: limited, allowed_hosts: ['{ip}']}}\n  packages:\n    pip: ['http://{ip}:{port}/agentd_demo-0.1-py3-none-any.whl']\n---\nkind: environment\nname: with-apt\nconfig:\n  type: cloud\n  packages:\n    apt: [jq]\n"
+            "kind: agent\nname: pkg\nmodel: scripted/pkg\ntools:\n  - type: agent_toolset_20260401\n---\nkind: environment\nname: with-pip\nconfig:\n  type: cloud\n  networking: {{type: limited, allowed_hosts: ['{ip}']}}\n  packages:\n    pip: ['http://{ip}:{port}/agentd_demo-0.1-py3-none-any.whl']\n---\nkind: environment\nname: with-apt\nconfig:\n  type: cloud\n  packages:\n    apt: [bash, agentd-no-such-package]\n"
         ),
     );
     assert!(agentd(&s, &["apply", "-f", &file]).status.success());
@@ -431,10 +431,15 @@ fn environment_packages_are_installed_when_the_sandbox_is_made() {
     let err = text(&out.stderr);
     assert!(err.contains("tool result: hello from a package"), "{err}");
 
+    // apt packages come from the host: present ones pass, a missing one is named.
     let out = agentd(&s, &["run", "pkg", "go", "--env", "with-apt"]);
     let err = text(&out.stderr);
     assert!(
-        err.contains("tool error") && err.contains("no root"),
+        err.contains("tool error") && err.contains("host lacks: agentd-no-such-package."),
+        "{err}"
+    );
+    assert!(
+        err.contains("apt-get install agentd-no-such-package"),
         "{err}"
     );
 }

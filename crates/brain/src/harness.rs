@@ -550,6 +550,17 @@ impl Harness {
                 "This agentd runs without sandboxes, so built-in tools are unavailable.",
             );
         };
+        match crate::packages::missing_apt(&env).await {
+            Ok(m) if m.is_empty() => {}
+            Ok(m) => {
+                return Output::error(format!(
+                    "The environment needs apt packages this host lacks: {}. Sandboxes use the host's system packages; the operator installs them with `apt-get install {}`.",
+                    m.join(", "),
+                    m.join(" ")
+                ));
+            }
+            Err(e) => return Output::error(e),
+        }
         let sb = match sandboxes
             .get(session_id, policy, crate::packages::setup_script(&env))
             .await

@@ -1,6 +1,10 @@
 //! The packages an environment names, installed into the session's workspace when its sandbox
 //! is provisioned — once per workspace and list: a marker file remembers what was installed.
 //! Package names were validated when the environment was stored, so quoting them is safe.
+//!
+//! apt packages are the exception: the sandbox has no root, and it sees the host's `/usr`
+//! read-only, so system packages come from the host. They are checked there before the sandbox
+//! is made, and a missing one is reported with the command that installs it.
 
 use agentd_wire::environment::{EnvironmentConfig, Packages};
 
@@ -18,7 +22,7 @@ pub fn setup_script(env: &EnvironmentConfig) -> Option<String> {
         pip,
         ..
     } = packages;
-    if [apt, cargo, gem, go, npm, pip].iter().all(|l| l.is_empty()) {
+    if [cargo, gem, go, npm, pip].iter().all(|l| l.is_empty()) {
         return None;
     }
     let q = |l: &[String]| {
@@ -33,12 +37,7 @@ pub fn setup_script(env: &EnvironmentConfig) -> Option<String> {
     let mut s = String::from("set -e\nmkdir -p /workspace/.agentd\n");
     s.push_str(&format!("want='{want}'\n"));
     s.push_str("if [ \"$(cat /workspace/.agentd/packages 2>/dev/null)\" != \"$want\" ]; then\n");
-    if !apt.is_empty() {
-        s.push_str(&format!(
-            "  echo 'apt packages ({}) cannot be installed: the sandbox has no root. Install them on the host (the sandbox sees its /usr) or use pip or npm.' >&2\n  exit 1\n",
-            apt.join(", ")
-        ));
-    }
+    let _ = apt;
     if !pip.is_empty() {
         s.push_str(&format!(
             "  [ -x /workspace/.venv/bin/pip ] || python3 -m venv /workspace/.venv\n  /workspace/.venv/bin/pip install --disable-pip-version-check -q {}\n",
@@ -91,6 +90,31 @@ mod tests {
         assert!(s.contains("/workspace/.agentd/packages"));
         let apt: EnvironmentConfig =
             serde_json::from_str(r#"{"type":"cloud","packages":{"apt":["jq"]}}"#).unwrap();
-        assert!(setup_script(&apt).unwrap().contains("no root"));
+        assert!(
+            setup_script(&apt).is_none(),
+            "apt packages come from the host"
+        );
     }
+}
+
+/// The environment's apt packages that are not installed on the host, or why that cannot be
+/// told.
+pub async fn missing_apt(env: &EnvironmentConfig) -> Result<Vec<String>, String> {
+    let EnvironmentConfig::Cloud { packages, .. } = env else {
+        return Ok(vec![]);
+    };
+    let mut missing = Vec::new();
+    for p in &packages.apt {
+        // `name=version` pins are checked by name; the host decides the version.
+        let name = p.split(['=', ':']).next().unwrap_or(p);
+        let out = tokio::process::Command::new("dpkg-query")
+            .args(["-W", "-f=${Status}", name])
+            .output()
+            .await
+            .map_err(|e| format!("cannot check apt packages on this host (dpkg-query: {e})"))?;
+        if !String::from_utf8_lossy(&out.stdout).contains("install ok installed") {
+            missing.push(name.to_owned());
+        }
+    }
+    Ok(missing)
 }
