@@ -66,6 +66,28 @@ pub fn setup_script(env: &EnvironmentConfig) -> Option<String> {
     Some(s)
 }
 
+/// The environment's apt packages that are not installed on the host, or why that cannot be
+/// told.
+pub async fn missing_apt(env: &EnvironmentConfig) -> Result<Vec<String>, String> {
+    let EnvironmentConfig::Cloud { packages, .. } = env else {
+        return Ok(vec![]);
+    };
+    let mut missing = Vec::new();
+    for p in &packages.apt {
+        // `name=version` pins are checked by name; the host decides the version.
+        let name = p.split(['=', ':']).next().unwrap_or(p);
+        let out = tokio::process::Command::new("dpkg-query")
+            .args(["-W", "-f=${Status}", name])
+            .output()
+            .await
+            .map_err(|e| format!("cannot check apt packages on this host (dpkg-query: {e})"))?;
+        if !String::from_utf8_lossy(&out.stdout).contains("install ok installed") {
+            missing.push(name.to_owned());
+        }
+    }
+    Ok(missing)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,26 +117,4 @@ mod tests {
             "apt packages come from the host"
         );
     }
-}
-
-/// The environment's apt packages that are not installed on the host, or why that cannot be
-/// told.
-pub async fn missing_apt(env: &EnvironmentConfig) -> Result<Vec<String>, String> {
-    let EnvironmentConfig::Cloud { packages, .. } = env else {
-        return Ok(vec![]);
-    };
-    let mut missing = Vec::new();
-    for p in &packages.apt {
-        // `name=version` pins are checked by name; the host decides the version.
-        let name = p.split(['=', ':']).next().unwrap_or(p);
-        let out = tokio::process::Command::new("dpkg-query")
-            .args(["-W", "-f=${Status}", name])
-            .output()
-            .await
-            .map_err(|e| format!("cannot check apt packages on this host (dpkg-query: {e})"))?;
-        if !String::from_utf8_lossy(&out.stdout).contains("install ok installed") {
-            missing.push(name.to_owned());
-        }
-    }
-    Ok(missing)
 }
