@@ -289,22 +289,6 @@ async fn stream(
     tokio::spawn(async move {
         let mut announced: HashSet<String> = HashSet::new();
         loop {
-            // Previews queued so far go out before the events that follow them in the log:
-            // a preview must never trail its own final event.
-            while let Some(rx) = previews.as_mut() {
-                match rx.try_recv() {
-                    Ok(p) => {
-                        if let Some(ev) = preview_event(&p, &kinds, &mut announced)
-                            && tx.send(Ok(ev)).await.is_err()
-                        {
-                            return;
-                        }
-                    }
-                    Err(broadcast::error::TryRecvError::Lagged(_)) => {}
-                    Err(broadcast::error::TryRecvError::Empty) => break,
-                    Err(broadcast::error::TryRecvError::Closed) => previews = None,
-                }
-            }
             loop {
                 let batch = match st.store.read(&id, cursor, 500).await {
                     Ok(b) => b,
@@ -313,6 +297,23 @@ async fn stream(
                         return;
                     }
                 };
+                // Previews are published before their event is committed, so every preview of
+                // an event in this batch is queued by now: send them first, so a preview never
+                // trails its own final event.
+                while let Some(rx) = previews.as_mut() {
+                    match rx.try_recv() {
+                        Ok(p) => {
+                            if let Some(ev) = preview_event(&p, &kinds, &mut announced)
+                                && tx.send(Ok(ev)).await.is_err()
+                            {
+                                return;
+                            }
+                        }
+                        Err(broadcast::error::TryRecvError::Lagged(_)) => {}
+                        Err(broadcast::error::TryRecvError::Empty) => break,
+                        Err(broadcast::error::TryRecvError::Closed) => previews = None,
+                    }
+                }
                 for e in &batch {
                     cursor = e.seq;
                     if e.event.body.is_internal() {
