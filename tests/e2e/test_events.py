@@ -390,7 +390,32 @@ def test_event_deltas_arrive_before_their_event_even_in_a_burst(client, scripts_
         if after:
             late.append((turn, len(after)))
         assert "".join(i.delta.content.text for i in items if i.type == "event_delta") == text
+        # ...and never before the events logged ahead of their model request
+        start = next(i for i in items if i.type == "event_start")
+        logged_before = [i.type for i in items[:items.index(start)] if i.type not in ("event_start", "event_delta")]
+        assert logged_before[-1] == "span.model_request_start", logged_before
     assert not late, f"previews after their final event (turn, count): {late}"
+
+
+def test_previews_of_the_next_reply_never_overtake_a_tool_result(client, scripts_dir):
+    """A preview follows the log position its request started at: the next reply's deltas
+    come after the tool result that preceded the request, even when both are ready at once."""
+    model = write_script(scripts_dir, "tool_then_text", """
+chunk_chars: 2
+turns:
+  - tool_use: {name: bash, input: {command: "echo hi"}}
+  - text: "the command printed hi, as expected"
+""")
+    a = client.beta.agents.create(name="t", model=model, tools=[{"type": "agent_toolset_20260401"}])
+    s = client.beta.sessions.create(agent=a.id, environment_id=client.beta.environments.create(name="e").id)
+    stream = client.beta.sessions.events.stream(s.id, event_deltas=["agent.message"])
+    send_text(client, s.id, "run it")
+    items = collect_stream(stream, nth_idle(1), timeout=20)
+    kinds = [i.type for i in items]
+    result = kinds.index("agent.tool_result")
+    first_preview = kinds.index("event_start")
+    assert result < first_preview, kinds
+    assert kinds.index("agent.message") > max(i for i, k in enumerate(kinds) if k == "event_delta"), kinds
 
 
 def test_event_deltas_for_thinking_are_start_only(client, fake_upstream):

@@ -247,7 +247,10 @@ async fn ttft(a: &Args, bwrap: Arc<Bwrap>, repo: &Path) -> anyhow::Result<()> {
             }
             w.say(&sid, &format!("question {i}")).await;
             loop {
-                match tokio::time::timeout(Duration::from_secs(60), previews.recv()).await?? {
+                match tokio::time::timeout(Duration::from_secs(60), previews.recv())
+                    .await??
+                    .preview
+                {
                     Preview::EventDelta { .. } => break,
                     Preview::EventStart { .. } => {}
                 }

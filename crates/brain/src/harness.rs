@@ -277,7 +277,7 @@ impl Harness {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let mut previews = PreviewIds::new(session_id, &self.previews);
+            let mut previews = PreviewIds::new(session_id, &self.previews, tail);
             let outcome = tokio::select! {
                 r = call(model.as_ref(), &request, &mut previews) => r,
                 () = cancel.cancelled() => {
@@ -644,6 +644,8 @@ struct PreviewIds<'a> {
     session_id: &'a str,
     previews: &'a Previews,
     publish: bool,
+    /// The log position the previews follow: the request's start is durable up to here.
+    after: u64,
     /// Block index → id of the event the block lands in.
     ids: HashMap<u32, String>,
     /// Block index → position of the block inside its event's content.
@@ -651,11 +653,12 @@ struct PreviewIds<'a> {
 }
 
 impl<'a> PreviewIds<'a> {
-    fn new(session_id: &'a str, previews: &'a Previews) -> Self {
+    fn new(session_id: &'a str, previews: &'a Previews, after: u64) -> Self {
         PreviewIds {
             session_id,
             previews,
             publish: previews.wanted(session_id),
+            after,
             ids: HashMap::new(),
             slot: HashMap::new(),
         }
@@ -718,7 +721,7 @@ impl<'a> PreviewIds<'a> {
 
     fn emit(&self, p: Preview) {
         if self.publish {
-            self.previews.publish(self.session_id, p);
+            self.previews.publish(self.session_id, self.after, p);
         }
     }
 

@@ -18,7 +18,7 @@ pub mod sandboxes;
 use async_trait::async_trait;
 
 pub use harness::{Harness, HarnessConfig, RetryPolicy};
-pub use previews::Previews;
+pub use previews::{Previews, Published};
 pub use runner::Runner;
 pub use sandboxes::Sandboxes;
 

@@ -14,11 +14,19 @@ const CAPACITY: usize = 1024;
 
 #[derive(Clone, Default)]
 pub struct Previews {
-    channels: Arc<Mutex<HashMap<String, broadcast::Sender<Preview>>>>,
+    channels: Arc<Mutex<HashMap<String, broadcast::Sender<Published>>>>,
+}
+
+/// A preview and the log position it follows: everything up to `after` was durable before
+/// it was made, so a stream sends it after those events and before any later one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Published {
+    pub after: u64,
+    pub preview: Preview,
 }
 
 impl Previews {
-    pub fn subscribe(&self, session_id: &str) -> broadcast::Receiver<Preview> {
+    pub fn subscribe(&self, session_id: &str) -> broadcast::Receiver<Published> {
         let mut ch = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         ch.entry(session_id.to_owned())
             .or_insert_with(|| broadcast::channel(CAPACITY).0)
@@ -31,7 +39,8 @@ impl Previews {
         ch.get(session_id).is_some_and(|tx| tx.receiver_count() > 0)
     }
 
-    pub fn publish(&self, session_id: &str, p: Preview) {
+    pub fn publish(&self, session_id: &str, after: u64, preview: Preview) {
+        let p = Published { after, preview };
         let mut ch = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(tx) = ch.get(session_id)
             && tx.send(p).is_err()

@@ -1,6 +1,6 @@
 //! `/v1/sessions/{id}/events`: send, list, and the SSE stream fed from the log.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::convert::Infallible;
 
 use axum::extract::{Path, State};
@@ -14,6 +14,7 @@ use serde_json::Value;
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 
+use agentd_brain::Published;
 use agentd_session::{Guard, NewEvent, Refusal, SessionLog, StoredEvent};
 use agentd_store::EventFilter;
 use agentd_wire::event::{Preview, SendEvents, UserEvent};
@@ -288,6 +289,8 @@ async fn stream(
     let (tx, rx) = mpsc::channel::<Result<Sse, Infallible>>(256);
     tokio::spawn(async move {
         let mut announced: HashSet<String> = HashSet::new();
+        // Previews wait here until the log events they follow have been sent.
+        let mut pending: VecDeque<Published> = VecDeque::new();
         loop {
             loop {
                 let batch = match st.store.read(&id, cursor, 500).await {
@@ -297,24 +300,14 @@ async fn stream(
                         return;
                     }
                 };
-                // Previews are published before their event is committed, so every preview of
-                // an event in this batch is queued by now: send them first, so a preview never
-                // trails its own final event.
-                while let Some(rx) = previews.as_mut() {
-                    match rx.try_recv() {
-                        Ok(p) => {
-                            if let Some(ev) = preview_event(&p, &kinds, &mut announced)
-                                && tx.send(Ok(ev)).await.is_err()
-                            {
-                                return;
-                            }
-                        }
-                        Err(broadcast::error::TryRecvError::Lagged(_)) => {}
-                        Err(broadcast::error::TryRecvError::Empty) => break,
-                        Err(broadcast::error::TryRecvError::Closed) => previews = None,
-                    }
-                }
+                // Every preview of an event in this batch was published before the event was
+                // committed, so it is queued by now.
+                drain(&mut previews, &mut pending);
                 for e in &batch {
+                    // Previews made before this event was written go out before it.
+                    if !send_previews(&tx, &mut pending, e.seq - 1, &kinds, &mut announced).await {
+                        return;
+                    }
                     cursor = e.seq;
                     if e.event.body.is_internal() {
                         continue;
@@ -326,6 +319,9 @@ async fn stream(
                 if batch.len() < 500 {
                     break;
                 }
+            }
+            if !send_previews(&tx, &mut pending, cursor, &kinds, &mut announced).await {
+                return;
             }
             if *tail.borrow() == agentd_session::DELETED {
                 let gone = serde_json::json!({
@@ -344,9 +340,9 @@ async fn stream(
                 biased;
                 p = next_preview(&mut previews) => match p {
                     Ok(p) => {
-                        if let Some(ev) = preview_event(&p, &kinds, &mut announced)
-                            && tx.send(Ok(ev)).await.is_err()
-                        {
+                        pending.push_back(p);
+                        drain(&mut previews, &mut pending);
+                        if !send_previews(&tx, &mut pending, cursor, &kinds, &mut announced).await {
                             return;
                         }
                     }
@@ -363,9 +359,41 @@ async fn stream(
         .into_response())
 }
 
+/// Move every queued preview into `pending`.
+fn drain(rx: &mut Option<broadcast::Receiver<Published>>, pending: &mut VecDeque<Published>) {
+    while let Some(r) = rx.as_mut() {
+        match r.try_recv() {
+            Ok(p) => pending.push_back(p),
+            Err(broadcast::error::TryRecvError::Lagged(_)) => {}
+            Err(broadcast::error::TryRecvError::Empty) => return,
+            Err(broadcast::error::TryRecvError::Closed) => *rx = None,
+        }
+    }
+}
+
+/// Send the pending previews that follow log positions up to `upto`, in order. False when
+/// the client is gone.
+async fn send_previews(
+    tx: &mpsc::Sender<Result<Sse, Infallible>>,
+    pending: &mut VecDeque<Published>,
+    upto: u64,
+    kinds: &HashSet<String>,
+    announced: &mut HashSet<String>,
+) -> bool {
+    while pending.front().is_some_and(|p| p.after <= upto) {
+        let Some(p) = pending.pop_front() else { break };
+        if let Some(ev) = preview_event(&p.preview, kinds, announced)
+            && tx.send(Ok(ev)).await.is_err()
+        {
+            return false;
+        }
+    }
+    true
+}
+
 async fn next_preview(
-    rx: &mut Option<broadcast::Receiver<Preview>>,
-) -> Result<Preview, broadcast::error::RecvError> {
+    rx: &mut Option<broadcast::Receiver<Published>>,
+) -> Result<Published, broadcast::error::RecvError> {
     match rx {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
