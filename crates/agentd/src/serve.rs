@@ -11,7 +11,7 @@ use anyhow::Context;
 use axum::serve::ListenerExt;
 
 use agentd_api::{AppState, RateLimit, StoreAgents};
-use agentd_brain::{Harness, HarnessConfig, Previews, RetryPolicy, Runner, Sandboxes};
+use agentd_brain::{Compaction, Harness, HarnessConfig, Previews, RetryPolicy, Runner, Sandboxes};
 use agentd_hands::Limits;
 use agentd_hands::bwrap::{Bwrap, HelperCommand};
 use agentd_models::{Registry, RegistryConfig};
@@ -76,6 +76,13 @@ pub struct Args {
     /// web_search is not offered.
     #[arg(long, env = "AGENTD_WEB_SEARCH_URL")]
     web_search_url: Option<String>,
+    /// Compact a session's context once a model request's prompt reaches this many tokens
+    /// (older turns become a summary the model writes; the log keeps everything); 0 never.
+    #[arg(long, env = "AGENTD_COMPACT_AT_TOKENS", default_value_t = 150_000)]
+    compact_at_tokens: u64,
+    /// Recent messages a compaction keeps verbatim.
+    #[arg(long, env = "AGENTD_COMPACT_KEEP_MESSAGES", default_value_t = 6)]
+    compact_keep_messages: usize,
     /// Most a session's workspace may hold, MiB; 0 for no limit.
     #[arg(long, env = "AGENTD_SANDBOX_DISK_MB", default_value_t = 10240)]
     sandbox_disk_mb: u64,
@@ -241,6 +248,10 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
                 ..RetryPolicy::default()
             },
             web_search: a.web_search_url.clone(),
+            compaction: (a.compact_at_tokens > 0).then_some(Compaction {
+                at_tokens: a.compact_at_tokens,
+                keep_messages: a.compact_keep_messages,
+            }),
             ..HarnessConfig::default()
         },
     );

@@ -80,6 +80,10 @@ pub struct Fold {
     pub last_rest: Option<StopReason>,
     /// The latest outcome defined, if any.
     pub outcome: Option<Outcome>,
+    /// Prompt tokens of the last model request since the last compaction.
+    pub prompt_tokens: u64,
+    /// The log position each message of `messages` starts at.
+    pub message_starts: Vec<u64>,
     /// Position of the last event folded.
     pub tail: u64,
 }
@@ -92,12 +96,15 @@ pub fn fold(events: &[StoredEvent]) -> Fold {
     let mut status = SessionStatus::Idle;
     let mut usage = Usage::default();
     let mut last_rest = None;
+    // Prompt size of the last model request, the measure of how full the context is.
+    let mut prompt_tokens = 0;
     let mut outcome: Option<Outcome> = None;
     let mut tail = 0;
     // Open built-in calls by event id, with their name and input, in call order.
     let mut builtin: Vec<(String, String, serde_json::Value, Call)> = Vec::new();
     for e in events {
         tail = e.seq;
+        b.at = e.seq;
         if let Some(s) = agentd_session::status_after(&e.event.body) {
             status = s;
         }
@@ -273,6 +280,15 @@ pub fn fold(events: &[StoredEvent]) -> Fold {
             EventBody::SpanModelRequestEnd { model_usage, .. } => {
                 open_span = None;
                 usage.add(model_usage);
+                prompt_tokens = model_usage.input_tokens
+                    + model_usage.cache_read_input_tokens
+                    + model_usage.cache_creation_input_tokens;
+            }
+            EventBody::AgentThreadContextCompacted {} => {
+                if let Some(Private::Compaction { summary, upto }) = &e.private {
+                    b.compact(summary, *upto);
+                    prompt_tokens = 0;
+                }
             }
             EventBody::SessionError { error } => {
                 exhausted = error.retry_status == RetryStatus::Exhausted;
@@ -292,7 +308,7 @@ pub fn fold(events: &[StoredEvent]) -> Fold {
                     Role::Assistant,
                     vec![Block::RedactedThinking { data: data.clone() }],
                 ),
-                None => {}
+                Some(Private::Compaction { .. }) | None => {}
             },
             EventBody::AgentMessage { content } => {
                 if let Some(o) = outcome.as_mut() {
@@ -349,12 +365,14 @@ pub fn fold(events: &[StoredEvent]) -> Fold {
         Next::Rest(StopReason::EndTurn)
     };
     Fold {
-        messages: b.messages,
+        messages: b.messages.clone(),
         next,
         status,
         usage,
         last_rest,
         outcome,
+        prompt_tokens,
+        message_starts: b.starts,
         tail,
     }
 }
@@ -362,6 +380,10 @@ pub fn fold(events: &[StoredEvent]) -> Fold {
 #[derive(Default)]
 struct Builder {
     messages: Vec<Message>,
+    /// The log position of the event each message starts with.
+    starts: Vec<u64>,
+    /// The position of the event being folded.
+    at: u64,
     /// Tool uses the model made that have no result yet, in call order.
     open_tools: Vec<String>,
 }
@@ -375,10 +397,38 @@ impl Builder {
         }
         match self.messages.last_mut() {
             Some(m) if m.role == role => m.content.extend(blocks),
-            _ => self.messages.push(Message {
-                role,
-                content: blocks,
-            }),
+            _ => {
+                self.messages.push(Message {
+                    role,
+                    content: blocks,
+                });
+                self.starts.push(self.at);
+            }
+        }
+    }
+
+    /// Replace everything before position `upto` with a summary of it.
+    fn compact(&mut self, summary: &str, upto: u64) {
+        let keep = self
+            .starts
+            .iter()
+            .position(|s| *s >= upto)
+            .unwrap_or(self.messages.len());
+        let messages = self.messages.split_off(keep);
+        let starts = self.starts.split_off(keep);
+        self.messages.clear();
+        self.starts.clear();
+        self.push(
+            Role::User,
+            vec![Block::Text {
+                text: format!(
+                    "A summary of the conversation so far (older turns were compacted):\n{summary}"
+                ),
+            }],
+        );
+        for (m, s) in messages.into_iter().zip(starts) {
+            self.at = s;
+            self.push(m.role, m.content);
         }
     }
 

@@ -76,6 +76,17 @@ pub struct HarnessConfig {
     /// Base URL of a SearXNG-compatible search backend; without one, `web_search` is not
     /// offered.
     pub web_search: Option<String>,
+    /// When to compact the model's context; None never does.
+    pub compaction: Option<Compaction>,
+}
+
+/// Context compaction: once a request's prompt reaches `at_tokens`, older turns are replaced
+/// in the model's context by a summary the model writes; the log keeps every event.
+#[derive(Debug, Clone, Copy)]
+pub struct Compaction {
+    pub at_tokens: u64,
+    /// Recent messages kept verbatim (about; the cut falls before an assistant message).
+    pub keep_messages: usize,
 }
 
 impl Default for HarnessConfig {
@@ -84,6 +95,10 @@ impl Default for HarnessConfig {
             retry: RetryPolicy::default(),
             max_tokens: 8192,
             web_search: None,
+            compaction: Some(Compaction {
+                at_tokens: 150_000,
+                keep_messages: 6,
+            }),
         }
     }
 }
@@ -184,6 +199,13 @@ impl Harness {
                 Next::CallModel { open_span } => {
                     if cancel.is_cancelled() {
                         return Ok(());
+                    }
+                    if open_span.is_none()
+                        && let Some(c) = self.cfg.compaction
+                        && f.prompt_tokens >= c.at_tokens
+                        && self.compact(session_id, &f, c).await?
+                    {
+                        continue;
                     }
                     let mut batch = Vec::new();
                     if f.status != SessionStatus::Running {
@@ -457,6 +479,73 @@ impl Harness {
         self.append(session_id, events(vec![end(&result, explanation, usage)]))
             .await?;
         Ok(true)
+    }
+
+    /// Replace older turns of the model's context with a summary the model writes. Returns
+    /// whether a compaction was logged; without a clean place to cut, or if the summary cannot
+    /// be made, the context stays as it is.
+    async fn compact(&self, session_id: &str, f: &Fold, c: Compaction) -> Result<bool> {
+        let limit = f.messages.len().saturating_sub(c.keep_messages);
+        let Some(cut) = (1..=limit)
+            .rev()
+            .find(|i| f.messages[*i].role == agentd_models::Role::Assistant)
+        else {
+            return Ok(false);
+        };
+        let agent = self.agents.session_agent(session_id).await?;
+        let Ok((model, upstream_id)) = self.models.resolve(&agent.spec.model.id) else {
+            return Ok(false);
+        };
+        let mut messages = f.messages[..cut].to_vec();
+        let ask = Block::Text {
+            text: crate::compaction::INSTRUCTION.into(),
+        };
+        match messages.last_mut() {
+            Some(m) if m.role == agentd_models::Role::User => m.content.push(ask),
+            _ => messages.push(agentd_models::Message {
+                role: agentd_models::Role::User,
+                content: vec![ask],
+            }),
+        }
+        let request = Request {
+            model: upstream_id,
+            system: Some(crate::compaction::SYSTEM.into()),
+            messages,
+            tools: vec![],
+            max_tokens: 4096,
+        };
+        let summary = match model.complete(&request, &mut |_| {}).await {
+            Ok(resp) => resp
+                .content
+                .iter()
+                .filter_map(|b| match b {
+                    Block::Text { text } => Some(text.as_str()),
+                    _ => None,
+                })
+                .collect::<String>(),
+            Err(e) => {
+                tracing::warn!(session = session_id, error = %e, "compaction failed; the context stays whole");
+                return Ok(false);
+            }
+        };
+        if summary.trim().is_empty() {
+            return Ok(false);
+        }
+        let ev = NewEvent::new(EventBody::AgentThreadContextCompacted {}).with_private(
+            Private::Compaction {
+                summary,
+                upto: f.message_starts[cut],
+            },
+        );
+        tracing::info!(
+            session = session_id,
+            prompt_tokens = f.prompt_tokens,
+            "compacted the context"
+        );
+        Ok(matches!(
+            self.append(session_id, at_tail(f.tail, vec![ev])).await?,
+            Appended::Done(_)
+        ))
     }
 
     /// Answer built-in tool calls in order. Each call is logged as started before it runs, and

@@ -7,6 +7,7 @@
 //! SQL, HTTP serving, upstream wire formats. Holds nothing the log cannot rebuild: kill the
 //! process at any line and the next `wake` carries on from the last durable event.
 
+mod compaction;
 pub mod context;
 mod harness;
 mod outcomes;
@@ -17,7 +18,7 @@ pub mod sandboxes;
 
 use async_trait::async_trait;
 
-pub use harness::{Harness, HarnessConfig, RetryPolicy};
+pub use harness::{Compaction, Harness, HarnessConfig, RetryPolicy};
 pub use previews::{Previews, Published};
 pub use runner::Runner;
 pub use sandboxes::Sandboxes;

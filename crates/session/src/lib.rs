@@ -54,8 +54,19 @@ impl NewEvent {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Private {
-    Thinking { thinking: String, signature: String },
-    RedactedThinking { data: String },
+    Thinking {
+        thinking: String,
+        signature: String,
+    },
+    RedactedThinking {
+        data: String,
+    },
+    /// A compaction: the conversation before position `upto` is replaced, in the model's
+    /// context only, by `summary`. The log keeps every event.
+    Compaction {
+        summary: String,
+        upto: u64,
+    },
 }
 
 /// What an append's guard sees: the session as it is inside the appending transaction.

@@ -43,6 +43,8 @@ pub enum EventBody {
     AgentMessage { content: Vec<ContentBlock> },
     #[serde(rename = "agent.thinking")]
     AgentThinking {},
+    #[serde(rename = "agent.thread_context_compacted")]
+    AgentThreadContextCompacted {},
     #[serde(rename = "agent.custom_tool_use")]
     AgentCustomToolUse {
         name: String,
@@ -128,6 +130,7 @@ impl EventBody {
             EventBody::UserToolConfirmation { .. } => "user.tool_confirmation",
             EventBody::AgentMessage { .. } => "agent.message",
             EventBody::AgentThinking {} => "agent.thinking",
+            EventBody::AgentThreadContextCompacted {} => "agent.thread_context_compacted",
             EventBody::AgentCustomToolUse { .. } => "agent.custom_tool_use",
             EventBody::AgentToolUse { .. } => "agent.tool_use",
             EventBody::AgentToolResult { .. } => "agent.tool_result",

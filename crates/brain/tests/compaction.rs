@@ -1,0 +1,86 @@
+//! A long session past the context threshold: older turns are compacted into a summary in the
+//! model's context, the log keeps every event, and the session keeps working.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use agentd_brain::{Compaction, HarnessConfig};
+use agentd_testkit::world::World;
+use agentd_testkit::{FakeAnthropic, FakeReply};
+use agentd_wire::EventBody;
+
+fn is_compaction(body: &Value) -> bool {
+    body["system"]
+        .to_string()
+        .contains("You compact an agent's conversation")
+}
+
+#[tokio::test]
+async fn a_long_session_is_compacted_and_keeps_working() {
+    let fake = FakeAnthropic::start_fn(|body| {
+        if is_compaction(body) {
+            return FakeReply::text("SUMMARY: the user counted turns; all were answered.");
+        }
+        let n = body["messages"].as_array().unwrap().len();
+        FakeReply::text(format!(
+            "reply to a context of {n} messages, padded to take room: {}",
+            "x".repeat(200)
+        ))
+    })
+    .await;
+    let cfg = HarnessConfig {
+        compaction: Some(Compaction {
+            at_tokens: 300,
+            keep_messages: 2,
+        }),
+        ..HarnessConfig::default()
+    };
+    let w = World::start(
+        &fake.base_url(),
+        json!({"name": "a", "model": "claude-test"}),
+        cfg,
+    )
+    .await;
+    let sid = w.session().await;
+    for i in 0..8 {
+        w.say(&sid, &format!("turn number {i}")).await;
+        w.settle(&sid, Duration::from_secs(5)).await;
+    }
+    let log = w.settle(&sid, Duration::from_secs(5)).await;
+    let compactions = log
+        .iter()
+        .filter(|e| matches!(e.event.body, EventBody::AgentThreadContextCompacted {}))
+        .count();
+    assert!(compactions >= 1, "the context was never compacted");
+    // The log keeps every turn and every answer.
+    let users = log
+        .iter()
+        .filter(|e| matches!(e.event.body, EventBody::UserMessage { .. }))
+        .count();
+    let answers = log
+        .iter()
+        .filter(|e| matches!(e.event.body, EventBody::AgentMessage { .. }))
+        .count();
+    assert_eq!((users, answers), (8, 8));
+    // The last request starts from the summary, holds the latest turn, and not the first.
+    let last = fake
+        .requests()
+        .into_iter()
+        .rfind(|b| !is_compaction(b))
+        .unwrap();
+    let msgs = last["messages"].as_array().unwrap();
+    assert!(
+        msgs[0]
+            .to_string()
+            .contains("SUMMARY: the user counted turns"),
+        "{}",
+        msgs[0]
+    );
+    assert!(last.to_string().contains("turn number 7"));
+    assert!(!last.to_string().contains("turn number 0"));
+    // Roles still alternate, as the Messages API requires.
+    let roles: Vec<&str> = msgs.iter().map(|m| m["role"].as_str().unwrap()).collect();
+    assert!(roles.windows(2).all(|r| r[0] != r[1]), "{roles:?}");
+    assert_eq!(roles[0], "user");
+}
