@@ -73,3 +73,40 @@ def test_bad_outcomes_are_refused_naming_the_field(client):
         client.beta.sessions.events.send(s.id, events=[{**OUTCOME, "rubric": {"type": "file", "file_id": "file_x"}}])
     assert "events[0].rubric" in ei.value.message
     assert list(client.beta.sessions.events.list(s.id)) == []
+
+
+CHECKED_SCRIPT = """
+turns:
+  - tool_use: {name: write, input: {file_path: out.json, content: '{"name": "widget", "price": "cheap"}'}}
+  - text: "wrote out.json"
+  - tool_use: {name: write, input: {file_path: out.json, content: '{"name": "widget", "price": 9.5}'}}
+  - text: "fixed the price"
+"""
+
+
+def test_exact_checks_in_the_sandbox_decide_before_any_model_grader(client, scripts_dir):
+    """Beyond the reference: a rubric's checks (a command that must exit 0, a JSON Schema a
+    produced file must satisfy) are run against the workspace; with no text criteria they
+    alone decide."""
+    model = write_script(scripts_dir, "checked", CHECKED_SCRIPT)
+    agent = client.beta.agents.create(name="maker", model=model, tools=[{"type": "agent_toolset_20260401"}])
+    s = client.beta.sessions.create(agent=agent.id, environment_id=make_env(client).id)
+    schema = {"type": "object", "required": ["name", "price"],
+              "properties": {"name": {"type": "string"}, "price": {"type": "number", "minimum": 0}}}
+    client.beta.sessions.events.send(s.id, events=[{
+        "type": "user.define_outcome",
+        "description": "Write out.json describing the product",
+        "rubric": {"type": "text", "content": "", "checks": [
+            {"type": "command", "command": "test -s out.json"},
+            {"type": "json_schema", "file": "out.json", "schema": schema},
+        ]},
+    }])
+    wait_until(lambda: settled(client, s.id), timeout=30, what="the outcome to settle")
+    raw = list_raw_events(client, s.id)
+    ends = [e for e in raw if e["type"] == "span.outcome_evaluation_end"]
+    assert [e["result"] for e in ends] == ["needs_revision", "satisfied"], ends
+    assert "out.json does not satisfy its schema" in ends[0]["explanation"]
+    assert "/price" in ends[0]["explanation"]
+    assert ends[1]["explanation"] == "All checks passed."
+    # No model grader ran: every model request came from the agent's own turns.
+    assert sum(1 for e in raw if e["type"] == "span.model_request_start") == 4

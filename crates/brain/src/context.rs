@@ -3,6 +3,7 @@
 
 use agentd_models::{Block, Message, Role};
 use agentd_session::{Private, StoredEvent};
+use agentd_wire::event::Check;
 use agentd_wire::event::{
     Confirmation, OUTCOME_DEFAULT_ITERATIONS, OUTCOME_MAX_ITERATIONS, Permission, RetryStatus,
     Rubric,
@@ -29,6 +30,8 @@ pub struct Outcome {
     pub id: String,
     pub description: String,
     pub rubric: String,
+    /// Exact checks run before the model grader.
+    pub checks: Vec<Check>,
     pub max_iterations: u32,
     /// The iteration of the next (or the open) evaluation.
     pub iteration: u32,
@@ -144,14 +147,15 @@ pub fn fold(events: &[StoredEvent]) -> Fold {
             EventBody::UserDefineOutcome {
                 outcome_id,
                 description,
-                rubric: Rubric::Text { content },
+                rubric: Rubric::Text { content, checks },
                 max_iterations,
             } => {
                 b.push(
                     Role::User,
                     vec![Block::Text {
                         text: format!(
-                            "Work toward this outcome until it is met.\n\nOutcome: {description}\n\nYour work will be judged against this rubric:\n{content}"
+                            "Work toward this outcome until it is met.\n\nOutcome: {description}\n\nYour work will be judged against this rubric:\n{content}{}",
+                            crate::outcomes::describe_checks(checks)
                         ),
                     }],
                 );
@@ -159,6 +163,7 @@ pub fn fold(events: &[StoredEvent]) -> Fold {
                     id: outcome_id.clone(),
                     description: description.clone(),
                     rubric: content.clone(),
+                    checks: checks.clone(),
                     max_iterations: max_iterations
                         .unwrap_or(OUTCOME_DEFAULT_ITERATIONS)
                         .clamp(1, OUTCOME_MAX_ITERATIONS),

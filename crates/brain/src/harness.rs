@@ -23,6 +23,7 @@ use agentd_session::{
 };
 use agentd_wire::agent::{PermissionPolicy, Tool};
 use agentd_wire::environment::{EnvironmentConfig, Networking};
+use agentd_wire::event::Check;
 use agentd_wire::event::{
     Delta as WireDelta, DeltaTag, ModelUsage, Permission, Preview, PreviewRef, RetryStatus,
     SessionErrorKind, SessionErrorObject,
@@ -404,6 +405,57 @@ impl Harness {
                 usage,
             })
         };
+        // The last allowed iteration turns a needs_revision into the final verdict.
+        let last = o.iteration + 1 >= o.max_iterations;
+        let revise = if last {
+            "max_iterations_reached"
+        } else {
+            "needs_revision"
+        };
+        let mut failures = Vec::new();
+        for c in &o.checks {
+            match c {
+                Check::Command { command } => {
+                    let w = ToolWork {
+                        id: String::new(),
+                        name: "bash".into(),
+                        input: serde_json::json!({"command": crate::outcomes::check_command(command), "timeout_ms": 300_000}),
+                        action: ToolAction::Run,
+                    };
+                    let out = tokio::select! {
+                        out = self.execute(session_id, &w) => out,
+                        () = cancel.cancelled() => {
+                            let ev = end("interrupted", "The user interrupted the evaluation.".into(), ModelUsage::default());
+                            self.append(session_id, events(vec![ev])).await?;
+                            return Ok(false);
+                        }
+                    };
+                    failures.extend(crate::outcomes::command_failure(command, &out.text, out.is_error));
+                }
+                Check::JsonSchema { file, schema } => match &self.sandboxes {
+                    Some(sb) => failures.extend(crate::outcomes::schema_failure(&sb.workspace(session_id), file, schema)),
+                    None => failures.push(format!("{file}: this agentd runs without sandboxes, so there is no workspace to check")),
+                },
+            }
+        }
+        if !failures.is_empty() {
+            let why = format!("These checks failed:\n- {}", failures.join("\n- "));
+            self.append(
+                session_id,
+                events(vec![end(revise, why, ModelUsage::default())]),
+            )
+            .await?;
+            return Ok(true);
+        }
+        if !o.checks.is_empty() && o.rubric.trim().is_empty() {
+            let ev = end(
+                "satisfied",
+                "All checks passed.".into(),
+                ModelUsage::default(),
+            );
+            self.append(session_id, events(vec![ev])).await?;
+            return Ok(true);
+        }
         let agent = self.agents.session_agent(session_id).await?;
         let (model, upstream_id) = match self.models.resolve(&agent.spec.model.id) {
             Ok(m) => m,
@@ -471,8 +523,8 @@ impl Harness {
                 ModelUsage::default(),
             ),
         };
-        let result = if result == "needs_revision" && o.iteration + 1 >= o.max_iterations {
-            "max_iterations_reached".to_owned()
+        let result = if result == "needs_revision" {
+            revise.to_owned()
         } else {
             result
         };

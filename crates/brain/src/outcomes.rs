@@ -2,7 +2,11 @@
 //! is given (the agent's answer and the workspace files the rubric names — never the agent's
 //! reasoning), and reading its verdict leniently.
 
-use std::path::Path;
+use std::path::{Component, Path};
+
+use serde_json::Value;
+
+use agentd_wire::event::Check;
 
 use crate::context::Outcome;
 
@@ -111,9 +115,218 @@ pub fn parse_verdict(text: &str) -> (String, String) {
     (result.to_owned(), text.chars().take(4000).collect())
 }
 
+/// The exact checks, told to the agent with the outcome so it knows what will be verified.
+pub fn describe_checks(checks: &[Check]) -> String {
+    if checks.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from("\n\nThese exact checks must also pass:");
+    for c in checks {
+        match c {
+            Check::Command { command } => {
+                s.push_str(&format!("\n- the command `{command}` exits 0"))
+            }
+            Check::JsonSchema { file, schema } => {
+                s.push_str(&format!("\n- {file} satisfies this JSON Schema: {schema}"))
+            }
+        }
+    }
+    s
+}
+
+/// The marker a check command's exit status is read from.
+pub const CHECK_EXIT: &str = "__AGENTD_CHECK_EXIT=";
+
+/// The bash command that runs check `command` and reports its status.
+pub fn check_command(command: &str) -> String {
+    format!("( {command}\n); echo \"{CHECK_EXIT}$?\"")
+}
+
+/// Why a check command failed, from its bash output; None when it exited 0.
+pub fn command_failure(command: &str, output: &str, is_error: bool) -> Option<String> {
+    let code = output
+        .lines()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix(CHECK_EXIT))
+        .and_then(|c| c.trim().parse::<i32>().ok());
+    match code {
+        Some(0) if !is_error => None,
+        Some(c) => Some(format!("`{command}` exited {c}: {}", tail(output))),
+        None => Some(format!("`{command}` did not finish: {}", tail(output))),
+    }
+}
+
+fn tail(s: &str) -> String {
+    let s = s
+        .lines()
+        .filter(|l| !l.contains(CHECK_EXIT))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let chars: Vec<char> = s.trim().chars().collect();
+    chars[chars.len().saturating_sub(800)..].iter().collect()
+}
+
+/// Why `file` in the workspace fails `schema`; None when it satisfies it.
+pub fn schema_failure(workspace: &Path, file: &str, schema: &Value) -> Option<String> {
+    let rel = Path::new(file);
+    if rel.is_absolute() || rel.components().any(|c| !matches!(c, Component::Normal(_))) {
+        return Some(format!("{file}: must be a plain path inside the workspace"));
+    }
+    let text = match std::fs::read_to_string(workspace.join(rel)) {
+        Ok(t) => t,
+        Err(e) => return Some(format!("{file}: cannot be read: {e}")),
+    };
+    let value = match parse_structured(file, &text) {
+        Ok(v) => v,
+        Err(e) => return Some(format!("{file}: {e}")),
+    };
+    let validator = match jsonschema::validator_for(schema) {
+        Ok(v) => v,
+        Err(e) => return Some(format!("{file}: the check's schema is invalid: {e}")),
+    };
+    let errors: Vec<String> = validator
+        .iter_errors(&value)
+        .take(10)
+        .map(|e| {
+            format!(
+                "at {}: {e}",
+                if e.instance_path().as_str().is_empty() {
+                    "/"
+                } else {
+                    e.instance_path().as_str()
+                }
+            )
+        })
+        .collect();
+    if errors.is_empty() {
+        None
+    } else {
+        Some(format!(
+            "{file} does not satisfy its schema: {}",
+            errors.join("; ")
+        ))
+    }
+}
+
+/// JSON, YAML, or CSV (rows of objects keyed by the header; numbers and booleans typed).
+fn parse_structured(file: &str, text: &str) -> Result<Value, String> {
+    let ext = Path::new(file)
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    match ext.as_str() {
+        "yaml" | "yml" => yaml_serde::from_str(text).map_err(|e| format!("not valid YAML: {e}")),
+        "csv" => parse_csv(text),
+        _ => serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}")),
+    }
+}
+
+fn parse_csv(text: &str) -> Result<Value, String> {
+    let mut rows = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(split_csv_line);
+    let header = rows.next().ok_or("empty CSV: no header row")??;
+    let mut out = Vec::new();
+    for (n, row) in rows.enumerate() {
+        let row = row?;
+        if row.len() != header.len() {
+            return Err(format!(
+                "CSV row {} has {} fields, the header {}",
+                n + 2,
+                row.len(),
+                header.len()
+            ));
+        }
+        let obj: serde_json::Map<String, Value> = header
+            .iter()
+            .zip(row)
+            .map(|(k, v)| {
+                let typed = v
+                    .parse::<i64>()
+                    .map(Value::from)
+                    .or_else(|_| v.parse::<f64>().map(Value::from))
+                    .or_else(|_| v.parse::<bool>().map(Value::from))
+                    .unwrap_or(Value::String(v));
+                (k.clone(), typed)
+            })
+            .collect();
+        out.push(Value::Object(obj));
+    }
+    Ok(Value::Array(out))
+}
+
+/// One CSV line with RFC 4180 quoting (`"a,b"`, `""` for a quote).
+fn split_csv_line(line: &str) -> Result<Vec<String>, String> {
+    let mut fields = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                cur.push('"');
+                chars.next();
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => fields.push(std::mem::take(&mut cur)),
+            _ => cur.push(c),
+        }
+    }
+    if quoted {
+        return Err(format!("unclosed quote in CSV line {line:?}"));
+    }
+    fields.push(cur);
+    Ok(fields.into_iter().map(|f| f.trim().to_owned()).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn schema_checks_read_json_yaml_and_csv() {
+        let d = tempfile::tempdir().unwrap();
+        let schema = serde_json::json!({"type": "array", "items": {"type": "object",
+            "required": ["name", "age"], "properties": {"age": {"type": "integer", "minimum": 0}}}});
+        std::fs::write(d.path().join("ok.csv"), "name,age\n\"Doe, J\",42\n").unwrap();
+        assert_eq!(schema_failure(d.path(), "ok.csv", &schema), None);
+        std::fs::write(d.path().join("bad.yaml"), "- name: a\n  age: -1\n").unwrap();
+        let e = schema_failure(d.path(), "bad.yaml", &schema).unwrap();
+        assert!(e.contains("at /0/age"), "{e}");
+        std::fs::write(d.path().join("x.json"), "{not json").unwrap();
+        assert!(
+            schema_failure(d.path(), "x.json", &schema)
+                .unwrap()
+                .contains("not valid JSON")
+        );
+        assert!(
+            schema_failure(d.path(), "missing.json", &schema)
+                .unwrap()
+                .contains("cannot be read")
+        );
+        assert!(
+            schema_failure(d.path(), "../etc/passwd", &schema)
+                .unwrap()
+                .contains("inside the workspace")
+        );
+    }
+
+    #[test]
+    fn check_commands_report_their_exit() {
+        assert_eq!(
+            command_failure("true", "ok\n__AGENTD_CHECK_EXIT=0", false),
+            None
+        );
+        let e = command_failure("test -f x", "\n__AGENTD_CHECK_EXIT=1", false).unwrap();
+        assert!(e.contains("exited 1"), "{e}");
+        assert!(
+            command_failure("sleep 9", "[timed out]", true)
+                .unwrap()
+                .contains("did not finish")
+        );
+    }
 
     #[test]
     fn verdicts_are_read_leniently() {

@@ -62,6 +62,7 @@ async fn define(w: &World, sid: &str, max_iterations: Option<u32>) {
             description: "Write report.md with a title".into(),
             rubric: Rubric::Text {
                 content: "1. report.md exists\n2. it starts with '# '".into(),
+                checks: vec![],
             },
             max_iterations,
         }],

@@ -172,7 +172,24 @@ impl EventBody {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Rubric {
-    Text { content: String },
+    Text {
+        content: String,
+        /// Beyond the reference: exact checks run against the workspace before the model
+        /// grader; any failure is a `needs_revision` naming it.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        checks: Vec<Check>,
+    },
+}
+
+/// One exact check of an outcome.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Check {
+    /// A shell command, run in the session's sandbox, that must exit 0.
+    Command { command: String },
+    /// A file in the workspace (JSON, YAML, or CSV read as rows of objects) that must satisfy
+    /// a JSON Schema.
+    JsonSchema { file: String, schema: Value },
 }
 
 /// Default and largest number of evaluate-then-revise cycles of an outcome.
