@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::time::timeout;
 
+use crate::http::{stalled, transport};
 use crate::{Delta, Error, Model, Request, Response, Result, Role};
 
 mod stream;
@@ -44,7 +45,7 @@ impl fmt::Debug for Anthropic {
 impl Anthropic {
     /// A client with its own connection pool; see [`Anthropic::with_client`] to share one.
     pub fn new(base_url: &str, api_key: String) -> Result<Anthropic> {
-        Ok(Self::with_client(Self::http_client()?, base_url, api_key))
+        Ok(Self::with_client(crate::http::client()?, base_url, api_key))
     }
 
     pub fn with_client(http: reqwest::Client, base_url: &str, api_key: String) -> Anthropic {
@@ -54,18 +55,6 @@ impl Anthropic {
             api_key,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
         }
-    }
-
-    /// The HTTP client to share between Anthropic instances. No overall request timeout:
-    /// long generations legitimately stream for many minutes; stalls are caught per chunk.
-    pub fn http_client() -> Result<reqwest::Client> {
-        reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .tcp_keepalive(Duration::from_secs(30))
-            .pool_idle_timeout(Duration::from_secs(90))
-            .user_agent(concat!("agentd/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| transport(&e))
     }
 
     /// The longest silence tolerated while waiting for headers or the next chunk.
@@ -190,25 +179,6 @@ fn request_body(req: &Request) -> Value {
         body["tools"] = Value::Array(tools);
     }
     body
-}
-
-fn transport(e: &reqwest::Error) -> Error {
-    // reqwest's own Display hides the cause ("error sending request"), which is the useful part.
-    let mut msg = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        source = s.source();
-    }
-    Error::Transport(msg)
-}
-
-fn stalled(idle: Duration, what: &str) -> Error {
-    Error::Transport(format!(
-        "no data from upstream for {}s while waiting for {what}",
-        idle.as_secs_f64()
-    ))
 }
 
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {

@@ -7,11 +7,14 @@
 //! dropping its future; providers must not spawn work that outlives it.
 
 pub mod anthropic;
+mod http;
 pub mod openai;
 pub mod registry;
 pub mod scripted;
 mod types;
+mod yaml;
 
+pub use http::client as http_client;
 pub use registry::{
     ProviderConfig, ProviderKind, Registry, RegistryConfig, UnknownModel, load_providers,
 };

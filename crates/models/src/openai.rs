@@ -10,6 +10,7 @@ use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, RETRY_AFTE
 use serde_json::{Value, json};
 use tokio::time::timeout;
 
+use crate::http::{stalled, transport};
 use crate::{Block, Delta, Error, Model, Request, Response, Result, Role};
 
 mod stream;
@@ -47,7 +48,7 @@ impl OpenAi {
     /// A client with its own connection pool; see [`OpenAi::with_client`] to share one.
     /// `base_url` includes the API prefix, e.g. `http://127.0.0.1:8000/v1`.
     pub fn new(base_url: &str, api_key: Option<String>) -> Result<OpenAi> {
-        Ok(Self::with_client(Self::http_client()?, base_url, api_key))
+        Ok(Self::with_client(crate::http::client()?, base_url, api_key))
     }
 
     /// An empty or blank key counts as none, so no `Authorization` header is sent.
@@ -58,18 +59,6 @@ impl OpenAi {
             api_key: api_key.filter(|k| !k.trim().is_empty()),
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
         }
-    }
-
-    /// The HTTP client to share between instances. No overall request timeout: long
-    /// generations legitimately stream for many minutes; stalls are caught per chunk.
-    pub fn http_client() -> Result<reqwest::Client> {
-        reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .tcp_keepalive(Duration::from_secs(30))
-            .pool_idle_timeout(Duration::from_secs(90))
-            .user_agent(concat!("agentd/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| transport(&e))
     }
 
     /// The longest silence tolerated while waiting for headers or the next chunk.
@@ -328,25 +317,6 @@ fn assistant_message(content: &[Block]) -> Value {
         msg["tool_calls"] = Value::Array(calls);
     }
     msg
-}
-
-fn transport(e: &reqwest::Error) -> Error {
-    // reqwest's own Display hides the cause ("error sending request"), which is the useful part.
-    let mut msg = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        source = s.source();
-    }
-    Error::Transport(msg)
-}
-
-fn stalled(idle: Duration, what: &str) -> Error {
-    Error::Transport(format!(
-        "no data from upstream for {}s while waiting for {what}",
-        idle.as_secs_f64()
-    ))
 }
 
 /// `Retry-After` as delay-seconds or as an HTTP date (a date in the past means now).

@@ -88,7 +88,7 @@ impl Registry {
                 "claude-* models need an Anthropic API key: set AGENTD_ANTHROPIC_API_KEY"
                     .to_owned(),
             ),
-            Some(key) => Anthropic::http_client()
+            Some(key) => crate::http::client()
                 .map(|http| Arc::new(Anthropic::with_client(http, &cfg.anthropic_base_url, key)))
                 .map_err(|e| format!("claude-* models are unavailable: {e}")),
         };
@@ -111,7 +111,7 @@ impl Registry {
             return Ok(self);
         }
         // One pool for all providers: connections are per host anyway.
-        let http = OpenAi::http_client().map_err(|e| e.to_string());
+        let http = crate::http::client().map_err(|e| e.to_string());
         self.providers = providers
             .into_iter()
             .map(|p| {

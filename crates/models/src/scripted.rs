@@ -240,7 +240,8 @@ impl Scripted {
 
     /// `name` only labels error messages (normally the file path).
     pub fn from_yaml(name: &str, text: &str) -> Result<Scripted, String> {
-        let script: Script = yaml_serde::from_str(text).map_err(|e| yaml_error(name, &e))?;
+        let script: Script =
+            yaml_serde::from_str(text).map_err(|e| crate::yaml::error(name, &e))?;
         for (i, turn) in script.turns.iter().enumerate() {
             turn.validate()
                 .map_err(|e| format!("{name}: turns[{i}]: {e}"))?;
@@ -262,19 +263,6 @@ impl Scripted {
         let n = failures.entry(turn).or_default();
         *n += 1;
         *n - 1
-    }
-}
-
-fn yaml_error(name: &str, e: &yaml_serde::Error) -> String {
-    let msg = e.to_string();
-    match e.location() {
-        Some(loc) => {
-            // The crate appends the position itself; it is moved to the front instead.
-            let suffix = format!(" at line {} column {}", loc.line(), loc.column());
-            let msg = msg.strip_suffix(&suffix).unwrap_or(&msg);
-            format!("{name}:{}:{}: {msg}", loc.line(), loc.column())
-        }
-        None => format!("{name}: {msg}"),
     }
 }
 

@@ -93,7 +93,8 @@ fn parse_providers(
     text: &str,
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<Vec<ProviderConfig>, String> {
-    let file: ProvidersFile = yaml_serde::from_str(text).map_err(|e| yaml_error(name, &e))?;
+    let file: ProvidersFile =
+        yaml_serde::from_str(text).map_err(|e| crate::yaml::error(name, &e))?;
     let mut providers = Vec::with_capacity(file.providers.len());
     for (i, entry) in file.providers.into_iter().enumerate() {
         let api_key = match (entry.api_key, entry.api_key_env) {
@@ -175,19 +176,6 @@ pub(super) fn validate(providers: &[ProviderConfig]) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-fn yaml_error(name: &str, e: &yaml_serde::Error) -> String {
-    let msg = e.to_string();
-    match e.location() {
-        Some(loc) => {
-            // The crate appends the position itself; it is moved to the front instead.
-            let suffix = format!(" at line {} column {}", loc.line(), loc.column());
-            let msg = msg.strip_suffix(&suffix).unwrap_or(&msg);
-            format!("{name}:{}:{}: {msg}", loc.line(), loc.column())
-        }
-        None => format!("{name}: {msg}"),
-    }
 }
 
 #[cfg(test)]
