@@ -4,7 +4,8 @@
 //! Messages API client, the OpenAI-compatible chat-completions client, the scripted model,
 //! and the registry that routes a model id to a provider. Must not touch: the session log,
 //! HTTP serving, or agentd's own wire types beyond usage counters. Cancelling a call is
-//! dropping its future; providers must not spawn work that outlives it.
+//! dropping its future; providers spawn nothing that outlives it but a bounded read of a
+//! finished response's last bytes, which returns the connection to the pool.
 
 pub mod anthropic;
 mod http;
