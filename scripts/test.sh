@@ -48,4 +48,7 @@ step "end-to-end tests (official SDK against the real binary)"
 cargo build -p agentd --locked
 AGENTD_BIN=$root/target/debug/agentd "$venv/bin/python" -m pytest tests/e2e -q
 
+step "outcomes bench on the scripted model (the evaluate-then-revise loop end to end)"
+cargo run -q -p agentd-bench --locked -- outcomes
+
 step "all tests passed"

@@ -5,11 +5,14 @@
 //! - `agentd-bench hands`: time to first token with the sandbox provisioned before inference
 //!   (coupled) vs on the first tool call (decoupled); sandbox provision time; per-call cost of
 //!   a command in the sandbox vs unsandboxed.
+//! - `agentd-bench outcomes`: success rate on structured-file tasks with and without an
+//!   outcome (scripted by default; any configured model with `--model`).
 //!
 //! Run with `cargo run --release -p agentd-bench -- <core|hands>`.
 
 mod core;
 mod hands;
+mod outcomes;
 
 use clap::Parser;
 
@@ -20,6 +23,8 @@ enum Cli {
     Core(core::Args),
     /// The hands: TTFT coupled vs decoupled, provision time, per-call sandbox overhead.
     Hands(hands::Args),
+    /// Outcomes: structured-file tasks with and without an outcome.
+    Outcomes(outcomes::Args),
     /// The sandbox helper (this binary plays it for the hands bench).
     #[command(hide = true, disable_help_flag = true)]
     SandboxHelper {
@@ -48,6 +53,7 @@ fn main() -> anyhow::Result<()> {
         match cli {
             Cli::Core(a) => core::run(a).await,
             Cli::Hands(a) => hands::run(a).await,
+            Cli::Outcomes(a) => outcomes::run(a).await,
             Cli::SandboxHelper { .. } => Ok(()),
         }
     })

@@ -10,7 +10,7 @@
 mod compaction;
 pub mod context;
 mod harness;
-mod outcomes;
+pub mod outcomes;
 mod packages;
 pub mod previews;
 mod runner;

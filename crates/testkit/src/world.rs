@@ -3,6 +3,7 @@
 //! more than one crate but not HTTP.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -52,7 +53,28 @@ impl World {
         cfg: HarnessConfig,
         provider: Option<Arc<dyn agentd_hands::Provider>>,
     ) -> World {
+        let registry = RegistryConfig {
+            anthropic_base_url: upstream.to_owned(),
+            anthropic_api_key: Some("test-upstream-key".into()),
+            scripts_dir: PathBuf::new(),
+        };
+        Self::start_with_registry(registry, agent, cfg, provider).await
+    }
+
+    /// As `start_with`, with the models `registry` routes to (its scripts dir is replaced by
+    /// the world's own, `scripts_dir()`).
+    pub async fn start_with_registry(
+        mut registry: RegistryConfig,
+        agent: Value,
+        cfg: HarnessConfig,
+        provider: Option<Arc<dyn agentd_hands::Provider>>,
+    ) -> World {
         let dir = must(tempfile::tempdir(), "temp dir");
+        registry.scripts_dir = dir.path().join("scripts");
+        must(
+            std::fs::create_dir_all(&registry.scripts_dir),
+            "scripts dir",
+        );
         let store = must(Store::open(&dir.path().join("agentd.db")), "open the store");
         let ws = must(
             store.register_key("test-key", "default").await,
@@ -79,11 +101,7 @@ impl World {
             "create the environment",
         )
         .id;
-        let models = Arc::new(Registry::new(RegistryConfig {
-            anthropic_base_url: upstream.to_owned(),
-            anthropic_api_key: Some("test-upstream-key".into()),
-            scripts_dir: dir.path().join("scripts"),
-        }));
+        let models = Arc::new(Registry::new(registry));
         let previews = Previews::default();
         let mut harness = Harness::new(
             Arc::new(store.clone()),
@@ -119,13 +137,38 @@ impl World {
         }
     }
 
+    /// Where `scripted/<name>` models are read from.
+    pub fn scripts_dir(&self) -> PathBuf {
+        self._dir.path().join("scripts")
+    }
+
+    /// A session with a new agent made from `agent` (a create-agent request body).
+    pub async fn session_for(&self, agent: Value) -> String {
+        let spec = must(serde_json::from_value::<CreateAgent>(agent), "agent body").into_spec();
+        let a = must(
+            self.store.create_agent(&self.ws, spec).await,
+            "create the agent",
+        );
+        self.session_of(SessionAgent {
+            id: a.id,
+            kind: AgentTag::Agent,
+            version: a.version,
+            spec: a.spec,
+        })
+        .await
+    }
+
     pub async fn session(&self) -> String {
+        self.session_of(self.agent.clone()).await
+    }
+
+    async fn session_of(&self, agent: SessionAgent) -> String {
         let s = self
             .store
             .create_session(
                 &self.ws,
                 NewSession {
-                    agent: self.agent.clone(),
+                    agent,
                     environment_id: self.env.clone(),
                     title: None,
                     metadata: BTreeMap::new(),
