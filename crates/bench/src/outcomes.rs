@@ -50,7 +50,7 @@ fn tasks() -> Vec<Task> {
         Task {
             file: "people.json",
             prompt: "Write people.json: a JSON array of 3 people, each an object with only `name` (string) and `age` (integer).",
-            schema: people.clone(),
+            schema: people,
             good: r#"[{"name":"Ada","age":36},{"name":"Alan","age":41},{"name":"Grace","age":85}]"#,
             bad: r#"[{"name":"Ada","age":"36"},{"name":"Alan","age":41}]"#,
         },
