@@ -327,7 +327,8 @@ pub fn fold(events: &[StoredEvent]) -> Fold {
             EventBody::SessionStatusIdle { stop_reason, .. } => {
                 last_rest = Some(stop_reason.clone());
             }
-            EventBody::SessionStatusRunning {}
+            EventBody::SpanOutcomeEvaluationOngoing { .. }
+            | EventBody::SessionStatusRunning {}
             | EventBody::SessionStatusRescheduled {}
             | EventBody::SessionStatusTerminated {}
             | EventBody::SessionUsage { .. }

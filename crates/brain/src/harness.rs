@@ -79,6 +79,8 @@ pub struct HarnessConfig {
     pub web_search: Option<String>,
     /// When to compact the model's context; None never does.
     pub compaction: Option<Compaction>,
+    /// How often a running outcome evaluation logs `span.outcome_evaluation_ongoing`.
+    pub outcome_heartbeat: Duration,
 }
 
 /// Context compaction: once a request's prompt reaches `at_tokens`, older turns are replaced
@@ -100,6 +102,7 @@ impl Default for HarnessConfig {
                 at_tokens: 150_000,
                 keep_messages: 6,
             }),
+            outcome_heartbeat: Duration::from_secs(10),
         }
     }
 }
@@ -405,6 +408,36 @@ impl Harness {
                 usage,
             })
         };
+        let grading = self.grade(session_id, &o);
+        tokio::pin!(grading);
+        let mut beat = tokio::time::interval(self.cfg.outcome_heartbeat);
+        beat.tick().await;
+        let (result, explanation, usage) = loop {
+            tokio::select! {
+                v = &mut grading => break v?,
+                () = cancel.cancelled() => {
+                    let ev = end("interrupted", "The user interrupted the evaluation.".into(), ModelUsage::default());
+                    self.append(session_id, events(vec![ev])).await?;
+                    return Ok(false);
+                }
+                _ = beat.tick() => {
+                    // A heartbeat tells a client the grading runs, as opposed to being stuck.
+                    let ev = NewEvent::new(EventBody::SpanOutcomeEvaluationOngoing {
+                        outcome_id: o.id.clone(),
+                        iteration: o.iteration,
+                    });
+                    self.append(session_id, events(vec![ev])).await?;
+                }
+            }
+        };
+        self.append(session_id, events(vec![end(&result, explanation, usage)]))
+            .await?;
+        Ok(true)
+    }
+
+    /// The verdict on the agent's work: the rubric's exact checks first, then — when the
+    /// rubric has text criteria — the model grader. Returns (result, explanation, usage).
+    async fn grade(&self, session_id: &str, o: &Outcome) -> Result<(String, String, ModelUsage)> {
         // The last allowed iteration turns a needs_revision into the final verdict.
         let last = o.iteration + 1 >= o.max_iterations;
         let revise = if last {
@@ -412,6 +445,7 @@ impl Harness {
         } else {
             "needs_revision"
         };
+        let none = ModelUsage::default;
         let mut failures = Vec::new();
         for c in &o.checks {
             match c {
@@ -422,14 +456,7 @@ impl Harness {
                         input: serde_json::json!({"command": crate::outcomes::check_command(command), "timeout_ms": 300_000}),
                         action: ToolAction::Run,
                     };
-                    let out = tokio::select! {
-                        out = self.execute(session_id, &w) => out,
-                        () = cancel.cancelled() => {
-                            let ev = end("interrupted", "The user interrupted the evaluation.".into(), ModelUsage::default());
-                            self.append(session_id, events(vec![ev])).await?;
-                            return Ok(false);
-                        }
-                    };
+                    let out = self.execute(session_id, &w).await;
                     failures.extend(crate::outcomes::command_failure(command, &out.text, out.is_error));
                 }
                 Check::JsonSchema { file, schema } => match &self.sandboxes {
@@ -440,37 +467,24 @@ impl Harness {
         }
         if !failures.is_empty() {
             let why = format!("These checks failed:\n- {}", failures.join("\n- "));
-            self.append(
-                session_id,
-                events(vec![end(revise, why, ModelUsage::default())]),
-            )
-            .await?;
-            return Ok(true);
+            return Ok((revise.to_owned(), why, none()));
         }
         if !o.checks.is_empty() && o.rubric.trim().is_empty() {
-            let ev = end(
-                "satisfied",
-                "All checks passed.".into(),
-                ModelUsage::default(),
-            );
-            self.append(session_id, events(vec![ev])).await?;
-            return Ok(true);
+            return Ok(("satisfied".into(), "All checks passed.".into(), none()));
         }
         let agent = self.agents.session_agent(session_id).await?;
         let (model, upstream_id) = match self.models.resolve(&agent.spec.model.id) {
             Ok(m) => m,
             Err(e) => {
-                let ev = end(
-                    "failed",
+                return Ok((
+                    "failed".into(),
                     format!("The grader model is unavailable: {e}"),
-                    ModelUsage::default(),
-                );
-                self.append(session_id, events(vec![ev])).await?;
-                return Ok(true);
+                    none(),
+                ));
             }
         };
         let files = match &self.sandboxes {
-            Some(sb) => crate::outcomes::workspace_view(&sb.workspace(session_id), &o).await,
+            Some(sb) => crate::outcomes::workspace_view(&sb.workspace(session_id), o).await,
             None => String::new(),
         };
         let request = Request {
@@ -479,32 +493,23 @@ impl Harness {
             messages: vec![agentd_models::Message {
                 role: agentd_models::Role::User,
                 content: vec![Block::Text {
-                    text: crate::outcomes::grader_prompt(&o, &files),
+                    text: crate::outcomes::grader_prompt(o, &files),
                 }],
             }],
             tools: vec![],
             max_tokens: 2048,
         };
         let mut attempt = 0;
-        let mut ignore = |_| {};
         let verdict = loop {
             attempt += 1;
-            let r = tokio::select! {
-                r = model.complete(&request, &mut ignore) => r,
-                () = cancel.cancelled() => {
-                    let ev = end("interrupted", "The user interrupted the evaluation.".into(), ModelUsage::default());
-                    self.append(session_id, events(vec![ev])).await?;
-                    return Ok(false);
-                }
-            };
-            match r {
+            match model.complete(&request, &mut |_| {}).await {
                 Err(e) if e.retryable() && attempt < self.cfg.retry.max_attempts => {
                     tokio::time::sleep(self.cfg.retry.delay(attempt, e.retry_after())).await;
                 }
                 other => break other,
             }
         };
-        let (result, explanation, usage) = match verdict {
+        Ok(match verdict {
             Ok(resp) => {
                 let text: String = resp
                     .content
@@ -515,22 +520,19 @@ impl Harness {
                     })
                     .collect();
                 let (r, x) = crate::outcomes::parse_verdict(&text);
+                let r = if r == "needs_revision" {
+                    revise.to_owned()
+                } else {
+                    r
+                };
                 (r, x, resp.usage)
             }
             Err(e) => (
                 "failed".to_owned(),
                 format!("The grader could not be reached: {e}"),
-                ModelUsage::default(),
+                none(),
             ),
-        };
-        let result = if result == "needs_revision" {
-            revise.to_owned()
-        } else {
-            result
-        };
-        self.append(session_id, events(vec![end(&result, explanation, usage)]))
-            .await?;
-        Ok(true)
+        })
     }
 
     /// Replace older turns of the model's context with a summary the model writes. Returns

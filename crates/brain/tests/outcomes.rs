@@ -177,10 +177,14 @@ async fn the_loop_stops_at_max_iterations_with_a_final_acknowledgment() {
 #[tokio::test]
 async fn an_interrupt_during_evaluation_ends_it_as_interrupted() {
     let (fake, graded) = upstream(vec![], true).await;
+    let cfg = HarnessConfig {
+        outcome_heartbeat: Duration::from_millis(20),
+        ..HarnessConfig::default()
+    };
     let w = World::start(
         &fake.base_url(),
         json!({"name": "a", "model": "claude-test"}),
-        HarnessConfig::default(),
+        cfg,
     )
     .await;
     let sid = w.session().await;
@@ -189,6 +193,22 @@ async fn an_interrupt_during_evaluation_ends_it_as_interrupted() {
     while graded.lock().unwrap().is_empty() {
         assert!(Instant::now() < deadline, "the grader was never called");
         tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // While the grader works, heartbeats show the evaluation is alive.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let log = w.store.read(&sid, 0, 1000).await.unwrap();
+        if log
+            .iter()
+            .any(|e| matches!(e.event.body, EventBody::SpanOutcomeEvaluationOngoing { .. }))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no span.outcome_evaluation_ongoing heartbeat"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
     w.interrupt(&sid).await;
     let log = w.settle(&sid, Duration::from_secs(2)).await;

@@ -73,6 +73,8 @@ pub enum EventBody {
     },
     #[serde(rename = "span.outcome_evaluation_start")]
     SpanOutcomeEvaluationStart { outcome_id: String, iteration: u32 },
+    #[serde(rename = "span.outcome_evaluation_ongoing")]
+    SpanOutcomeEvaluationOngoing { outcome_id: String, iteration: u32 },
     #[serde(rename = "span.outcome_evaluation_end")]
     SpanOutcomeEvaluationEnd {
         outcome_evaluation_start_id: String,
@@ -137,6 +139,7 @@ impl EventBody {
             EventBody::ToolStarted { .. } => INTERNAL_TOOL_STARTED,
             EventBody::UserDefineOutcome { .. } => "user.define_outcome",
             EventBody::SpanOutcomeEvaluationStart { .. } => "span.outcome_evaluation_start",
+            EventBody::SpanOutcomeEvaluationOngoing { .. } => "span.outcome_evaluation_ongoing",
             EventBody::SpanOutcomeEvaluationEnd { .. } => "span.outcome_evaluation_end",
             EventBody::SessionStatusRunning {} => "session.status_running",
             EventBody::SessionStatusIdle { .. } => "session.status_idle",
