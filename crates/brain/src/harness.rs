@@ -207,7 +207,7 @@ impl Harness {
                     if open_span.is_none()
                         && let Some(c) = self.cfg.compaction
                         && f.prompt_tokens >= c.at_tokens
-                        && self.compact(session_id, &f, c).await?
+                        && self.compact(session_id, &f, c, cancel).await?
                     {
                         continue;
                     }
@@ -538,7 +538,13 @@ impl Harness {
     /// Replace older turns of the model's context with a summary the model writes. Returns
     /// whether a compaction was logged; without a clean place to cut, or if the summary cannot
     /// be made, the context stays as it is.
-    async fn compact(&self, session_id: &str, f: &Fold, c: Compaction) -> Result<bool> {
+    async fn compact(
+        &self,
+        session_id: &str,
+        f: &Fold,
+        c: Compaction,
+        cancel: &CancellationToken,
+    ) -> Result<bool> {
         let limit = f.messages.len().saturating_sub(c.keep_messages);
         let Some(cut) = (1..=limit)
             .rev()
@@ -568,7 +574,13 @@ impl Harness {
             tools: vec![],
             max_tokens: 4096,
         };
-        let summary = match model.complete(&request, &mut |_| {}).await {
+        let mut ignore = |_| {};
+        let reply = tokio::select! {
+            r = model.complete(&request, &mut ignore) => r,
+            // An interrupt wins; the wake ends and the context stays whole.
+            () = cancel.cancelled() => return Ok(false),
+        };
+        let summary = match reply {
             Ok(resp) => resp
                 .content
                 .iter()
