@@ -49,7 +49,10 @@ pub async fn fetch(url: &str, policy: &Policy, max_bytes: usize) -> Result<Strin
         policy
             .check(&host, &ips)
             .map_err(|d| FetchError::Denied(d.0))?;
+        // No proxy from agentd's own environment: one would resolve the name again and undo
+        // the pinning to the address just checked.
         let client = reqwest::Client::builder()
+            .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
             .resolve_to_addrs(&host, &addrs)
             .connect_timeout(Duration::from_secs(10))

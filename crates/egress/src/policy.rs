@@ -61,10 +61,20 @@ impl Policy {
     }
 
     fn named(&self, host: &str) -> bool {
+        self.matches(host, true)
+    }
+
+    /// Whether an entry names `host` exactly (not through a `*.` pattern).
+    fn named_exactly(&self, host: &str) -> bool {
+        self.matches(host, false)
+    }
+
+    fn matches(&self, host: &str, wildcards: bool) -> bool {
         let host = host.trim_end_matches('.').to_ascii_lowercase();
         self.hosts.iter().any(|p| match p.strip_prefix("*.") {
             Some(suffix) => {
-                host.len() > suffix.len()
+                wildcards
+                    && host.len() > suffix.len()
                     && host.ends_with(suffix)
                     && host[..host.len() - suffix.len()].ends_with('.')
             }
@@ -87,11 +97,11 @@ impl Policy {
     /// May `host`, resolved to `addrs`, be reached?
     pub fn check(&self, host: &str, addrs: &[IpAddr]) -> Result<(), Denied> {
         self.check_name(host)?;
-        let named = self.named(host);
         // A name the operator listed exactly may be private (an internal mirror); anything
-        // else must be public, or "unrestricted" would reach agentd's own host.
-        let exact = named && !host.starts_with("*.");
-        if !exact && let Some(a) = addrs.iter().find(|a| !is_public(a)) {
+        // else — a `*.` match included — must be public, or it could reach agentd's own host.
+        if !self.named_exactly(host)
+            && let Some(a) = addrs.iter().find(|a| !is_public(a))
+        {
             return Err(Denied(format!(
                 "blocked by the environment's network policy: {host} resolves to the non-public address {a}"
             )));
@@ -110,11 +120,23 @@ fn is_public(a: &IpAddr) -> bool {
                 || v.is_broadcast()
                 || v.is_multicast()
                 || v.is_documentation()
-                || v.octets()[0] == 100 && (v.octets()[1] & 0xc0) == 64)
+                || v.octets()[0] == 100 && (v.octets()[1] & 0xc0) == 64
+                // 192.0.0.0/24 (protocol assignments), 198.18.0.0/15 (benchmarking), 240/4.
+                || v.octets()[..3] == [192, 0, 0]
+                || v.octets()[0] == 198 && (v.octets()[1] & 0xfe) == 18
+                || v.octets()[0] >= 240)
         }
         IpAddr::V6(v) => {
             if let Some(v4) = v.to_ipv4_mapped() {
                 return is_public(&IpAddr::V4(v4));
+            }
+            // NAT64 (64:ff9b::/96) reaches the IPv4 address in its last 32 bits.
+            let seg = v.segments();
+            if seg[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+                let o = v.octets();
+                return is_public(&IpAddr::V4(std::net::Ipv4Addr::new(
+                    o[12], o[13], o[14], o[15],
+                )));
             }
             !(v.is_loopback()
                 || v.is_unspecified()
@@ -166,6 +188,14 @@ mod tests {
             "::ffff:127.0.0.1",
             "100.64.0.1",
         ] {
+            assert!(any.check("sneaky.example", &ip(a)).is_err(), "{a}");
+        }
+        // A wildcard match is not an exact name: private addresses stay out of reach.
+        let wild = Policy::limited(&["*.example.com".into()], false);
+        assert!(wild.check("x.example.com", &ip("93.184.216.34")).is_ok());
+        assert!(wild.check("x.example.com", &ip("169.254.169.254")).is_err());
+        assert!(wild.check("x.example.com", &ip("10.0.0.1")).is_err());
+        for a in ["64:ff9b::a00:1", "198.18.0.1", "192.0.0.8", "240.0.0.1"] {
             assert!(any.check("sneaky.example", &ip(a)).is_err(), "{a}");
         }
         let mirror = Policy::limited(&["127.0.0.1".into(), "mirror.internal".into()], false);

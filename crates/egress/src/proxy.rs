@@ -15,6 +15,10 @@ use crate::Policy;
 /// Largest request head accepted from the sandbox.
 const MAX_HEAD: usize = 64 * 1024;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a client may take to send its request head.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+/// Connections one sandbox may hold open through its proxy at once; more wait.
+const MAX_CONNECTIONS: usize = 128;
 
 /// A running proxy; it stops and removes its socket when dropped.
 pub struct Proxy {
@@ -29,10 +33,19 @@ impl Proxy {
         // The sandbox's user is not agentd's; the socket's directory decides who reaches it.
         std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o666))?;
         let policy = Arc::new(policy);
+        // A sandbox must not exhaust agentd's file descriptors through its proxy.
+        let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
         let task = tokio::spawn(async move {
-            while let Ok((conn, _)) = listener.accept().await {
+            loop {
+                let Ok(permit) = slots.clone().acquire_owned().await else {
+                    return;
+                };
+                let Ok((conn, _)) = listener.accept().await else {
+                    return;
+                };
                 let policy = policy.clone();
                 tokio::spawn(async move {
+                    let _permit = permit;
                     if let Err(e) = serve(conn, &policy).await {
                         tracing::debug!(error = %e, "egress connection ended");
                     }
@@ -70,25 +83,47 @@ async fn reply(conn: &mut UnixStream, status: &str, msg: &str) -> std::io::Resul
 
 async fn serve(mut conn: UnixStream, policy: &Policy) -> std::io::Result<()> {
     let mut buf = Vec::with_capacity(4096);
-    let head_end = loop {
-        if let Some(i) = memchr::memmem::find(&buf, b"\r\n\r\n") {
-            break i + 4;
+    let head = tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut conn, &mut buf)).await;
+    let head_end = match head {
+        Ok(Ok(Some(end))) => end,
+        Ok(Ok(None)) => return Ok(()),
+        Ok(Err(e)) => return Err(e),
+        Err(_) => return reply(&mut conn, "408 Request Timeout", "no request head in time").await,
+    };
+    serve_head(conn, policy, buf, head_end).await
+}
+
+/// Read until the end of the request head; its length, or None if the client left or sent
+/// too much.
+async fn read_head(conn: &mut UnixStream, buf: &mut Vec<u8>) -> std::io::Result<Option<usize>> {
+    loop {
+        if let Some(i) = memchr::memmem::find(buf, b"\r\n\r\n") {
+            return Ok(Some(i + 4));
         }
         if buf.len() > MAX_HEAD {
-            return reply(
-                &mut conn,
+            reply(
+                conn,
                 "431 Request Header Fields Too Large",
                 "request head too large",
             )
-            .await;
+            .await?;
+            return Ok(None);
         }
         let mut chunk = [0u8; 4096];
         let n = conn.read(&mut chunk).await?;
         if n == 0 {
-            return Ok(());
+            return Ok(None);
         }
         buf.extend_from_slice(&chunk[..n]);
-    };
+    }
+}
+
+async fn serve_head(
+    mut conn: UnixStream,
+    policy: &Policy,
+    buf: Vec<u8>,
+    head_end: usize,
+) -> std::io::Result<()> {
     let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
     let rest = buf[head_end..].to_vec();
     let mut lines = head.split("\r\n");
