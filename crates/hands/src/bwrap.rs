@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::sync::Mutex;
 
@@ -394,7 +394,7 @@ async fn start(
     let sb = Box::new(Running {
         conn: Mutex::new(Conn {
             stdin,
-            stdout: BufReader::new(stdout).lines(),
+            stdout: BufReader::new(stdout),
             next_id: 1,
         }),
         child: Mutex::new(child),
@@ -417,6 +417,32 @@ async fn start(
     }
 }
 
+/// Largest reply line accepted from a helper; tool outputs are capped far below this, so a
+/// longer line means something in the sandbox is writing where it should not.
+const MAX_REPLY: u64 = 16 << 20;
+
+/// One reply line, or None at end of stream; a line past `MAX_REPLY` is an error, so a
+/// sandbox cannot make agentd buffer without bound.
+async fn read_reply(stdout: &mut BufReader<ChildStdout>) -> std::io::Result<Option<String>> {
+    let mut line = Vec::new();
+    let n = (&mut *stdout)
+        .take(MAX_REPLY)
+        .read_until(b'\n', &mut line)
+        .await?;
+    if n == 0 {
+        return Ok(None);
+    }
+    if line.last() != Some(&b'\n') {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "the sandbox sent a reply longer than allowed",
+        ));
+    }
+    String::from_utf8(line)
+        .map(Some)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
+
 async fn collect_stderr(mut stderr: tokio::process::ChildStderr, tail: Arc<StdMutex<String>>) {
     let mut buf = [0u8; 1024];
     while let Ok(n) = stderr.read(&mut buf).await {
@@ -437,7 +463,7 @@ async fn collect_stderr(mut stderr: tokio::process::ChildStderr, tail: Arc<StdMu
 
 struct Conn {
     stdin: ChildStdin,
-    stdout: Lines<BufReader<ChildStdout>>,
+    stdout: BufReader<ChildStdout>,
     next_id: u64,
 }
 
@@ -523,7 +549,7 @@ impl Running {
         let sent = async {
             conn.stdin.write_all(&line).await?;
             conn.stdin.flush().await?;
-            conn.stdout.next_line().await
+            read_reply(&mut conn.stdout).await
         };
         let died = |why: String| {
             Output::error(format!(

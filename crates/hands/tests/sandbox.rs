@@ -382,3 +382,19 @@ async fn as_root_a_sandbox_gets_a_cgroup_capping_its_total_memory() {
     assert!(o.text.contains("=137"), "neither was killed: {o:?}");
     f.sb.release().await;
 }
+
+#[tokio::test]
+async fn nothing_inside_can_write_to_the_helpers_channel() {
+    let f = fixture().await;
+    // The helper is the parent of bash; its stdout is agentd's only line to the sandbox.
+    let o = bash(
+        &f.sb,
+        "h=$PPID; (echo forged > /proc/$h/fd/1) 2>&1 || echo DENIED; ls /proc/$h/fd 2>&1 | head -1",
+    )
+    .await;
+    assert!(o.text.contains("DENIED"), "{o:?}");
+    assert_eq!(
+        bash(&f.sb, "echo still fine").await.text.trim(),
+        "still fine"
+    );
+}

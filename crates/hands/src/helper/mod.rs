@@ -99,6 +99,9 @@ fn apply_limits(l: &Limits) -> Result<(), String> {
 
 /// Serve requests until stdin closes.
 pub async fn run(cfg: Config) -> Result<(), String> {
+    // Nothing else running as the sandbox's user may open this process's file descriptors
+    // through /proc: its stdout is agentd's only channel, and must not be forged or flooded.
+    nix::sys::prctl::set_dumpable(false).map_err(|e| format!("prctl(PR_SET_DUMPABLE): {e}"))?;
     if let Some((sock, addr)) = &cfg.egress {
         bridge(sock.clone(), addr).await?;
     }
