@@ -110,3 +110,26 @@ def test_exact_checks_in_the_sandbox_decide_before_any_model_grader(client, scri
     assert ends[1]["explanation"] == "All checks passed."
     # No model grader ran: every model request came from the agent's own turns.
     assert sum(1 for e in raw if e["type"] == "span.model_request_start") == 4
+
+
+def test_a_symlink_planted_for_a_check_never_reads_a_host_file(client, scripts_dir, server):
+    secret_file = server.data_dir / "host-secret.json"
+    secret_file.write_text('"host-only-secret-7f3a"')
+    secret_file.chmod(0o644)
+    model = write_script(scripts_dir, "planter", f"""
+turns:
+  - tool_use: {{name: bash, input: {{command: "ln -sf {secret_file} out.json; ls -l out.json"}}}}
+  - text: "done"
+""")
+    agent = client.beta.agents.create(name="planter", model=model, tools=[{"type": "agent_toolset_20260401"}])
+    s = client.beta.sessions.create(agent=agent.id, environment_id=make_env(client).id)
+    client.beta.sessions.events.send(s.id, events=[{
+        "type": "user.define_outcome", "description": "write out.json", "max_iterations": 1,
+        "rubric": {"type": "text", "content": "", "checks": [
+            {"type": "json_schema", "file": "out.json", "schema": {"type": "object"}}]},
+    }])
+    wait_until(lambda: settled(client, s.id), timeout=30, what="the outcome to settle")
+    raw = list_raw_events(client, s.id)
+    [end] = [e for e in raw if e["type"] == "span.outcome_evaluation_end"]
+    assert end["result"] == "max_iterations_reached"
+    assert "host-only-secret" not in str(raw), "a host file leaked through a check"

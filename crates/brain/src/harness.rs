@@ -450,19 +450,33 @@ impl Harness {
         for c in &o.checks {
             match c {
                 Check::Command { command } => {
-                    let w = ToolWork {
-                        id: String::new(),
-                        name: "bash".into(),
-                        input: serde_json::json!({"command": crate::outcomes::check_command(command), "timeout_ms": 300_000}),
-                        action: ToolAction::Run,
-                    };
-                    let out = self.execute(session_id, &w).await;
-                    failures.extend(crate::outcomes::command_failure(command, &out.text, out.is_error));
+                    let input = serde_json::json!({"command": crate::outcomes::check_command(command), "timeout_ms": 300_000});
+                    let out = self.execute(session_id, &host_call("bash", input)).await;
+                    failures.extend(crate::outcomes::command_failure(
+                        command,
+                        &out.text,
+                        out.is_error,
+                    ));
                 }
-                Check::JsonSchema { file, schema } => match &self.sandboxes {
-                    Some(sb) => failures.extend(crate::outcomes::schema_failure(&sb.workspace(session_id), file, schema)),
-                    None => failures.push(format!("{file}: this agentd runs without sandboxes, so there is no workspace to check")),
-                },
+                Check::JsonSchema { file, schema } => {
+                    // Read through the sandbox, as the agent would: a symlink the agent
+                    // planted resolves inside it, never to a host file.
+                    if let Err(e) = crate::outcomes::plain_path(file) {
+                        failures.push(e);
+                        continue;
+                    }
+                    let out = self
+                        .execute(
+                            session_id,
+                            &host_call("read", serde_json::json!({"file_path": file})),
+                        )
+                        .await;
+                    if out.is_error {
+                        failures.push(out.text);
+                    } else {
+                        failures.extend(crate::outcomes::content_failure(file, &out.text, schema));
+                    }
+                }
             }
         }
         if !failures.is_empty() {
@@ -483,10 +497,7 @@ impl Harness {
                 ));
             }
         };
-        let files = match &self.sandboxes {
-            Some(sb) => crate::outcomes::workspace_view(&sb.workspace(session_id), o).await,
-            None => String::new(),
-        };
+        let files = self.workspace_view(session_id, o).await;
         let request = Request {
             model: upstream_id,
             system: Some(crate::outcomes::grader_system()),
@@ -533,6 +544,47 @@ impl Harness {
                 none(),
             ),
         })
+    }
+
+    /// The workspace as the grader sees it: a listing, and the files the outcome or its rubric
+    /// name — read through the sandbox, so nothing outside the workspace can be shown.
+    async fn workspace_view(&self, session_id: &str, o: &Outcome) -> String {
+        use crate::outcomes::{MAX_FILE, MAX_LISTED, MAX_SHOWN, listable, mentioned};
+        if self.sandboxes.is_none() {
+            return String::new();
+        }
+        let list = self
+            .execute(
+                session_id,
+                &host_call("glob", serde_json::json!({"pattern": "**/*"})),
+            )
+            .await;
+        if list.is_error {
+            return String::new();
+        }
+        let files: Vec<&str> = list
+            .text
+            .lines()
+            .filter_map(|l| l.strip_prefix("/workspace/"))
+            .filter(|rel| listable(rel))
+            .take(MAX_LISTED)
+            .collect();
+        if files.is_empty() {
+            return String::new();
+        }
+        let mut shown = String::new();
+        for rel in files.iter().filter(|rel| mentioned(o, rel)).take(MAX_SHOWN) {
+            let out = self
+                .execute(
+                    session_id,
+                    &host_call("read", serde_json::json!({"file_path": rel})),
+                )
+                .await;
+            if !out.is_error && out.text.len() <= MAX_FILE {
+                shown.push_str(&format!("--- {rel} ---\n{}\n", out.text));
+            }
+        }
+        format!("Files in the workspace:\n{}\n\n{shown}\n", files.join("\n"))
     }
 
     /// Replace older turns of the model's context with a summary the model writes. Returns
@@ -1071,6 +1123,16 @@ fn policy(env: &EnvironmentConfig) -> agentd_egress::Policy {
             ..
         } => agentd_egress::Policy::limited(allowed_hosts, *allow_package_managers),
         EnvironmentConfig::SelfHosted {} => agentd_egress::Policy::none(),
+    }
+}
+
+/// A call the harness itself makes in the sandbox (outcome checks, the grader's view).
+fn host_call(name: &str, input: serde_json::Value) -> ToolWork {
+    ToolWork {
+        id: String::new(),
+        name: name.into(),
+        input,
+        action: ToolAction::Run,
     }
 }
 

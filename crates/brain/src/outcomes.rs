@@ -12,10 +12,6 @@ use crate::context::Outcome;
 
 /// Verdicts a grader may give; the harness adds `max_iterations_reached` and `interrupted`.
 const VERDICTS: &[&str] = &["satisfied", "needs_revision", "failed"];
-/// Workspace entries listed, files shown, and bytes shown per file.
-const MAX_LISTED: usize = 200;
-const MAX_SHOWN: usize = 8;
-const MAX_FILE: u64 = 32 * 1024;
 
 pub fn grader_system() -> String {
     format!(
@@ -40,54 +36,27 @@ pub fn grader_prompt(o: &Outcome, files: &str) -> String {
     )
 }
 
-/// The workspace as the grader sees it: a listing, and the contents of files the outcome or
-/// its rubric mention by name.
-pub async fn workspace_view(dir: &Path, o: &Outcome) -> String {
-    let dir = dir.to_owned();
-    let mention = format!("{}\n{}", o.description, o.rubric);
-    tokio::task::spawn_blocking(move || {
-        let mut listed = Vec::new();
-        let mut shown = String::new();
-        let mut n_shown = 0;
-        let entries = walkdir::WalkDir::new(&dir)
-            .follow_links(false)
-            .into_iter()
-            .filter_entry(|e| {
-                !matches!(
-                    e.file_name().to_str(),
-                    Some(".git" | ".venv" | ".cache" | ".agentd" | "node_modules")
-                )
-            })
-            .filter_map(Result::ok)
-            .filter(|e| e.file_type().is_file())
-            .take(MAX_LISTED);
-        for e in entries {
-            let Ok(rel) = e.path().strip_prefix(&dir) else {
-                continue;
-            };
-            let rel = rel.display().to_string();
-            let name = e.file_name().to_string_lossy().into_owned();
-            listed.push(rel.clone());
-            let small = e.metadata().is_ok_and(|m| m.len() <= MAX_FILE);
-            if n_shown < MAX_SHOWN
-                && small
-                && (mention.contains(&rel) || mention.contains(&name))
-                && let Ok(text) = std::fs::read_to_string(e.path())
-            {
-                shown.push_str(&format!("--- {rel} ---\n{text}\n"));
-                n_shown += 1;
-            }
-        }
-        if listed.is_empty() {
-            return String::new();
-        }
-        format!(
-            "Files in the workspace:\n{}\n\n{shown}\n",
-            listed.join("\n")
+/// Workspace entries listed for the grader, files shown, and bytes shown per file.
+pub const MAX_LISTED: usize = 200;
+pub const MAX_SHOWN: usize = 8;
+pub const MAX_FILE: usize = 32 * 1024;
+
+/// Whether a listed workspace path is worth showing the grader: not tool caches.
+pub fn listable(rel: &str) -> bool {
+    !rel.split('/').any(|c| {
+        matches!(
+            c,
+            ".git" | ".venv" | ".cache" | ".agentd" | "node_modules" | ".npm-global"
         )
     })
-    .await
-    .unwrap_or_default()
+}
+
+/// Whether the outcome or its rubric names `rel` (by path or file name).
+pub fn mentioned(o: &Outcome, rel: &str) -> bool {
+    let name = rel.rsplit('/').next().unwrap_or(rel);
+    [&o.description, &o.rubric]
+        .iter()
+        .any(|t| t.contains(rel) || t.contains(name))
 }
 
 /// The verdict and explanation in a grader's reply: its JSON object if it wrote one, else the
@@ -166,17 +135,18 @@ fn tail(s: &str) -> String {
     chars[chars.len().saturating_sub(800)..].iter().collect()
 }
 
-/// Why `file` in the workspace fails `schema`; None when it satisfies it.
-pub fn schema_failure(workspace: &Path, file: &str, schema: &Value) -> Option<String> {
+/// `file` as a plain relative path inside the workspace, or why it is not one.
+pub fn plain_path(file: &str) -> Result<&Path, String> {
     let rel = Path::new(file);
     if rel.is_absolute() || rel.components().any(|c| !matches!(c, Component::Normal(_))) {
-        return Some(format!("{file}: must be a plain path inside the workspace"));
+        return Err(format!("{file}: must be a plain path inside the workspace"));
     }
-    let text = match std::fs::read_to_string(workspace.join(rel)) {
-        Ok(t) => t,
-        Err(e) => return Some(format!("{file}: cannot be read: {e}")),
-    };
-    let value = match parse_structured(file, &text) {
+    Ok(rel)
+}
+
+/// Why the content of `file` fails `schema`; None when it satisfies it.
+pub fn content_failure(file: &str, text: &str, schema: &Value) -> Option<String> {
+    let value = match parse_structured(file, text) {
         Ok(v) => v,
         Err(e) => return Some(format!("{file}: {e}")),
     };
@@ -188,14 +158,8 @@ pub fn schema_failure(workspace: &Path, file: &str, schema: &Value) -> Option<St
         .iter_errors(&value)
         .take(10)
         .map(|e| {
-            format!(
-                "at {}: {e}",
-                if e.instance_path().as_str().is_empty() {
-                    "/"
-                } else {
-                    e.instance_path().as_str()
-                }
-            )
+            let at = e.instance_path().as_str();
+            format!("at {}: {e}", if at.is_empty() { "/" } else { at })
         })
         .collect();
     if errors.is_empty() {
@@ -205,6 +169,26 @@ pub fn schema_failure(workspace: &Path, file: &str, schema: &Value) -> Option<St
             "{file} does not satisfy its schema: {}",
             errors.join("; ")
         ))
+    }
+}
+
+/// Why `file` in a workspace on this host fails `schema`, read without following symlinks —
+/// for tools outside the harness (the outcomes bench). The harness reads through the sandbox.
+pub fn schema_failure(workspace: &Path, file: &str, schema: &Value) -> Option<String> {
+    let rel = match plain_path(file) {
+        Ok(r) => r,
+        Err(e) => return Some(e),
+    };
+    let mut at = workspace.to_owned();
+    for c in rel.components() {
+        at.push(c);
+        if std::fs::symlink_metadata(&at).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Some(format!("{file}: is or passes through a symlink; refused"));
+        }
+    }
+    match std::fs::read_to_string(&at) {
+        Ok(text) => content_failure(file, &text, schema),
+        Err(e) => Some(format!("{file}: cannot be read: {e}")),
     }
 }
 
@@ -305,6 +289,12 @@ mod tests {
             schema_failure(d.path(), "missing.json", &schema)
                 .unwrap()
                 .contains("cannot be read")
+        );
+        std::os::unix::fs::symlink("/etc/hostname", d.path().join("link.json")).unwrap();
+        assert!(
+            schema_failure(d.path(), "link.json", &schema)
+                .unwrap()
+                .contains("symlink")
         );
         assert!(
             schema_failure(d.path(), "../etc/passwd", &schema)
