@@ -102,6 +102,10 @@ pub fn fold(events: &[StoredEvent]) -> Fold {
     // Prompt size of the last model request, the measure of how full the context is.
     let mut prompt_tokens = 0;
     let mut outcome: Option<Outcome> = None;
+    // User messages that arrived while a request was in flight, for after its response.
+    let mut held: Vec<Vec<Block>> = Vec::new();
+    // The request in flight was interrupted: calls in its response are void.
+    let mut cut = false;
     let mut tail = 0;
     // Open built-in calls by event id, with their name and input, in call order.
     let mut builtin: Vec<(String, String, serde_json::Value, Call)> = Vec::new();
@@ -113,9 +117,16 @@ pub fn fold(events: &[StoredEvent]) -> Fold {
         }
         match &e.event.body {
             EventBody::UserMessage { content } => {
-                b.close_open_tools("The user sent a new message before this tool returned.");
-                builtin.clear();
-                b.push(Role::User, content.iter().map(to_block).collect());
+                let blocks: Vec<Block> = content.iter().map(to_block).collect();
+                if open_span.is_some() {
+                    // The request in flight was made without it: it joins the context after
+                    // that request's response, so the next request ends with the user's turn.
+                    held.push(blocks);
+                } else {
+                    b.close_open_tools("The user sent a new message before this tool returned.");
+                    builtin.clear();
+                    b.push(Role::User, blocks);
+                }
                 needs_model = true;
                 exhausted = false;
             }
@@ -135,6 +146,8 @@ pub fn fold(events: &[StoredEvent]) -> Fold {
                 }
             }
             EventBody::UserInterrupt { .. } => {
+                // Tool calls of a response that lands after the interrupt never run.
+                cut = open_span.is_some();
                 b.close_open_tools("The user interrupted before this tool returned.");
                 builtin.clear();
                 needs_model = false;
@@ -226,6 +239,7 @@ pub fn fold(events: &[StoredEvent]) -> Fold {
             } => {
                 b.open_tool(&e.event.id, name, input);
                 let state = match evaluated_permission {
+                    _ if cut => Call::Denied("The user interrupted before this call ran.".into()),
                     Some(Permission::Ask) => Call::AwaitingConfirmation,
                     Some(Permission::Deny) => Call::Denied(format!(
                         "The tool {name:?} is not enabled for this agent, or does not exist."
@@ -281,9 +295,15 @@ pub fn fold(events: &[StoredEvent]) -> Fold {
                 // A request consumes every input logged before it.
                 open_span = Some(e.event.id.clone());
                 needs_model = false;
+                cut = false;
             }
             EventBody::SpanModelRequestEnd { model_usage, .. } => {
                 open_span = None;
+                for blocks in std::mem::take(&mut held) {
+                    b.close_open_tools("The user sent a new message before this tool returned.");
+                    builtin.clear();
+                    b.push(Role::User, blocks);
+                }
                 usage.add(model_usage);
                 prompt_tokens = model_usage.input_tokens
                     + model_usage.cache_read_input_tokens
@@ -323,6 +343,12 @@ pub fn fold(events: &[StoredEvent]) -> Fold {
             }
             EventBody::AgentCustomToolUse { name, input } => {
                 b.open_tool(&e.event.id, name, input);
+                if cut {
+                    let why = [ContentBlock::text(
+                        "The user interrupted before this call ran.",
+                    )];
+                    b.close_tool(&e.event.id, &why, true);
+                }
             }
             EventBody::SessionStatusIdle { stop_reason, .. } => {
                 last_rest = Some(stop_reason.clone());

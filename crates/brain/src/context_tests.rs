@@ -73,6 +73,31 @@ fn a_message_during_a_request_calls_the_model_again() {
     ]));
     assert_eq!(f.next, Next::CallModel { open_span: None });
     assert_eq!(f.usage.input_tokens, 3);
+    // The message that arrived mid-request follows the reply: the next request ends with it.
+    let roles: Vec<Role> = f.messages.iter().map(|m| m.role).collect();
+    assert_eq!(roles, [Role::User, Role::Assistant, Role::User]);
+    assert!(matches!(&f.messages[2].content[0], Block::Text { text } if text == "two"));
+}
+
+#[test]
+fn calls_in_a_response_that_lands_after_an_interrupt_never_run() {
+    let f = fold(&log(vec![
+        user("go"),
+        EventBody::SpanModelRequestStart {},
+        EventBody::UserInterrupt {
+            session_thread_id: None,
+        },
+        EventBody::AgentToolUse {
+            name: "bash".into(),
+            input: Default::default(),
+            evaluated_permission: Some(agentd_wire::event::Permission::Allow),
+        },
+        end(),
+    ]));
+    let Next::RunTools(work) = &f.next else {
+        panic!("{:?}", f.next)
+    };
+    assert!(matches!(&work[0].action, ToolAction::Deny(why) if why.contains("interrupted")));
 }
 
 #[test]

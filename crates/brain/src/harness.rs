@@ -196,7 +196,9 @@ impl Harness {
                     }
                 }
                 Next::RunTools(work) => {
-                    if cancel.is_cancelled() || !self.run_tools(session_id, work, cancel).await? {
+                    if cancel.is_cancelled()
+                        || !self.run_tools(session_id, work, f.tail, cancel).await?
+                    {
                         return Ok(());
                     }
                 }
@@ -339,7 +341,10 @@ impl Harness {
                     tracing::warn!(session = session_id, attempt, error = %e, "model request failed; retrying");
                     let err = error_event(error_kind(&e), e.to_string(), RetryStatus::Retrying);
                     match self.append(session_id, events(vec![err])).await? {
-                        Appended::Done(h) => tail = h.last_seq,
+                        // Only when nothing else landed: otherwise the outcome must not rest
+                        // over events this turn never folded.
+                        Appended::Done(h) if h.last_seq == tail + 1 => tail = h.last_seq,
+                        Appended::Done(_) => {}
                         Appended::Stale => {}
                         Appended::Terminated => return Ok(true),
                     }
@@ -673,9 +678,12 @@ impl Harness {
         &self,
         session_id: &str,
         work: Vec<ToolWork>,
+        mut tail: u64,
         cancel: &CancellationToken,
     ) -> Result<bool> {
         for w in work {
+            // Each call goes ahead only if nothing was logged since the fold that planned it;
+            // otherwise the caller folds again (a user message may have closed the call).
             let output = match w.action {
                 ToolAction::Deny(why) => Output::error(why),
                 ToolAction::Interrupted => Output::error(
@@ -686,10 +694,13 @@ impl Harness {
                     let started = NewEvent::new(EventBody::ToolStarted {
                         tool_use_id: w.id.clone(),
                     });
-                    if let Appended::Terminated =
-                        self.append(session_id, events(vec![started])).await?
+                    match self
+                        .append(session_id, at_tail(tail, vec![started]))
+                        .await?
                     {
-                        return Ok(false);
+                        Appended::Done(h) => tail = h.last_seq,
+                        Appended::Stale => return Ok(true),
+                        Appended::Terminated => return Ok(false),
                     }
                     tokio::select! {
                         o = self.execute(session_id, &w) => o,
@@ -705,11 +716,14 @@ impl Harness {
                     }
                 }
             };
-            if let Appended::Terminated = self
+            // A call that ran is answered whatever arrived meanwhile; then fold again if so.
+            match self
                 .append(session_id, events(vec![tool_result(&w.id, output)]))
                 .await?
             {
-                return Ok(false);
+                Appended::Done(h) if h.last_seq == tail + 1 => tail = h.last_seq,
+                Appended::Done(_) | Appended::Stale => return Ok(true),
+                Appended::Terminated => return Ok(false),
             }
         }
         Ok(true)
