@@ -13,7 +13,7 @@ from anthropic.types.beta.sessions import BetaManagedAgentsStreamSessionEvents
 import fake_anthropic as fa
 from conftest import (
     _unknown_fields, acollect_stream, collect_stream, idle_count, list_raw_events, make_agent,
-    make_env, send_text, types_of, user_message, wait_events, wait_idle, write_script,
+    make_env, raw_request, send_text, types_of, user_message, wait_events, wait_idle, write_script,
 )
 
 TURN = [
@@ -431,3 +431,10 @@ def test_event_deltas_for_thinking_are_start_only(client, fake_upstream):
     assert [st.event.type for st in starts] == ["agent.thinking"]
     assert starts[0].event.id == thinking[0].id
     assert not [i for i in items if i.type == "event_delta"], "agent.message deltas were not asked for"
+
+
+def test_an_unknown_last_event_id_is_refused_not_silently_skipped(client, server):
+    s = new_session(client)
+    r = raw_request(server, "GET", f"/v1/sessions/{s.id}/events/stream", headers={"Last-Event-ID": "sevt_not_here"})
+    assert r.status_code == 400
+    assert "Last-Event-ID" in r.json()["error"]["message"]

@@ -807,6 +807,7 @@ impl Harness {
             }
         }
         let mut out = sb.execute(&w.name, &w.input).await;
+        sandboxes.done(session_id);
         if !sb.alive() {
             sandboxes.release(session_id).await;
         }

@@ -14,7 +14,11 @@ use agentd_hands::{Limits, Provider, Sandbox, Spec};
 struct Live {
     sandbox: Arc<dyn Sandbox>,
     proxy: Proxy,
+    /// The policy the proxy serves; a changed environment gets a new sandbox.
+    policy: Policy,
     used: Instant,
+    /// Calls running now; an idle sweep never takes a sandbox that is working.
+    busy: usize,
 }
 
 pub struct Sandboxes {
@@ -87,10 +91,14 @@ impl Sandboxes {
     ) -> Result<Arc<dyn Sandbox>, agentd_hands::Error> {
         if let Some(live) = self.live().get_mut(session_id)
             && live.sandbox.alive()
+            && live.policy == policy
         {
             live.used = Instant::now();
+            live.busy += 1;
             return Ok(live.sandbox.clone());
         }
+        // Dead, or made under a network policy the environment no longer has.
+        self.release(session_id).await;
         let t0 = Instant::now();
         // Short names: a Unix socket path must fit in 108 bytes.
         let n: u32 = rand::random();
@@ -101,7 +109,7 @@ impl Sandboxes {
         std::fs::create_dir_all(&dir).map_err(io)?;
         std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .map_err(io)?;
-        let proxy = Proxy::bind(&dir.join("proxy.sock"), policy).map_err(io)?;
+        let proxy = Proxy::bind(&dir.join("proxy.sock"), policy.clone()).map_err(io)?;
         let sandbox = self
             .provider
             .provision(&Spec {
@@ -117,10 +125,20 @@ impl Sandboxes {
             Live {
                 sandbox: sandbox.clone(),
                 proxy,
+                policy,
                 used: Instant::now(),
+                busy: 1,
             },
         );
         Ok(sandbox)
+    }
+
+    /// A call that `get` started is over.
+    pub fn done(&self, session_id: &str) {
+        if let Some(live) = self.live().get_mut(session_id) {
+            live.busy = live.busy.saturating_sub(1);
+            live.used = Instant::now();
+        }
     }
 
     /// Stop the session's sandbox; its workspace stays for the next one.
@@ -153,7 +171,7 @@ impl Sandboxes {
         let stale: Vec<String> = self
             .live()
             .iter()
-            .filter(|(_, l)| l.used.elapsed() >= idle)
+            .filter(|(_, l)| l.busy == 0 && l.used.elapsed() >= idle)
             .map(|(id, _)| id.clone())
             .collect();
         for id in &stale {

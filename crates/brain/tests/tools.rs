@@ -458,3 +458,29 @@ async fn a_workspace_over_its_disk_quota_refuses_writes_until_files_go() {
     );
     assert_eq!(calls[0].0, "bash");
 }
+
+#[tokio::test]
+async fn an_idle_sweep_never_takes_a_sandbox_in_the_middle_of_a_call() {
+    let fake = FakeAnthropic::start(vec![FakeReply::tool_use(
+        "bash",
+        json!({"command": "hang"}),
+    )])
+    .await;
+    let (w, rec) = world(&fake, json!({"type": "agent_toolset_20260401"})).await;
+    let sid = w.session().await;
+    w.say(&sid, "go").await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while rec.calls.lock().unwrap().is_empty() {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let sandboxes = w.runner.harness().sandboxes().unwrap().clone();
+    assert_eq!(
+        sandboxes.release_idle(Duration::ZERO).await,
+        0,
+        "a working sandbox was released"
+    );
+    assert_eq!(sandboxes.count(), 1);
+    w.interrupt(&sid).await;
+    w.settle(&sid, Duration::from_secs(2)).await;
+}

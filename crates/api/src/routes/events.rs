@@ -279,11 +279,11 @@ async fn stream(
     let mut previews = (!kinds.is_empty()).then(|| st.previews.subscribe(&id));
     let head = st.store.head(&id).await?;
     let mut cursor = match headers.get("last-event-id").and_then(|v| v.to_str().ok()) {
-        Some(last) => st
-            .store
-            .event_position(&id, last)
-            .await?
-            .unwrap_or(head.last_seq),
+        Some(last) => st.store.event_position(&id, last).await?.ok_or_else(|| {
+            ApiError::invalid(format!(
+                "Last-Event-ID: {last:?} is not an event of this session; reconnect without it and list the history"
+            ))
+        })?,
         None => head.last_seq,
     };
     let (tx, rx) = mpsc::channel::<Result<Sse, Infallible>>(256);
