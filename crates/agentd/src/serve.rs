@@ -191,6 +191,14 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
     let sandboxes = sandboxes(&a, &data_dir)?;
     let db = data_dir.join("agentd.db");
     let store = Store::open(&db).with_context(|| format!("cannot open {}", db.display()))?;
+    // Transcripts and key hashes are agentd's alone.
+    for f in ["agentd.db", "agentd.db-wal", "agentd.db-shm"] {
+        let p = data_dir.join(f);
+        if p.exists() {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))
+                .with_context(|| format!("cannot restrict {}", p.display()))?;
+        }
+    }
 
     match &a.api_key {
         Some(k) => {

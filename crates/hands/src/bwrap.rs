@@ -279,8 +279,12 @@ impl Bwrap {
         };
         std::fs::create_dir_all(dir).map_err(err)?;
         if let Some((uid, gid)) = self.host_user {
-            std::os::unix::fs::chown(dir, Some(uid), Some(gid)).map_err(err)?;
+            // lchown: never follow a link, whoever made it.
+            std::os::unix::fs::lchown(dir, Some(uid), Some(gid)).map_err(err)?;
         }
+        // The session's files are its own: no other local user reads them.
+        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .map_err(err)?;
         Ok(())
     }
 }
