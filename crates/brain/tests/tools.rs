@@ -86,6 +86,24 @@ async fn world_with(
     (w, rec)
 }
 
+/// A session whose model called bash with a command that never returns, once the call runs.
+async fn hanging_call() -> (FakeAnthropic, World, Arc<Recorder>, String) {
+    let fake = FakeAnthropic::start(vec![FakeReply::tool_use(
+        "bash",
+        json!({"command": "hang"}),
+    )])
+    .await;
+    let (w, rec) = world(&fake, json!({"type": "agent_toolset_20260401"})).await;
+    let sid = w.session().await;
+    w.say(&sid, "go").await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while rec.calls.lock().unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "the call never started");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    (fake, w, rec, sid)
+}
+
 fn types(log: &[StoredEvent]) -> Vec<&'static str> {
     log.iter().map(|e| e.event.body.type_name()).collect()
 }
@@ -291,19 +309,7 @@ async fn a_call_cut_short_by_a_crash_is_reported_not_run_again() {
 
 #[tokio::test]
 async fn an_interrupt_stops_a_running_tool() {
-    let fake = FakeAnthropic::start(vec![FakeReply::tool_use(
-        "bash",
-        json!({"command": "hang"}),
-    )])
-    .await;
-    let (w, rec) = world(&fake, json!({"type": "agent_toolset_20260401"})).await;
-    let sid = w.session().await;
-    w.say(&sid, "go").await;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while rec.calls.lock().unwrap().is_empty() {
-        assert!(Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let (_fake, w, _rec, sid) = hanging_call().await;
     let t0 = Instant::now();
     w.interrupt(&sid).await;
     let log = w.settle(&sid, Duration::from_secs(2)).await;
@@ -461,19 +467,7 @@ async fn a_workspace_over_its_disk_quota_refuses_writes_until_files_go() {
 
 #[tokio::test]
 async fn an_idle_sweep_never_takes_a_sandbox_in_the_middle_of_a_call() {
-    let fake = FakeAnthropic::start(vec![FakeReply::tool_use(
-        "bash",
-        json!({"command": "hang"}),
-    )])
-    .await;
-    let (w, rec) = world(&fake, json!({"type": "agent_toolset_20260401"})).await;
-    let sid = w.session().await;
-    w.say(&sid, "go").await;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while rec.calls.lock().unwrap().is_empty() {
-        assert!(Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let (_fake, w, _rec, sid) = hanging_call().await;
     let sandboxes = w.runner.harness().sandboxes().unwrap().clone();
     assert_eq!(
         sandboxes.release_idle(Duration::ZERO).await,
