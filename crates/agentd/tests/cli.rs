@@ -27,6 +27,13 @@ fn serve() -> Server {
 
 fn serve_with(env: &[(&str, &str)]) -> Server {
     let dir = tempfile::tempdir().unwrap();
+    // Like a data dir the sandbox user can reach, so agentd keeps workspaces inside it rather
+    // than under /var/lib/agentd (as it must for a private one when run as root).
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
     std::fs::create_dir_all(dir.path().join("scripts")).unwrap();
     std::fs::write(
         dir.path().join("scripts/tool.yaml"),
