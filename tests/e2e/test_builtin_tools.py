@@ -131,3 +131,24 @@ def test_confirmations_are_checked(client, fake_upstream):
             "type": "user.custom_tool_result", "custom_tool_use_id": use["id"]}])
     assert "custom_tool_use_id" in ei.value.message
     assert types_of(list_raw_events(client, s.id))[-1] == "session.status_idle"
+
+
+def test_reading_an_image_shows_it_to_the_model(client, fake_upstream):
+    s = session_with(client, [toolset("always_allow")])
+    png = "89504e470d0a1a0a0000000d49484452"
+    fake_upstream.enqueue(
+        fa.message(fa.tool_use("bash", {"command": f"printf '%s' {png} | xxd -r -p > dot.png 2>/dev/null || python3 -c \"open('dot.png','wb').write(bytes.fromhex('{png}'))\""})),
+        fa.message(fa.tool_use("read", {"file_path": "dot.png"})),
+        fa.reply_text("a tiny image"),
+    )
+    send_text(client, s.id, "look at it")
+    evs = wait_events(client, s.id, rested("end_turn"), timeout=30)
+    for e in evs:
+        validate_event(e)
+    result = [e for e in evs if e["type"] == "agent.tool_result"][1]
+    image = next(b for b in result["content"] if b["type"] == "image")
+    assert image["source"]["media_type"] == "image/png"
+    assert image["source"]["data"] == "iVBORw0KGgoAAAANSUhEUg=="
+    # the model received it inside the tool result
+    tr = fake_upstream.messages_requests()[2].blocks("tool_result")[1]
+    assert any(b.get("type") == "image" for b in tr["content"])

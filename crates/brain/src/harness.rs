@@ -1152,9 +1152,15 @@ fn host_call(name: &str, input: serde_json::Value) -> ToolWork {
 }
 
 fn tool_result(tool_use_id: &str, o: Output) -> NewEvent {
+    let mut content = vec![ContentBlock::text(o.text)];
+    if let Some(img) = o.image {
+        content.push(ContentBlock::Image {
+            source: serde_json::json!({"type": "base64", "media_type": img.media_type, "data": img.data}),
+        });
+    }
     NewEvent::new(EventBody::AgentToolResult {
         tool_use_id: tool_use_id.to_owned(),
-        content: Some(vec![ContentBlock::text(o.text)]),
+        content: Some(content),
         is_error: Some(o.is_error),
     })
 }

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-pub use protocol::Output;
+pub use protocol::{Image, Output};
 
 /// What a sandbox is made from. The workspace survives the sandbox: a fresh sandbox over the
 /// same directory sees the same files.

@@ -11,11 +11,21 @@ pub struct Request {
     pub input: Value,
 }
 
-/// A tool's answer: text for the model, and whether it is an error.
+/// A tool's answer: text for the model, whether it is an error, and an image when the tool
+/// read one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Output {
     pub text: String,
     pub is_error: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<Image>,
+}
+
+/// An image as the Messages API takes it: a media type and base64 data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Image {
+    pub media_type: String,
+    pub data: String,
 }
 
 impl Output {
@@ -23,6 +33,7 @@ impl Output {
         Output {
             text: text.into(),
             is_error: false,
+            image: None,
         }
     }
 
@@ -30,6 +41,7 @@ impl Output {
         Output {
             text: text.into(),
             is_error: true,
+            image: None,
         }
     }
 }

@@ -68,6 +68,29 @@ pub fn read(root: &Path, i: ReadInput) -> Output {
         Some([a, b]) => Some((*a, *b)),
         Some(_) => return Output::error("read: view_range must be [start_line, end_line]"),
     };
+    if let Some(media_type) = image_type(&target) {
+        if range.is_some() {
+            return Output::error("read: view_range does not apply to images");
+        }
+        if size > MAX_IMAGE_BYTES {
+            return Output::error(format!(
+                "read: {} is an image of {size} bytes, over the {MAX_IMAGE_BYTES}-byte limit; shrink it first (e.g. with python3 and PIL, if installed)",
+                i.file_path
+            ));
+        }
+        return match std::fs::read(&target) {
+            Ok(bytes) => {
+                use base64::Engine;
+                let mut o = Output::ok(format!("{} ({media_type}, {size} bytes)", i.file_path));
+                o.image = Some(crate::Image {
+                    media_type: media_type.into(),
+                    data: base64::engine::general_purpose::STANDARD.encode(bytes),
+                });
+                o
+            }
+            Err(e) => fs_error("read", &i.file_path, &e),
+        };
+    }
     if size > MAX_FILE_BYTES && range.is_none() {
         return Output::error(format!(
             "read: {} is {size} bytes, over the {MAX_FILE_BYTES}-byte limit; pass view_range, e.g. [1, 500]",
@@ -108,6 +131,21 @@ pub fn read(root: &Path, i: ReadInput) -> Output {
         ));
     }
     Output::ok(out)
+}
+
+/// Images larger than this are refused: the Messages API takes about 5 MB of base64.
+const MAX_IMAGE_BYTES: u64 = 3_750_000;
+
+/// The media type of an image the model can look at, by extension.
+fn image_type(path: &Path) -> Option<&'static str> {
+    let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+    Some(match ext.as_str() {
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "webp" => "image/webp",
+        _ => return None,
+    })
 }
 
 pub fn write(root: &Path, i: WriteInput) -> Output {

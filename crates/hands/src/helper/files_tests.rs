@@ -191,3 +191,29 @@ fn glob_and_grep_search_the_workspace() {
     );
     assert!(bad.is_error);
 }
+
+#[test]
+fn images_come_back_as_base64_for_the_model_to_see() {
+    let d = root();
+    let png = [0x89u8, b'P', b'N', b'G', 0, 1, 2, 3];
+    std::fs::write(d.path().join("dot.png"), png).unwrap();
+    let o = read(
+        d.path(),
+        ReadInput {
+            file_path: "dot.png".into(),
+            view_range: None,
+        },
+    );
+    assert!(!o.is_error, "{o:?}");
+    let img = o.image.unwrap();
+    assert_eq!(img.media_type, "image/png");
+    assert_eq!(img.data, "iVBORwABAgM=");
+    let r = read(
+        d.path(),
+        ReadInput {
+            file_path: "dot.png".into(),
+            view_range: Some(vec![1, 2]),
+        },
+    );
+    assert!(r.is_error);
+}

@@ -191,10 +191,7 @@ async fn bash(cfg: &Config, shell: &mut Option<bash::Shell>, i: BashInput) -> Ou
             if done.code != 0 {
                 text.push_str(&format!("\n[exit code {}]", done.code));
             }
-            Output {
-                text,
-                is_error: false,
-            }
+            Output::ok(text)
         }
         Err(bash::Failure::Timeout { output }) => {
             *shell = None;
