@@ -14,7 +14,8 @@ use crate::http::{stalled, transport};
 use crate::{Delta, Error, Model, Request, Response, Result, Role};
 
 mod stream;
-use stream::{ApiError, Assembler, SseParser};
+use crate::sse::Decoder;
+use stream::{ApiError, Assembler};
 
 pub const API_VERSION: &str = "2023-06-01";
 pub const DEFAULT_BASE_URL: &str = "https://api.anthropic.com";
@@ -89,7 +90,7 @@ impl Model for Anthropic {
         if !resp.status().is_success() {
             return Err(http_error(resp, idle).await);
         }
-        let mut parser = SseParser::default();
+        let mut parser = Decoder::default();
         let mut acc = Assembler::default();
         let mut events = Vec::new();
         let mut started = false;

@@ -12,6 +12,7 @@ mod http;
 pub mod openai;
 pub mod registry;
 pub mod scripted;
+mod sse;
 mod types;
 mod yaml;
 

@@ -14,7 +14,8 @@ use crate::http::{stalled, transport};
 use crate::{Block, Delta, Error, Model, Request, Response, Result, Role};
 
 mod stream;
-use stream::{Assembler, SseDecoder};
+use crate::sse::Decoder;
+use stream::Assembler;
 
 /// Local servers send a chunk per token once generating, so two minutes of silence means the
 /// connection is dead. A CPU server prefilling a long prompt may need more: see
@@ -93,7 +94,7 @@ impl Model for OpenAi {
         if !resp.status().is_success() {
             return Err(http_error(resp, idle).await);
         }
-        let mut decoder = SseDecoder::default();
+        let mut decoder = Decoder::default();
         let mut acc = Assembler::default();
         let mut frames = Vec::new();
         let mut started = false;

@@ -4,10 +4,10 @@
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::sse::Frame;
 use crate::{Block, Delta, Error, Response, Result, StopReason, Usage};
 
 /// A single SSE line this long is a broken or hostile upstream, not a model reply.
-const MAX_LINE: usize = 64 * 1024 * 1024;
 const MAX_BLOCKS: usize = 4096;
 
 #[derive(Debug, Deserialize)]
@@ -50,95 +50,6 @@ fn stream_error(e: ApiError) -> Error {
         "not_found_error" => rejected(404),
         "request_too_large" => rejected(413),
         other => Error::Protocol(format!("upstream stream error {other}: {message}")),
-    }
-}
-
-pub(super) struct SseEvent {
-    event: String,
-    data: String,
-}
-
-/// Line-based SSE decoding. Bytes are buffered until a full line is in, so chunk boundaries
-/// inside a line or inside a multi-byte character are harmless.
-#[derive(Default)]
-pub(super) struct SseParser {
-    line: Vec<u8>,
-    after_cr: bool,
-    event: String,
-    data: String,
-    has_data: bool,
-}
-
-impl SseParser {
-    pub(super) fn feed(&mut self, mut bytes: &[u8], out: &mut Vec<SseEvent>) -> Result<()> {
-        while let Some(&first) = bytes.first() {
-            if std::mem::take(&mut self.after_cr) && first == b'\n' {
-                bytes = &bytes[1..];
-                continue;
-            }
-            match bytes.iter().position(|&b| b == b'\n' || b == b'\r') {
-                None => {
-                    self.line.extend_from_slice(bytes);
-                    if self.line.len() > MAX_LINE {
-                        return Err(Error::Protocol("an SSE line exceeds 64 MiB".into()));
-                    }
-                    break;
-                }
-                Some(i) => {
-                    self.line.extend_from_slice(&bytes[..i]);
-                    self.after_cr = bytes[i] == b'\r';
-                    bytes = &bytes[i + 1..];
-                    let line = std::mem::take(&mut self.line);
-                    self.process_line(&line, out)?;
-                    self.line = line;
-                    self.line.clear();
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// End of body: a final event without its blank line still counts.
-    pub(super) fn finish(&mut self, out: &mut Vec<SseEvent>) -> Result<()> {
-        if !self.line.is_empty() {
-            let line = std::mem::take(&mut self.line);
-            self.process_line(&line, out)?;
-        }
-        self.process_line(b"", out)
-    }
-
-    fn process_line(&mut self, line: &[u8], out: &mut Vec<SseEvent>) -> Result<()> {
-        if line.is_empty() {
-            let event = std::mem::take(&mut self.event);
-            if std::mem::take(&mut self.has_data) {
-                out.push(SseEvent {
-                    event,
-                    data: std::mem::take(&mut self.data),
-                });
-            }
-            return Ok(());
-        }
-        let line = std::str::from_utf8(line)
-            .map_err(|_| Error::Protocol("an SSE line is not valid UTF-8".into()))?;
-        if line.starts_with(':') {
-            return Ok(());
-        }
-        let (field, value) = match line.split_once(':') {
-            Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
-            None => (line, ""),
-        };
-        match field {
-            "event" => value.clone_into(&mut self.event),
-            "data" => {
-                if self.has_data {
-                    self.data.push('\n');
-                }
-                self.data.push_str(value);
-                self.has_data = true;
-            }
-            _ => {}
-        }
-        Ok(())
     }
 }
 
@@ -302,12 +213,16 @@ pub(super) struct Assembler {
 impl Assembler {
     pub(super) fn handle_all(
         &mut self,
-        events: &mut Vec<SseEvent>,
+        events: &mut Vec<Frame>,
         on_delta: &mut (dyn FnMut(Delta) + Send),
     ) -> Result<Option<Response>> {
-        for ev in events.drain(..) {
-            let parsed: StreamEvent = serde_json::from_str(&ev.data)
-                .map_err(|e| Error::Protocol(format!("bad `{}` event data: {e}", ev.event)))?;
+        for frame in events.drain(..) {
+            // Anthropic sends no `error:` field; its errors are `error` events.
+            let Frame::Event { event, data } = frame else {
+                continue;
+            };
+            let parsed: StreamEvent = serde_json::from_str(&data)
+                .map_err(|e| Error::Protocol(format!("bad `{event}` event data: {e}")))?;
             if let Some(done) = self.handle(parsed, on_delta)? {
                 return Ok(Some(done));
             }
@@ -476,45 +391,12 @@ impl Assembler {
 mod tests {
     use super::*;
 
-    #[test]
-    fn sse_parser_survives_any_chunking() {
-        let stream = "event: a\r\ndata: {\"x\": \"é☃\"}\r\n\r\n: comment\n\nevent: b\ndata: 1\ndata:2\n\n\
-                      data: last";
-        let whole = {
-            let mut p = SseParser::default();
-            let mut out = Vec::new();
-            p.feed(stream.as_bytes(), &mut out).unwrap();
-            p.finish(&mut out).unwrap();
-            out.into_iter()
-                .map(|e| (e.event, e.data))
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(
-            whole,
-            vec![
-                ("a".into(), "{\"x\": \"é☃\"}".into()),
-                ("b".into(), "1\n2".into()),
-                (String::new(), "last".into()),
-            ]
-        );
-        let bytes = stream.as_bytes();
-        for split in 0..bytes.len() {
-            let mut p = SseParser::default();
-            let mut out = Vec::new();
-            p.feed(&bytes[..split], &mut out).unwrap();
-            p.feed(&bytes[split..], &mut out).unwrap();
-            p.finish(&mut out).unwrap();
-            let got: Vec<_> = out.into_iter().map(|e| (e.event, e.data)).collect();
-            assert_eq!(got, whole, "split at {split}");
-        }
-    }
-
     fn assemble(events: &[Value]) -> (Result<Option<Response>>, Vec<Delta>) {
         let mut acc = Assembler::default();
         let mut deltas = Vec::new();
-        let mut sse: Vec<SseEvent> = events
+        let mut sse: Vec<Frame> = events
             .iter()
-            .map(|e| SseEvent {
+            .map(|e| Frame::Event {
                 event: String::new(),
                 data: e.to_string(),
             })

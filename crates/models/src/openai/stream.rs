@@ -6,92 +6,13 @@
 use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 
+use crate::sse::Frame;
 use crate::{Block, Delta, Error, Response, Result, StopReason, Usage};
 
-/// A single SSE line this long is a broken or hostile upstream, not a model reply.
-const MAX_LINE: usize = 64 * 1024 * 1024;
 /// More parallel tool calls than any real reply makes; beyond it the stream is garbage.
 const MAX_TOOL_CALLS: usize = 1024;
 /// How much of an unparseable error payload is quoted back.
 const MAX_QUOTED: usize = 500;
-
-/// What one SSE event carried.
-#[derive(Debug, PartialEq)]
-pub(super) enum Frame {
-    Data(String),
-    /// llama.cpp's server reports a failure after the headers as `error: {json}`, a field
-    /// name standard SSE would drop; it is kept so the failure is not mistaken for a cut stream.
-    Error(String),
-}
-
-/// Line-based SSE decoding. Bytes are buffered until a full line is in, so chunk boundaries
-/// inside a line or a multi-byte character are harmless. Lines end in `\n` or `\r\n`; no
-/// OpenAI-compatible server ends them with a lone `\r`.
-#[derive(Default)]
-pub(super) struct SseDecoder {
-    line: Vec<u8>,
-    data: String,
-    has_data: bool,
-}
-
-impl SseDecoder {
-    pub(super) fn feed(&mut self, mut bytes: &[u8], out: &mut Vec<Frame>) -> Result<()> {
-        while let Some(i) = bytes.iter().position(|&b| b == b'\n') {
-            self.line.extend_from_slice(&bytes[..i]);
-            bytes = &bytes[i + 1..];
-            let line = std::mem::take(&mut self.line);
-            self.process_line(&line, out)?;
-            // Reuse the allocation for the next line.
-            self.line = line;
-            self.line.clear();
-        }
-        self.line.extend_from_slice(bytes);
-        if self.line.len() > MAX_LINE {
-            return Err(Error::Protocol("an SSE line exceeds 64 MiB".into()));
-        }
-        Ok(())
-    }
-
-    /// End of body: a final event without its blank line still counts.
-    pub(super) fn finish(&mut self, out: &mut Vec<Frame>) -> Result<()> {
-        if !self.line.is_empty() {
-            let line = std::mem::take(&mut self.line);
-            self.process_line(&line, out)?;
-        }
-        self.process_line(b"", out)
-    }
-
-    fn process_line(&mut self, line: &[u8], out: &mut Vec<Frame>) -> Result<()> {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.is_empty() {
-            if std::mem::take(&mut self.has_data) {
-                out.push(Frame::Data(std::mem::take(&mut self.data)));
-            }
-            return Ok(());
-        }
-        let line = std::str::from_utf8(line)
-            .map_err(|_| Error::Protocol("an SSE line is not valid UTF-8".into()))?;
-        if line.starts_with(':') {
-            return Ok(());
-        }
-        let (field, value) = match line.split_once(':') {
-            Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
-            None => (line, ""),
-        };
-        match field {
-            "data" => {
-                if self.has_data {
-                    self.data.push('\n');
-                }
-                self.data.push_str(value);
-                self.has_data = true;
-            }
-            "error" => out.push(Frame::Error(value.to_owned())),
-            _ => {}
-        }
-        Ok(())
-    }
-}
 
 /// `null` and absent both mean "the default", which serde's `default` alone does not cover.
 fn nullable<'de, D, T>(d: D) -> Result<T, D::Error>
@@ -193,12 +114,12 @@ impl Assembler {
     ) -> Result<bool> {
         for frame in frames.drain(..) {
             match frame {
-                Frame::Error(data) => return Err(stream_error(&data)),
-                Frame::Data(data) if data.trim() == "[DONE]" => {
+                Frame::ErrorField(data) => return Err(stream_error(&data)),
+                Frame::Event { data, .. } if data.trim() == "[DONE]" => {
                     self.done = true;
                     return Ok(true);
                 }
-                Frame::Data(data) => self.handle(&data, on_delta)?,
+                Frame::Event { data, .. } => self.handle(&data, on_delta)?,
             }
         }
         Ok(false)

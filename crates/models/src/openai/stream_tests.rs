@@ -2,46 +2,16 @@
 
 use super::*;
 
-fn decode_all(parts: &[&[u8]]) -> Vec<Frame> {
-    let mut d = SseDecoder::default();
-    let mut out = Vec::new();
-    for p in parts {
-        d.feed(p, &mut out).unwrap();
-    }
-    d.finish(&mut out).unwrap();
-    out
-}
-
-#[test]
-fn decoder_survives_any_chunking() {
-    let stream = "data: {\"x\": \"é☃\"}\r\n\r\n: keep-alive\n\nevent: ignored\ndata: 1\ndata:2\n\n\
-                  error: {\"message\": \"bad\"}\n\nid: 7\nretry: 10\n\ndata: [DONE]";
-    let whole = decode_all(&[stream.as_bytes()]);
-    assert_eq!(
-        whole,
-        vec![
-            Frame::Data("{\"x\": \"é☃\"}".into()),
-            Frame::Data("1\n2".into()),
-            Frame::Error("{\"message\": \"bad\"}".into()),
-            Frame::Data("[DONE]".into()),
-        ]
-    );
-    let bytes = stream.as_bytes();
-    for split in 0..bytes.len() {
-        let got = decode_all(&[&bytes[..split], &bytes[split..]]);
-        assert_eq!(got, whole, "split at {split}");
-    }
-    let mut d = SseDecoder::default();
-    assert!(matches!(
-        d.feed(b"data: \xff\n", &mut Vec::new()),
-        Err(Error::Protocol(_))
-    ));
-}
-
 fn assemble(chunks: &[Value]) -> (Result<Response>, Vec<Delta>) {
     let mut acc = Assembler::default();
     let mut deltas = Vec::new();
-    let mut frames: Vec<Frame> = chunks.iter().map(|c| Frame::Data(c.to_string())).collect();
+    let mut frames: Vec<Frame> = chunks
+        .iter()
+        .map(|c| Frame::Event {
+            event: String::new(),
+            data: c.to_string(),
+        })
+        .collect();
     if let Err(e) = acc.handle_all(&mut frames, &mut |d| deltas.push(d)) {
         return (Err(e), deltas);
     }
