@@ -293,15 +293,7 @@ async fn messages(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: B
                     "delta": {"type": "text_delta", "text": c}}));
             }
             events.extend(finish("end_turn", text.chars().count() as u64 / 4 + 1));
-            stream_response(
-                &shared,
-                200,
-                vec![],
-                events.iter().map(sse_event).collect(),
-                options,
-                false,
-                last_byte.clone(),
-            )
+            events_response(&shared, &events, options, last_byte)
         }
         FakeReply::ToolUse { name, input } => {
             let json_text = input.to_string();
@@ -315,15 +307,7 @@ async fn messages(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: B
                     "delta": {"type": "input_json_delta", "partial_json": c}}));
             }
             events.extend(finish("tool_use", json_text.len() as u64 / 4 + 1));
-            stream_response(
-                &shared,
-                200,
-                vec![],
-                events.iter().map(sse_event).collect(),
-                options,
-                false,
-                last_byte.clone(),
-            )
+            events_response(&shared, &events, options, last_byte)
         }
         FakeReply::Error { status, body } => {
             let mut resp = Response::new(Body::from(body));
@@ -344,6 +328,17 @@ async fn messages(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: B
             chunks,
         } => stream_response(&shared, status, headers, chunks, options, false, last_byte),
     }
+}
+
+/// A well-formed Messages-API stream made of `events`.
+fn events_response(
+    shared: &Arc<Shared>,
+    events: &[Value],
+    options: FakeOptions,
+    last_byte: Arc<Mutex<Option<Instant>>>,
+) -> Response {
+    let chunks = events.iter().map(sse_event).collect();
+    stream_response(shared, 200, vec![], chunks, options, false, last_byte)
 }
 
 fn message_start(seq: usize, model: &str, input_tokens: u64) -> Value {
