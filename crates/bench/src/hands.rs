@@ -217,12 +217,7 @@ async fn ttft(a: &Args, bwrap: Arc<Bwrap>, repo: &Path) -> anyhow::Result<()> {
         Some(bwrap),
     )
     .await;
-    let sandboxes = w
-        .runner
-        .harness()
-        .sandboxes()
-        .cloned()
-        .context("sandboxes")?;
+    let sandboxes = w.sandboxes().context("sandboxes")?;
     let setup = "set -e\ngit clone -q --no-local file:///workspace/.cache/repo.git /workspace/repo\npython3 -m venv /workspace/.venv";
 
     let mut provision = Vec::new();

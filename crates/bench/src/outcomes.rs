@@ -180,12 +180,7 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         Some(Arc::new(Bwrap::new(helper)?)),
     )
     .await;
-    let sandboxes = w
-        .runner
-        .harness()
-        .sandboxes()
-        .cloned()
-        .context("sandboxes")?;
+    let sandboxes = w.sandboxes().context("sandboxes")?;
     let tasks = tasks();
     let mut wins = [0usize; 2];
     for (i, task) in tasks.iter().enumerate() {

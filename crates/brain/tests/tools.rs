@@ -425,7 +425,7 @@ async fn an_idle_sandbox_is_released_and_a_fresh_one_made_on_the_next_call() {
     let sid = w.session().await;
     w.say(&sid, "first").await;
     w.settle(&sid, Duration::from_secs(5)).await;
-    let sandboxes = w.runner.harness().sandboxes().unwrap().clone();
+    let sandboxes = w.sandboxes().unwrap();
     assert_eq!(sandboxes.count(), 1);
     assert_eq!(sandboxes.release_idle(Duration::ZERO).await, 1);
     assert_eq!(sandboxes.count(), 0);
@@ -445,7 +445,7 @@ async fn a_workspace_over_its_disk_quota_refuses_writes_until_files_go() {
     .await;
     let (w, rec) = world(&fake, json!({"type": "agent_toolset_20260401"})).await;
     let sid = w.session().await;
-    let sandboxes = w.runner.harness().sandboxes().unwrap().clone();
+    let sandboxes = w.sandboxes().unwrap();
     // The world's quota is 1 MiB; something already filled the workspace past it.
     std::fs::create_dir_all(sandboxes.workspace(&sid)).unwrap();
     std::fs::write(sandboxes.workspace(&sid).join("big"), vec![0u8; 2 << 20]).unwrap();
@@ -468,7 +468,7 @@ async fn a_workspace_over_its_disk_quota_refuses_writes_until_files_go() {
 #[tokio::test]
 async fn an_idle_sweep_never_takes_a_sandbox_in_the_middle_of_a_call() {
     let (_fake, w, _rec, sid) = hanging_call().await;
-    let sandboxes = w.runner.harness().sandboxes().unwrap().clone();
+    let sandboxes = w.sandboxes().unwrap();
     assert_eq!(
         sandboxes.release_idle(Duration::ZERO).await,
         0,

@@ -137,6 +137,11 @@ impl World {
         }
     }
 
+    /// The harness's sandbox pool; `None` when the world has no hands.
+    pub fn sandboxes(&self) -> Option<Arc<Sandboxes>> {
+        self.runner.harness().sandboxes().cloned()
+    }
+
     /// Where `scripted/<name>` models are read from.
     pub fn scripts_dir(&self) -> PathBuf {
         self._dir.path().join("scripts")
