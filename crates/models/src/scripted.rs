@@ -49,6 +49,9 @@ struct Script {
 struct Turn {
     thinking: Option<String>,
     text: Option<String>,
+    /// Answer "echo: <the latest user-side text>", as `scripted/echo` does.
+    #[serde(default)]
+    echo: bool,
     tool_use: Option<ToolUseSpec>,
     content: Option<Vec<ContentSpec>>,
     error: Option<ErrorSpec>,
@@ -130,11 +133,15 @@ impl Turn {
     fn has_reply(&self) -> bool {
         self.thinking.is_some()
             || self.text.is_some()
+            || self.echo
             || self.tool_use.is_some()
             || self.content.is_some()
     }
 
     fn validate(&self) -> Result<(), String> {
+        if self.echo && (self.content.is_some() || self.text.is_some()) {
+            return Err("`echo` cannot be combined with `content` or `text`".into());
+        }
         if self.content.is_some()
             && (self.thinking.is_some() || self.text.is_some() || self.tool_use.is_some())
         {
@@ -168,7 +175,7 @@ impl Turn {
         Ok(())
     }
 
-    fn blocks(&self, turn: usize) -> Vec<Block> {
+    fn blocks(&self, turn: usize, messages: &[Message]) -> Vec<Block> {
         let mut tools = 0;
         let mut tool = |spec: &ToolUseSpec| {
             let id = format!("toolu_scripted_{turn}_{tools}");
@@ -196,6 +203,11 @@ impl Turn {
             None => {
                 let mut blocks: Vec<Block> = self.thinking.iter().map(thinking).collect();
                 blocks.extend(self.text.iter().map(text));
+                if self.echo {
+                    blocks.push(Block::Text {
+                        text: echo_text(messages),
+                    });
+                }
                 blocks.extend(self.tool_use.iter().map(tool));
                 blocks
             }
@@ -383,7 +395,7 @@ impl Model for Scripted {
                             }
                         }
                         (
-                            turn.blocks(turn_index),
+                            turn.blocks(turn_index, &request.messages),
                             turn.stop_reason,
                             chunking.0,
                             chunking.1,
