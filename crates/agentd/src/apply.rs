@@ -172,9 +172,11 @@ fn named<'a>(list: &'a [Value], name: &str) -> Option<&'a Value> {
 }
 
 async fn apply_agent(c: &Client, existing: &[Value], a: CreateAgent) -> anyhow::Result<()> {
-    let spec = a.into_spec();
+    let (spec, roster) = a.into_parts();
     let name = spec.name.clone();
     let mut body = serde_json::to_value(&spec)?;
+    // The server resolves the roster; send it as written.
+    body["multiagent"] = serde_json::to_value(&roster)?;
     match named(existing, &name) {
         None => {
             let created: Value = c

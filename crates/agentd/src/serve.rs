@@ -83,6 +83,9 @@ pub struct Args {
     /// Recent messages a compaction keeps verbatim.
     #[arg(long, env = "AGENTD_COMPACT_KEEP_MESSAGES", default_value_t = 6)]
     compact_keep_messages: usize,
+    /// Most threads a coordinator agent may start in one session.
+    #[arg(long, env = "AGENTD_MAX_THREADS", default_value_t = 16)]
+    max_threads: usize,
     /// Most a session's workspace may hold, MiB; 0 for no limit.
     #[arg(long, env = "AGENTD_SANDBOX_DISK_MB", default_value_t = 10240)]
     sandbox_disk_mb: u64,
@@ -260,6 +263,7 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
                 at_tokens: a.compact_at_tokens,
                 keep_messages: a.compact_keep_messages,
             }),
+            max_threads: a.max_threads,
             ..HarnessConfig::default()
         },
     );
@@ -296,6 +300,10 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
     }
     for sid in &running {
         runner.notify(sid);
+    }
+    // So do the threads at work in them; a coordinator waiting on its threads wakes those too.
+    for tid in store.running_threads().await? {
+        runner.notify(&tid);
     }
 
     eprintln!(

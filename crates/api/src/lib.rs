@@ -26,6 +26,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::environments::routes())
         .merge(routes::sessions::routes())
         .merge(routes::events::routes())
+        .merge(routes::threads::routes())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,

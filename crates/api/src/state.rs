@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use agentd_brain::{Agents, Previews, Runner};
+use agentd_brain::{Agents, Previews, Runner, ThreadInfo};
 use agentd_models::Registry;
 use agentd_store::Store;
 use agentd_wire::environment::EnvironmentConfig;
@@ -42,9 +42,39 @@ impl AppState {
 /// The catalog as the harness sees it: which agent version a session is pinned to.
 pub struct StoreAgents(pub Store);
 
+impl StoreAgents {
+    /// The session a log belongs to.
+    async fn session_of(&self, log_id: &str) -> agentd_brain::Result<String> {
+        if !is_thread(log_id) {
+            return Ok(log_id.to_owned());
+        }
+        match self.0.thread(log_id).await {
+            Ok(t) => Ok(t.session_id),
+            Err(agentd_store::Error::NotFound(_)) => {
+                Err(agentd_brain::Error::SessionNotFound(log_id.to_owned()))
+            }
+            Err(e) => Err(agentd_brain::Error::Catalog(e.to_string())),
+        }
+    }
+}
+
+fn is_thread(log_id: &str) -> bool {
+    log_id.starts_with(agentd_wire::ids::Kind::Thread.prefix())
+}
+
 #[async_trait]
 impl Agents for StoreAgents {
-    async fn session_agent(&self, session_id: &str) -> agentd_brain::Result<SessionAgent> {
+    async fn session_agent(&self, log_id: &str) -> agentd_brain::Result<SessionAgent> {
+        if is_thread(log_id) {
+            return match self.0.thread(log_id).await {
+                Ok(t) => Ok(t.agent),
+                Err(agentd_store::Error::NotFound(_)) => {
+                    Err(agentd_brain::Error::SessionNotFound(log_id.to_owned()))
+                }
+                Err(e) => Err(agentd_brain::Error::Catalog(e.to_string())),
+            };
+        }
+        let session_id = log_id;
         match self.0.load_session(session_id).await {
             Ok(s) => Ok(s.agent),
             Err(agentd_store::Error::NotFound(_)) => {
@@ -54,17 +84,41 @@ impl Agents for StoreAgents {
         }
     }
 
-    async fn session_environment(
-        &self,
-        session_id: &str,
-    ) -> agentd_brain::Result<EnvironmentConfig> {
+    async fn session_environment(&self, log_id: &str) -> agentd_brain::Result<EnvironmentConfig> {
         let catalog = |e: agentd_store::Error| agentd_brain::Error::Catalog(e.to_string());
-        let s = self.0.load_session(session_id).await.map_err(catalog)?;
+        let session_id = self.session_of(log_id).await?;
+        let s = self.0.load_session(&session_id).await.map_err(catalog)?;
         Ok(self
             .0
             .load_environment(&s.environment_id)
             .await
             .map_err(catalog)?
             .config)
+    }
+
+    async fn thread(&self, log_id: &str) -> agentd_brain::Result<Option<ThreadInfo>> {
+        if !is_thread(log_id) {
+            return Ok(None);
+        }
+        let t = match self.0.thread(log_id).await {
+            Ok(t) => t,
+            Err(agentd_store::Error::NotFound(_)) => {
+                return Err(agentd_brain::Error::SessionNotFound(log_id.to_owned()));
+            }
+            Err(e) => return Err(agentd_brain::Error::Catalog(e.to_string())),
+        };
+        let parent_log = if t.parent_thread_id == agentd_wire::ids::primary_thread(&t.session_id) {
+            t.session_id.clone()
+        } else {
+            t.parent_thread_id.clone()
+        };
+        Ok(Some(ThreadInfo {
+            id: t.id,
+            session_id: t.session_id,
+            parent_log,
+            parent_thread_id: t.parent_thread_id,
+            agent_name: t.agent_name,
+            archived: t.archived,
+        }))
     }
 }

@@ -22,6 +22,28 @@ pub enum Next {
     Evaluate(Outcome),
     /// Nothing to do until the user acts; the session rests with this stop reason.
     Rest(StopReason),
+    /// The turn is over but threads this one started are still at work: stay running until
+    /// their replies arrive.
+    Wait,
+}
+
+/// A thread this one started, as its log tells.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Child {
+    pub id: String,
+    pub agent_name: String,
+    /// Sent work it has not answered yet.
+    pub busy: bool,
+}
+
+/// What a thread has to say for its last piece of work, for whoever sent it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Reply {
+    /// The agent's messages since its last input.
+    pub text: String,
+    /// Why the work failed, if it did: a model error the retries did not get past.
+    pub failure: Option<String>,
+    pub interrupted: bool,
 }
 
 /// The outcome the session works toward, as far as the log says.
@@ -89,6 +111,16 @@ pub struct Fold {
     pub message_starts: Vec<u64>,
     /// Position of the last event folded.
     pub tail: u64,
+    /// Threads this one started.
+    pub children: Vec<Child>,
+    /// This thread's answer to its latest input.
+    pub reply: Reply,
+}
+
+impl Fold {
+    pub fn busy_children(&self) -> impl Iterator<Item = &Child> {
+        self.children.iter().filter(|c| c.busy)
+    }
 }
 
 pub fn fold(events: &[StoredEvent]) -> Fold {
@@ -109,6 +141,14 @@ pub fn fold(events: &[StoredEvent]) -> Fold {
     let mut tail = 0;
     // Open built-in calls by event id, with their name and input, in call order.
     let mut builtin: Vec<(String, String, serde_json::Value, Call)> = Vec::new();
+    let mut children: Vec<Child> = Vec::new();
+    // Messages from other threads that arrived while a request or tool calls were open.
+    let mut held_replies: Vec<Block> = Vec::new();
+    // A thread message is input the model has not seen yet.
+    let mut replies_pending = false;
+    // The user interrupted: replies from threads no longer start a turn by themselves.
+    let mut stopped = false;
+    let mut reply = Reply::default();
     for e in events {
         tail = e.seq;
         b.at = e.seq;
@@ -129,7 +169,56 @@ pub fn fold(events: &[StoredEvent]) -> Fold {
                 }
                 needs_model = true;
                 exhausted = false;
+                stopped = false;
+                reply = Reply::default();
             }
+            EventBody::AgentThreadMessageReceived {
+                from_session_thread_id,
+                from_agent_name,
+                content,
+            } => {
+                let who = match from_agent_name {
+                    Some(name) => format!("thread {from_session_thread_id} (agent `{name}`)"),
+                    None => format!("the coordinator (thread {from_session_thread_id})"),
+                };
+                held_replies.push(Block::Text {
+                    text: format!("Message from {who}:\n{}", ContentBlock::join_text(content)),
+                });
+                if let Some(c) = children
+                    .iter_mut()
+                    .find(|c| c.id == *from_session_thread_id)
+                {
+                    c.busy = false;
+                }
+                if open_span.is_none() && b.open_tools.is_empty() {
+                    b.push(Role::User, std::mem::take(&mut held_replies));
+                }
+                replies_pending = true;
+                exhausted = false;
+                if from_agent_name.is_none() {
+                    // New work from the coordinator.
+                    stopped = false;
+                    reply = Reply::default();
+                }
+            }
+            EventBody::SessionThreadCreated {
+                session_thread_id,
+                agent_name,
+            } => children.push(Child {
+                id: session_thread_id.clone(),
+                agent_name: agent_name.clone(),
+                busy: true,
+            }),
+            EventBody::AgentThreadMessageSent {
+                to_session_thread_id,
+                ..
+            } => {
+                if let Some(c) = children.iter_mut().find(|c| c.id == *to_session_thread_id) {
+                    c.busy = true;
+                }
+            }
+            EventBody::SessionThreadStatusRunning { .. }
+            | EventBody::SessionThreadStatusIdle { .. } => {}
             EventBody::UserCustomToolResult {
                 custom_tool_use_id,
                 content,
@@ -148,6 +237,9 @@ pub fn fold(events: &[StoredEvent]) -> Fold {
             EventBody::UserInterrupt { .. } => {
                 // Tool calls of a response that lands after the interrupt never run.
                 cut = open_span.is_some();
+                stopped = true;
+                replies_pending = false;
+                reply.interrupted = true;
                 b.close_open_tools("The user interrupted before this tool returned.");
                 builtin.clear();
                 needs_model = false;
@@ -289,12 +381,16 @@ pub fn fold(events: &[StoredEvent]) -> Fold {
                 {
                     needs_model = true;
                     exhausted = false;
+                    if open_span.is_none() {
+                        b.push(Role::User, std::mem::take(&mut held_replies));
+                    }
                 }
             }
             EventBody::SpanModelRequestStart {} => {
                 // A request consumes every input logged before it.
                 open_span = Some(e.event.id.clone());
                 needs_model = false;
+                replies_pending = !held_replies.is_empty();
                 cut = false;
             }
             EventBody::SpanModelRequestEnd { model_usage, .. } => {
@@ -303,6 +399,9 @@ pub fn fold(events: &[StoredEvent]) -> Fold {
                     b.close_open_tools("The user sent a new message before this tool returned.");
                     builtin.clear();
                     b.push(Role::User, blocks);
+                }
+                if b.open_tools.is_empty() {
+                    b.push(Role::User, std::mem::take(&mut held_replies));
                 }
                 usage.add(model_usage);
                 prompt_tokens = model_usage.input_tokens
@@ -317,6 +416,9 @@ pub fn fold(events: &[StoredEvent]) -> Fold {
             }
             EventBody::SessionError { error } => {
                 exhausted = error.retry_status == RetryStatus::Exhausted;
+                if error.retry_status != RetryStatus::Retrying {
+                    reply.failure = Some(error.message.clone());
+                }
             }
             EventBody::AgentThinking {} => match &e.private {
                 Some(Private::Thinking {
@@ -333,12 +435,16 @@ pub fn fold(events: &[StoredEvent]) -> Fold {
                     Role::Assistant,
                     vec![Block::RedactedThinking { data: data.clone() }],
                 ),
-                Some(Private::Compaction { .. }) | None => {}
+                Some(Private::Compaction { .. } | Private::Thread { .. }) | None => {}
             },
             EventBody::AgentMessage { content } => {
                 if let Some(o) = outcome.as_mut() {
                     o.answer = ContentBlock::join_text(content);
                 }
+                if !reply.text.is_empty() {
+                    reply.text.push('\n');
+                }
+                reply.text.push_str(&ContentBlock::join_text(content));
                 b.push(Role::Assistant, content.iter().map(to_block).collect());
             }
             EventBody::AgentCustomToolUse { name, input } => {
@@ -378,9 +484,13 @@ pub fn fold(events: &[StoredEvent]) -> Fold {
             })
         })
         .collect();
+    let busy = children.iter().any(|c| c.busy);
     let next = if status == SessionStatus::Terminated {
         Next::Rest(StopReason::EndTurn)
     } else if open_span.is_some() || needs_model {
+        Next::CallModel { open_span }
+    } else if replies_pending && !busy && !stopped && b.open_tools.is_empty() {
+        // Every thread it waited on has answered: the next turn reads the replies together.
         Next::CallModel { open_span }
     } else if !work.is_empty() {
         Next::RunTools(work)
@@ -389,6 +499,10 @@ pub fn fold(events: &[StoredEvent]) -> Fold {
         Next::Rest(StopReason::RequiresAction {
             event_ids: b.open_tools.clone(),
         })
+    } else if busy {
+        // Also after an interrupt, which stops the threads too: the session rests once they
+        // have.
+        Next::Wait
     } else if exhausted {
         Next::Rest(StopReason::RetriesExhausted)
     } else if let Some(o) = outcome.as_ref().filter(|o| o.active) {
@@ -406,6 +520,8 @@ pub fn fold(events: &[StoredEvent]) -> Fold {
         prompt_tokens,
         message_starts: b.starts,
         tail,
+        children,
+        reply,
     }
 }
 

@@ -183,3 +183,166 @@ fn roles_alternate_even_when_the_model_said_nothing() {
     assert_eq!(f.messages.len(), 1);
     assert_eq!(f.messages[0].content.len(), 2);
 }
+
+fn created(tid: &str) -> EventBody {
+    EventBody::SessionThreadCreated {
+        session_thread_id: tid.into(),
+        agent_name: "worker".into(),
+    }
+}
+
+fn reply_from(tid: &str, text: &str) -> EventBody {
+    EventBody::AgentThreadMessageReceived {
+        from_session_thread_id: tid.into(),
+        from_agent_name: Some("worker".into()),
+        content: vec![ContentBlock::text(text)],
+    }
+}
+
+fn start_call() -> EventBody {
+    EventBody::AgentToolUse {
+        name: "start_thread".into(),
+        input: serde_json::Map::new(),
+        evaluated_permission: Some(agentd_wire::event::Permission::Allow),
+    }
+}
+
+fn result_for(id: &str) -> EventBody {
+    EventBody::AgentToolResult {
+        tool_use_id: id.into(),
+        content: Some(vec![ContentBlock::text("started")]),
+        is_error: Some(false),
+    }
+}
+
+fn said(t: &str) -> EventBody {
+    EventBody::AgentMessage {
+        content: vec![ContentBlock::text(t)],
+    }
+}
+
+/// A coordinator that started two threads (calls sevt_3, sevt_4) and ended its turn.
+fn coordinator_waiting() -> Vec<EventBody> {
+    vec![
+        user("split it"),
+        EventBody::SessionStatusRunning {},
+        EventBody::SpanModelRequestStart {},
+        start_call(),
+        start_call(),
+        end(),
+        created("sthr_a"),
+        result_for("sevt_3"),
+        created("sthr_b"),
+        result_for("sevt_4"),
+        EventBody::SpanModelRequestStart {},
+        said("waiting"),
+        end(),
+    ]
+}
+
+#[test]
+fn a_coordinator_waits_until_every_thread_has_replied() {
+    let mut events = coordinator_waiting();
+    assert_eq!(fold(&log(events.clone())).next, Next::Wait);
+    events.push(reply_from("sthr_a", "A done"));
+    let f = fold(&log(events.clone()));
+    assert_eq!(f.next, Next::Wait, "one thread is still at work");
+    assert_eq!(f.busy_children().count(), 1);
+    events.push(reply_from("sthr_b", "B done"));
+    let f = fold(&log(events));
+    assert_eq!(f.next, Next::CallModel { open_span: None });
+    // Both replies are the user's side of the next turn, in arrival order.
+    let last = f.messages.last().unwrap();
+    assert_eq!(last.role, Role::User);
+    let texts: Vec<String> = last
+        .content
+        .iter()
+        .filter_map(|b| match b {
+            Block::Text { text } => Some(text.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(texts.len(), 2);
+    assert!(texts[0].contains("sthr_a") && texts[0].ends_with("A done"));
+    assert!(texts[1].ends_with("B done"));
+}
+
+#[test]
+fn a_reply_never_lands_between_a_tool_call_and_its_result() {
+    // Thread a answers before the second start_thread call has its result.
+    let events = vec![
+        user("split it"),
+        EventBody::SpanModelRequestStart {},
+        start_call(),
+        start_call(),
+        end(),
+        created("sthr_a"),
+        result_for("sevt_2"),
+        reply_from("sthr_a", "A done"),
+        created("sthr_b"),
+        result_for("sevt_3"),
+    ];
+    let f = fold(&log(events));
+    let last = f.messages.last().unwrap();
+    let kinds: Vec<&str> = last
+        .content
+        .iter()
+        .map(|b| match b {
+            Block::ToolResult { .. } => "result",
+            Block::Text { .. } => "text",
+            _ => "other",
+        })
+        .collect();
+    assert_eq!(kinds, ["result", "result", "text"]);
+    assert_eq!(f.next, Next::CallModel { open_span: None });
+}
+
+#[test]
+fn after_an_interrupt_replies_start_no_turn_and_the_coordinator_rests_once_threads_do() {
+    let mut events = coordinator_waiting();
+    events.push(EventBody::UserInterrupt {
+        session_thread_id: None,
+    });
+    assert_eq!(fold(&log(events.clone())).next, Next::Wait);
+    events.push(reply_from("sthr_a", "interrupted"));
+    events.push(reply_from("sthr_b", "interrupted"));
+    assert_eq!(
+        fold(&log(events)).next,
+        Next::Rest(StopReason::EndTurn),
+        "the replies wait for the user's next message"
+    );
+}
+
+#[test]
+fn a_workers_reply_is_what_it_said_since_its_last_task() {
+    let task = |t: &str| EventBody::AgentThreadMessageReceived {
+        from_session_thread_id: "sthr_primary".into(),
+        from_agent_name: None,
+        content: vec![ContentBlock::text(t)],
+    };
+    let f = fold(&log(vec![
+        task("first"),
+        EventBody::SpanModelRequestStart {},
+        said("one"),
+        end(),
+        task("second"),
+        EventBody::SpanModelRequestStart {},
+        said("two"),
+        end(),
+    ]));
+    assert_eq!(f.reply.text, "two");
+    assert_eq!(f.next, Next::Rest(StopReason::EndTurn));
+    let failed = fold(&log(vec![
+        task("third"),
+        EventBody::SpanModelRequestStart {},
+        EventBody::SessionError {
+            error: SessionErrorObject {
+                kind: SessionErrorKind::ModelRequestFailedError,
+                message: "bad request".into(),
+                retry_status: agentd_wire::event::RetryStatus::Terminal,
+            },
+        },
+        end(),
+    ]));
+    assert_eq!(failed.reply.failure.as_deref(), Some("bad request"));
+}

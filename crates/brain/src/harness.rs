@@ -81,6 +81,8 @@ pub struct HarnessConfig {
     pub compaction: Option<Compaction>,
     /// How often a running outcome evaluation logs `span.outcome_evaluation_ongoing`.
     pub outcome_heartbeat: Duration,
+    /// Most threads a coordinator may start in one session.
+    pub max_threads: usize,
 }
 
 /// Context compaction: once a request's prompt reaches `at_tokens`, older turns are replaced
@@ -103,6 +105,7 @@ impl Default for HarnessConfig {
                 keep_messages: 6,
             }),
             outcome_heartbeat: Duration::from_secs(10),
+            max_threads: 16,
         }
     }
 }
@@ -115,6 +118,8 @@ pub struct Harness {
     previews: Previews,
     cfg: Arc<HarnessConfig>,
     sandboxes: Option<Arc<Sandboxes>>,
+    /// Where to ask for another log to be woken (a thread given work, a parent given a reply).
+    wakeups: Option<tokio::sync::mpsc::UnboundedSender<String>>,
 }
 
 /// How a wake's attempt to append ended.
@@ -140,6 +145,19 @@ impl Harness {
             previews,
             cfg: Arc::new(cfg),
             sandboxes: None,
+            wakeups: None,
+        }
+    }
+
+    /// Send the ids of logs this harness gives work to here, for a scheduler to wake them.
+    pub fn with_wakeups(mut self, tx: tokio::sync::mpsc::UnboundedSender<String>) -> Self {
+        self.wakeups = Some(tx);
+        self
+    }
+
+    fn wake_log(&self, log_id: &str) {
+        if let Some(tx) = &self.wakeups {
+            let _ = tx.send(log_id.to_owned());
         }
     }
 
@@ -163,6 +181,8 @@ impl Harness {
     /// the session again to log the rest.
     pub async fn wake(&self, session_id: &str, cancel: &CancellationToken) -> Result<()> {
         let mut log: Vec<StoredEvent> = Vec::new();
+        // A child thread reports its status and replies to the thread that started it.
+        let me = self.agents.thread(session_id).await?;
         loop {
             self.catch_up(session_id, &mut log).await?;
             let f = fold(&log);
@@ -179,14 +199,32 @@ impl Harness {
                     if !working && !stale {
                         return Ok(());
                     }
-                    let idle = NewEvent::new(EventBody::SessionStatusIdle {
+                    let mut batch = match &me {
+                        Some(t) => crate::threads::rest(t, &reason, &f.reply),
+                        None => Vec::new(),
+                    };
+                    batch.push(NewEvent::new(EventBody::SessionStatusIdle {
                         stop_reason: reason,
                         stop_details: None,
-                    });
-                    match self.append(session_id, at_tail(f.tail, vec![idle])).await? {
+                    }));
+                    match self.append(session_id, at_tail(f.tail, batch)).await? {
                         Appended::Stale => continue,
-                        Appended::Done(_) | Appended::Terminated => return Ok(()),
+                        Appended::Done(_) => {
+                            if let Some(t) = &me {
+                                self.wake_log(&t.parent_log);
+                            }
+                            return Ok(());
+                        }
+                        Appended::Terminated => return Ok(()),
                     }
+                }
+                Next::Wait => {
+                    // The threads it waits on may have been cut short by a restart before
+                    // they began: make sure each is being worked on.
+                    for c in f.busy_children() {
+                        self.wake_log(&c.id);
+                    }
+                    return Ok(());
                 }
                 Next::Evaluate(outcome) => {
                     if cancel.is_cancelled()
@@ -197,7 +235,7 @@ impl Harness {
                 }
                 Next::RunTools(work) => {
                     if cancel.is_cancelled()
-                        || !self.run_tools(session_id, work, f.tail, cancel).await?
+                        || !self.run_tools(session_id, &f, work, cancel).await?
                     {
                         return Ok(());
                     }
@@ -216,6 +254,9 @@ impl Harness {
                     let mut batch = Vec::new();
                     if f.status != SessionStatus::Running {
                         batch.push(NewEvent::new(EventBody::SessionStatusRunning {}));
+                        if let Some(t) = &me {
+                            batch.push(crate::threads::running(t));
+                        }
                     }
                     let span = match open_span {
                         Some(id) => id,
@@ -234,7 +275,10 @@ impl Harness {
                             Appended::Terminated => return Ok(()),
                         }
                     }
-                    if !self.turn(session_id, &f, span, tail, cancel).await? {
+                    if !self
+                        .turn(session_id, me.is_some(), &f, span, tail, cancel)
+                        .await?
+                    {
                         return Ok(());
                     }
                 }
@@ -270,11 +314,15 @@ impl Harness {
     async fn turn(
         &self,
         session_id: &str,
+        is_child: bool,
         f: &Fold,
         span: String,
         mut tail: u64,
         cancel: &CancellationToken,
     ) -> Result<bool> {
+        // A worker rests through the fold, which also delivers its reply; a coordinator with
+        // threads at work does not rest at all.
+        let may_rest = !is_child && f.busy_children().next().is_none();
         let agent = self.agents.session_agent(session_id).await?;
         let (model, upstream_id) = match self.models.resolve(&agent.spec.model.id) {
             Ok(m) => m,
@@ -288,13 +336,16 @@ impl Harness {
                     session_id,
                     tail,
                     vec![err, span_end(&span, true, ModelUsage::default())],
-                    Some(StopReason::EndTurn),
+                    Some(StopReason::EndTurn).filter(|_| may_rest),
                 )
                 .await?;
                 return Ok(true);
             }
         };
-        let toolbox = Toolbox::of(&agent.spec.tools, self.cfg.web_search.is_some());
+        let mut toolbox = Toolbox::of(&agent.spec.tools, self.cfg.web_search.is_some());
+        if !is_child {
+            toolbox.add_thread_tools(&agent);
+        }
         let request = Request {
             model: upstream_id,
             system: agent.spec.system.clone(),
@@ -334,7 +385,8 @@ impl Harness {
                             event_ids: calls.waiting,
                         })
                     };
-                    self.finish(session_id, tail, evs, rest).await?;
+                    self.finish(session_id, tail, evs, rest.filter(|_| may_rest))
+                        .await?;
                     return Ok(true);
                 }
                 Err(e) if e.retryable() && attempt < self.cfg.retry.max_attempts => {
@@ -369,7 +421,7 @@ impl Harness {
                         session_id,
                         tail,
                         vec![err, span_end(&span, true, ModelUsage::default())],
-                        Some(rest),
+                        Some(rest).filter(|_| may_rest),
                     )
                     .await?;
                     return Ok(true);
@@ -677,11 +729,35 @@ impl Harness {
     async fn run_tools(
         &self,
         session_id: &str,
+        f: &Fold,
         work: Vec<ToolWork>,
-        mut tail: u64,
         cancel: &CancellationToken,
     ) -> Result<bool> {
+        let mut tail = f.tail;
+        let mut started = f.children.len();
         for w in work {
+            if crate::threads::TOOLS.contains(&w.name.as_str()) && w.action == ToolAction::Run {
+                // The call's whole effect and its result land in one append.
+                let (events, wake) = match self.plan_thread_call(session_id, f, &w, started).await?
+                {
+                    Ok(p) => (p.events, Some(p.wake)),
+                    Err(why) => (vec![tool_result(&w.id, Output::error(why))], None),
+                };
+                let here = events.iter().filter(|e| e.to.is_none()).count() as u64;
+                match self.append(session_id, at_tail(tail, events)).await? {
+                    Appended::Done(h) => tail = h.last_seq,
+                    Appended::Stale => return Ok(true),
+                    Appended::Terminated => return Ok(false),
+                }
+                debug_assert!(here > 0);
+                if let Some(t) = wake {
+                    if w.name == crate::threads::START {
+                        started += 1;
+                    }
+                    self.wake_log(&t);
+                }
+                continue;
+            }
             // Each call goes ahead only if nothing was logged since the fold that planned it;
             // otherwise the caller folds again (a user message may have closed the call).
             let output = match w.action {
@@ -826,6 +902,39 @@ impl Harness {
         out
     }
 
+    /// The events a `start_thread` or `send_to_thread` call logs, or the error the model gets.
+    async fn plan_thread_call(
+        &self,
+        session_id: &str,
+        f: &Fold,
+        w: &ToolWork,
+        started: usize,
+    ) -> Result<std::result::Result<crate::threads::Planned, String>> {
+        if w.name == crate::threads::START {
+            let agent = self.agents.session_agent(session_id).await?;
+            let roster = roster(&agent);
+            return Ok(crate::threads::start(
+                &w.id,
+                &w.input,
+                &roster,
+                session_id,
+                started,
+                self.cfg.max_threads,
+            ));
+        }
+        let mut archived = Vec::new();
+        for c in &f.children {
+            if let Some(t) = self.agents.thread(&c.id).await?
+                && t.archived
+            {
+                archived.push(t.id);
+            }
+        }
+        Ok(crate::threads::send(&w.id, &w.input, f, session_id, |id| {
+            archived.iter().any(|a| a == id)
+        }))
+    }
+
     /// Append a turn's outcome, and in the same transaction rest the session with `rest` if
     /// nothing was logged since `tail` (otherwise the next fold decides).
     async fn finish(
@@ -955,9 +1064,27 @@ impl<'a> PreviewIds<'a> {
     }
 }
 
+/// The roster a session's agent may start threads with.
+fn roster(agent: &agentd_wire::session::SessionAgent) -> Vec<&agentd_wire::session::SessionAgent> {
+    agent
+        .spec
+        .multiagent
+        .iter()
+        .flat_map(|m| m.members())
+        .filter_map(|m| match m {
+            agentd_wire::agent::RosterMember::Pinned(a) => Some(a.as_ref()),
+            // A session's roster is pinned whole when it starts.
+            agentd_wire::agent::RosterMember::Ref(_)
+            | agentd_wire::agent::RosterMember::Myself(_) => None,
+        })
+        .collect()
+}
+
 /// The tools an agent version offers, split by who runs them.
 struct Toolbox {
     custom: Vec<ToolDef>,
+    /// A coordinator's thread tools.
+    threads: Vec<ToolDef>,
     /// Enabled built-in tools with the permission each call gets.
     builtin: Vec<(String, Permission)>,
     /// Enabled but not offered, because this agentd cannot run them.
@@ -968,6 +1095,7 @@ impl Toolbox {
     fn of(tools: &[Tool], can_search: bool) -> Toolbox {
         let mut tb = Toolbox {
             custom: Vec::new(),
+            threads: Vec::new(),
             builtin: Vec::new(),
             unavailable: Vec::new(),
         };
@@ -1006,6 +1134,18 @@ impl Toolbox {
         tb
     }
 
+    /// A coordinator's primary thread also gets the tools that start and message threads.
+    fn add_thread_tools(&mut self, agent: &agentd_wire::session::SessionAgent) {
+        let roster = roster(agent);
+        if roster.is_empty() {
+            return;
+        }
+        self.threads = crate::threads::definitions(&roster);
+        for t in &self.threads {
+            self.builtin.push((t.name.clone(), Permission::Allow));
+        }
+    }
+
     fn permission(&self, name: &str) -> Option<Permission> {
         let unavailable = self.unavailable.iter().any(|n| n == name);
         self.builtin
@@ -1024,7 +1164,10 @@ fn tool_defs(tb: &Toolbox) -> Vec<ToolDef> {
             input_schema,
         })
     });
-    builtin.chain(tb.custom.iter().cloned()).collect()
+    builtin
+        .chain(tb.threads.iter().cloned())
+        .chain(tb.custom.iter().cloned())
+        .collect()
 }
 
 /// What a response asked of tools.
@@ -1064,6 +1207,7 @@ fn response_events(
                         content: vec![ContentBlock::text(text)],
                     },
                     private: None,
+                    to: None,
                 });
                 text_open = true;
                 continue;
@@ -1078,11 +1222,13 @@ fn response_events(
                     thinking,
                     signature,
                 }),
+                to: None,
             }),
             Block::RedactedThinking { data } => out.push(NewEvent {
                 id: ids.id_for(i),
                 body: EventBody::AgentThinking {},
                 private: Some(Private::RedactedThinking { data }),
+                to: None,
             }),
             Block::ToolUse { name, input, .. } => {
                 let input = match input {

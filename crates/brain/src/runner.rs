@@ -27,13 +27,22 @@ struct Slot {
 }
 
 impl Runner {
+    /// Must be called inside a Tokio runtime: it starts the task that wakes the logs the
+    /// harness hands work to (threads and their parents).
     pub fn new(harness: Harness) -> Self {
-        Runner {
-            inner: Arc::new(Inner {
-                harness,
-                active: Mutex::new(HashMap::new()),
-            }),
-        }
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let inner = Arc::new(Inner {
+            harness: harness.with_wakeups(tx),
+            active: Mutex::new(HashMap::new()),
+        });
+        let weak = Arc::downgrade(&inner);
+        tokio::spawn(async move {
+            while let Some(log_id) = rx.recv().await {
+                let Some(inner) = weak.upgrade() else { return };
+                Runner { inner }.notify(&log_id);
+            }
+        });
+        Runner { inner }
     }
 
     pub fn harness(&self) -> &Harness {

@@ -4,6 +4,9 @@
 //! the harness-private data that rides along with an event. Must not touch: SQL, HTTP, models.
 //! Backends live elsewhere (`agentd-store`); the harness and the API see only this trait.
 //!
+//! A log is a thread's: a session's own id names its primary thread's log, a child thread's
+//! id (`sthr_…`) names that thread's log. Positions, heads and subscriptions are per log.
+//!
 //! Invariants every backend keeps:
 //! - positions (`seq`) of a session start at 1 and have no gaps; an event is never rewritten;
 //! - `append` is atomic and durable before it returns: either every event of the batch is
@@ -32,6 +35,9 @@ pub struct NewEvent {
     pub id: String,
     pub body: EventBody,
     pub private: Option<Private>,
+    /// Another log of the same session this event goes to instead (a message delivered to
+    /// another thread), in the same transaction as the rest of the batch.
+    pub to: Option<String>,
 }
 
 impl NewEvent {
@@ -40,7 +46,14 @@ impl NewEvent {
             id: agentd_wire::ids::new(agentd_wire::ids::Kind::Event),
             body,
             private: None,
+            to: None,
         }
+    }
+
+    /// Send this event to the log `log_id` of the same session instead.
+    pub fn to(mut self, log_id: impl Into<String>) -> Self {
+        self.to = Some(log_id.into());
+        self
     }
 
     pub fn with_private(mut self, p: Private) -> Self {
@@ -66,6 +79,10 @@ pub enum Private {
     Compaction {
         summary: String,
         upto: u64,
+    },
+    /// The definition a new thread runs, pinned when `session.thread_created` is logged.
+    Thread {
+        agent: Box<agentd_wire::session::SessionAgent>,
     },
 }
 
@@ -104,19 +121,20 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[async_trait]
 pub trait SessionLog: Send + Sync + 'static {
-    /// Append what `guard` returns, atomically and durably. An empty batch is a no-op that
-    /// still reports the head.
-    async fn append(&self, session_id: &str, guard: Guard) -> Result<(Head, Vec<StoredEvent>)>;
+    /// Append what `guard` returns, atomically and durably. The guard sees the head of
+    /// `log_id`; events with `to` set land in that other log of the session, in the same
+    /// transaction. An empty batch is a no-op that still reports the head.
+    async fn append(&self, log_id: &str, guard: Guard) -> Result<(Head, Vec<StoredEvent>)>;
 
     /// Events with `after < seq`, in order, at most `limit`.
-    async fn read(&self, session_id: &str, after: u64, limit: usize) -> Result<Vec<StoredEvent>>;
+    async fn read(&self, log_id: &str, after: u64, limit: usize) -> Result<Vec<StoredEvent>>;
 
-    /// The session's status and last position, as of the last durable append.
-    async fn head(&self, session_id: &str) -> Result<Head>;
+    /// The log's status and last position, as of the last durable append.
+    async fn head(&self, log_id: &str) -> Result<Head>;
 
-    /// The durable tail position of a session, updated after every append; `DELETED` once the
+    /// The durable tail position of a log, updated after every append; `DELETED` once its
     /// session is gone.
-    fn subscribe(&self, session_id: &str) -> watch::Receiver<u64>;
+    fn subscribe(&self, log_id: &str) -> watch::Receiver<u64>;
 }
 
 /// The tail a subscription reports once its session has been deleted: nothing more will come.

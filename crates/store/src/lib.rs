@@ -13,6 +13,7 @@ mod keys;
 mod log;
 pub mod migrate;
 mod sessions;
+mod threads;
 mod time;
 
 use std::collections::HashMap;
@@ -24,6 +25,7 @@ use tokio::sync::watch;
 pub use agents::AgentFilter;
 pub use keys::{DEFAULT_WORKSPACE, KeyInfo, Workspace};
 pub use sessions::{EventFilter, NewSession, SessionFilter};
+pub use threads::ThreadRow;
 
 /// Errors of the catalog. The API maps each variant to one HTTP status.
 #[derive(Debug, thiserror::Error)]

@@ -14,56 +14,52 @@ use crate::{Store, time};
 
 #[async_trait]
 impl SessionLog for Store {
-    async fn append(&self, session_id: &str, guard: Guard) -> Result<(Head, Vec<StoredEvent>)> {
-        let sid = session_id.to_owned();
-        let out = self
+    async fn append(&self, log_id: &str, guard: Guard) -> Result<(Head, Vec<StoredEvent>)> {
+        let lid = log_id.to_owned();
+        let (out, touched) = self
             .db
-            .write(move |c| append_in(c, &sid, guard).map_err(crate::Error::Log))
+            .write(move |c| {
+                let mut touched = Vec::new();
+                let out = append_in(c, &lid, guard, &mut touched).map_err(crate::Error::Log)?;
+                Ok((out, touched))
+            })
             .await
             .map_err(into_log_error)?;
-        if !out.1.is_empty() {
-            self.notify(session_id, out.0.last_seq);
+        for (log, tail) in touched {
+            self.notify(&log, tail);
         }
         Ok(out)
     }
 
-    async fn read(&self, session_id: &str, after: u64, limit: usize) -> Result<Vec<StoredEvent>> {
-        let sid = session_id.to_owned();
+    async fn read(&self, log_id: &str, after: u64, limit: usize) -> Result<Vec<StoredEvent>> {
+        let sid = log_id.to_owned();
         self.db
             .read(move |c| read_in(c, &sid, after, limit))
             .await
             .map_err(into_log_error)
     }
 
-    async fn head(&self, session_id: &str) -> Result<Head> {
-        let sid = session_id.to_owned();
+    async fn head(&self, log_id: &str) -> Result<Head> {
+        let lid = log_id.to_owned();
         self.db
             .read(move |c| {
-                let (status, last_seq): (String, i64) = c
-                    .query_row(
-                        "SELECT status, last_seq FROM sessions WHERE id = ?1",
-                        [&sid],
-                        |r| Ok((r.get(0)?, r.get(1)?)),
-                    )
-                    .optional()?
-                    .ok_or_else(|| Error::NotFound(sid.clone()))?;
+                let p = load(c, &lid).map_err(crate::Error::Log)?;
                 Ok(Head {
-                    status: SessionStatus::parse(&status)
-                        .ok_or_else(|| Error::Storage(format!("unknown status {status:?}")))?,
-                    last_seq: last_seq as u64,
+                    status: p.status,
+                    last_seq: p.last_seq,
                 })
             })
             .await
             .map_err(into_log_error)
     }
 
-    fn subscribe(&self, session_id: &str) -> watch::Receiver<u64> {
+    fn subscribe(&self, log_id: &str) -> watch::Receiver<u64> {
         let mut tails = match self.tails.lock() {
             Ok(t) => t,
             Err(p) => p.into_inner(),
         };
         tails
-            .entry(session_id.to_owned())
+            .entry(log_id.to_owned())
             .or_insert_with(|| watch::channel(0).0)
             .subscribe()
     }
@@ -85,8 +81,29 @@ impl Store {
     }
 }
 
-/// The session row fields the projection maintains.
+/// Which row holds a log's projections: the session's own (its primary thread) or a child
+/// thread's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Owner {
+    Session,
+    Thread,
+}
+
+impl Owner {
+    fn of(log_id: &str) -> Owner {
+        if log_id.starts_with(agentd_wire::ids::Kind::Thread.prefix()) {
+            Owner::Thread
+        } else {
+            Owner::Session
+        }
+    }
+}
+
+/// The row fields the projection maintains, for one log.
 struct Projection {
+    owner: Owner,
+    /// The session the log belongs to.
+    session_id: String,
     status: SessionStatus,
     last_seq: u64,
     usage: Usage,
@@ -95,30 +112,34 @@ struct Projection {
     running_since: Option<agentd_wire::Timestamp>,
 }
 
-pub(crate) fn append_in(
-    c: &Connection,
-    sid: &str,
-    guard: Guard,
-) -> Result<(Head, Vec<StoredEvent>)> {
+fn load(c: &Connection, log_id: &str) -> Result<Projection> {
+    let owner = Owner::of(log_id);
+    let sql = match owner {
+        Owner::Session => {
+            "SELECT status, last_seq, usage, active_ms, running_since, outcomes, id FROM sessions WHERE id = ?1"
+        }
+        Owner::Thread => {
+            "SELECT status, last_seq, usage, active_ms, running_since, '[]', session_id FROM threads WHERE id = ?1"
+        }
+    };
     let row = c
-        .query_row(
-            "SELECT status, last_seq, usage, active_ms, running_since, outcomes FROM sessions WHERE id = ?1",
-            [sid],
-            |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, i64>(3)?,
-                    r.get::<_, Option<String>>(4)?,
-                    r.get::<_, String>(5)?,
-                ))
-            },
-        )
+        .query_row(sql, [log_id], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, Option<String>>(4)?,
+                r.get::<_, String>(5)?,
+                r.get::<_, String>(6)?,
+            ))
+        })
         .optional()
         .map_err(storage)?
-        .ok_or_else(|| Error::NotFound(sid.to_owned()))?;
-    let mut p = Projection {
+        .ok_or_else(|| Error::NotFound(log_id.to_owned()))?;
+    Ok(Projection {
+        owner,
+        session_id: row.6,
         status: SessionStatus::parse(&row.0)
             .ok_or_else(|| Error::Storage(format!("unknown status {:?}", row.0)))?,
         last_seq: row.1 as u64,
@@ -126,10 +147,48 @@ pub(crate) fn append_in(
         outcomes: serde_json::from_str(&row.5).map_err(storage)?,
         active_ms: row.3,
         running_since: time::parse_opt(row.4).map_err(storage)?,
-    };
+    })
+}
+
+fn save(c: &Connection, log_id: &str, p: &Projection, now: &str) -> Result<()> {
+    let usage = serde_json::to_string(&p.usage).map_err(storage)?;
+    let since = p.running_since.as_ref().map(time::fmt);
+    match p.owner {
+        Owner::Session => c.execute(
+            "UPDATE sessions SET status = ?2, last_seq = ?3, usage = ?4, active_ms = ?5, running_since = ?6, updated_at = ?7, outcomes = ?8 WHERE id = ?1",
+            params![
+                log_id,
+                p.status.as_str(),
+                p.last_seq as i64,
+                usage,
+                p.active_ms,
+                since,
+                now,
+                serde_json::to_string(&p.outcomes).map_err(storage)?
+            ],
+        ),
+        Owner::Thread => c.execute(
+            "UPDATE threads SET status = ?2, last_seq = ?3, usage = ?4, active_ms = ?5, running_since = ?6, updated_at = ?7 WHERE id = ?1",
+            params![log_id, p.status.as_str(), p.last_seq as i64, usage, p.active_ms, since, now],
+        ),
+    }
+    .map_err(storage)?;
+    Ok(())
+}
+
+/// Append to `log_id` what the guard allows, and the events it addresses to other logs of the
+/// same session; return the head of `log_id` and what was stored there. `touched` collects
+/// every log whose tail moved, for the caller to notify.
+pub(crate) fn append_in(
+    c: &Connection,
+    log_id: &str,
+    guard: Guard,
+    touched: &mut Vec<(String, u64)>,
+) -> Result<(Head, Vec<StoredEvent>)> {
+    let target = load(c, log_id)?;
     let head = Head {
-        status: p.status,
-        last_seq: p.last_seq,
+        status: target.status,
+        last_seq: target.last_seq,
     };
     let batch = guard(&head)?;
     if batch.is_empty() {
@@ -142,18 +201,62 @@ pub(crate) fn append_in(
             "INSERT INTO events (session_id, seq, id, type, processed_at, body, private) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )
         .map_err(storage)?;
+    // Every log this batch touches, the target first.
+    let mut logs: Vec<(String, Projection)> = vec![(log_id.to_owned(), target)];
     let mut stored = Vec::with_capacity(batch.len());
-    for NewEvent { id, body, private } in batch {
+    for NewEvent {
+        id,
+        body,
+        private,
+        to,
+    } in batch
+    {
+        let at = match to.as_deref().filter(|t| *t != log_id) {
+            None => 0,
+            Some(other) => match logs.iter().position(|(l, _)| l == other) {
+                Some(i) => i,
+                None => {
+                    let p = load(c, other)?;
+                    if p.session_id != logs[0].1.session_id {
+                        return Err(Refusal::Invalid(format!(
+                            "{other} is not a thread of this session"
+                        ))
+                        .into());
+                    }
+                    logs.push((other.to_owned(), p));
+                    logs.len() - 1
+                }
+            },
+        };
+        let (lid, p) = &mut logs[at];
         p.last_seq += 1;
-        project(&mut p, &body, now);
+        let seq = p.last_seq;
+        let before = p.usage;
+        project(p, &body, now);
+        if p.owner == Owner::Thread {
+            // A thread's tokens count toward its session's usage too.
+            let mut delta = p.usage;
+            delta.subtract(&before);
+            add_session_usage(c, &p.session_id, &delta)?;
+        }
+        if let (
+            EventBody::SessionThreadCreated {
+                session_thread_id,
+                agent_name,
+            },
+            Some(Private::Thread { agent }),
+        ) = (&body, &private)
+        {
+            create_thread(c, lid, p, session_thread_id, agent_name, agent, &now_s)?;
+        }
         let private_json = private
             .as_ref()
             .map(serde_json::to_string)
             .transpose()
             .map_err(storage)?;
         stmt.execute(params![
-            sid,
-            p.last_seq as i64,
+            lid.as_str(),
+            seq as i64,
             id,
             body.type_name(),
             now_s,
@@ -166,37 +269,81 @@ pub(crate) fn append_in(
             )),
             _ => storage(e),
         })?;
-        stored.push(StoredEvent {
-            seq: p.last_seq,
-            event: Event {
-                id,
-                processed_at: now,
-                body,
-            },
-            private,
-        });
+        if at == 0 {
+            stored.push(StoredEvent {
+                seq,
+                event: Event {
+                    id,
+                    processed_at: now,
+                    body,
+                },
+                private,
+            });
+        }
     }
-    c.execute(
-        "UPDATE sessions SET status = ?2, last_seq = ?3, usage = ?4, active_ms = ?5, running_since = ?6, updated_at = ?7, outcomes = ?8 WHERE id = ?1",
-        params![
-            sid,
-            p.status.as_str(),
-            p.last_seq as i64,
-            serde_json::to_string(&p.usage).map_err(storage)?,
-            p.active_ms,
-            p.running_since.as_ref().map(time::fmt),
-            now_s,
-            serde_json::to_string(&p.outcomes).map_err(storage)?
-        ],
-    )
-    .map_err(storage)?;
+    for (lid, p) in &logs {
+        save(c, lid, p, &now_s)?;
+        touched.push((lid.clone(), p.last_seq));
+    }
+    let target = &logs[0].1;
     Ok((
         Head {
-            status: p.status,
-            last_seq: p.last_seq,
+            status: target.status,
+            last_seq: target.last_seq,
         },
         stored,
     ))
+}
+
+fn add_session_usage(c: &Connection, session_id: &str, delta: &Usage) -> Result<()> {
+    if *delta == Usage::default() {
+        return Ok(());
+    }
+    let usage: String = c
+        .query_row(
+            "SELECT usage FROM sessions WHERE id = ?1",
+            [session_id],
+            |r| r.get(0),
+        )
+        .map_err(storage)?;
+    let mut usage: Usage = serde_json::from_str(&usage).map_err(storage)?;
+    usage.add_usage(delta);
+    c.execute(
+        "UPDATE sessions SET usage = ?2 WHERE id = ?1",
+        params![session_id, serde_json::to_string(&usage).map_err(storage)?],
+    )
+    .map_err(storage)?;
+    Ok(())
+}
+
+/// The row of a thread whose `session.thread_created` is being appended to `parent_log`.
+fn create_thread(
+    c: &Connection,
+    parent_log: &str,
+    parent: &Projection,
+    thread_id: &str,
+    agent_name: &str,
+    agent: &agentd_wire::session::SessionAgent,
+    now: &str,
+) -> Result<()> {
+    let parent_thread = match parent.owner {
+        Owner::Session => agentd_wire::ids::primary_thread(parent_log),
+        Owner::Thread => parent_log.to_owned(),
+    };
+    c.execute(
+        "INSERT INTO threads (id, session_id, parent_thread_id, agent_name, agent, status, usage, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, 'idle', ?6, ?7, ?7)",
+        params![
+            thread_id,
+            parent.session_id,
+            parent_thread,
+            agent_name,
+            serde_json::to_string(agent).map_err(storage)?,
+            serde_json::to_string(&Usage::default()).map_err(storage)?,
+            now
+        ],
+    )
+    .map_err(storage)?;
+    Ok(())
 }
 
 fn project(p: &mut Projection, body: &EventBody, now: agentd_wire::Timestamp) {

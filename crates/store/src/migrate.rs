@@ -8,6 +8,7 @@ const STEPS: &[&str] = &[
     include_str!("migrations/0002_session_activity.sql"),
     include_str!("migrations/0003_one_answer_per_tool_use.sql"),
     include_str!("migrations/0004_outcome_evaluations.sql"),
+    include_str!("migrations/0005_threads.sql"),
 ];
 
 /// The schema version this build writes.

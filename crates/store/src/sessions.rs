@@ -93,7 +93,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Session>> {
     })())
 }
 
-fn get_in(c: &Connection, ws: Option<&str>, id: &str) -> Result<Session> {
+pub(crate) fn get_in(c: &Connection, ws: Option<&str>, id: &str) -> Result<Session> {
     let sql = format!("{SELECT} WHERE id = ?1 AND (?2 IS NULL OR workspace_id = ?2)");
     c.query_row(&sql, params![id, ws], row)
         .optional()?
@@ -146,7 +146,7 @@ impl Store {
                         now
                     ],
                 )?;
-                log::append_in(c, &id, initial)?;
+                log::append_in(c, &id, initial, &mut Vec::new())?;
                 get_in(c, Some(&ws), &id)
             })
             .await
@@ -195,7 +195,7 @@ impl Store {
                     title: new_title,
                     metadata: Some(new_meta),
                 });
-                log::append_in(c, &id, agentd_session::events(vec![ev]))?;
+                log::append_in(c, &id, agentd_session::events(vec![ev]), &mut Vec::new())?;
                 get_in(c, Some(&ws), &id)
             })
             .await
@@ -218,14 +218,26 @@ impl Store {
     /// Remove a session and its whole log; its subscribers are told it is gone.
     pub async fn delete_session(&self, ws: &str, id: &str) -> Result<()> {
         let (ws, sid) = (ws.to_owned(), id.to_owned());
-        self.db
+        let threads = self
+            .db
             .write(move |c| {
                 get_in(c, Some(&ws), &sid)?;
+                let threads: Vec<String> = c
+                    .prepare("SELECT id FROM threads WHERE session_id = ?1")?
+                    .query_map([&sid], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()?;
+                for t in &threads {
+                    c.execute("DELETE FROM events WHERE session_id = ?1", [t])?;
+                }
+                c.execute("DELETE FROM threads WHERE session_id = ?1", [&sid])?;
                 c.execute("DELETE FROM events WHERE session_id = ?1", [&sid])?;
                 c.execute("DELETE FROM sessions WHERE id = ?1", [&sid])?;
-                Ok(())
+                Ok(threads)
             })
             .await?;
+        for t in threads {
+            self.notify(&t, agentd_session::DELETED);
+        }
         self.notify(id, agentd_session::DELETED);
         Ok(())
     }
@@ -298,7 +310,18 @@ impl Store {
         sid: &str,
         f: EventFilter,
     ) -> Result<Page<StoredEvent>> {
-        let (ws, sid) = (ws.to_owned(), sid.to_owned());
+        self.list_log_events(ws, sid, sid, f).await
+    }
+
+    /// A page of the events of log `log_id` (the session's own, or one of its threads').
+    pub async fn list_log_events(
+        &self,
+        ws: &str,
+        sid: &str,
+        log_id: &str,
+        f: EventFilter,
+    ) -> Result<Page<StoredEvent>> {
+        let (ws, sid, log_id) = (ws.to_owned(), sid.to_owned(), log_id.to_owned());
         let cursor: Option<i64> = match &f.page {
             Some(p) => Some(
                 p.strip_prefix("pos_")
@@ -335,7 +358,7 @@ impl Store {
                 let mut st = c.prepare_cached(&sql)?;
                 let rows = st.query_map(
                     params![
-                        sid,
+                        log_id,
                         cursor,
                         types,
                         f.created_at_gt.as_ref().map(time::fmt),

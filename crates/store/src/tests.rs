@@ -337,3 +337,142 @@ async fn a_tool_call_is_answered_at_most_once() {
     // The refused batch left nothing behind, the message included.
     assert_eq!(store.read(&sid, 0, 100).await.unwrap().len(), 1);
 }
+
+/// A `session.thread_created` that makes thread `tid` run the session's own agent.
+async fn thread_created(store: &Store, ws: &str, sid: &str, tid: &str) -> NewEvent {
+    let agent = store.get_session(ws, sid).await.unwrap().agent;
+    NewEvent::new(EventBody::SessionThreadCreated {
+        session_thread_id: tid.into(),
+        agent_name: "worker".into(),
+    })
+    .with_private(agentd_session::Private::Thread {
+        agent: Box::new(agent),
+    })
+}
+
+fn received(from: &str) -> NewEvent {
+    NewEvent::new(EventBody::AgentThreadMessageReceived {
+        from_session_thread_id: from.into(),
+        from_agent_name: None,
+        content: vec![ContentBlock::text("do the thing")],
+    })
+}
+
+#[tokio::test]
+async fn one_append_creates_a_thread_and_delivers_into_its_log() {
+    let (_d, store, ws, sid) = fixture().await;
+    let tid = agentd_wire::ids::new(agentd_wire::ids::Kind::Thread);
+    let mut child_tail = store.subscribe(&tid);
+    let primary = agentd_wire::ids::primary_thread(&sid);
+    let created = thread_created(&store, &ws, &sid, &tid).await;
+    let (head, stored) = store
+        .append(
+            &sid,
+            events(vec![msg("go"), created, received(&primary).to(tid.clone())]),
+        )
+        .await
+        .unwrap();
+    // The target log holds its own events; the delivered one counts in the thread's log.
+    assert_eq!(head.last_seq, 2);
+    assert_eq!(stored.len(), 2);
+    let child = store.read(&tid, 0, 10).await.unwrap();
+    assert_eq!(child.len(), 1);
+    assert_eq!(child[0].seq, 1);
+    assert!(matches!(
+        child[0].event.body,
+        EventBody::AgentThreadMessageReceived { .. }
+    ));
+    assert_eq!(*child_tail.borrow_and_update(), 1);
+    let row = store.thread(&tid).await.unwrap();
+    assert_eq!(
+        (row.session_id.as_str(), row.parent_thread_id.as_str()),
+        (sid.as_str(), primary.as_str())
+    );
+    assert_eq!(store.head(&tid).await.unwrap().status, SessionStatus::Idle);
+    // The threads API shows the primary thread first, then the child.
+    let threads = store
+        .list_threads(&ws, &sid, vec![], 10, None)
+        .await
+        .unwrap();
+    let ids: Vec<&str> = threads.items.iter().map(|t| t.id.as_str()).collect();
+    assert_eq!(ids, [primary.as_str(), tid.as_str()]);
+    assert_eq!(store.thread_log(&ws, &sid, &primary).await.unwrap(), sid);
+    assert_eq!(store.thread_log(&ws, &sid, &tid).await.unwrap(), tid);
+}
+
+#[tokio::test]
+async fn a_thread_of_another_session_is_refused_and_nothing_is_stored() {
+    let (_d, store, ws, sid) = fixture().await;
+    let other = {
+        let s = store.get_session(&ws, &sid).await.unwrap();
+        store
+            .create_session(
+                &ws,
+                NewSession {
+                    agent: s.agent,
+                    environment_id: s.environment_id,
+                    title: None,
+                    metadata: BTreeMap::new(),
+                    vault_ids: vec![],
+                },
+                events(vec![]),
+            )
+            .await
+            .unwrap()
+            .id
+    };
+    let tid = agentd_wire::ids::new(agentd_wire::ids::Kind::Thread);
+    let created = thread_created(&store, &ws, &other, &tid).await;
+    store.append(&other, events(vec![created])).await.unwrap();
+    let err = store
+        .append(
+            &sid,
+            events(vec![msg("sneak"), received("sthr_x").to(tid.clone())]),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, agentd_session::Error::Refused(Refusal::Invalid(_))),
+        "{err:?}"
+    );
+    assert_eq!(store.head(&sid).await.unwrap().last_seq, 0);
+    assert!(store.read(&tid, 0, 10).await.unwrap().is_empty());
+    // Nor does a thread answer under a session it does not belong to.
+    assert!(matches!(
+        store.thread_log(&ws, &sid, &tid).await,
+        Err(Error::NotFound(_))
+    ));
+}
+
+#[tokio::test]
+async fn a_threads_tokens_count_toward_its_session() {
+    let (_d, store, ws, sid) = fixture().await;
+    let tid = agentd_wire::ids::new(agentd_wire::ids::Kind::Thread);
+    let created = thread_created(&store, &ws, &sid, &tid).await;
+    store.append(&sid, events(vec![created])).await.unwrap();
+    let usage = agentd_wire::event::ModelUsage {
+        input_tokens: 100,
+        output_tokens: 7,
+        ..Default::default()
+    };
+    let end = |u| {
+        NewEvent::new(EventBody::SpanModelRequestEnd {
+            model_request_start_id: "sevt_x".into(),
+            is_error: None,
+            model_usage: u,
+        })
+    };
+    store.append(&tid, events(vec![end(usage)])).await.unwrap();
+    store.append(&sid, events(vec![end(usage)])).await.unwrap();
+    let session = store.get_session(&ws, &sid).await.unwrap();
+    assert_eq!(
+        (session.usage.input_tokens, session.usage.output_tokens),
+        (200, 14)
+    );
+    let threads = store
+        .list_threads(&ws, &sid, vec![], 10, None)
+        .await
+        .unwrap();
+    let usage_of = |i: usize| threads.items[i].usage.unwrap().input_tokens;
+    assert_eq!((usage_of(0), usage_of(1)), (100, 100));
+}

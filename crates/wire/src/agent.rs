@@ -20,8 +20,116 @@ pub struct AgentSpec {
     /// Absent from a session's copy of the agent.
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
-    pub multiagent: Option<Value>,
+    pub multiagent: Option<Multiagent>,
     pub execution_identity: Value,
+}
+
+/// A coordinator topology: the agent may start threads running the agents of its roster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Multiagent {
+    Coordinator { agents: Vec<RosterMember> },
+}
+
+impl Multiagent {
+    pub fn members(&self) -> &[RosterMember] {
+        match self {
+            Multiagent::Coordinator { agents } => agents,
+        }
+    }
+}
+
+/// One roster entry. An agent pins each member to a version; a session, started from that
+/// agent, holds each member's whole definition so the roster cannot change under it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum RosterMember {
+    // Tried first: a reference lacks the definition's required fields, so it never parses
+    // as one.
+    Pinned(
+        #[serde(serialize_with = "crate::session::without_roster")]
+        Box<crate::session::SessionAgent>,
+    ),
+    Ref(AgentRef),
+    /// The agent that owns the roster, at whichever version is in use: kept symbolic so a
+    /// version's roster need not name the version being written. Shown resolved.
+    Myself(SelfRef),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SelfRef {
+    #[serde(rename = "type")]
+    pub kind: SelfTag,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SelfTag {
+    #[serde(rename = "self")]
+    Myself,
+}
+
+impl Agent {
+    /// The agent as the API shows it: a `self` roster entry names this agent and version.
+    pub fn shown(mut self) -> Agent {
+        if let Some(Multiagent::Coordinator { agents }) = &mut self.spec.multiagent {
+            for m in agents {
+                if matches!(m, RosterMember::Myself(_)) {
+                    *m = RosterMember::Ref(AgentRef {
+                        kind: AgentTag::Agent,
+                        id: self.id.clone(),
+                        version: self.version,
+                    });
+                }
+            }
+        }
+        self
+    }
+}
+
+/// An agent at a version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentRef {
+    #[serde(rename = "type")]
+    pub kind: AgentTag,
+    pub id: String,
+    pub version: u32,
+}
+
+/// `multiagent` as a client sends it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum MultiagentParams {
+    Coordinator {
+        agents: Vec<RosterParam>,
+    },
+    #[serde(rename = "multiagent_20261001")]
+    Multiagent20261001 {
+        #[serde(flatten)]
+        rest: BTreeMap<String, Value>,
+    },
+}
+
+/// A roster entry as a client sends it: an agent id, a reference, `self`, or an advisor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum RosterParam {
+    Id(String),
+    Entry(RosterEntryParam),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum RosterEntryParam {
+    Agent {
+        id: String,
+        #[serde(default)]
+        version: Option<u32>,
+    },
+    #[serde(rename = "self")]
+    Myself {},
+    Advisor {
+        model: String,
+    },
 }
 
 /// The agent resource as returned by the API.
@@ -212,14 +320,15 @@ pub struct CreateAgent {
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
     #[serde(default)]
-    pub multiagent: Option<Value>,
+    pub multiagent: Option<MultiagentParams>,
     #[serde(default)]
     pub execution_identity: Option<Value>,
 }
 
 impl CreateAgent {
-    pub fn into_spec(self) -> AgentSpec {
-        AgentSpec {
+    /// The spec without its roster, and the roster as sent: resolving it needs the catalog.
+    pub fn into_parts(self) -> (AgentSpec, Option<MultiagentParams>) {
+        let spec = AgentSpec {
             name: self.name,
             description: self.description,
             system: self.system,
@@ -228,11 +337,17 @@ impl CreateAgent {
             mcp_servers: self.mcp_servers,
             skills: self.skills,
             metadata: self.metadata,
-            multiagent: self.multiagent,
+            multiagent: None,
             execution_identity: self
                 .execution_identity
                 .unwrap_or_else(default_execution_identity),
-        }
+        };
+        (spec, self.multiagent)
+    }
+
+    /// The spec alone, for agents without a roster.
+    pub fn into_spec(self) -> AgentSpec {
+        self.into_parts().0
     }
 }
 
@@ -257,8 +372,9 @@ pub struct UpdateAgent {
     pub skills: Option<Option<Vec<Value>>>,
     /// A `null` value deletes that key.
     pub metadata: Option<Option<BTreeMap<String, Option<String>>>>,
+    /// Applied by the caller once resolved; `apply` leaves the roster alone.
     #[serde(default, deserialize_with = "double_option")]
-    pub multiagent: Option<Option<Value>>,
+    pub multiagent: Option<Option<MultiagentParams>>,
     #[serde(default, deserialize_with = "double_option")]
     pub execution_identity: Option<Option<Value>>,
 }
@@ -290,9 +406,6 @@ impl UpdateAgent {
         }
         if let Some(Some(m)) = self.metadata {
             merge_metadata(&mut s.metadata, m);
-        }
-        if let Some(m) = self.multiagent {
-            s.multiagent = m;
         }
         if let Some(e) = self.execution_identity {
             s.execution_identity = e.unwrap_or_else(default_execution_identity);

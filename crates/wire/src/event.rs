@@ -112,6 +112,42 @@ pub enum EventBody {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         metadata: Option<std::collections::BTreeMap<String, String>>,
     },
+    #[serde(rename = "session.thread_created")]
+    SessionThreadCreated {
+        session_thread_id: String,
+        agent_name: String,
+    },
+    #[serde(rename = "session.thread_status_running")]
+    SessionThreadStatusRunning {
+        session_thread_id: String,
+        agent_name: String,
+    },
+    #[serde(rename = "session.thread_status_idle")]
+    SessionThreadStatusIdle {
+        session_thread_id: String,
+        agent_name: String,
+        stop_reason: StopReason,
+        #[serde(default)]
+        stop_details: Option<Value>,
+    },
+    /// Written to the sender's log when one agent messages another.
+    #[serde(rename = "agent.thread_message_sent")]
+    AgentThreadMessageSent {
+        to_session_thread_id: String,
+        /// Absent when sent to the primary agent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to_agent_name: Option<String>,
+        content: Vec<ContentBlock>,
+    },
+    /// Written to the receiver's log: input for its next turn.
+    #[serde(rename = "agent.thread_message_received")]
+    AgentThreadMessageReceived {
+        from_session_thread_id: String,
+        /// Absent when it came from the primary agent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from_agent_name: Option<String>,
+        content: Vec<ContentBlock>,
+    },
     #[serde(rename = "span.model_request_start")]
     SpanModelRequestStart {},
     #[serde(rename = "span.model_request_end")]
@@ -148,6 +184,11 @@ impl EventBody {
             EventBody::SessionError { .. } => "session.error",
             EventBody::SessionUsage { .. } => "session.usage",
             EventBody::SessionUpdated { .. } => "session.updated",
+            EventBody::SessionThreadCreated { .. } => "session.thread_created",
+            EventBody::SessionThreadStatusRunning { .. } => "session.thread_status_running",
+            EventBody::SessionThreadStatusIdle { .. } => "session.thread_status_idle",
+            EventBody::AgentThreadMessageSent { .. } => "agent.thread_message_sent",
+            EventBody::AgentThreadMessageReceived { .. } => "agent.thread_message_received",
             EventBody::SpanModelRequestStart {} => "span.model_request_start",
             EventBody::SpanModelRequestEnd { .. } => "span.model_request_end",
         }
@@ -301,6 +342,16 @@ impl UserEvent {
         "user.tool_confirmation",
         "user.define_outcome",
     ];
+
+    /// The thread this event is addressed to, when it names one.
+    pub fn thread(&self) -> Option<&str> {
+        match self {
+            UserEvent::Interrupt(p) => p.session_thread_id.as_deref(),
+            UserEvent::CustomToolResult(p) => p.session_thread_id.as_deref(),
+            UserEvent::ToolConfirmation(p) => p.session_thread_id.as_deref(),
+            UserEvent::Message(_) | UserEvent::DefineOutcome(_) => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -329,6 +380,9 @@ pub struct InterruptParams {
 #[serde(deny_unknown_fields)]
 pub struct CustomToolResultParams {
     pub custom_tool_use_id: String,
+    /// The thread whose call this answers; absent for the primary thread.
+    #[serde(default)]
+    pub session_thread_id: Option<String>,
     #[serde(default)]
     pub content: Option<Vec<ContentBlock>>,
     #[serde(default)]
@@ -339,6 +393,9 @@ pub struct CustomToolResultParams {
 #[serde(deny_unknown_fields)]
 pub struct ToolConfirmationParams {
     pub tool_use_id: String,
+    /// The thread whose call this answers; absent for the primary thread.
+    #[serde(default)]
+    pub session_thread_id: Option<String>,
     pub result: Confirmation,
     #[serde(default)]
     pub deny_message: Option<String>,

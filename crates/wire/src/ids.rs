@@ -17,6 +17,7 @@ pub enum Kind {
     Workspace,
     ApiKey,
     Outcome,
+    Thread,
 }
 
 impl Kind {
@@ -29,6 +30,7 @@ impl Kind {
             Kind::Workspace => "wrkspc_",
             Kind::ApiKey => "apikey_",
             Kind::Outcome => "outc_",
+            Kind::Thread => "sthr_",
         }
     }
 }
@@ -39,6 +41,22 @@ pub fn new(kind: Kind) -> String {
     out.push_str(kind.prefix());
     encode(Uuid::now_v7().as_u128(), &mut out);
     out
+}
+
+/// The id of a session's primary thread. Derived, not stored: the primary thread's log is the
+/// session's own, so the two ids name the same events.
+pub fn primary_thread(session_id: &str) -> String {
+    let suffix = session_id
+        .strip_prefix(Kind::Session.prefix())
+        .unwrap_or(session_id);
+    format!("{}{suffix}", Kind::Thread.prefix())
+}
+
+/// The session whose primary thread `thread_id` is, if it names one.
+pub fn session_of_primary(thread_id: &str) -> Option<String> {
+    thread_id
+        .strip_prefix(Kind::Thread.prefix())
+        .map(|s| format!("{}{s}", Kind::Session.prefix()))
 }
 
 fn encode(mut v: u128, out: &mut String) {

@@ -12,6 +12,7 @@ pub mod event;
 pub mod ids;
 pub mod page;
 pub mod session;
+pub mod thread;
 
 pub use agent::{Agent, ModelConfig, Tool};
 pub use content::ContentBlock;

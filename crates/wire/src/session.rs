@@ -101,6 +101,31 @@ impl Usage {
         self.cache_read_input_tokens += m.cache_read_input_tokens;
         self.cache_creation.ephemeral_5m_input_tokens += m.cache_creation_input_tokens;
     }
+
+    /// Add another usage's token counts (not its active time).
+    pub fn add_usage(&mut self, o: &Usage) {
+        self.input_tokens += o.input_tokens;
+        self.output_tokens += o.output_tokens;
+        self.cache_read_input_tokens += o.cache_read_input_tokens;
+        self.cache_creation.ephemeral_5m_input_tokens += o.cache_creation.ephemeral_5m_input_tokens;
+        self.cache_creation.ephemeral_1h_input_tokens += o.cache_creation.ephemeral_1h_input_tokens;
+    }
+
+    /// Take away another usage's token counts, stopping at zero.
+    pub fn subtract(&mut self, o: &Usage) {
+        self.input_tokens = self.input_tokens.saturating_sub(o.input_tokens);
+        self.output_tokens = self.output_tokens.saturating_sub(o.output_tokens);
+        self.cache_read_input_tokens = self
+            .cache_read_input_tokens
+            .saturating_sub(o.cache_read_input_tokens);
+        let (c, oc) = (&mut self.cache_creation, &o.cache_creation);
+        c.ephemeral_5m_input_tokens = c
+            .ephemeral_5m_input_tokens
+            .saturating_sub(oc.ephemeral_5m_input_tokens);
+        c.ephemeral_1h_input_tokens = c
+            .ephemeral_1h_input_tokens
+            .saturating_sub(oc.ephemeral_1h_input_tokens);
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
@@ -157,6 +182,19 @@ pub struct UpdateSession {
     pub vault_ids: Option<Vec<String>>,
 }
 
+/// A thread's or a roster member's view of an agent: the SDK's `SessionThreadAgent`, which has
+/// no roster.
+pub(crate) fn without_roster<S: serde::Serializer>(
+    a: &SessionAgent,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    let mut v = serde_json::to_value(a).map_err(serde::ser::Error::custom)?;
+    if let Some(o) = v.as_object_mut() {
+        o.remove("multiagent");
+    }
+    v.serialize(s)
+}
+
 impl Serialize for SessionAgent {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         #[derive(Serialize)]
@@ -172,7 +210,7 @@ impl Serialize for SessionAgent {
             tools: &'a [crate::agent::Tool],
             mcp_servers: &'a [crate::agent::McpServer],
             skills: &'a [Value],
-            multiagent: &'a Option<Value>,
+            multiagent: &'a Option<crate::agent::Multiagent>,
             execution_identity: &'a Value,
         }
         let a = &self.spec;

@@ -87,13 +87,15 @@ struct Sent {
 }
 
 /// Check what the types cannot: non-empty messages, and results that answer a real call.
+/// `logs` holds the log each event goes to; None for a session not created yet.
 pub async fn validate_events(
     st: &AppState,
-    session_id: Option<&str>,
+    logs: Option<&[String]>,
     events: &[UserEvent],
     field: &str,
 ) -> ApiResult<()> {
     for (i, e) in events.iter().enumerate() {
+        let session_id = logs.and_then(|l| l.get(i)).map(String::as_str);
         match e {
             UserEvent::Message(m) if m.content.is_empty() => {
                 return Err(ApiError::invalid(format!(
@@ -119,6 +121,11 @@ pub async fn validate_events(
                         "{field}[{i}].{name}: a new session has no {want} to answer"
                     )));
                 };
+                let place = if e.thread().is_some() {
+                    "this thread"
+                } else {
+                    "this session"
+                };
                 let found = match st.store.event_position(sid, id).await? {
                     Some(seq) => st.store.read(sid, seq - 1, 1).await?.into_iter().next(),
                     None => None,
@@ -126,7 +133,7 @@ pub async fn validate_events(
                 let found = found.filter(|e| e.event.body.type_name() == want);
                 let Some(found) = found else {
                     return Err(ApiError::invalid(format!(
-                        "{field}[{i}].{name}: {id:?} is not the id of an {want} event in this session"
+                        "{field}[{i}].{name}: {id:?} is not the id of an {want} event in {place}"
                     )));
                 };
                 if let (
@@ -209,18 +216,63 @@ async fn send(
     if req.events.is_empty() {
         return Err(ApiError::invalid("events: send at least one event"));
     }
-    validate_events(&st, Some(&id), &req.events, "events").await?;
-    let n = req.events.len();
-    let (guard, wakes, interrupts) = user_batch(req.events);
-    let (_, stored) = st.store.append(&id, guard).await?;
-    if interrupts {
-        st.runner.interrupt(&id);
-    } else if wakes {
-        st.runner.notify(&id);
+    // Events naming a thread go to that thread's log.
+    let mut logs = Vec::with_capacity(req.events.len());
+    for (i, e) in req.events.iter().enumerate() {
+        logs.push(match e.thread() {
+            None => id.clone(),
+            Some(t) => match st.store.thread_log(&ws.id, &id, t).await {
+                Ok(log) => log,
+                Err(agentd_store::Error::NotFound(m)) => {
+                    return Err(ApiError::invalid(format!(
+                        "events[{i}].session_thread_id: {m} in session {id}"
+                    )));
+                }
+                Err(e) => return Err(e.into()),
+            },
+        });
     }
-    Ok(Json(Sent {
-        data: stored.into_iter().take(n).map(|e| e.event).collect(),
-    }))
+    validate_events(&st, Some(&logs), &req.events, "events").await?;
+    // Consecutive events for the same log go in one append, in the order sent.
+    let mut data = Vec::with_capacity(req.events.len());
+    let mut events = req.events.into_iter().zip(logs).peekable();
+    while let Some((e, log)) = events.next() {
+        let mut group = vec![e];
+        while let Some((e, _)) = events.next_if(|(_, l)| *l == log) {
+            group.push(e);
+        }
+        let n = group.len();
+        let (guard, wakes, interrupts) = user_batch(group);
+        let (_, stored) = st.store.append(&log, guard).await?;
+        data.extend(stored.into_iter().take(n).map(|e| e.event));
+        if interrupts {
+            st.runner.interrupt(&log);
+            if log == id {
+                interrupt_threads(&st, &id).await?;
+            }
+        } else if wakes {
+            st.runner.notify(&log);
+        }
+    }
+    Ok(Json(Sent { data }))
+}
+
+/// An interrupt of the session stops every thread in it too: those at work, and those
+/// waiting on the user (an idle thread that is done ignores it).
+async fn interrupt_threads(st: &AppState, session_id: &str) -> ApiResult<()> {
+    for (tid, status) in st.store.child_threads(session_id).await? {
+        if status == SessionStatus::Terminated {
+            continue;
+        }
+        let ev = NewEvent::new(EventBody::UserInterrupt {
+            session_thread_id: None,
+        });
+        st.store
+            .append(&tid, agentd_session::events(vec![ev]))
+            .await?;
+        st.runner.interrupt(&tid);
+    }
+    Ok(())
 }
 
 async fn list(
@@ -228,6 +280,17 @@ async fn list(
     Extension(Caller(ws)): Extension<Caller>,
     Path(id): Path<String>,
     q: Query,
+) -> ApiResult<Json<Page<Event>>> {
+    list_log(&st, &ws.id, &id, &id, &q).await
+}
+
+/// A page of the events of `log_id`, a log of session `id`.
+pub async fn list_log(
+    st: &AppState,
+    ws: &str,
+    id: &str,
+    log_id: &str,
+    q: &Query,
 ) -> ApiResult<Json<Page<Event>>> {
     let order = match q.get("order") {
         None => agentd_store::Order::Asc,
@@ -244,7 +307,7 @@ async fn list(
         created_at_lte: q.time("created_at[lte]")?,
     };
     Ok(Json(page(
-        st.store.list_events(&ws.id, &id, f).await?,
+        st.store.list_log_events(ws, id, log_id, f).await?,
         |e| e.event,
     )))
 }
@@ -265,6 +328,16 @@ async fn stream(
     q: Query,
 ) -> ApiResult<axum::response::Response> {
     st.store.get_session(&ws.id, &id).await?;
+    stream_log(st, id, headers, q).await
+}
+
+/// The SSE stream of log `id`, whose session the caller was checked to own.
+pub async fn stream_log(
+    st: AppState,
+    id: String,
+    headers: HeaderMap,
+    q: Query,
+) -> ApiResult<axum::response::Response> {
     let mut kinds = HashSet::new();
     for k in q.all("event_deltas") {
         if !matches!(k.as_str(), "agent.message" | "agent.thinking") {
@@ -281,7 +354,7 @@ async fn stream(
     let mut cursor = match headers.get("last-event-id").and_then(|v| v.to_str().ok()) {
         Some(last) => st.store.event_position(&id, last).await?.ok_or_else(|| {
             ApiError::invalid(format!(
-                "Last-Event-ID: {last:?} is not an event of this session; reconnect without it and list the history"
+                "Last-Event-ID: {last:?} is not an event of this stream; reconnect without it and list the history"
             ))
         })?,
         None => head.last_seq,

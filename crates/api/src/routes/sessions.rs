@@ -15,6 +15,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{Body, Query, parse_at};
 use crate::routes::events::{user_batch, user_events, validate_events};
 use crate::routes::{Deleted, page};
+use agentd_wire::agent::{Multiagent, RosterMember};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -84,12 +85,7 @@ async fn create(
         .create_session(
             &ws.id,
             NewSession {
-                agent: SessionAgent {
-                    id: agent.id,
-                    kind: AgentTag::Agent,
-                    version: agent.version,
-                    spec: agent.spec,
-                },
+                agent: pin(&st, &ws.id, agent).await?,
                 environment_id: req.environment_id,
                 title: req.title,
                 metadata: req.metadata,
@@ -102,6 +98,38 @@ async fn create(
         st.runner.notify(&session.id);
     }
     Ok(Json(session))
+}
+
+/// The agent a session runs, with its roster pinned whole: each member's definition is copied
+/// in, so later versions of those agents do not change a running session.
+async fn pin(st: &AppState, ws: &str, agent: agentd_wire::Agent) -> ApiResult<SessionAgent> {
+    let mut spec = agent.spec;
+    if let Some(Multiagent::Coordinator { agents }) = &mut spec.multiagent {
+        for m in agents.iter_mut() {
+            let (id, version) = match m {
+                RosterMember::Ref(r) => (r.id.clone(), r.version),
+                RosterMember::Myself(_) => (agent.id.clone(), agent.version),
+                RosterMember::Pinned(_) => continue,
+            };
+            let a = st.store.get_agent(ws, &id, Some(version)).await?;
+            let mut member = a.spec;
+            // Rosters are one level deep: a member never starts threads of its own.
+            member.multiagent = None;
+            member.metadata.clear();
+            *m = RosterMember::Pinned(Box::new(SessionAgent {
+                id: a.id,
+                kind: AgentTag::Agent,
+                version: a.version,
+                spec: member,
+            }));
+        }
+    }
+    Ok(SessionAgent {
+        id: agent.id,
+        kind: AgentTag::Agent,
+        version: agent.version,
+        spec,
+    })
 }
 
 async fn retrieve(
