@@ -547,3 +547,81 @@ def test_interrupt_stops_the_coordinator_and_every_worker(client, scripts_dir):
         assert "agent.message" not in types_of(tevs), f"{c['agent']['name']} replied despite the interrupt"
         assert tevs[-1]["type"] == "session.status_idle", types_of(tevs)
     assert agent_message_texts(evs) == [WAITING], "the coordinator took another turn after the interrupt"
+
+
+# ----------------------------------------------------------------------------- worker calls
+
+
+LOOKUP_TOOL = {
+    "type": "custom",
+    "name": "lookup",
+    "description": "Look a fact up in the user's notes.",
+    "input_schema": {"type": "object", "properties": {"q": {"type": "string"}}},
+}
+
+
+@pytest.mark.parametrize("names_thread", [True, False])
+def test_a_workers_custom_tool_call_is_answered_from_the_session_stream(client, scripts_dir, names_thread):
+    """A worker's custom tool call shows on the session's log, marked with its thread, like the
+    SDK's session tool runner expects; the answer (naming the thread or not) reaches the
+    worker, which then replies to the coordinator."""
+    worker_model = script(scripts_dir, "worker_librarian", {"turns": [
+        {"tool_use": {"name": "lookup", "input": {"q": "oolong"}}},
+        {"text": "Oolong is partly oxidised."},
+    ]})
+    librarian = client.beta.agents.create(name="librarian", model=worker_model, tools=[LOOKUP_TOOL])
+    coord_model = script(scripts_dir, "coordinator", {"turns": [
+        {"tool_use": {"name": "start_thread", "input": {"agent": "librarian", "message": "What is oolong?"}}},
+        {"text": WAITING},
+        {"echo": True},
+    ]})
+    coordinator = client.beta.agents.create(
+        name="coordinator", model=coord_model,
+        multiagent={"type": "coordinator", "agents": [librarian.id]})
+    s = client.beta.sessions.create(agent=coordinator.id, environment_id=make_env(client).id)
+    send_text(client, s.id, PROMPT)
+
+    evs = wait_events(client, s.id, count_of("agent.custom_tool_use", 1), timeout=TEAM_TIMEOUT,
+                      what="the worker's call on the session's log")
+    [call] = of_type(evs, "agent.custom_tool_use")
+    tid = call["session_thread_id"]
+    assert tid.startswith("sthr_") and call["name"] == "lookup"
+    evs = wait_events(client, s.id, count_of("session.thread_status_idle", 1), timeout=TEAM_TIMEOUT,
+                      what="the worker waiting on the user")
+    [waiting] = of_type(evs, "session.thread_status_idle")
+    assert waiting["stop_reason"] == {"type": "requires_action", "event_ids": [call["id"]]}
+    assert client.beta.sessions.retrieve(s.id).status == "running", "the coordinator still waits"
+    # The worker's own log holds the same call, unmarked.
+    own = [e for e in list_raw_thread_events(client, s.id, tid) if e["type"] == "agent.custom_tool_use"]
+    assert [e["id"] for e in own] == [call["id"]] and "session_thread_id" not in own[0]
+
+    answer = {"type": "user.custom_tool_result", "custom_tool_use_id": call["id"],
+              "content": [{"type": "text", "text": "partly oxidised tea"}]}
+    if names_thread:
+        answer["session_thread_id"] = tid
+    client.beta.sessions.events.send(s.id, events=[answer])
+    evs = wait_idle(client, s.id, timeout=TEAM_TIMEOUT)
+    validate_all(evs)
+    msgs = agent_message_texts(evs)
+    assert "Oolong is partly oxidised." in msgs[-1], msgs
+    # The answer is on both logs, so a client reading either sees the call answered.
+    [copy] = of_type(evs, "user.custom_tool_result")
+    assert copy["session_thread_id"] == tid
+    tevs = list_raw_thread_events(client, s.id, tid)
+    validate_all(tevs)
+    [given] = of_type(tevs, "user.custom_tool_result")
+    assert given["id"] == copy["id"] and given["custom_tool_use_id"] == call["id"]
+
+
+def test_start_thread_past_the_limit_is_an_error_result(server_factory, scripts_dir):
+    server = server_factory(env={"AGENTD_MAX_THREADS": "2"})
+    client = server.client()
+    workers = three_workers()
+    team = start_team(client, scripts_dir, workers)
+    evs = wait_idle(client, team.session_id, timeout=TEAM_TIMEOUT)
+    validate_all(evs)
+    results = of_type(evs, "agent.tool_result")
+    assert [bool(r.get("is_error")) for r in results] == [False, False, True]
+    assert "limit" in text_of(results[2])
+    assert len(of_type(evs, "session.thread_created")) == 2
+    assert len(of_type(evs, "agent.thread_message_received")) == 2

@@ -152,6 +152,10 @@ pub fn fold(events: &[StoredEvent]) -> Fold {
     for e in events {
         tail = e.seq;
         b.at = e.seq;
+        if e.event.body.copied_from().is_some() {
+            // A worker's call shown here for the user; its own log has it.
+            continue;
+        }
         if let Some(s) = agentd_session::status_after(&e.event.body) {
             status = s;
         }
@@ -223,6 +227,7 @@ pub fn fold(events: &[StoredEvent]) -> Fold {
                 custom_tool_use_id,
                 content,
                 is_error,
+                ..
             } => {
                 if b.close_tool(
                     custom_tool_use_id,
@@ -328,6 +333,7 @@ pub fn fold(events: &[StoredEvent]) -> Fold {
                 name,
                 input,
                 evaluated_permission,
+                ..
             } => {
                 b.open_tool(&e.event.id, name, input);
                 let state = match evaluated_permission {
@@ -349,6 +355,7 @@ pub fn fold(events: &[StoredEvent]) -> Fold {
                 tool_use_id,
                 result,
                 deny_message,
+                ..
             } => {
                 if let Some(call) = builtin.iter_mut().find(|c| c.0 == *tool_use_id)
                     && call.3 == Call::AwaitingConfirmation
@@ -447,7 +454,7 @@ pub fn fold(events: &[StoredEvent]) -> Fold {
                 reply.text.push_str(&ContentBlock::join_text(content));
                 b.push(Role::Assistant, content.iter().map(to_block).collect());
             }
-            EventBody::AgentCustomToolUse { name, input } => {
+            EventBody::AgentCustomToolUse { name, input, .. } => {
                 b.open_tool(&e.event.id, name, input);
                 if cut {
                     let why = [ContentBlock::text(

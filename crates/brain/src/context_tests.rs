@@ -91,6 +91,7 @@ fn calls_in_a_response_that_lands_after_an_interrupt_never_run() {
             name: "bash".into(),
             input: Default::default(),
             evaluated_permission: Some(agentd_wire::event::Permission::Allow),
+            session_thread_id: None,
         },
         end(),
     ]));
@@ -108,6 +109,7 @@ fn custom_tool_use_waits_for_its_result_then_continues() {
         EventBody::AgentCustomToolUse {
             name: "get_weather".into(),
             input: Default::default(),
+            session_thread_id: None,
         },
         end(),
     ];
@@ -122,6 +124,7 @@ fn custom_tool_use_waits_for_its_result_then_continues() {
         custom_tool_use_id: "sevt_2".into(),
         content: Some(vec![ContentBlock::text("sunny")]),
         is_error: None,
+        session_thread_id: None,
     });
     let f = fold(&log(events));
     assert_eq!(f.next, Next::CallModel { open_span: None });
@@ -140,6 +143,7 @@ fn interrupt_rests_and_answers_open_tools_with_an_error() {
         EventBody::AgentCustomToolUse {
             name: "t".into(),
             input: Default::default(),
+            session_thread_id: None,
         },
         end(),
         EventBody::UserInterrupt {
@@ -204,6 +208,7 @@ fn start_call() -> EventBody {
         name: "start_thread".into(),
         input: serde_json::Map::new(),
         evaluated_permission: Some(agentd_wire::event::Permission::Allow),
+        session_thread_id: None,
     }
 }
 

@@ -276,7 +276,7 @@ impl Harness {
                         }
                     }
                     if !self
-                        .turn(session_id, me.is_some(), &f, span, tail, cancel)
+                        .turn(session_id, me.as_ref(), &f, span, tail, cancel)
                         .await?
                     {
                         return Ok(());
@@ -314,12 +314,13 @@ impl Harness {
     async fn turn(
         &self,
         session_id: &str,
-        is_child: bool,
+        me: Option<&crate::ThreadInfo>,
         f: &Fold,
         span: String,
         mut tail: u64,
         cancel: &CancellationToken,
     ) -> Result<bool> {
+        let is_child = me.is_some();
         // A worker rests through the fold, which also delivers its reply; a coordinator with
         // threads at work does not rest at all.
         let may_rest = !is_child && f.busy_children().next().is_none();
@@ -369,6 +370,16 @@ impl Harness {
                     let mut total = f.usage;
                     total.add(&resp.usage);
                     let (mut evs, calls) = response_events(resp.content, &previews, &toolbox);
+                    if let Some(t) = me {
+                        // The session's log shows a worker's calls that wait on the user, so
+                        // one stream is enough to answer them.
+                        let copies: Vec<NewEvent> = evs
+                            .iter()
+                            .filter(|e| calls.waiting.contains(&e.id))
+                            .map(|e| crate::threads::copy_to_session(e, t))
+                            .collect();
+                        evs.extend(copies);
+                    }
                     evs.push(span_end_ok(&span, resp.usage));
                     evs.push(NewEvent::new(EventBody::SessionUsage {
                         usage: snapshot(total),
@@ -1241,7 +1252,11 @@ fn response_events(
                 };
                 let e = if tb.custom.iter().any(|c| c.name == name) {
                     calls.waiting.push(String::new());
-                    NewEvent::new(EventBody::AgentCustomToolUse { name, input })
+                    NewEvent::new(EventBody::AgentCustomToolUse {
+                        name,
+                        input,
+                        session_thread_id: None,
+                    })
                 } else {
                     // Built-in, or unknown (denied, so the model hears why).
                     let permission = tb.permission(&name).unwrap_or(Permission::Deny);
@@ -1253,6 +1268,7 @@ fn response_events(
                         name,
                         input,
                         evaluated_permission: Some(permission),
+                        session_thread_id: None,
                     })
                 };
                 if let Some(slot) = calls.waiting.last_mut().filter(|s| s.is_empty()) {

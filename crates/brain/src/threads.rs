@@ -245,6 +245,18 @@ pub fn rest(t: &ThreadInfo, reason: &StopReason, reply: &Reply) -> Vec<NewEvent>
     out
 }
 
+/// The session's copy of a worker's event: the same event, marked with the worker's thread.
+pub fn copy_to_session(e: &NewEvent, t: &ThreadInfo) -> NewEvent {
+    let mut body = e.body.clone();
+    body.set_copied_from(Some(t.id.clone()));
+    NewEvent {
+        id: e.id.clone(),
+        body,
+        private: None,
+        to: Some(t.session_id.clone()),
+    }
+}
+
 fn reply_text(r: &Reply) -> String {
     match (&r.failure, r.interrupted, r.text.trim().is_empty()) {
         (Some(why), _, true) => format!("The thread failed: {why}"),

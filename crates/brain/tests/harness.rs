@@ -98,6 +98,7 @@ async fn a_custom_tool_call_rests_until_its_result_then_continues() {
             custom_tool_use_id: tool.event.id.clone(),
             content: Some(vec![ContentBlock::text("rust is a language")]),
             is_error: None,
+            session_thread_id: None,
         }],
     )
     .await;

@@ -222,6 +222,7 @@ async fn always_ask_waits_for_the_user_who_may_allow_or_deny() {
             tool_use_id: ask.event.id.clone(),
             result: Confirmation::Deny,
             deny_message: Some("never delete build".into()),
+            session_thread_id: None,
         }],
     )
     .await;
@@ -241,6 +242,7 @@ async fn always_ask_waits_for_the_user_who_may_allow_or_deny() {
             tool_use_id: allow.event.id.clone(),
             result: Confirmation::Allow,
             deny_message: None,
+            session_thread_id: None,
         }],
     )
     .await;
@@ -266,6 +268,7 @@ async fn a_call_cut_short_by_a_crash_is_reported_not_run_again() {
         name: "bash".into(),
         input: json!({"command": "deploy"}).as_object().unwrap().clone(),
         evaluated_permission: Some(Permission::Allow),
+        session_thread_id: None,
     });
     let call_id = call.id.clone();
     let start = NewEvent::new(EventBody::SpanModelRequestStart {});

@@ -9,6 +9,7 @@ const STEPS: &[&str] = &[
     include_str!("migrations/0003_one_answer_per_tool_use.sql"),
     include_str!("migrations/0004_outcome_evaluations.sql"),
     include_str!("migrations/0005_threads.sql"),
+    include_str!("migrations/0006_event_ids_per_log.sql"),
 ];
 
 /// The schema version this build writes.

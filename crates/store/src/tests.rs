@@ -323,6 +323,7 @@ async fn a_tool_call_is_answered_at_most_once() {
             custom_tool_use_id: "sevt_call".into(),
             content: None,
             is_error: None,
+            session_thread_id: None,
         })
     };
     store.append(&sid, events(vec![answer()])).await.unwrap();

@@ -31,6 +31,9 @@ pub enum EventBody {
         content: Option<Vec<ContentBlock>>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         is_error: Option<bool>,
+        /// Set on a worker thread's event shown on its session's log: the thread it belongs to.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        session_thread_id: Option<String>,
     },
     #[serde(rename = "user.tool_confirmation")]
     UserToolConfirmation {
@@ -38,6 +41,9 @@ pub enum EventBody {
         result: Confirmation,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         deny_message: Option<String>,
+        /// Set on a worker thread's event shown on its session's log: the thread it belongs to.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        session_thread_id: Option<String>,
     },
     #[serde(rename = "agent.message")]
     AgentMessage { content: Vec<ContentBlock> },
@@ -49,12 +55,18 @@ pub enum EventBody {
     AgentCustomToolUse {
         name: String,
         input: Map<String, Value>,
+        /// Set on a worker thread's event shown on its session's log: the thread it belongs to.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        session_thread_id: Option<String>,
     },
     #[serde(rename = "agent.tool_use")]
     AgentToolUse {
         name: String,
         input: Map<String, Value>,
         evaluated_permission: Option<Permission>,
+        /// Set on a worker thread's event shown on its session's log: the thread it belongs to.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        session_thread_id: Option<String>,
     },
     #[serde(rename = "agent.tool_result")]
     AgentToolResult {
@@ -159,6 +171,45 @@ pub enum EventBody {
 }
 
 impl EventBody {
+    /// The thread a copied event belongs to: set only on a worker's event shown on its
+    /// session's log, never on an event in its own thread's log.
+    pub fn copied_from(&self) -> Option<&str> {
+        match self {
+            EventBody::AgentToolUse {
+                session_thread_id, ..
+            }
+            | EventBody::AgentCustomToolUse {
+                session_thread_id, ..
+            }
+            | EventBody::UserCustomToolResult {
+                session_thread_id, ..
+            }
+            | EventBody::UserToolConfirmation {
+                session_thread_id, ..
+            } => session_thread_id.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// Mark this event as a copy from thread `tid`, or (None) as the thread's own.
+    pub fn set_copied_from(&mut self, tid: Option<String>) {
+        match self {
+            EventBody::AgentToolUse {
+                session_thread_id, ..
+            }
+            | EventBody::AgentCustomToolUse {
+                session_thread_id, ..
+            }
+            | EventBody::UserCustomToolResult {
+                session_thread_id, ..
+            }
+            | EventBody::UserToolConfirmation {
+                session_thread_id, ..
+            } => *session_thread_id = tid,
+            _ => {}
+        }
+    }
+
     /// The wire `type` string, e.g. `"user.message"`.
     pub fn type_name(&self) -> &'static str {
         match self {
@@ -412,11 +463,13 @@ impl From<UserEvent> for EventBody {
                 custom_tool_use_id: p.custom_tool_use_id,
                 content: p.content,
                 is_error: p.is_error,
+                session_thread_id: p.session_thread_id,
             },
             UserEvent::ToolConfirmation(p) => EventBody::UserToolConfirmation {
                 tool_use_id: p.tool_use_id,
                 result: p.result,
                 deny_message: p.deny_message,
+                session_thread_id: p.session_thread_id,
             },
             UserEvent::DefineOutcome(p) => EventBody::UserDefineOutcome {
                 outcome_id: crate::ids::new(crate::ids::Kind::Outcome),

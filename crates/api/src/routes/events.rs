@@ -176,23 +176,47 @@ pub async fn validate_events(
 /// them needs the agent. Returns it with whether the harness must wake and whether the batch
 /// interrupts.
 pub fn user_batch(events: Vec<UserEvent>) -> (Guard, bool, bool) {
+    thread_batch(events, None)
+}
+
+/// `user_batch` for the log of a worker thread of session `session` when given: the session's
+/// log gets a copy of each answer to a call it showed, and the harness, which also tells the
+/// session, marks the thread running.
+fn thread_batch(events: Vec<UserEvent>, session: Option<&str>) -> (Guard, bool, bool) {
     let wakes = events
         .iter()
         .any(|e| !matches!(e, UserEvent::Interrupt { .. }));
     let interrupts = events
         .iter()
         .any(|e| matches!(e, UserEvent::Interrupt { .. }));
-    let mut batch: Vec<NewEvent> = events
-        .into_iter()
-        .map(|e| NewEvent::new(EventBody::from(e)))
-        .collect();
+    let mut batch = Vec::with_capacity(events.len());
+    let mut copies = Vec::new();
+    for e in events {
+        let mut body = EventBody::from(e);
+        let own = match session {
+            Some(sid) if body.copied_from().is_some() => {
+                let copy = NewEvent::new(body.clone()).to(sid);
+                body.set_copied_from(None);
+                let own = NewEvent {
+                    id: copy.id.clone(),
+                    ..NewEvent::new(body)
+                };
+                copies.push(copy);
+                own
+            }
+            _ => NewEvent::new(body),
+        };
+        batch.push(own);
+    }
+    let is_thread = session.is_some();
     let guard: Guard = Box::new(move |head| {
         if head.status == SessionStatus::Terminated {
             return Err(Refusal::Terminated);
         }
-        if wakes && head.status != SessionStatus::Running {
+        if wakes && !is_thread && head.status != SessionStatus::Running {
             batch.push(NewEvent::new(EventBody::SessionStatusRunning {}));
         }
+        batch.extend(copies);
         Ok(batch)
     });
     (guard, wakes, interrupts)
@@ -216,7 +240,19 @@ async fn send(
     if req.events.is_empty() {
         return Err(ApiError::invalid("events: send at least one event"));
     }
-    // Events naming a thread go to that thread's log.
+    // Events naming a thread go to that thread's log; so does an answer to a worker's call
+    // shown on the session's log, whether or not it names the thread.
+    let mut req = req;
+    for e in &mut req.events {
+        let (call, thread) = match e {
+            UserEvent::CustomToolResult(p) => (&p.custom_tool_use_id, &mut p.session_thread_id),
+            UserEvent::ToolConfirmation(p) => (&p.tool_use_id, &mut p.session_thread_id),
+            _ => continue,
+        };
+        if thread.is_none() {
+            *thread = copied_from(&st, &id, call).await?;
+        }
+    }
     let mut logs = Vec::with_capacity(req.events.len());
     for (i, e) in req.events.iter().enumerate() {
         logs.push(match e.thread() {
@@ -242,7 +278,7 @@ async fn send(
             group.push(e);
         }
         let n = group.len();
-        let (guard, wakes, interrupts) = user_batch(group);
+        let (guard, wakes, interrupts) = thread_batch(group, (log != id).then_some(id.as_str()));
         let (_, stored) = st.store.append(&log, guard).await?;
         data.extend(stored.into_iter().take(n).map(|e| e.event));
         if interrupts {
@@ -255,6 +291,17 @@ async fn send(
         }
     }
     Ok(Json(Sent { data }))
+}
+
+/// The worker thread whose event `event_id` on session `sid`'s log is a copy of, if it is one.
+async fn copied_from(st: &AppState, sid: &str, event_id: &str) -> ApiResult<Option<String>> {
+    let Some(seq) = st.store.event_position(sid, event_id).await? else {
+        return Ok(None);
+    };
+    let found = st.store.read(sid, seq - 1, 1).await?;
+    Ok(found
+        .first()
+        .and_then(|e| e.event.body.copied_from().map(str::to_owned)))
 }
 
 /// An interrupt of the session stops every thread in it too: those at work, and those
