@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use agentd_wire::agent::CreateAgent;
+use agentd_wire::agent::{CreateAgent, MultiagentParams, RosterParam};
 use agentd_wire::environment::CreateEnvironment;
 
 use crate::Remote;
@@ -142,11 +142,17 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
         docs.extend(parse(&f.display().to_string(), &text)?);
     }
     let c = Client::new(&a.remote)?;
-    let agents = c.list_all("/v1/agents").await?;
+    let mut agents = c.list_all("/v1/agents").await?;
     let envs = c.list_all("/v1/environments").await?;
     for d in docs {
         match d {
-            Doc::Agent(spec) => apply_agent(&c, &agents, *spec).await?,
+            Doc::Agent(spec) => {
+                if spec.multiagent.is_some() {
+                    // Its roster may name agents made earlier in this run.
+                    agents = c.list_all("/v1/agents").await?;
+                }
+                apply_agent(&c, &agents, *spec).await?
+            }
             Doc::Environment(spec) => apply_environment(&c, &envs, *spec).await?,
         }
     }
@@ -171,12 +177,41 @@ fn named<'a>(list: &'a [Value], name: &str) -> Option<&'a Value> {
     list.iter().find(|v| v["name"].as_str() == Some(name))
 }
 
+/// A roster whose entries may name agents: each name becomes that agent's id.
+fn by_name(m: MultiagentParams, agents: &[Value]) -> anyhow::Result<MultiagentParams> {
+    let MultiagentParams::Coordinator { agents: entries } = m else {
+        return Ok(m);
+    };
+    let mut out = Vec::with_capacity(entries.len());
+    for (i, e) in entries.into_iter().enumerate() {
+        out.push(match e {
+            RosterParam::Id(key) if !key.starts_with("agent_") => {
+                let id = named(agents, &key)
+                    .and_then(|a| a["id"].as_str())
+                    .with_context(|| {
+                        format!(
+                            "multiagent.agents[{i}]: no agent named {key:?}; declare it earlier in the file or give its id"
+                        )
+                    })?;
+                RosterParam::Id(id.to_owned())
+            }
+            other => other,
+        });
+    }
+    Ok(MultiagentParams::Coordinator { agents: out })
+}
+
 async fn apply_agent(c: &Client, existing: &[Value], a: CreateAgent) -> anyhow::Result<()> {
     let (spec, roster) = a.into_parts();
     let name = spec.name.clone();
     let mut body = serde_json::to_value(&spec)?;
-    // The server resolves the roster; send it as written.
-    body["multiagent"] = serde_json::to_value(&roster)?;
+    // The server pins the roster; agents named rather than given by id are looked up here.
+    body["multiagent"] = serde_json::to_value(
+        roster
+            .map(|r| by_name(r, existing))
+            .transpose()
+            .with_context(|| format!("agent {name:?}"))?,
+    )?;
     match named(existing, &name) {
         None => {
             let created: Value = c

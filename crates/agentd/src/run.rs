@@ -140,6 +140,25 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
                 eprintln!("{tag}: {}{more}", shown.trim_end());
             }
             "session.status_running" if !a.json => eprintln!("[running]"),
+            "session.thread_created" if !a.json => eprintln!(
+                "[thread {} started: {}]",
+                ev["session_thread_id"].as_str().unwrap_or("?"),
+                ev["agent_name"].as_str().unwrap_or("?")
+            ),
+            "agent.thread_message_received" if !a.json => {
+                let text = text_of(&ev["content"]);
+                let shown: String = text.chars().take(400).collect();
+                eprintln!(
+                    "reply from {}: {}",
+                    ev["from_agent_name"].as_str().unwrap_or("?"),
+                    shown.trim_end()
+                );
+            }
+            "session.thread_status_idle" if !a.json => eprintln!(
+                "[thread {} idle: {}]",
+                ev["agent_name"].as_str().unwrap_or("?"),
+                ev["stop_reason"]["type"].as_str().unwrap_or("?")
+            ),
             "session.error" => {
                 let e = &ev["error"];
                 eprintln!(

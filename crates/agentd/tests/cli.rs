@@ -45,6 +45,17 @@ fn serve_with(env: &[(&str, &str)]) -> Server {
         "turns:\n  - tool_use: {name: bash, input: {command: 'echo built > out.txt && id -un'}}\n  - tool_use: {name: read, input: {file_path: out.txt}}\n  - text: finished\n",
     )
     .unwrap();
+    std::fs::write(
+        dir.path().join("scripts/lead.yaml"),
+        "turns:\n  - content:\n      - tool_use: {name: start_thread, input: {agent: researcher, message: find facts}}\n      - tool_use: {name: start_thread, input: {agent: critic, message: find flaws}}\n  - text: waiting\n  - echo: true\n",
+    )
+    .unwrap();
+    // A worker slow enough that its reply comes after the lead's turn that started it.
+    std::fs::write(
+        dir.path().join("scripts/slow-echo.yaml"),
+        "delay_ms: 300\nturns:\n  - echo: true\n",
+    )
+    .unwrap();
     let mut child = Command::new(BIN)
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path())
@@ -527,4 +538,47 @@ fn an_openai_compatible_server_is_a_model_provider() {
         err.contains("unknown provider") && err.contains("openai"),
         "{err}"
     );
+}
+
+#[test]
+fn apply_resolves_a_roster_by_name_and_run_shows_the_threads() {
+    let s = serve();
+    let tmp = tempfile::tempdir().unwrap();
+    let file = write(
+        tmp.path(),
+        "team.yaml",
+        "kind: agent\nname: researcher\nmodel: scripted/slow-echo\n---\nkind: agent\nname: critic\nmodel: scripted/slow-echo\n---\nkind: agent\nname: lead\nmodel: scripted/lead\nmultiagent:\n  type: coordinator\n  agents: [researcher, critic]\n",
+    );
+    let out = agentd(&s, &["apply", "-f", &file]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // Applying again changes nothing: the names resolve to the same pinned versions.
+    let again = text(&agentd(&s, &["apply", "-f", &file]).stdout);
+    assert!(again.contains("agent \"lead\" unchanged"), "{again}");
+
+    let out = agentd(&s, &["run", "lead", "review the plan"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let progress = text(&out.stderr);
+    assert!(progress.contains("started: researcher]"), "{progress}");
+    assert!(
+        progress.contains("reply from critic: echo: find flaws"),
+        "{progress}"
+    );
+    assert!(
+        progress.contains("reply from researcher: echo: find facts"),
+        "{progress}"
+    );
+    // The lead's last turn saw both replies.
+    let answer = text(&out.stdout);
+    assert!(
+        answer.contains("echo: find facts") && answer.contains("echo: find flaws"),
+        "{answer}"
+    );
+
+    let bad = write(
+        tmp.path(),
+        "bad.yaml",
+        "kind: agent\nname: lead2\nmodel: scripted/lead\nmultiagent:\n  type: coordinator\n  agents: [nobody]\n",
+    );
+    let err = text(&agentd(&s, &["apply", "-f", &bad]).stderr);
+    assert!(err.contains("no agent named \"nobody\""), "{err}");
 }

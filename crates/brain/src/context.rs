@@ -181,13 +181,17 @@ pub fn fold(events: &[StoredEvent]) -> Fold {
                 from_agent_name,
                 content,
             } => {
-                let who = match from_agent_name {
-                    Some(name) => format!("thread {from_session_thread_id} (agent `{name}`)"),
-                    None => format!("the coordinator (thread {from_session_thread_id})"),
-                };
-                held_replies.push(Block::Text {
-                    text: format!("Message from {who}:\n{}", ContentBlock::join_text(content)),
-                });
+                match from_agent_name {
+                    // A worker's reply, named so the coordinator can tell its workers apart.
+                    Some(name) => held_replies.push(Block::Text {
+                        text: format!(
+                            "Message from thread {from_session_thread_id} (agent `{name}`):\n{}",
+                            ContentBlock::join_text(content)
+                        ),
+                    }),
+                    // Work from the coordinator, which is this thread's user.
+                    None => held_replies.extend(content.iter().map(to_block)),
+                }
                 if let Some(c) = children
                     .iter_mut()
                     .find(|c| c.id == *from_session_thread_id)
