@@ -25,7 +25,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
 /// Read a body of at most `MAX_BODY_BYTES`. An oversize body is still read (and dropped) up
 /// to a bound before the 413 goes out: a client still writing when the server hangs up sees a
 /// reset connection instead of the error.
-async fn read_capped(body: axum::body::Body) -> Result<Vec<u8>, ApiError> {
+pub(crate) async fn read_capped(body: axum::body::Body) -> Result<Vec<u8>, ApiError> {
     use futures::StreamExt;
     let mut stream = body.into_data_stream();
     let mut buf = Vec::new();

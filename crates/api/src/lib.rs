@@ -27,6 +27,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::sessions::routes())
         .merge(routes::events::routes())
         .merge(routes::threads::routes())
+        .merge(routes::files::routes())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,

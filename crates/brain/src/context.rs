@@ -261,23 +261,33 @@ pub fn fold(events: &[StoredEvent]) -> Fold {
             EventBody::UserDefineOutcome {
                 outcome_id,
                 description,
-                rubric: Rubric::Text { content, checks },
+                rubric,
                 max_iterations,
             } => {
+                let (content, checks) = match (rubric, &e.private) {
+                    (Rubric::Text { content, checks }, _) => (content.clone(), checks.clone()),
+                    (Rubric::File { .. }, Some(Private::Rubric { text })) => {
+                        (text.clone(), Vec::new())
+                    }
+                    (Rubric::File { file_id }, _) => (
+                        format!("(the rubric file {file_id} could not be read)"),
+                        Vec::new(),
+                    ),
+                };
                 b.push(
                     Role::User,
                     vec![Block::Text {
                         text: format!(
                             "Work toward this outcome until it is met.\n\nOutcome: {description}\n\nYour work will be judged against this rubric:\n{content}{}",
-                            crate::outcomes::describe_checks(checks)
+                            crate::outcomes::describe_checks(&checks)
                         ),
                     }],
                 );
                 outcome = Some(Outcome {
                     id: outcome_id.clone(),
                     description: description.clone(),
-                    rubric: content.clone(),
-                    checks: checks.clone(),
+                    rubric: content,
+                    checks,
                     max_iterations: max_iterations
                         .unwrap_or(OUTCOME_DEFAULT_ITERATIONS)
                         .clamp(1, OUTCOME_MAX_ITERATIONS),
@@ -446,7 +456,10 @@ pub fn fold(events: &[StoredEvent]) -> Fold {
                     Role::Assistant,
                     vec![Block::RedactedThinking { data: data.clone() }],
                 ),
-                Some(Private::Compaction { .. } | Private::Thread { .. }) | None => {}
+                Some(
+                    Private::Compaction { .. } | Private::Thread { .. } | Private::Rubric { .. },
+                )
+                | None => {}
             },
             EventBody::AgentMessage { content } => {
                 if let Some(o) = outcome.as_mut() {

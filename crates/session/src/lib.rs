@@ -80,6 +80,10 @@ pub enum Private {
         summary: String,
         upto: u64,
     },
+    /// The text of a file rubric, copied when `user.define_outcome` is logged.
+    Rubric {
+        text: String,
+    },
     /// The definition a new thread runs, pinned when `session.thread_created` is logged.
     Thread {
         agent: Box<agentd_wire::session::SessionAgent>,

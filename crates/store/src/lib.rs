@@ -9,6 +9,7 @@
 mod agents;
 mod db;
 mod environments;
+mod files;
 mod keys;
 mod log;
 pub mod migrate;
@@ -23,6 +24,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
 pub use agents::AgentFilter;
+pub use files::NewFile;
 pub use keys::{DEFAULT_WORKSPACE, KeyInfo, Workspace};
 pub use sessions::{EventFilter, NewSession, SessionFilter};
 pub use threads::ThreadRow;

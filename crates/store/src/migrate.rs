@@ -10,6 +10,7 @@ const STEPS: &[&str] = &[
     include_str!("migrations/0004_outcome_evaluations.sql"),
     include_str!("migrations/0005_threads.sql"),
     include_str!("migrations/0006_event_ids_per_log.sql"),
+    include_str!("migrations/0007_files.sql"),
 ];
 
 /// The schema version this build writes.

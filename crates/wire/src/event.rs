@@ -262,8 +262,7 @@ impl EventBody {
     }
 }
 
-/// How an outcome is graded. File rubrics need the Files API, which agentd lacks, so only
-/// text rubrics are accepted.
+/// How an outcome is graded: criteria as text, or a file holding them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Rubric {
@@ -274,6 +273,9 @@ pub enum Rubric {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         checks: Vec<Check>,
     },
+    /// A text file uploaded with the Files API; its text is copied into the log when the
+    /// outcome is defined, so deleting the file later changes nothing.
+    File { file_id: String },
 }
 
 /// One exact check of an outcome.

@@ -18,6 +18,7 @@ pub enum Kind {
     ApiKey,
     Outcome,
     Thread,
+    File,
 }
 
 impl Kind {
@@ -31,6 +32,7 @@ impl Kind {
             Kind::ApiKey => "apikey_",
             Kind::Outcome => "outc_",
             Kind::Thread => "sthr_",
+            Kind::File => "file_",
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod content;
 pub mod environment;
 pub mod error;
 pub mod event;
+pub mod file;
 pub mod ids;
 pub mod page;
 pub mod session;

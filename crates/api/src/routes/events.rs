@@ -15,7 +15,7 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 
 use agentd_brain::Published;
-use agentd_session::{Guard, NewEvent, Refusal, SessionLog, StoredEvent};
+use agentd_session::{Guard, NewEvent, Private, Refusal, SessionLog, StoredEvent};
 use agentd_store::EventFilter;
 use agentd_wire::event::{Preview, SendEvents, UserEvent};
 use agentd_wire::{Event, EventBody, Page, SessionStatus};
@@ -175,23 +175,81 @@ pub async fn validate_events(
 /// The guard that appends a client's events, moving an idle session to running when one of
 /// them needs the agent. Returns it with whether the harness must wake and whether the batch
 /// interrupts.
-pub fn user_batch(events: Vec<UserEvent>) -> (Guard, bool, bool) {
+pub fn user_batch(events: Vec<(UserEvent, Option<Private>)>) -> (Guard, bool, bool) {
     thread_batch(events, None)
+}
+
+/// Largest rubric file accepted.
+const MAX_RUBRIC_BYTES: usize = 256 * 1024;
+
+/// The text of each file rubric among `events` (None for other events), checked to be a text
+/// file of workspace `ws`. The text goes into the log with the event, so the outcome does not
+/// depend on the file staying.
+pub async fn file_rubrics(
+    st: &AppState,
+    ws: &str,
+    events: Vec<UserEvent>,
+    field: &str,
+) -> ApiResult<Vec<(UserEvent, Option<Private>)>> {
+    let mut out = Vec::with_capacity(events.len());
+    for (i, e) in events.into_iter().enumerate() {
+        let private = match &e {
+            UserEvent::DefineOutcome(d) => match &d.rubric {
+                agentd_wire::event::Rubric::File { file_id } => {
+                    let at = format!("{field}[{i}].rubric.file_id");
+                    let (meta, bytes) = match st.store.file_content(ws, file_id).await {
+                        Ok(f) => f,
+                        Err(agentd_store::Error::NotFound(m)) => {
+                            return Err(ApiError::invalid(format!("{at}: {m}")));
+                        }
+                        Err(e) => return Err(e.into()),
+                    };
+                    if bytes.len() > MAX_RUBRIC_BYTES {
+                        return Err(ApiError::invalid(format!(
+                            "{at}: {} is {} bytes; a rubric file may hold at most {MAX_RUBRIC_BYTES}",
+                            meta.filename,
+                            bytes.len()
+                        )));
+                    }
+                    let text = String::from_utf8(bytes).map_err(|_| {
+                        ApiError::invalid(format!(
+                            "{at}: {} ({}) is not UTF-8 text; a rubric file must be text",
+                            meta.filename, meta.mime_type
+                        ))
+                    })?;
+                    if text.trim().is_empty() {
+                        return Err(ApiError::invalid(format!(
+                            "{at}: {} is empty",
+                            meta.filename
+                        )));
+                    }
+                    Some(Private::Rubric { text })
+                }
+                agentd_wire::event::Rubric::Text { .. } => None,
+            },
+            _ => None,
+        };
+        out.push((e, private));
+    }
+    Ok(out)
 }
 
 /// `user_batch` for the log of a worker thread of session `session` when given: the session's
 /// log gets a copy of each answer to a call it showed, and the harness, which also tells the
 /// session, marks the thread running.
-fn thread_batch(events: Vec<UserEvent>, session: Option<&str>) -> (Guard, bool, bool) {
+fn thread_batch(
+    events: Vec<(UserEvent, Option<Private>)>,
+    session: Option<&str>,
+) -> (Guard, bool, bool) {
     let wakes = events
         .iter()
-        .any(|e| !matches!(e, UserEvent::Interrupt { .. }));
+        .any(|(e, _)| !matches!(e, UserEvent::Interrupt { .. }));
     let interrupts = events
         .iter()
-        .any(|e| matches!(e, UserEvent::Interrupt { .. }));
+        .any(|(e, _)| matches!(e, UserEvent::Interrupt { .. }));
     let mut batch = Vec::with_capacity(events.len());
     let mut copies = Vec::new();
-    for e in events {
+    for (e, private) in events {
         let mut body = EventBody::from(e);
         let own = match session {
             Some(sid) if body.copied_from().is_some() => {
@@ -206,7 +264,7 @@ fn thread_batch(events: Vec<UserEvent>, session: Option<&str>) -> (Guard, bool, 
             }
             _ => NewEvent::new(body),
         };
-        batch.push(own);
+        batch.push(NewEvent { private, ..own });
     }
     let is_thread = session.is_some();
     let guard: Guard = Box::new(move |head| {
@@ -269,9 +327,10 @@ async fn send(
         });
     }
     validate_events(&st, Some(&logs), &req.events, "events").await?;
+    let events = file_rubrics(&st, &ws.id, req.events, "events").await?;
     // Consecutive events for the same log go in one append, in the order sent.
-    let mut data = Vec::with_capacity(req.events.len());
-    let mut events = req.events.into_iter().zip(logs).peekable();
+    let mut data = Vec::with_capacity(events.len());
+    let mut events = events.into_iter().zip(logs).peekable();
     while let Some((e, log)) = events.next() {
         let mut group = vec![e];
         while let Some((e, _)) = events.next_if(|(_, l)| *l == log) {

@@ -13,7 +13,7 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Body, Query, parse_at};
-use crate::routes::events::{user_batch, user_events, validate_events};
+use crate::routes::events::{file_rubrics, user_batch, user_events, validate_events};
 use crate::routes::{Deleted, page};
 use agentd_wire::agent::{Multiagent, RosterMember};
 
@@ -79,7 +79,8 @@ async fn create(
         ));
     }
     validate_events(&st, None, &req.initial_events, "initial_events").await?;
-    let (batch, wakes, _) = user_batch(req.initial_events);
+    let initial = file_rubrics(&st, &ws.id, req.initial_events, "initial_events").await?;
+    let (batch, wakes, _) = user_batch(initial);
     let session = st
         .store
         .create_session(

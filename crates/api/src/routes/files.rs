@@ -1,0 +1,168 @@
+//! `/v1/files`: upload (multipart), list, metadata, download, delete.
+
+use std::convert::Infallible;
+
+use axum::extract::{Path, Request, State};
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Extension, Json, Router};
+
+use agentd_store::NewFile;
+use agentd_wire::Page;
+use agentd_wire::file::{DeletedFile, DeletedFileTag, FileMetadata};
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Query, read_capped};
+use crate::routes::page;
+
+/// The expiry a client may ask for, seconds: an hour to ninety days.
+const EXPIRY: std::ops::RangeInclusive<i64> = 3600..=7_776_000;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/files", get(list).post(upload))
+        .route("/v1/files/{id}", get(retrieve).delete(delete))
+        .route("/v1/files/{id}/content", get(download))
+}
+
+async fn upload(
+    State(st): State<AppState>,
+    Extension(Caller(ws)): Extension<Caller>,
+    req: Request,
+) -> ApiResult<Json<FileMetadata>> {
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let boundary = multer::parse_boundary(&content_type).map_err(|_| {
+        ApiError::invalid("the body must be multipart/form-data with a `file` part")
+    })?;
+    let bytes = read_capped(req.into_body()).await?;
+    let body = futures::stream::once(async move { Ok::<_, Infallible>(bytes) });
+    let mut form = multer::Multipart::new(body, boundary);
+    let mut file: Option<(String, Option<String>, Vec<u8>)> = None;
+    let mut expires_in: Option<i64> = None;
+    let bad = |e: multer::Error| ApiError::invalid(format!("malformed multipart body: {e}"));
+    while let Some(field) = form.next_field().await.map_err(bad)? {
+        match field.name() {
+            Some("file") => {
+                let name = field.file_name().map(base_name).unwrap_or_default();
+                let mime = field.content_type().map(ToString::to_string);
+                let data = field.bytes().await.map_err(bad)?;
+                file = Some((name, mime, data.to_vec()));
+            }
+            Some("expires_in_seconds") => {
+                let text = field.text().await.map_err(bad)?;
+                let n = text
+                    .trim()
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|n| EXPIRY.contains(n));
+                expires_in = Some(n.ok_or_else(|| {
+                    ApiError::invalid(format!(
+                        "expires_in_seconds: {text:?} is not an integer from {} to {}",
+                        EXPIRY.start(),
+                        EXPIRY.end()
+                    ))
+                })?);
+            }
+            _ => {}
+        }
+    }
+    let Some((filename, mime, content)) = file else {
+        return Err(ApiError::invalid(
+            "file: missing; send the file as a `file` part",
+        ));
+    };
+    let mime_type = match mime.filter(|m| m != "application/octet-stream") {
+        Some(m) => m,
+        None => guess_mime(&filename).to_owned(),
+    };
+    let filename = if filename.is_empty() {
+        "unnamed".to_owned()
+    } else {
+        filename
+    };
+    let expires_at = expires_in.map(|s| chrono::Utc::now() + chrono::Duration::seconds(s));
+    Ok(Json(
+        st.store
+            .create_file(
+                &ws.id,
+                NewFile {
+                    filename,
+                    mime_type,
+                    content,
+                    expires_at,
+                },
+            )
+            .await?,
+    ))
+}
+
+/// Only the last path component of a client's file name is kept.
+fn base_name(name: &str) -> String {
+    name.rsplit(['/', '\\'])
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn guess_mime(name: &str) -> &'static str {
+    let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
+    match ext.as_deref() {
+        Some("txt" | "md" | "markdown" | "rst") => "text/plain",
+        Some("json") => "application/json",
+        Some("yaml" | "yml") => "application/yaml",
+        Some("csv") => "text/csv",
+        Some("pdf") => "application/pdf",
+        Some("png") => "image/png",
+        Some("jpg" | "jpeg") => "image/jpeg",
+        _ => "application/octet-stream",
+    }
+}
+
+async fn list(
+    State(st): State<AppState>,
+    Extension(Caller(ws)): Extension<Caller>,
+    q: Query,
+) -> ApiResult<Json<Page<FileMetadata>>> {
+    let p = st
+        .store
+        .list_files(&ws.id, q.limit_up_to(1000)?, q.page())
+        .await?;
+    Ok(Json(page(p, |f| f)))
+}
+
+async fn retrieve(
+    State(st): State<AppState>,
+    Extension(Caller(ws)): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<FileMetadata>> {
+    Ok(Json(st.store.get_file(&ws.id, &id).await?))
+}
+
+async fn download(
+    State(st): State<AppState>,
+    Extension(Caller(ws)): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult<axum::response::Response> {
+    let (meta, bytes) = st.store.file_content(&ws.id, &id).await?;
+    Ok(([(header::CONTENT_TYPE, meta.mime_type)], bytes).into_response())
+}
+
+async fn delete(
+    State(st): State<AppState>,
+    Extension(Caller(ws)): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<DeletedFile>> {
+    st.store.delete_file(&ws.id, &id).await?;
+    Ok(Json(DeletedFile {
+        id,
+        kind: DeletedFileTag::FileDeleted,
+    }))
+}
