@@ -23,6 +23,10 @@ command -v git >/dev/null || need+=(git)
 command -v cc >/dev/null || need+=(build-essential)
 command -v bwrap >/dev/null || need+=(bubblewrap)
 command -v pgrep >/dev/null || need+=(procps)
+# llama.cpp (the local model) is C++ built by cmake, its bindings made by bindgen (libclang).
+command -v cmake >/dev/null || need+=(cmake)
+command -v clang >/dev/null || need+=(clang)
+ls /usr/lib/llvm-*/lib/libclang.so >/dev/null 2>&1 || need+=(libclang-dev)
 if [ ${#need[@]} -gt 0 ]; then
     as_root apt-get update -qq
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"

@@ -5,9 +5,10 @@
 //! | `claude-*` | the default Anthropic client ([`RegistryConfig`]) | the id as is |
 //! | `scripted/echo` | the built-in echo model | `echo` |
 //! | `scripted/<name>` | the script `<scripts_dir>/<name>.yaml` | `<name>` |
+//! | `local/<name>` | a GGUF file run in-process ([`Registry::with_local`]) | `<name>` |
 //! | `<provider>/<model>` | the provider named `<provider>` ([`Registry::with_providers`]) | `<model>`, which may itself hold `/` |
 //!
-//! `claude-*` and `scripted/` are matched first, so neither can name a provider. A provider
+//! `claude-*`, `scripted/` and `local/` are matched first, so none can name a provider. A provider
 //! with a `models` allow-list refuses any other model. Every refusal is an [`UnknownModel`]
 //! naming what would have worked, so a bad model id fails agent creation rather than a turn.
 //! Providers are usually read from a YAML file with [`load_providers`].
@@ -71,6 +72,7 @@ pub struct Registry {
     echo: Arc<Scripted>,
     scripts: Mutex<HashMap<PathBuf, CachedScript>>,
     providers: Vec<Provider>,
+    local: Option<Arc<dyn crate::LocalModels>>,
 }
 
 /// A named provider, ready to serve.
@@ -98,7 +100,14 @@ impl Registry {
             echo: Arc::new(Scripted::echo()),
             scripts: Mutex::default(),
             providers: Vec::new(),
+            local: None,
         }
+    }
+
+    /// Serve `local/<name>` with these in-process models.
+    pub fn with_local(mut self, local: Arc<dyn crate::LocalModels>) -> Registry {
+        self.local = Some(local);
+        self
     }
 
     /// Adds the providers reached as `<name>/<model>`, replacing any added before. Refuses a
@@ -135,6 +144,16 @@ impl Registry {
         if model_id.starts_with("claude-") {
             let model = self.anthropic.clone().map_err(UnknownModel::new)?;
             return Ok((model, model_id.to_owned()));
+        }
+        if let Some(name) = model_id.strip_prefix("local/") {
+            let Some(local) = &self.local else {
+                return Err(UnknownModel::new(format!(
+                    "model {model_id:?}: this agentd was built without local models"
+                )));
+            };
+            local.check(name).map_err(UnknownModel::new)?;
+            let model: Arc<dyn Model> = local.clone();
+            return Ok((model, name.to_owned()));
         }
         let Some(name) = model_id.strip_prefix("scripted/") else {
             if let Some((provider, upstream)) = model_id.split_once('/') {

@@ -166,6 +166,12 @@ impl Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// One model behind one provider.
+/// Models served in-process from files on this machine, reached as `local/<name>`.
+pub trait LocalModels: Model {
+    /// Whether `local/<name>` can be served; the error says how to make it so.
+    fn check(&self, name: &str) -> std::result::Result<(), String>;
+}
+
 #[async_trait]
 pub trait Model: Send + Sync + 'static {
     /// Run one request to completion, reporting deltas as they stream.

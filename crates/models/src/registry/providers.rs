@@ -143,11 +143,11 @@ pub(super) fn validate(providers: &[ProviderConfig]) -> Result<(), String> {
                 "{at}: a name needs letters, digits, `_`, `.` or `-` only"
             ));
         }
-        // `scripted/` and `claude-*` are routed before providers, so such a name could never
+        // `scripted/`, `local/` and `claude-*` are routed before providers, so such a name could never
         // be reached.
-        if p.name == "scripted" || p.name.starts_with("claude-") {
+        if p.name == "scripted" || p.name == "local" || p.name.starts_with("claude-") {
             return Err(format!(
-                "{at}: the name is reserved (`scripted/` and `claude-*` route elsewhere)"
+                "{at}: the name is reserved (`scripted/`, `local/` and `claude-*` route elsewhere)"
             ));
         }
         if providers[..i].iter().any(|q| q.name == p.name) {
@@ -264,6 +264,7 @@ mod tests {
             ("name: a/b, base_url: 'http://h'", "letters, digits"),
             ("name: '', base_url: 'http://h'", "letters, digits"),
             ("name: scripted, base_url: 'http://h'", "reserved"),
+            ("name: local, base_url: 'http://h'", "reserved"),
             ("name: claude-x, base_url: 'http://h'", "reserved"),
             ("name: ok, base_url: 'http://h'", "used twice"),
             ("name: b, base_url: 'localhost:8000'", "not an http(s) URL"),

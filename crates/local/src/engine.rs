@@ -1,0 +1,239 @@
+//! Generation with llama.cpp: load a GGUF file once, then for each request render the chat
+//! template, fit the prompt in the context window, and decode greedily on the CPU.
+
+use std::num::NonZeroU32;
+use std::path::Path;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use agentd_models::{Delta, Error, Request, StopReason, Usage};
+use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::llama_backend::LlamaBackend;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::{LlamaChatMessage, LlamaModel};
+use llama_cpp_2::sampling::LlamaSampler;
+
+use crate::prompt::{self, CALL_CLOSE, CALL_OPEN, Turn};
+
+/// Tokens decoded per batch while reading the prompt.
+const BATCH: usize = 512;
+/// Room always left for the answer when the prompt is fitted into the window.
+const MIN_ANSWER: usize = 256;
+
+/// llama.cpp's process-wide state, made once; its own logging is silenced (agentd logs what
+/// matters through tracing).
+fn backend() -> Result<&'static LlamaBackend, Error> {
+    static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
+    BACKEND
+        .get_or_init(|| {
+            let mut b = LlamaBackend::init().map_err(|e| e.to_string())?;
+            b.void_logs();
+            Ok(b)
+        })
+        .as_ref()
+        .map_err(|e| Error::Rejected {
+            status: 500,
+            message: format!("llama.cpp failed to start: {e}"),
+        })
+}
+
+/// A model held in memory.
+pub struct Loaded {
+    model: LlamaModel,
+    pub load_time: Duration,
+}
+
+pub fn load(path: &Path) -> Result<Loaded, Error> {
+    let backend = backend()?;
+    let started = Instant::now();
+    let model =
+        LlamaModel::load_from_file(backend, path, &LlamaModelParams::default()).map_err(|e| {
+            Error::Rejected {
+                status: 500,
+                message: format!("cannot load the model {}: {e}", path.display()),
+            }
+        })?;
+    Ok(Loaded {
+        model,
+        load_time: started.elapsed(),
+    })
+}
+
+/// What one generation produced.
+pub struct Generated {
+    pub text: String,
+    pub stop: StopReason,
+    pub usage: Usage,
+    /// Time spent writing the answer, prompt reading excluded.
+    pub decode_time: Duration,
+}
+
+/// Answer `req` with the model, reporting streamed text through `on_delta`. Runs on the
+/// calling thread until done, cut short when `cancel` is set.
+pub fn generate(
+    m: &Loaded,
+    req: &Request,
+    n_ctx: u32,
+    cancel: &AtomicBool,
+    on_delta: &mut dyn FnMut(Delta),
+) -> Result<Generated, Error> {
+    let backend = backend()?;
+    let model = &m.model;
+    let window = n_ctx.min(model.n_ctx_train().max(512)) as usize;
+    let vocab = model.vocab();
+    let mut turns = prompt::turns(req);
+    // Drop the oldest turns (never the system prompt or the last) until the prompt fits.
+    let tokens = loop {
+        let text = render(model, &turns);
+        let tokens = vocab.tokenize(text.as_bytes(), true, true);
+        if tokens.len() + MIN_ANSWER <= window {
+            break tokens;
+        }
+        let first = usize::from(turns.first().is_some_and(|t| t.role == "system"));
+        if turns.len() <= first + 1 {
+            return Err(Error::Rejected {
+                status: 400,
+                message: format!(
+                    "the last message alone is {} tokens, more than this local model's {window}-token window allows",
+                    tokens.len()
+                ),
+            });
+        }
+        turns.remove(first);
+    };
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .min(8) as i32;
+    let params = LlamaContextParams::default()
+        .with_n_ctx(NonZeroU32::new(window as u32))
+        .with_n_batch(BATCH as u32)
+        .with_n_threads(threads)
+        .with_n_threads_batch(threads);
+    let mut ctx = model
+        .new_context(backend, params)
+        .map_err(|e| Error::Rejected {
+            status: 500,
+            message: format!("cannot make a llama.cpp context: {e}"),
+        })?;
+    let decode_failed = |e: llama_cpp_2::DecodeError| Error::Rejected {
+        status: 500,
+        message: format!("llama.cpp failed to decode: {e}"),
+    };
+    let mut batch = LlamaBatch::new(BATCH, 1);
+    for (c, chunk) in tokens.chunks(BATCH).enumerate() {
+        batch.clear();
+        let last_chunk = (c + 1) * BATCH >= tokens.len();
+        for (i, t) in chunk.iter().enumerate() {
+            let pos = (c * BATCH + i) as i32;
+            let logits = last_chunk && i + 1 == chunk.len();
+            batch
+                .add(*t, pos, &[0], logits)
+                .map_err(|e| Error::Rejected {
+                    status: 500,
+                    message: format!("llama.cpp batch: {e}"),
+                })?;
+        }
+        ctx.decode(&mut batch).map_err(decode_failed)?;
+        if cancel.load(Ordering::Relaxed) {
+            return Err(cancelled());
+        }
+    }
+    on_delta(Delta::Started);
+
+    let budget = (req.max_tokens as usize).min(window - tokens.len());
+    let mut sampler = LlamaSampler::chain_simple([
+        // Small models loop; a mild repetition penalty keeps greedy decoding moving.
+        LlamaSampler::penalties(model.n_vocab(), 64, 1.1, 0.0, 0.0),
+        LlamaSampler::greedy(),
+    ]);
+    let started = Instant::now();
+    let mut bytes: Vec<u8> = Vec::new();
+    let mut shown = 0usize;
+    let mut text_started = false;
+    let mut generated = 0usize;
+    let mut pos = tokens.len() as i32;
+    let stop = loop {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(cancelled());
+        }
+        let token = sampler.sample(&ctx, batch.n_tokens() - 1);
+        if vocab.is_eog(token) {
+            break StopReason::EndTurn;
+        }
+        generated += 1;
+        bytes.extend(vocab.token_to_piece(token, false, None));
+        // Show only whole characters, and nothing that may turn out to be a tool call.
+        let valid = match std::str::from_utf8(&bytes) {
+            Ok(s) => s,
+            Err(e) => std::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or_default(),
+        };
+        let safe = prompt::safe_prefix(valid);
+        if safe > shown {
+            if !text_started {
+                on_delta(Delta::TextStart { index: 0 });
+                text_started = true;
+            }
+            on_delta(Delta::Text {
+                index: 0,
+                text: valid[shown..safe].to_owned(),
+            });
+            shown = safe;
+        }
+        // One call per turn: what a small model writes after it is noise.
+        if valid.contains(CALL_OPEN) && valid.ends_with(CALL_CLOSE) {
+            break StopReason::ToolUse;
+        }
+        if generated >= budget {
+            break StopReason::MaxTokens;
+        }
+        batch.clear();
+        batch
+            .add(token, pos, &[0], true)
+            .map_err(|e| Error::Rejected {
+                status: 500,
+                message: format!("llama.cpp batch: {e}"),
+            })?;
+        pos += 1;
+        ctx.decode(&mut batch).map_err(decode_failed)?;
+    };
+    Ok(Generated {
+        text: String::from_utf8_lossy(&bytes).into_owned(),
+        stop,
+        usage: Usage {
+            input_tokens: tokens.len() as u64,
+            output_tokens: generated as u64,
+            ..Usage::default()
+        },
+        decode_time: started.elapsed(),
+    })
+}
+
+fn cancelled() -> Error {
+    Error::Transport("the local generation was cancelled".into())
+}
+
+/// The prompt in the model's own chat template, or ChatML when it has none llama.cpp knows.
+fn render(model: &LlamaModel, turns: &[Turn]) -> String {
+    let templated = model.chat_template(None).ok().and_then(|tmpl| {
+        let chat: Vec<LlamaChatMessage> = turns
+            .iter()
+            .filter_map(|t| LlamaChatMessage::new(t.role.into(), t.content.clone()).ok())
+            .collect();
+        model.apply_chat_template(&tmpl, &chat, true).ok()
+    });
+    templated.unwrap_or_else(|| chatml(turns))
+}
+
+fn chatml(turns: &[Turn]) -> String {
+    let mut s = String::new();
+    for t in turns {
+        s.push_str(&format!(
+            "<|im_start|>{}\n{}<|im_end|>\n",
+            t.role, t.content
+        ));
+    }
+    s.push_str("<|im_start|>assistant\n");
+    s
+}
