@@ -236,7 +236,7 @@ async fn ttft(a: &Args, bwrap: Arc<Bwrap>, repo: &Path) -> anyhow::Result<()> {
             if coupled {
                 // The older design: the session's sandbox is ready before inference starts.
                 sandboxes
-                    .get(&sid, Policy::none(), Some(setup.to_owned()))
+                    .get(&sid, &sid, Policy::none(), Some(setup.to_owned()))
                     .await?;
                 provision.push(t0.elapsed());
             }

@@ -115,6 +115,8 @@ pub struct Fold {
     pub children: Vec<Child>,
     /// This thread's answer to its latest input.
     pub reply: Reply,
+    /// Work from the coordinator that this (worker) thread has not answered yet.
+    pub owes_reply: bool,
 }
 
 impl Fold {
@@ -149,6 +151,7 @@ pub fn fold(events: &[StoredEvent]) -> Fold {
     // The user interrupted: replies from threads no longer start a turn by themselves.
     let mut stopped = false;
     let mut reply = Reply::default();
+    let mut owes_reply = false;
     for e in events {
         tail = e.seq;
         b.at = e.seq;
@@ -207,6 +210,7 @@ pub fn fold(events: &[StoredEvent]) -> Fold {
                     // New work from the coordinator.
                     stopped = false;
                     reply = Reply::default();
+                    owes_reply = true;
                 }
             }
             EventBody::SessionThreadCreated {
@@ -219,10 +223,15 @@ pub fn fold(events: &[StoredEvent]) -> Fold {
             }),
             EventBody::AgentThreadMessageSent {
                 to_session_thread_id,
+                to_agent_name,
                 ..
             } => {
                 if let Some(c) = children.iter_mut().find(|c| c.id == *to_session_thread_id) {
                     c.busy = true;
+                }
+                if to_agent_name.is_none() {
+                    // A worker's reply to its coordinator.
+                    owes_reply = false;
                 }
             }
             EventBody::SessionThreadStatusRunning { .. }
@@ -546,6 +555,7 @@ pub fn fold(events: &[StoredEvent]) -> Fold {
         tail,
         children,
         reply,
+        owes_reply,
     }
 }
 

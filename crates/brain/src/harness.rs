@@ -196,7 +196,11 @@ impl Harness {
                     );
                     let stale = f.status == SessionStatus::Idle
                         && f.last_rest.as_ref().is_some_and(|r| *r != reason);
-                    if !working && !stale {
+                    // A worker stopped before it ever ran (an interrupt right after its task
+                    // came) still owes its coordinator an answer.
+                    let waiting_on_user = matches!(reason, StopReason::RequiresAction { .. });
+                    let unanswered = me.is_some() && f.owes_reply && !waiting_on_user;
+                    if !working && !stale && !unanswered {
                         return Ok(());
                     }
                     let mut batch = match &me {
@@ -210,7 +214,8 @@ impl Harness {
                     match self.append(session_id, at_tail(f.tail, batch)).await? {
                         Appended::Stale => continue,
                         Appended::Done(_) => {
-                            if let Some(t) = &me {
+                            if let Some(t) = me.as_ref().filter(|_| !waiting_on_user) {
+                                // Its reply is in: the coordinator may go on.
                                 self.wake_log(&t.parent_log);
                             }
                             return Ok(());
@@ -816,7 +821,14 @@ impl Harness {
         Ok(true)
     }
 
+    /// Run a built-in call of log `session_id` (a session's, or a worker thread's, whose
+    /// sandbox mounts its session's workspace).
     async fn execute(&self, session_id: &str, w: &ToolWork) -> Output {
+        let workspace = match self.agents.thread(session_id).await {
+            Ok(Some(t)) => t.session_id,
+            Ok(None) => session_id.to_owned(),
+            Err(e) => return Output::error(format!("Cannot read the thread's session: {e}")),
+        };
         let env = match self.agents.session_environment(session_id).await {
             Ok(env) => env,
             Err(e) => {
@@ -870,7 +882,12 @@ impl Harness {
             Err(e) => return Output::error(e),
         }
         let sb = match sandboxes
-            .get(session_id, policy, crate::packages::setup_script(&env))
+            .get(
+                session_id,
+                &workspace,
+                policy,
+                crate::packages::setup_script(&env),
+            )
             .await
         {
             Ok(sb) => sb,
@@ -883,7 +900,7 @@ impl Harness {
         if let Some(q) = quota
             && matches!(w.name.as_str(), "write" | "edit")
         {
-            let used = sandboxes.disk_usage(session_id).await;
+            let used = sandboxes.disk_usage(&workspace).await;
             if used > q {
                 return Output::error(format!(
                     "{}: refused: the workspace holds {} MiB, over its {} MiB limit. Delete files (with bash) first.",
@@ -901,7 +918,7 @@ impl Harness {
         if let Some(q) = quota
             && matches!(w.name.as_str(), "bash" | "write" | "edit")
         {
-            let used = sandboxes.disk_usage(session_id).await;
+            let used = sandboxes.disk_usage(&workspace).await;
             if used > q {
                 out.text.push_str(&format!(
                     "\n[the workspace now holds {} MiB, over its {} MiB limit: write and edit are refused until files are deleted]",

@@ -1,6 +1,10 @@
-//! The sessions' sandboxes: made on a session's first tool call, kept while it works,
+//! The sessions' sandboxes: made on a thread's first tool call, kept while it works,
 //! released when idle or done. Only a cache: a sandbox lost with the process is made again
 //! over the same workspace on the next call.
+//!
+//! A sandbox belongs to one log (a session's primary thread, or a worker thread), so threads
+//! running at once never share a shell; every sandbox of a session mounts the session's one
+//! workspace.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -12,6 +16,8 @@ use agentd_hands::{Limits, Provider, Sandbox, Spec};
 
 /// A live sandbox, the egress proxy that is its only way out, and when it was last used.
 struct Live {
+    /// The session whose workspace it mounts.
+    session: String,
     sandbox: Arc<dyn Sandbox>,
     proxy: Proxy,
     /// The policy the proxy serves; a changed environment gets a new sandbox.
@@ -81,15 +87,16 @@ impl Sandboxes {
         self.root.join("workspaces").join(session_id)
     }
 
-    /// The session's sandbox, provisioned now — behind a new egress proxy serving `policy` —
-    /// if it has none or its last one died.
+    /// The sandbox of log `log_id` over session `session_id`'s workspace, provisioned now —
+    /// behind a new egress proxy serving `policy` — if it has none or its last one died.
     pub async fn get(
         &self,
+        log_id: &str,
         session_id: &str,
         policy: Policy,
         setup: Option<String>,
     ) -> Result<Arc<dyn Sandbox>, agentd_hands::Error> {
-        if let Some(live) = self.live().get_mut(session_id)
+        if let Some(live) = self.live().get_mut(log_id)
             && live.sandbox.alive()
             && live.policy == policy
         {
@@ -98,7 +105,7 @@ impl Sandboxes {
             return Ok(live.sandbox.clone());
         }
         // Dead, or made under a network policy the environment no longer has.
-        self.release(session_id).await;
+        self.release(log_id).await;
         let t0 = Instant::now();
         // Short names: a Unix socket path must fit in 108 bytes.
         let n: u32 = rand::random();
@@ -119,10 +126,11 @@ impl Sandboxes {
                 setup,
             })
             .await?;
-        tracing::info!(session = session_id, took = ?t0.elapsed(), "provisioned a sandbox");
+        tracing::info!(log = log_id, took = ?t0.elapsed(), "provisioned a sandbox");
         self.live().insert(
-            session_id.to_owned(),
+            log_id.to_owned(),
             Live {
+                session: session_id.to_owned(),
                 sandbox: sandbox.clone(),
                 proxy,
                 policy,
@@ -134,16 +142,16 @@ impl Sandboxes {
     }
 
     /// A call that `get` started is over.
-    pub fn done(&self, session_id: &str) {
-        if let Some(live) = self.live().get_mut(session_id) {
+    pub fn done(&self, log_id: &str) {
+        if let Some(live) = self.live().get_mut(log_id) {
             live.busy = live.busy.saturating_sub(1);
             live.used = Instant::now();
         }
     }
 
-    /// Stop the session's sandbox; its workspace stays for the next one.
-    pub async fn release(&self, session_id: &str) {
-        let live = self.live().remove(session_id);
+    /// Stop the log's sandbox; the workspace stays for the next one.
+    pub async fn release(&self, log_id: &str) {
+        let live = self.live().remove(log_id);
         if let Some(live) = live {
             live.sandbox.release().await;
             let dir = live.proxy.path().parent().map(std::path::Path::to_owned);
@@ -154,9 +162,22 @@ impl Sandboxes {
         }
     }
 
-    /// Stop the sandbox and delete the workspace: the session is gone.
+    /// Stop every sandbox of the session (its threads'); the workspace stays.
+    pub async fn release_session(&self, session_id: &str) {
+        let logs: Vec<String> = self
+            .live()
+            .iter()
+            .filter(|(_, l)| l.session == session_id)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for log in logs {
+            self.release(&log).await;
+        }
+    }
+
+    /// Stop the session's sandboxes and delete its workspace: the session is gone.
     pub async fn destroy(&self, session_id: &str) {
-        self.release(session_id).await;
+        self.release_session(session_id).await;
         let dir = self.workspace(session_id);
         if let Err(e) = tokio::fs::remove_dir_all(&dir).await
             && e.kind() != std::io::ErrorKind::NotFound

@@ -198,7 +198,7 @@ async fn archive(
 ) -> ApiResult<Json<Session>> {
     let s = st.store.archive_session(&ws.id, &id).await?;
     if let Some(sb) = st.runner.harness().sandboxes() {
-        sb.release(&id).await;
+        sb.release_session(&id).await;
     }
     Ok(Json(s))
 }
