@@ -228,17 +228,25 @@ pub(crate) fn append_in(
                 }
             },
         };
-        let (lid, p) = &mut logs[at];
-        p.last_seq += 1;
-        let seq = p.last_seq;
-        let before = p.usage;
-        project(p, &body, now);
-        if p.owner == Owner::Thread {
-            // A thread's tokens count toward its session's usage too.
+        let (seq, thread_tokens) = {
+            let p = &mut logs[at].1;
+            p.last_seq += 1;
+            let before = p.usage;
+            project(p, &body, now);
             let mut delta = p.usage;
             delta.subtract(&before);
-            add_session_usage(c, &p.session_id, &delta)?;
+            let thread = p.owner == Owner::Thread && delta != Usage::default();
+            (p.last_seq, thread.then(|| (p.session_id.clone(), delta)))
+        };
+        if let Some((sid, delta)) = thread_tokens {
+            // A thread's tokens count toward its session's usage too: in the projection this
+            // batch saves at its end when it holds one, else in the row.
+            match logs.iter_mut().find(|(l, _)| *l == sid) {
+                Some((_, session)) => session.usage.add_usage(&delta),
+                None => add_session_usage(c, &sid, &delta)?,
+            }
         }
+        let (lid, p) = &mut logs[at];
         if let (
             EventBody::SessionThreadCreated {
                 session_thread_id,
@@ -296,9 +304,6 @@ pub(crate) fn append_in(
 }
 
 fn add_session_usage(c: &Connection, session_id: &str, delta: &Usage) -> Result<()> {
-    if *delta == Usage::default() {
-        return Ok(());
-    }
     let usage: String = c
         .query_row(
             "SELECT usage FROM sessions WHERE id = ?1",

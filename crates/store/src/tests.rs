@@ -477,3 +477,69 @@ async fn a_threads_tokens_count_toward_its_session() {
     let usage_of = |i: usize| threads.items[i].usage.unwrap().input_tokens;
     assert_eq!((usage_of(0), usage_of(1)), (100, 100));
 }
+
+#[tokio::test]
+async fn a_threads_tokens_survive_a_batch_that_also_writes_the_session_log() {
+    let (_d, store, ws, sid) = fixture().await;
+    let tid = agentd_wire::ids::new(agentd_wire::ids::Kind::Thread);
+    let created = thread_created(&store, &ws, &sid, &tid).await;
+    store.append(&sid, events(vec![created])).await.unwrap();
+    // A worker's turn that ends in a call shown on the session's log: the copy is loaded
+    // into the batch before the tokens are counted.
+    let copy = NewEvent::new(EventBody::AgentCustomToolUse {
+        name: "lookup".into(),
+        input: Default::default(),
+        session_thread_id: Some(tid.clone()),
+    })
+    .to(sid.clone());
+    let end = NewEvent::new(EventBody::SpanModelRequestEnd {
+        model_request_start_id: "sevt_x".into(),
+        is_error: None,
+        model_usage: agentd_wire::event::ModelUsage {
+            input_tokens: 100,
+            ..Default::default()
+        },
+    });
+    store.append(&tid, events(vec![copy, end])).await.unwrap();
+    let session = store.get_session(&ws, &sid).await.unwrap();
+    assert_eq!(session.usage.input_tokens, 100);
+}
+
+#[tokio::test]
+async fn a_database_from_before_threads_keeps_its_agents_and_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v4.db");
+    {
+        let mut c = rusqlite::Connection::open(&path).unwrap();
+        migrate::run_to(&mut c, 4).unwrap();
+        let t = "2026-01-01T00:00:00.000000Z";
+        c.execute_batch(&format!(
+            "INSERT INTO workspaces (id, name, created_at) VALUES ('wrkspc_1', 'old', '{t}');
+             INSERT INTO agents (id, workspace_id, latest_version, created_at, updated_at)
+                 VALUES ('agent_1', 'wrkspc_1', 1, '{t}', '{t}');
+             INSERT INTO events (session_id, seq, id, type, processed_at, body)
+                 VALUES ('sesn_1', 1, 'sevt_1', 'user.message', '{t}',
+                         '{{\"type\":\"user.message\",\"content\":[{{\"type\":\"text\",\"text\":\"hi\"}}]}}');"
+        ))
+        .unwrap();
+        // Back then `multiagent` was stored as sent, whatever it was.
+        let spec = serde_json::json!({
+            "name": "a", "description": null, "system": null, "model": {"id": "scripted/echo"},
+            "tools": [], "mcp_servers": [], "skills": [], "metadata": {},
+            "multiagent": {"type": "coordinator", "agents": ["whatever"]},
+            "execution_identity": {"type": "service_account"}
+        });
+        c.execute(
+            "INSERT INTO agent_versions (agent_id, version, spec, created_at) VALUES ('agent_1', 1, ?1, ?2)",
+            rusqlite::params![spec.to_string(), t],
+        )
+        .unwrap();
+    }
+    let store = Store::open(&path).unwrap();
+    let a = store.get_agent("wrkspc_1", "agent_1", None).await.unwrap();
+    assert_eq!(a.spec.multiagent, None);
+    // The events table was rebuilt with ids unique per log; its rows are all there.
+    let e = store.read("sesn_1", 0, 10).await.unwrap();
+    assert_eq!(e.len(), 1);
+    assert_eq!(e[0].event.id, "sevt_1");
+}

@@ -1,3 +1,10 @@
+-- Rosters: `multiagent` was stored as sent and never used; from here on it is a checked,
+-- pinned roster. Values written before could not be read as one, so they are dropped.
+UPDATE agent_versions SET spec = json_set(spec, '$.multiagent', json('null'))
+    WHERE json_type(spec, '$.multiagent') IS NOT NULL AND json_type(spec, '$.multiagent') != 'null';
+UPDATE sessions SET agent = json_set(agent, '$.multiagent', json('null'))
+    WHERE json_type(agent, '$.multiagent') IS NOT NULL AND json_type(agent, '$.multiagent') != 'null';
+
 -- Threads. A session's primary thread is the session itself: its log is the session's log. Each
 -- child thread (a worker a coordinator started) has a log of its own in `events`, whose
 -- `session_id` column then holds the thread's id, and a row here with the same projections a
