@@ -625,3 +625,43 @@ def test_start_thread_past_the_limit_is_an_error_result(server_factory, scripts_
     assert "limit" in text_of(results[2])
     assert len(of_type(evs, "session.thread_created")) == 2
     assert len(of_type(evs, "agent.thread_message_received")) == 2
+
+
+def test_an_answer_naming_the_primary_thread_reaches_the_coordinator(client, scripts_dir):
+    model = script(scripts_dir, "asker", {"turns": [
+        {"tool_use": {"name": "lookup", "input": {"q": "x"}}},
+        {"echo": True},
+    ]})
+    agent = client.beta.agents.create(name="asker", model=model, tools=[LOOKUP_TOOL])
+    s = client.beta.sessions.create(agent=agent.id, environment_id=make_env(client).id)
+    send_text(client, s.id, "look it up")
+    evs = wait_events(client, s.id, count_of("agent.custom_tool_use", 1), timeout=TEAM_TIMEOUT,
+                      what="the call")
+    [call] = of_type(evs, "agent.custom_tool_use")
+    primary, _ = split_threads(list_raw_threads(client, s.id))
+    client.beta.sessions.events.send(s.id, events=[{
+        "type": "user.custom_tool_result", "custom_tool_use_id": call["id"],
+        "session_thread_id": primary["id"], "content": [{"type": "text", "text": "found"}]}])
+    evs = wait_idle(client, s.id, count=2, timeout=TEAM_TIMEOUT)
+    validate_all(evs)
+    assert evs[-1]["stop_reason"] == {"type": "end_turn"}
+    assert agent_message_texts(evs)[-1] == "echo: tool result received"
+
+
+def test_an_interrupt_naming_the_primary_thread_stops_only_the_coordinator(client, scripts_dir):
+    workers = three_workers(delay_ms=1500)
+    team = start_team(client, scripts_dir, workers)
+    sid = team.session_id
+    wait_events(client, sid,
+                lambda evs: len(of_type(evs, "session.thread_status_running")) >= 3
+                and WAITING in agent_message_texts(evs),
+                timeout=TEAM_TIMEOUT, what="three running workers")
+    primary, _ = split_threads(list_raw_threads(client, sid))
+    client.beta.sessions.events.send(sid, events=[{"type": "user.interrupt", "session_thread_id": primary["id"]}])
+    # The workers go on and reply; the coordinator, stopped, takes no further turn.
+    evs = wait_events(client, sid, count_of("agent.thread_message_received", 3), timeout=TEAM_TIMEOUT,
+                      what="the three replies")
+    evs = wait_idle(client, sid, timeout=TEAM_TIMEOUT)
+    validate_all(evs)
+    assert {text_of(e) for e in of_type(evs, "agent.thread_message_received")} == {w.reply for w in workers}
+    assert agent_message_texts(evs) == [WAITING]

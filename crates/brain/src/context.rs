@@ -172,6 +172,7 @@ pub fn fold(events: &[StoredEvent]) -> Fold {
                 } else {
                     b.close_open_tools("The user sent a new message before this tool returned.");
                     builtin.clear();
+                    b.push(Role::User, std::mem::take(&mut held_replies));
                     b.push(Role::User, blocks);
                 }
                 needs_model = true;
@@ -250,6 +251,9 @@ pub fn fold(events: &[StoredEvent]) -> Fold {
                 {
                     needs_model = true;
                     exhausted = false;
+                    if open_span.is_none() {
+                        b.push(Role::User, std::mem::take(&mut held_replies));
+                    }
                 }
             }
             EventBody::UserInterrupt { .. } => {

@@ -183,9 +183,17 @@ impl Harness {
         let mut log: Vec<StoredEvent> = Vec::new();
         // A child thread reports its status and replies to the thread that started it.
         let me = self.agents.thread(session_id).await?;
+        let mut first = true;
         loop {
             self.catch_up(session_id, &mut log).await?;
             let f = fold(&log);
+            if std::mem::take(&mut first) {
+                // Threads this one waits on may have been cut short by a restart before they
+                // began: make sure each is being worked on (a wake with nothing to do is cheap).
+                for c in f.busy_children() {
+                    self.wake_log(&c.id);
+                }
+            }
             match f.next.clone() {
                 Next::Rest(reason) => {
                     // Log a rest when the session was working, or when what it waits for
@@ -223,14 +231,7 @@ impl Harness {
                         Appended::Terminated => return Ok(()),
                     }
                 }
-                Next::Wait => {
-                    // The threads it waits on may have been cut short by a restart before
-                    // they began: make sure each is being worked on.
-                    for c in f.busy_children() {
-                        self.wake_log(&c.id);
-                    }
-                    return Ok(());
-                }
+                Next::Wait => return Ok(()),
                 Next::Evaluate(outcome) => {
                     if cancel.is_cancelled()
                         || !self.evaluate(session_id, &f, outcome, cancel).await?

@@ -206,7 +206,7 @@ pub(crate) fn append_in(
     let mut stored = Vec::with_capacity(batch.len());
     for NewEvent {
         id,
-        body,
+        mut body,
         private,
         to,
     } in batch
@@ -233,6 +233,14 @@ pub(crate) fn append_in(
             p.last_seq += 1;
             let before = p.usage;
             project(p, &body, now);
+            if let EventBody::SessionUsage { usage } = &mut body {
+                // A snapshot of the log's usage as of this event: on a session's log, that
+                // counts its threads' tokens too, which only the projection knows.
+                *usage = Usage {
+                    active_seconds: None,
+                    ..p.usage
+                };
+            }
             let mut delta = p.usage;
             delta.subtract(&before);
             let thread = p.owner == Owner::Thread && delta != Usage::default();

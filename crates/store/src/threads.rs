@@ -244,16 +244,11 @@ impl Store {
             .await
     }
 
-    /// Child threads of a session with their status.
-    pub async fn child_threads(&self, sid: &str) -> Result<Vec<(String, SessionStatus)>> {
+    /// The child threads of a session, oldest first.
+    pub async fn child_threads(&self, sid: &str) -> Result<Vec<ThreadRow>> {
         let sid = sid.to_owned();
         self.db
-            .read(move |c| {
-                Ok(children(c, &sid)?
-                    .into_iter()
-                    .map(|r| (r.row.id, r.row.status))
-                    .collect())
-            })
+            .read(move |c| Ok(children(c, &sid)?.into_iter().map(|r| r.row).collect()))
             .await
     }
 

@@ -176,7 +176,7 @@ pub async fn validate_events(
 /// them needs the agent. Returns it with whether the harness must wake and whether the batch
 /// interrupts.
 pub fn user_batch(events: Vec<(UserEvent, Option<Private>)>) -> (Guard, bool, bool) {
-    thread_batch(events, None)
+    thread_batch(events, Target::Session { threads: &[] })
 }
 
 /// Largest rubric file accepted.
@@ -234,12 +234,23 @@ pub async fn file_rubrics(
     Ok(out)
 }
 
-/// `user_batch` for the log of a worker thread of session `session` when given: the session's
-/// log gets a copy of each answer to a call it showed, and the harness, which also tells the
-/// session, marks the thread running.
+/// Where a group of a client's events goes.
+enum Target<'a> {
+    /// The session's own log. A session-wide interrupt (one naming no thread) reaches
+    /// `threads` too, in the same append.
+    Session { threads: &'a [String] },
+    /// A worker thread's log: the session's log gets a copy of each answer to a call it
+    /// showed, and sees the thread start running.
+    Thread {
+        session: &'a str,
+        tid: &'a str,
+        agent_name: &'a str,
+    },
+}
+
 fn thread_batch(
     events: Vec<(UserEvent, Option<Private>)>,
-    session: Option<&str>,
+    target: Target<'_>,
 ) -> (Guard, bool, bool) {
     let wakes = events
         .iter()
@@ -248,33 +259,61 @@ fn thread_batch(
         .iter()
         .any(|(e, _)| matches!(e, UserEvent::Interrupt { .. }));
     let mut batch = Vec::with_capacity(events.len());
-    let mut copies = Vec::new();
+    let mut extra = Vec::new();
     for (e, private) in events {
+        let session_wide = matches!(&e, UserEvent::Interrupt(p) if p.session_thread_id.is_none());
         let mut body = EventBody::from(e);
-        let own = match session {
-            Some(sid) if body.copied_from().is_some() => {
-                let copy = NewEvent::new(body.clone()).to(sid);
+        let own = match &target {
+            Target::Thread { session, .. } if body.copied_from().is_some() => {
+                let copy = NewEvent::new(body.clone()).to(*session);
                 body.set_copied_from(None);
                 let own = NewEvent {
                     id: copy.id.clone(),
                     ..NewEvent::new(body)
                 };
-                copies.push(copy);
+                extra.push(copy);
                 own
             }
-            _ => NewEvent::new(body),
+            Target::Session { threads } => {
+                // Only copies of a worker's events are marked with a thread on this log.
+                body.set_copied_from(None);
+                if session_wide {
+                    extra.extend(threads.iter().map(|t| {
+                        NewEvent::new(EventBody::UserInterrupt {
+                            session_thread_id: None,
+                        })
+                        .to(t.clone())
+                    }));
+                }
+                NewEvent::new(body)
+            }
+            Target::Thread { .. } => NewEvent::new(body),
         };
         batch.push(NewEvent { private, ..own });
     }
-    let is_thread = session.is_some();
+    let running = match target {
+        Target::Session { .. } => vec![NewEvent::new(EventBody::SessionStatusRunning {})],
+        Target::Thread {
+            session,
+            tid,
+            agent_name,
+        } => vec![
+            NewEvent::new(EventBody::SessionStatusRunning {}),
+            NewEvent::new(EventBody::SessionThreadStatusRunning {
+                session_thread_id: tid.to_owned(),
+                agent_name: agent_name.to_owned(),
+            })
+            .to(session),
+        ],
+    };
     let guard: Guard = Box::new(move |head| {
         if head.status == SessionStatus::Terminated {
             return Err(Refusal::Terminated);
         }
-        if wakes && !is_thread && head.status != SessionStatus::Running {
-            batch.push(NewEvent::new(EventBody::SessionStatusRunning {}));
+        if wakes && head.status != SessionStatus::Running {
+            batch.extend(running);
         }
-        batch.extend(copies);
+        batch.extend(extra);
         Ok(batch)
     });
     (guard, wakes, interrupts)
@@ -301,12 +340,17 @@ async fn send(
     // Events naming a thread go to that thread's log; so does an answer to a worker's call
     // shown on the session's log, whether or not it names the thread.
     let mut req = req;
+    let primary = agentd_wire::ids::primary_thread(&id);
     for e in &mut req.events {
         let (call, thread) = match e {
             UserEvent::CustomToolResult(p) => (&p.custom_tool_use_id, &mut p.session_thread_id),
             UserEvent::ToolConfirmation(p) => (&p.tool_use_id, &mut p.session_thread_id),
             _ => continue,
         };
+        // Naming the primary thread is naming none.
+        if thread.as_deref() == Some(primary.as_str()) {
+            *thread = None;
+        }
         if thread.is_none() {
             *thread = copied_from(&st, &id, call).await?;
         }
@@ -328,6 +372,12 @@ async fn send(
     }
     validate_events(&st, Some(&logs), &req.events, "events").await?;
     let events = file_rubrics(&st, &ws.id, req.events, "events").await?;
+    let threads = st.store.child_threads(&id).await?;
+    let reachable: Vec<String> = threads
+        .iter()
+        .filter(|t| !t.archived && t.status != SessionStatus::Terminated)
+        .map(|t| t.id.clone())
+        .collect();
     // Consecutive events for the same log go in one append, in the order sent.
     let mut data = Vec::with_capacity(events.len());
     let mut events = events.into_iter().zip(logs).peekable();
@@ -337,13 +387,28 @@ async fn send(
             group.push(e);
         }
         let n = group.len();
-        let (guard, wakes, interrupts) = thread_batch(group, (log != id).then_some(id.as_str()));
+        let session_wide = group
+            .iter()
+            .any(|(e, _)| matches!(e, UserEvent::Interrupt(p) if p.session_thread_id.is_none()));
+        let target = match threads.iter().find(|t| t.id == log) {
+            Some(t) => Target::Thread {
+                session: &id,
+                tid: &t.id,
+                agent_name: &t.agent_name,
+            },
+            None => Target::Session {
+                threads: &reachable,
+            },
+        };
+        let (guard, wakes, interrupts) = thread_batch(group, target);
         let (_, stored) = st.store.append(&log, guard).await?;
         data.extend(stored.into_iter().take(n).map(|e| e.event));
         if interrupts {
             st.runner.interrupt(&log);
-            if log == id {
-                interrupt_threads(&st, &id).await?;
+            if log == id && session_wide {
+                for t in &reachable {
+                    st.runner.interrupt(t);
+                }
             }
         } else if wakes {
             st.runner.notify(&log);
@@ -361,24 +426,6 @@ async fn copied_from(st: &AppState, sid: &str, event_id: &str) -> ApiResult<Opti
     Ok(found
         .first()
         .and_then(|e| e.event.body.copied_from().map(str::to_owned)))
-}
-
-/// An interrupt of the session stops every thread in it too: those at work, and those
-/// waiting on the user (an idle thread that is done ignores it).
-async fn interrupt_threads(st: &AppState, session_id: &str) -> ApiResult<()> {
-    for (tid, status) in st.store.child_threads(session_id).await? {
-        if status == SessionStatus::Terminated {
-            continue;
-        }
-        let ev = NewEvent::new(EventBody::UserInterrupt {
-            session_thread_id: None,
-        });
-        st.store
-            .append(&tid, agentd_session::events(vec![ev]))
-            .await?;
-        st.runner.interrupt(&tid);
-    }
-    Ok(())
 }
 
 async fn list(
