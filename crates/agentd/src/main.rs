@@ -1,10 +1,11 @@
 //! The `agentd` binary: wiring only. `serve` runs the API and the harness over the embedded
 //! store; the other subcommands are clients of a running server (`apply`, `run`,
-//! `sessions`) or administer a data dir (`keys`).
+//! `sessions`) or administer a data dir (`keys`) or the local models (`models`).
 
 mod apply;
 mod client;
 mod keys;
+mod models;
 mod run;
 mod serve;
 mod sessions;
@@ -30,7 +31,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the API server and the harness.
-    Serve(serve::Args),
+    Serve(Box<serve::Args>),
     /// Create or update agents and environments from YAML.
     Apply(apply::Args),
     /// Start a session with an agent, send a prompt and print its events until it rests.
@@ -41,6 +42,9 @@ enum Command {
     /// Manage API keys of a data dir.
     #[command(subcommand)]
     Keys(keys::Command),
+    /// Local models (`local/<name>`): fetch and list them.
+    #[command(subcommand)]
+    Models(models::Command),
     /// The helper that runs inside each sandbox (started by agentd, not by hand).
     #[command(hide = true, disable_help_flag = true)]
     SandboxHelper {
@@ -89,11 +93,12 @@ fn main() -> std::process::ExitCode {
     };
     let result = rt.block_on(async move {
         match cli.command {
-            Command::Serve(a) => serve::run(a).await,
+            Command::Serve(a) => serve::run(*a).await,
             Command::Apply(a) => apply::run(a).await,
             Command::Run(a) => run::run(a).await,
             Command::Sessions(c) => sessions::run(c).await,
             Command::Keys(c) => keys::run(c).await,
+            Command::Models(c) => models::run(c).await,
             Command::SandboxHelper { .. } => Ok(std::process::ExitCode::SUCCESS),
         }
     });

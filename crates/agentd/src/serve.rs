@@ -83,6 +83,11 @@ pub struct Args {
     /// Recent messages a compaction keeps verbatim.
     #[arg(long, env = "AGENTD_COMPACT_KEEP_MESSAGES", default_value_t = 6)]
     compact_keep_messages: usize,
+    #[command(flatten)]
+    models_dir: crate::models::Dir,
+    /// Context window of local models, tokens (capped by what each model was trained for).
+    #[arg(long, env = "AGENTD_LOCAL_CONTEXT", default_value_t = agentd_local::DEFAULT_CONTEXT)]
+    local_context: u32,
     /// Most threads a coordinator agent may start in one session.
     #[arg(long, env = "AGENTD_MAX_THREADS", default_value_t = 16)]
     max_threads: usize,
@@ -244,7 +249,11 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
         })
         .with_providers(providers)
         .map_err(anyhow::Error::msg)
-        .context("the model providers are not usable")?,
+        .context("the model providers are not usable")?
+        .with_local(Arc::new(agentd_local::Local::new(
+            a.models_dir.resolve(),
+            a.local_context,
+        ))),
     );
     let previews = Previews::default();
     let harness = Harness::new(

@@ -7,11 +7,13 @@
 //!   a command in the sandbox vs unsandboxed.
 //! - `agentd-bench outcomes`: success rate on structured-file tasks with and without an
 //!   outcome (scripted by default; any configured model with `--model`).
+//! - `agentd-bench local`: the in-process model's load time and tokens per second.
 //!
-//! Run with `cargo run --release -p agentd-bench -- <core|hands>`.
+//! Run with `cargo run --release -p agentd-bench -- <core|hands|outcomes|local>`.
 
 mod core;
 mod hands;
+mod local;
 mod outcomes;
 
 use clap::Parser;
@@ -25,6 +27,8 @@ enum Cli {
     Hands(hands::Args),
     /// Outcomes: structured-file tasks with and without an outcome.
     Outcomes(outcomes::Args),
+    /// The local model: load time, tokens per second.
+    Local(local::Args),
     /// The sandbox helper (this binary plays it for the hands bench).
     #[command(hide = true, disable_help_flag = true)]
     SandboxHelper {
@@ -54,6 +58,7 @@ fn main() -> anyhow::Result<()> {
             Cli::Core(a) => core::run(a).await,
             Cli::Hands(a) => hands::run(a).await,
             Cli::Outcomes(a) => outcomes::run(a).await,
+            Cli::Local(a) => local::run(a).await,
             Cli::SandboxHelper { .. } => Ok(()),
         }
     })

