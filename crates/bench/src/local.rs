@@ -54,7 +54,9 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     let mut load = Duration::ZERO;
     let mut rates = Vec::new();
     let mut total = Duration::ZERO;
-    let mut prompt_rates = Vec::new();
+    // Before the first token: template, tokens, a fresh context and reading the prompt.
+    let mut firsts = Vec::new();
+    let mut prompt_tokens = 0;
     for i in 0..a.runs {
         let q = format!("Write a short essay about the number {i}.");
         let started = std::time::Instant::now();
@@ -65,11 +67,12 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         }
         total += whole;
         rates.push(t.output_tokens as f64 / t.decode.as_secs_f64());
-        let reading = whole.saturating_sub(t.decode).saturating_sub(t.load);
-        prompt_rates.push(t.input_tokens as f64 / reading.as_secs_f64().max(1e-6));
+        let first = whole.saturating_sub(t.decode).saturating_sub(t.load);
+        firsts.push(first.as_secs_f64() * 1000.0);
+        prompt_tokens = t.input_tokens;
     }
     rates.sort_by(f64::total_cmp);
-    prompt_rates.sort_by(f64::total_cmp);
+    firsts.sort_by(f64::total_cmp);
     let mid = |v: &[f64]| v[v.len() / 2];
     println!(
         "load (first call):        {:.0} ms",
@@ -82,8 +85,8 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         rates[rates.len() - 1]
     );
     println!(
-        "reading the prompt:       {:.0} tokens/s (median)",
-        mid(&prompt_rates)
+        "first token after:        {:.0} ms (median; a {prompt_tokens}-token prompt)",
+        mid(&firsts)
     );
     println!(
         "whole answers:            {:.2} s each on average",
