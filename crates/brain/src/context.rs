@@ -443,7 +443,13 @@ pub fn fold(events: &[StoredEvent]) -> Fold {
                     + model_usage.cache_creation_input_tokens;
             }
             EventBody::AgentThreadContextCompacted {} => {
-                if let Some(Private::Compaction { summary, upto }) = &e.private {
+                if let Some(Private::Compaction {
+                    summary,
+                    upto,
+                    usage: spent,
+                }) = &e.private
+                {
+                    usage.add(spent);
                     b.compact(summary, *upto);
                     prompt_tokens = 0;
                 }

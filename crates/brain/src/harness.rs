@@ -706,15 +706,17 @@ impl Harness {
             // An interrupt wins; the wake ends and the context stays whole.
             () = cancel.cancelled() => return Ok(false),
         };
-        let summary = match reply {
-            Ok(resp) => resp
-                .content
-                .iter()
-                .filter_map(|b| match b {
-                    Block::Text { text } => Some(text.as_str()),
-                    _ => None,
-                })
-                .collect::<String>(),
+        let (summary, usage) = match reply {
+            Ok(resp) => (
+                resp.content
+                    .iter()
+                    .filter_map(|b| match b {
+                        Block::Text { text } => Some(text.as_str()),
+                        _ => None,
+                    })
+                    .collect::<String>(),
+                resp.usage,
+            ),
             Err(e) => {
                 tracing::warn!(session = session_id, error = %e, "compaction failed; the context stays whole");
                 return Ok(false);
@@ -727,6 +729,7 @@ impl Harness {
             Private::Compaction {
                 summary,
                 upto: f.message_starts[cut],
+                usage,
             },
         );
         tracing::info!(

@@ -63,6 +63,24 @@ async fn a_long_session_is_compacted_and_keeps_working() {
         .filter(|e| matches!(e.event.body, EventBody::AgentMessage { .. }))
         .count();
     assert_eq!((users, answers), (8, 8));
+    // Writing the summary cost tokens too, and the session's usage counts them.
+    let turns: u64 = log
+        .iter()
+        .filter_map(|e| match &e.event.body {
+            EventBody::SpanModelRequestEnd { model_usage, .. } => Some(model_usage.input_tokens),
+            _ => None,
+        })
+        .sum();
+    let summaries: u64 = log
+        .iter()
+        .filter_map(|e| match &e.private {
+            Some(agentd_session::Private::Compaction { usage, .. }) => Some(usage.input_tokens),
+            _ => None,
+        })
+        .sum();
+    assert!(summaries > 0);
+    let session = w.store.get_session(&w.ws, &sid).await.unwrap();
+    assert_eq!(session.usage.input_tokens, turns + summaries);
     // The last request starts from the summary, holds the latest turn, and not the first.
     let last = fake
         .requests()

@@ -79,6 +79,9 @@ pub enum Private {
     Compaction {
         summary: String,
         upto: u64,
+        /// What writing the summary cost; counted in the log's usage.
+        #[serde(default)]
+        usage: agentd_wire::event::ModelUsage,
     },
     /// The text of a file rubric, copied when `user.define_outcome` is logged.
     Rubric {

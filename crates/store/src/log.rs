@@ -233,6 +233,10 @@ pub(crate) fn append_in(
             p.last_seq += 1;
             let before = p.usage;
             project(p, &body, now);
+            if let Some(Private::Compaction { usage, .. }) = &private {
+                // The summary's tokens are spent like a turn's.
+                p.usage.add(usage);
+            }
             if let EventBody::SessionUsage { usage } = &mut body {
                 // A snapshot of the log's usage as of this event: on a session's log, that
                 // counts its threads' tokens too, which only the projection knows.
