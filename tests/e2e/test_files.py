@@ -105,3 +105,21 @@ def test_a_file_rubric_must_be_a_text_file(client):
             "rubric": {"type": "file", "file_id": binary.id}}])
     assert "events[0].rubric.file_id" in ei.value.message and "UTF-8" in ei.value.message
     assert list(client.beta.sessions.events.list(s.id)) == []
+
+
+def test_one_request_cannot_copy_a_rubric_file_without_bound(client):
+    """A 256 KiB rubric named by many outcomes in one request would copy it into the log again
+    and again; a request may copy at most 1 MiB of rubric text."""
+    agent = client.beta.agents.create(name="w", model="scripted/echo")
+    s = client.beta.sessions.create(agent=agent.id, environment_id=make_env(client).id)
+    big = upload(client, "big.md", b"criterion. " * (256 * 1024 // 11))
+    outcome = {"type": "user.define_outcome", "description": "x",
+               "rubric": {"type": "file", "file_id": big.id}}
+    with pytest.raises(anthropic.BadRequestError) as ei:
+        client.beta.sessions.events.send(s.id, events=[outcome] * 200)
+    assert "at most" in ei.value.message
+    assert list(client.beta.sessions.events.list(s.id)) == []
+    too_big = upload(client, "huge.md", b"x" * (300 * 1024))
+    with pytest.raises(anthropic.BadRequestError) as ei:
+        client.beta.sessions.events.send(s.id, events=[{**outcome, "rubric": {"type": "file", "file_id": too_big.id}}])
+    assert "at most 262144" in ei.value.message

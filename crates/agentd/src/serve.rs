@@ -193,6 +193,13 @@ fn helper_exe(root: &Path) -> anyhow::Result<PathBuf> {
 
 pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
     init_tracing();
+    if a.local_context < agentd_local::MIN_CONTEXT {
+        anyhow::bail!(
+            "--local-context {} is too small: local models need at least {} tokens",
+            a.local_context,
+            agentd_local::MIN_CONTEXT
+        );
+    }
     let data_dir = a.data_dir.clone().unwrap_or_else(crate::default_data_dir);
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create the data dir {}", data_dir.display()))?;

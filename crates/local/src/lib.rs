@@ -15,7 +15,7 @@ pub mod prompt;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -29,13 +29,18 @@ pub use fetch::{FetchError, pull};
 /// Context window used when the model's own is larger: enough for a few tool turns, small
 /// enough that a CPU reads the prompt in seconds.
 pub const DEFAULT_CONTEXT: u32 = 4096;
+/// Below this a system prompt with tools leaves no room for an answer.
+pub const MIN_CONTEXT: u32 = 1024;
 
 pub struct Local {
     dir: PathBuf,
     n_ctx: u32,
-    loaded: Mutex<HashMap<PathBuf, Arc<engine::Loaded>>>,
-    /// One generation at a time.
-    turn: tokio::sync::Mutex<()>,
+    loaded: Arc<Mutex<HashMap<PathBuf, Arc<engine::Loaded>>>>,
+    /// One load or generation at a time; held by the blocking thread doing it, so a caller
+    /// that gives up does not let the next one start before the work has stopped.
+    turn: Arc<tokio::sync::Mutex<()>>,
+    /// Loads and generations running on blocking threads now.
+    running: Arc<AtomicUsize>,
 }
 
 /// What a generation measured, for benchmarks.
@@ -52,9 +57,15 @@ impl Local {
         Local {
             dir: dir.into(),
             n_ctx,
-            loaded: Mutex::default(),
-            turn: tokio::sync::Mutex::new(()),
+            loaded: Arc::default(),
+            turn: Arc::default(),
+            running: Arc::default(),
         }
+    }
+
+    /// Loads and generations still running, including ones whose caller gave up.
+    pub fn running(&self) -> usize {
+        self.running.load(Ordering::SeqCst)
     }
 
     pub fn dir(&self) -> &Path {
@@ -69,43 +80,13 @@ impl Local {
         }
     }
 
-    /// The model behind `local/<name>`, loaded on first use (off the async threads) and kept.
-    /// Returns it and whether this call loaded it.
-    async fn model(&self, name: &str) -> Result<(Arc<engine::Loaded>, bool)> {
-        let file = self.file(name);
-        let cached = self
-            .loaded
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&file)
-            .cloned();
-        if let Some(m) = cached {
-            return Ok((m, false));
-        }
-        let path = file.clone();
-        let m = tokio::task::spawn_blocking(move || engine::load(&path))
-            .await
-            .map_err(|e| Error::Transport(format!("the model loader died: {e}")))??;
-        let m = Arc::new(m);
-        tracing::info!(
-            model = name,
-            load_ms = m.load_time.as_millis() as u64,
-            "loaded a local model"
-        );
-        self.loaded
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(file, m.clone());
-        Ok((m, true))
-    }
-
     /// Run one request and report how long loading and decoding took.
     pub async fn timed(
         &self,
         request: &Request,
         on_delta: &mut (dyn FnMut(Delta) + Send),
     ) -> Result<(Response, Timing)> {
-        let _turn = self.turn.lock().await;
+        let turn = self.turn.clone().lock_owned().await;
         let cancel = Arc::new(AtomicBool::new(false));
         // Dropping this future (an interrupt) stops the decoding loop at its next token.
         struct CancelOnDrop(Arc<AtomicBool>);
@@ -114,26 +95,61 @@ impl Local {
                 self.0.store(true, Ordering::Relaxed);
             }
         }
-        let _guard = CancelOnDrop(cancel.clone());
+        let _cancel_on_drop = CancelOnDrop(cancel.clone());
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Delta>();
         let req = request.clone();
         let n_ctx = self.n_ctx;
-        // Held by this turn only: loading happens under the turn lock too, once.
-        let (model, loaded_now) = self.model(&request.model).await?;
-        let load = if loaded_now {
-            model.load_time
-        } else {
-            Duration::ZERO
-        };
+        let file = self.file(&request.model);
+        let name = request.model.clone();
+        let cache = self.loaded.clone();
+        let running = self.running.clone();
+        running.fetch_add(1, Ordering::SeqCst);
         let worker = tokio::task::spawn_blocking(move || {
-            engine::generate(&model, &req, n_ctx, &cancel, &mut |d| {
+            // Counted down, then the turn let go, when this thread is done however it ends.
+            struct Done {
+                running: Arc<AtomicUsize>,
+                _turn: tokio::sync::OwnedMutexGuard<()>,
+            }
+            impl Drop for Done {
+                fn drop(&mut self) {
+                    self.running.fetch_sub(1, Ordering::SeqCst);
+                }
+            }
+            let _done = Done {
+                running,
+                _turn: turn,
+            };
+            let cached = cache
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&file)
+                .cloned();
+            let (model, load) = match cached {
+                Some(m) => (m, Duration::ZERO),
+                None => {
+                    // Kept even if the caller is gone: the next one needs it too.
+                    let m = Arc::new(engine::load(&file)?);
+                    tracing::info!(
+                        model = %name,
+                        load_ms = m.load_time.as_millis() as u64,
+                        "loaded a local model"
+                    );
+                    cache
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(file, m.clone());
+                    (m.clone(), m.load_time)
+                }
+            };
+            let g = engine::generate(&model, &req, n_ctx, &cancel, &mut |d| {
                 let _ = tx.send(d);
-            })
+            })?;
+            Ok::<_, Error>((g, load))
         });
         while let Some(d) = rx.recv().await {
             on_delta(d);
         }
-        let g = worker
+        let (g, load) = worker
             .await
             .map_err(|e| Error::Transport(format!("the local model's thread died: {e}")))??;
         let mut content = prompt::parse(&g.text, &request.tools);

@@ -110,6 +110,50 @@ async fn whatever_it_writes_with_tools_on_offer_comes_back_as_blocks() {
 }
 
 #[tokio::test]
+async fn a_tool_result_larger_than_the_window_is_cut_not_refused() {
+    let _one = SERIAL.lock().await;
+    let l = local();
+    let big = (0..4000)
+        .map(|i| format!("line {i}: some output"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let req = Request {
+        messages: vec![
+            Message {
+                role: Role::User,
+                content: vec![Block::Text {
+                    text: "List the files.".into(),
+                }],
+            },
+            Message {
+                role: Role::Assistant,
+                content: vec![Block::ToolUse {
+                    id: "t1".into(),
+                    name: "bash".into(),
+                    input: serde_json::json!({"command": "ls"}),
+                }],
+            },
+            Message {
+                role: Role::User,
+                content: vec![
+                    Block::ToolResult {
+                        tool_use_id: "t1".into(),
+                        content: vec![Block::Text { text: big }],
+                        is_error: false,
+                    },
+                    Block::Text {
+                        text: "How many lines were there?".into(),
+                    },
+                ],
+            },
+        ],
+        ..ask("", vec![])
+    };
+    let resp = l.complete(&req, &mut |_| {}).await.unwrap();
+    assert!(resp.usage.input_tokens < 2048 && resp.usage.output_tokens > 0);
+}
+
+#[tokio::test]
 async fn a_prompt_longer_than_the_window_drops_the_oldest_turns() {
     let _one = SERIAL.lock().await;
     let l = local();
@@ -157,11 +201,15 @@ async fn dropping_the_call_stops_the_generation() {
     let cut =
         tokio::time::timeout(Duration::from_millis(300), l.complete(&long, &mut |_| {})).await;
     assert!(cut.is_err(), "a 4,000-token story took under 300 ms");
-    // The next call gets the model at once: the dropped one let go of it.
-    let next = tokio::time::timeout(
-        Duration::from_secs(20),
-        l.complete(&ask("Say hi.", vec![]), &mut |_| {}),
-    )
-    .await;
-    assert!(next.is_ok(), "the cancelled generation kept the model");
+    // The generation itself stops within a token or two, not at the end of the story.
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while l.running() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the dropped generation is still running"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let next = l.complete(&ask("Say hi.", vec![]), &mut |_| {}).await;
+    assert!(next.is_ok());
 }

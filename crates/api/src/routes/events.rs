@@ -181,6 +181,8 @@ pub fn user_batch(events: Vec<(UserEvent, Option<Private>)>) -> (Guard, bool, bo
 
 /// Largest rubric file accepted.
 const MAX_RUBRIC_BYTES: usize = 256 * 1024;
+/// Most rubric text one request may copy into the log, however many outcomes name files.
+const MAX_RUBRICS_PER_REQUEST: usize = 1024 * 1024;
 
 /// The text of each file rubric among `events` (None for other events), checked to be a text
 /// file of workspace `ws`. The text goes into the log with the event, so the outcome does not
@@ -192,46 +194,70 @@ pub async fn file_rubrics(
     field: &str,
 ) -> ApiResult<Vec<(UserEvent, Option<Private>)>> {
     let mut out = Vec::with_capacity(events.len());
+    let mut read: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+    let mut copied = 0usize;
     for (i, e) in events.into_iter().enumerate() {
-        let private = match &e {
+        let file_id = match &e {
             UserEvent::DefineOutcome(d) => match &d.rubric {
-                agentd_wire::event::Rubric::File { file_id } => {
-                    let at = format!("{field}[{i}].rubric.file_id");
-                    let (meta, bytes) = match st.store.file_content(ws, file_id).await {
-                        Ok(f) => f,
-                        Err(agentd_store::Error::NotFound(m)) => {
-                            return Err(ApiError::invalid(format!("{at}: {m}")));
-                        }
-                        Err(e) => return Err(e.into()),
-                    };
-                    if bytes.len() > MAX_RUBRIC_BYTES {
-                        return Err(ApiError::invalid(format!(
-                            "{at}: {} is {} bytes; a rubric file may hold at most {MAX_RUBRIC_BYTES}",
-                            meta.filename,
-                            bytes.len()
-                        )));
-                    }
-                    let text = String::from_utf8(bytes).map_err(|_| {
-                        ApiError::invalid(format!(
-                            "{at}: {} ({}) is not UTF-8 text; a rubric file must be text",
-                            meta.filename, meta.mime_type
-                        ))
-                    })?;
-                    if text.trim().is_empty() {
-                        return Err(ApiError::invalid(format!(
-                            "{at}: {} is empty",
-                            meta.filename
-                        )));
-                    }
-                    Some(Private::Rubric { text })
-                }
+                agentd_wire::event::Rubric::File { file_id } => Some(file_id.clone()),
                 agentd_wire::event::Rubric::Text { .. } => None,
             },
             _ => None,
         };
-        out.push((e, private));
+        let Some(file_id) = file_id else {
+            out.push((e, None));
+            continue;
+        };
+        let at = format!("{field}[{i}].rubric.file_id");
+        let text = match read.get(&file_id) {
+            Some(t) => t.clone(),
+            None => {
+                let t = rubric_text(st, ws, &file_id, &at).await?;
+                read.insert(file_id, t.clone());
+                t
+            }
+        };
+        copied += text.len();
+        if copied > MAX_RUBRICS_PER_REQUEST {
+            return Err(ApiError::invalid(format!(
+                "{at}: the rubrics of one request may hold at most {MAX_RUBRICS_PER_REQUEST} bytes in all"
+            )));
+        }
+        out.push((e, Some(Private::Rubric { text })));
     }
     Ok(out)
+}
+
+/// A rubric file's text, sized before it is read.
+async fn rubric_text(st: &AppState, ws: &str, file_id: &str, at: &str) -> ApiResult<String> {
+    fn found<T>(r: Result<T, agentd_store::Error>, at: &str) -> ApiResult<T> {
+        match r {
+            Ok(v) => Ok(v),
+            Err(agentd_store::Error::NotFound(m)) => Err(ApiError::invalid(format!("{at}: {m}"))),
+            Err(e) => Err(e.into()),
+        }
+    }
+    let meta = found(st.store.get_file(ws, file_id).await, at)?;
+    if meta.size_bytes as usize > MAX_RUBRIC_BYTES {
+        return Err(ApiError::invalid(format!(
+            "{at}: {} is {} bytes; a rubric file may hold at most {MAX_RUBRIC_BYTES}",
+            meta.filename, meta.size_bytes
+        )));
+    }
+    let (meta, bytes) = found(st.store.file_content(ws, file_id).await, at)?;
+    let text = String::from_utf8(bytes).map_err(|_| {
+        ApiError::invalid(format!(
+            "{at}: {} ({}) is not UTF-8 text; a rubric file must be text",
+            meta.filename, meta.mime_type
+        ))
+    })?;
+    if text.trim().is_empty() {
+        return Err(ApiError::invalid(format!(
+            "{at}: {} is empty",
+            meta.filename
+        )));
+    }
+    Ok(text)
 }
 
 /// Where a group of a client's events goes.
