@@ -36,10 +36,10 @@ pub struct Child {
     pub busy: bool,
 }
 
-/// What a thread has to say for its last piece of work, for whoever sent it.
+/// What a thread has to say for its work since its last reply, for whoever sent it.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Reply {
-    /// The agent's messages since its last input.
+    /// The agent's messages since its last reply.
     pub text: String,
     /// Why the work failed, if it did: a model error the retries did not get past.
     pub failure: Option<String>,
@@ -113,7 +113,7 @@ pub struct Fold {
     pub tail: u64,
     /// Threads this one started.
     pub children: Vec<Child>,
-    /// This thread's answer to its latest input.
+    /// This thread's answer to the work it was given since its last reply.
     pub reply: Reply,
     /// Work from the coordinator that this (worker) thread has not answered yet.
     pub owes_reply: bool,
@@ -208,9 +208,9 @@ pub fn fold(events: &[StoredEvent]) -> Fold {
                 replies_pending = true;
                 exhausted = false;
                 if from_agent_name.is_none() {
-                    // New work from the coordinator.
+                    // New work from the coordinator; a follow-up that comes before the worker
+                    // answered adds to what it owes, it does not erase what it said.
                     stopped = false;
-                    reply = Reply::default();
                     owes_reply = true;
                 }
             }
@@ -231,8 +231,9 @@ pub fn fold(events: &[StoredEvent]) -> Fold {
                     c.busy = true;
                 }
                 if to_agent_name.is_none() {
-                    // A worker's reply to its coordinator.
+                    // A worker's reply to its coordinator: the next one starts afresh.
                     owes_reply = false;
+                    reply = Reply::default();
                 }
             }
             EventBody::SessionThreadStatusRunning { .. }

@@ -319,23 +319,35 @@ fn after_an_interrupt_replies_start_no_turn_and_the_coordinator_rests_once_threa
 }
 
 #[test]
-fn a_workers_reply_is_what_it_said_since_its_last_task() {
+fn a_workers_reply_is_what_it_said_since_its_last_reply() {
     let task = |t: &str| EventBody::AgentThreadMessageReceived {
         from_session_thread_id: "sthr_primary".into(),
         from_agent_name: None,
         content: vec![ContentBlock::text(t)],
     };
+    let replied = EventBody::AgentThreadMessageSent {
+        to_session_thread_id: "sthr_primary".into(),
+        to_agent_name: None,
+        content: vec![ContentBlock::text("zero")],
+    };
+    // A first task answered; then a second, and a follow-up before the worker answered it.
     let f = fold(&log(vec![
         task("first"),
         EventBody::SpanModelRequestStart {},
+        said("zero"),
+        end(),
+        replied,
+        task("second"),
+        EventBody::SpanModelRequestStart {},
         said("one"),
         end(),
-        task("second"),
+        task("and also"),
         EventBody::SpanModelRequestStart {},
         said("two"),
         end(),
     ]));
-    assert_eq!(f.reply.text, "two");
+    assert_eq!(f.reply.text, "one\ntwo");
+    assert!(f.owes_reply);
     assert_eq!(f.next, Next::Rest(StopReason::EndTurn));
     let failed = fold(&log(vec![
         task("third"),
