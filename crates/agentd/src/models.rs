@@ -34,19 +34,9 @@ pub struct Dir {
 
 impl Dir {
     pub fn resolve(&self) -> PathBuf {
-        self.path.clone().unwrap_or_else(default_models_dir)
-    }
-}
-
-/// `$XDG_CACHE_HOME/agentd/models`, else `~/.cache/agentd/models`: models can be fetched
-/// again, so they are cache, not data.
-pub fn default_models_dir() -> PathBuf {
-    if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|x| !x.is_empty()) {
-        return PathBuf::from(x).join("agentd/models");
-    }
-    match std::env::var_os("HOME") {
-        Some(h) => PathBuf::from(h).join(".cache/agentd/models"),
-        None => PathBuf::from(".agentd-models"),
+        self.path
+            .clone()
+            .unwrap_or_else(agentd_local::default_models_dir)
     }
 }
 

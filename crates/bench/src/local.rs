@@ -22,16 +22,11 @@ pub struct Args {
     max_tokens: u32,
 }
 
-fn default_dir() -> PathBuf {
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(|| PathBuf::from("."));
-    cache.join("agentd/models")
-}
-
 pub async fn run(a: Args) -> anyhow::Result<()> {
-    let dir = a.models_dir.clone().unwrap_or_else(default_dir);
+    let dir = a
+        .models_dir
+        .clone()
+        .unwrap_or_else(agentd_local::default_models_dir);
     let local = Local::new(&dir, agentd_local::DEFAULT_CONTEXT);
     local.check(&a.model).map_err(anyhow::Error::msg)?;
     let request = |text: &str| Request {

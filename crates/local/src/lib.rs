@@ -29,6 +29,18 @@ pub use fetch::{FetchError, pull};
 /// Context window used when the model's own is larger: enough for a few tool turns, small
 /// enough that a CPU reads the prompt in seconds.
 pub const DEFAULT_CONTEXT: u32 = 4096;
+/// Where models live unless configured: `$XDG_CACHE_HOME/agentd/models`, else
+/// `~/.cache/agentd/models`. They can be fetched again, so they are cache, not data.
+pub fn default_models_dir() -> PathBuf {
+    if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|x| !x.is_empty()) {
+        return PathBuf::from(x).join("agentd/models");
+    }
+    match std::env::var_os("HOME") {
+        Some(h) => PathBuf::from(h).join(".cache/agentd/models"),
+        None => PathBuf::from(".agentd-models"),
+    }
+}
+
 /// Below this a system prompt with tools leaves no room for an answer.
 pub const MIN_CONTEXT: u32 = 1024;
 
@@ -196,12 +208,7 @@ impl Model for Local {
 
 impl LocalModels for Local {
     fn check(&self, name: &str) -> std::result::Result<(), String> {
-        let valid = !name.is_empty()
-            && !name.contains("..")
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
-        if !valid {
+        if !agentd_models::is_file_stem(name) {
             return Err(format!(
                 "invalid local model name {name:?}: use letters, digits, `_`, `.` and `-`"
             ));

@@ -9,13 +9,9 @@ use agentd_local::{Local, fetch};
 use agentd_models::{Block, Delta, LocalModels, Message, Model, Request, Role, ToolDef};
 
 fn models_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("AGENTD_MODELS_DIR") {
-        return d.into();
-    }
-    let cache = std::env::var_os("XDG_CACHE_HOME")
+    std::env::var_os("AGENTD_MODELS_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache"));
-    cache.join("agentd/models")
+        .unwrap_or_else(agentd_local::default_models_dir)
 }
 
 /// One test at a time: each uses every core, and together they would crawl.

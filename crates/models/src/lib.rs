@@ -18,6 +18,7 @@ mod yaml;
 
 pub use http::client as http_client;
 pub use registry::{
-    ProviderConfig, ProviderKind, Registry, RegistryConfig, UnknownModel, load_providers,
+    ProviderConfig, ProviderKind, Registry, RegistryConfig, UnknownModel, is_file_stem,
+    load_providers,
 };
 pub use types::*;

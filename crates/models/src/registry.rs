@@ -169,12 +169,7 @@ impl Registry {
         if name == "echo" {
             return Ok((self.echo.clone(), name.to_owned()));
         }
-        let valid = !name.is_empty()
-            && !name.contains("..")
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
-        if !valid {
+        if !is_file_stem(name) {
             return Err(UnknownModel::new(format!(
                 "invalid script name {name:?} in model {model_id:?}: use letters, digits, `_`, `.` \
                  and `-` only"
@@ -250,6 +245,16 @@ impl Registry {
         );
         Ok(model)
     }
+}
+
+/// Whether `name`, taken from a model id, is safe to join to a directory as a file's stem:
+/// letters, digits, `_`, `.` and `-`, and never `..`.
+pub fn is_file_stem(name: &str) -> bool {
+    !name.is_empty()
+        && !name.contains("..")
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
 }
 
 fn provider_model(http: reqwest::Client, p: &ProviderConfig) -> Arc<dyn Model> {
