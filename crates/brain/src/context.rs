@@ -144,8 +144,6 @@ pub fn fold(events: &[StoredEvent]) -> Fold {
     // Open built-in calls by event id, with their name and input, in call order.
     let mut builtin: Vec<(String, String, serde_json::Value, Call)> = Vec::new();
     let mut children: Vec<Child> = Vec::new();
-    // Messages from other threads that arrived while a request or tool calls were open.
-    let mut held_replies: Vec<Block> = Vec::new();
     // A thread message is input the model has not seen yet.
     let mut replies_pending = false;
     // The user interrupted: replies from threads no longer start a turn by themselves.
@@ -172,7 +170,7 @@ pub fn fold(events: &[StoredEvent]) -> Fold {
                 } else {
                     b.close_open_tools("The user sent a new message before this tool returned.");
                     builtin.clear();
-                    b.push(Role::User, std::mem::take(&mut held_replies));
+                    b.flush_held();
                     b.push(Role::User, blocks);
                 }
                 needs_model = true;
@@ -187,14 +185,14 @@ pub fn fold(events: &[StoredEvent]) -> Fold {
             } => {
                 match from_agent_name {
                     // A worker's reply, named so the coordinator can tell its workers apart.
-                    Some(name) => held_replies.push(Block::Text {
+                    Some(name) => b.held.push(Block::Text {
                         text: format!(
                             "Message from thread {from_session_thread_id} (agent `{name}`):\n{}",
                             ContentBlock::join_text(content)
                         ),
                     }),
                     // Work from the coordinator, which is this thread's user.
-                    None => held_replies.extend(content.iter().map(to_block)),
+                    None => b.held.extend(content.iter().map(to_block)),
                 }
                 if let Some(c) = children
                     .iter_mut()
@@ -203,7 +201,7 @@ pub fn fold(events: &[StoredEvent]) -> Fold {
                     c.busy = false;
                 }
                 if open_span.is_none() && b.open_tools.is_empty() {
-                    b.push(Role::User, std::mem::take(&mut held_replies));
+                    b.flush_held();
                 }
                 replies_pending = true;
                 exhausted = false;
@@ -244,17 +242,14 @@ pub fn fold(events: &[StoredEvent]) -> Fold {
                 is_error,
                 ..
             } => {
-                if b.close_tool(
+                if b.answer(
                     custom_tool_use_id,
                     content.as_deref().unwrap_or_default(),
                     is_error.unwrap_or(false),
-                ) && b.open_tools.is_empty()
-                {
+                    open_span.is_some(),
+                ) {
                     needs_model = true;
                     exhausted = false;
-                    if open_span.is_none() {
-                        b.push(Role::User, std::mem::take(&mut held_replies));
-                    }
                 }
             }
             EventBody::UserInterrupt { .. } => {
@@ -408,24 +403,21 @@ pub fn fold(events: &[StoredEvent]) -> Fold {
                 is_error,
             } => {
                 builtin.retain(|c| c.0 != *tool_use_id);
-                if b.close_tool(
+                if b.answer(
                     tool_use_id,
                     content.as_deref().unwrap_or_default(),
                     is_error.unwrap_or(false),
-                ) && b.open_tools.is_empty()
-                {
+                    open_span.is_some(),
+                ) {
                     needs_model = true;
                     exhausted = false;
-                    if open_span.is_none() {
-                        b.push(Role::User, std::mem::take(&mut held_replies));
-                    }
                 }
             }
             EventBody::SpanModelRequestStart {} => {
                 // A request consumes every input logged before it.
                 open_span = Some(e.event.id.clone());
                 needs_model = false;
-                replies_pending = !held_replies.is_empty();
+                replies_pending = !b.held.is_empty();
                 cut = false;
             }
             EventBody::SpanModelRequestEnd { model_usage, .. } => {
@@ -436,7 +428,7 @@ pub fn fold(events: &[StoredEvent]) -> Fold {
                     b.push(Role::User, blocks);
                 }
                 if b.open_tools.is_empty() {
-                    b.push(Role::User, std::mem::take(&mut held_replies));
+                    b.flush_held();
                 }
                 usage.add(model_usage);
                 prompt_tokens = model_usage.input_tokens
@@ -579,6 +571,9 @@ struct Builder {
     at: u64,
     /// Tool uses the model made that have no result yet, in call order.
     open_tools: Vec<String>,
+    /// Messages from other threads that arrived while a request or tool calls were open; they
+    /// join the conversation once those close, never between a call and its result.
+    held: Vec<Block>,
 }
 
 impl Builder {
@@ -641,6 +636,29 @@ impl Builder {
             }],
         );
         self.open_tools.push(id.to_owned());
+    }
+
+    /// A result for call `id`. True when it was the last open call, which lets the held
+    /// messages in (unless a request is still open) and the conversation go on.
+    fn answer(
+        &mut self,
+        id: &str,
+        content: &[ContentBlock],
+        is_error: bool,
+        span_open: bool,
+    ) -> bool {
+        if !self.close_tool(id, content, is_error) || !self.open_tools.is_empty() {
+            return false;
+        }
+        if !span_open {
+            self.flush_held();
+        }
+        true
+    }
+
+    fn flush_held(&mut self) {
+        let held = std::mem::take(&mut self.held);
+        self.push(Role::User, held);
     }
 
     fn close_tool(&mut self, id: &str, content: &[ContentBlock], is_error: bool) -> bool {
