@@ -48,8 +48,14 @@ impl StoreAgents {
         if !is_thread(log_id) {
             return Ok(log_id.to_owned());
         }
+        Ok(self.thread_row(log_id).await?.session_id)
+    }
+
+    /// The row of the child thread whose log `log_id` is; a thread that is gone is, to the
+    /// harness, a session that is gone.
+    async fn thread_row(&self, log_id: &str) -> agentd_brain::Result<agentd_store::ThreadRow> {
         match self.0.thread(log_id).await {
-            Ok(t) => Ok(t.session_id),
+            Ok(t) => Ok(t),
             Err(agentd_store::Error::NotFound(_)) => {
                 Err(agentd_brain::Error::SessionNotFound(log_id.to_owned()))
             }
@@ -66,13 +72,7 @@ fn is_thread(log_id: &str) -> bool {
 impl Agents for StoreAgents {
     async fn session_agent(&self, log_id: &str) -> agentd_brain::Result<SessionAgent> {
         if is_thread(log_id) {
-            return match self.0.thread(log_id).await {
-                Ok(t) => Ok(t.agent),
-                Err(agentd_store::Error::NotFound(_)) => {
-                    Err(agentd_brain::Error::SessionNotFound(log_id.to_owned()))
-                }
-                Err(e) => Err(agentd_brain::Error::Catalog(e.to_string())),
-            };
+            return Ok(self.thread_row(log_id).await?.agent);
         }
         let session_id = log_id;
         match self.0.load_session(session_id).await {
@@ -100,13 +100,7 @@ impl Agents for StoreAgents {
         if !is_thread(log_id) {
             return Ok(None);
         }
-        let t = match self.0.thread(log_id).await {
-            Ok(t) => t,
-            Err(agentd_store::Error::NotFound(_)) => {
-                return Err(agentd_brain::Error::SessionNotFound(log_id.to_owned()));
-            }
-            Err(e) => return Err(agentd_brain::Error::Catalog(e.to_string())),
-        };
+        let t = self.thread_row(log_id).await?;
         let parent_log = if t.parent_thread_id == agentd_wire::ids::primary_thread(&t.session_id) {
             t.session_id.clone()
         } else {
