@@ -37,6 +37,7 @@ Helpers (plain functions; `from conftest import ...`)
     make_agent(client, model="scripted/echo", **kw) / make_env(client, **kw)
     user_message(text) -> event param;  send_text(client, session_id, text)
     list_raw_events(client, sid, **list_params)   every event as raw JSON (SDK with_raw_response)
+    all_pages(raw_list, *args, **params)   every item of any SDK with_raw_response.list, paged
     wait_until(pred, timeout) / wait_status(client, sid, "idle") / wait_events(client, sid, pred)
     wait_idle(client, sid, count=1)   until the count-th session.status_idle is the last event
     types_of(events), idle_count(events), is_idle(item)
@@ -370,21 +371,27 @@ def send_text(client: anthropic.Anthropic, session_id: str, text: str):
     return client.beta.sessions.events.send(session_id, events=[user_message(text)])
 
 
-def list_raw_events(client: anthropic.Anthropic, session_id: str, **params: Any) -> list:
-    """Every event of the session as raw JSON dicts, following `next_page` cursors."""
-    params.setdefault("limit", 1000)
+def all_pages(raw_list: Callable[..., Any], *args: Any, **params: Any) -> list:
+    """Every item of a cursor-paged list as raw JSON dicts, following `next_page`; `raw_list` is
+    an SDK `with_raw_response.list` method, called with `args` and `params`."""
     out: list = []
     page = None
     for _ in range(10_000):
         kw = dict(params)
         if page:
             kw["page"] = page
-        body = client.beta.sessions.events.with_raw_response.list(session_id, **kw).json()
+        body = raw_list(*args, **kw).json()
         out.extend(body["data"])
         page = body.get("next_page")
         if not page:
             return out
-    raise AssertionError("event pagination did not end")
+    raise AssertionError("pagination did not end")
+
+
+def list_raw_events(client: anthropic.Anthropic, session_id: str, **params: Any) -> list:
+    """Every event of the session as raw JSON dicts, following `next_page` cursors."""
+    params.setdefault("limit", 1000)
+    return all_pages(client.beta.sessions.events.with_raw_response.list, session_id, **params)
 
 
 def wait_until(pred: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02, what: str = "condition"):

@@ -40,7 +40,7 @@ from anthropic.types.beta import BetaManagedAgentsAgent, BetaManagedAgentsSessio
 from anthropic.types.beta.sessions import BetaManagedAgentsSessionThread
 
 from conftest import (
-    collect_stream, list_raw_events, make_agent, make_env, send_text, types_of, validate_event,
+    all_pages, collect_stream, list_raw_events, make_agent, make_env, send_text, types_of, validate_event,
     validate_model, wait_events, wait_idle, wait_until, write_script,
 )
 
@@ -133,35 +133,13 @@ def count_of(t: str, n: int):
 
 def list_raw_thread_events(client, session_id: str, thread_id: str) -> list:
     """Every event of one thread as raw JSON, following `next_page` cursors."""
-    out: list = []
-    page = None
-    for _ in range(1000):
-        kw = {"session_id": session_id, "limit": 1000}
-        if page:
-            kw["page"] = page
-        body = client.beta.sessions.threads.events.with_raw_response.list(thread_id, **kw).json()
-        out.extend(body["data"])
-        page = body.get("next_page")
-        if not page:
-            return out
-    raise AssertionError("thread event pagination did not end")
+    return all_pages(client.beta.sessions.threads.events.with_raw_response.list, thread_id,
+                     session_id=session_id, limit=1000)
 
 
 def list_raw_threads(client, session_id: str, **params) -> list:
     """Every thread of the session as raw JSON, each validated against the SDK's type."""
-    out: list = []
-    page = None
-    for _ in range(1000):
-        kw = dict(params)
-        if page:
-            kw["page"] = page
-        body = client.beta.sessions.threads.with_raw_response.list(session_id, **kw).json()
-        out.extend(body["data"])
-        page = body.get("next_page")
-        if not page:
-            break
-    else:
-        raise AssertionError("thread pagination did not end")
+    out = all_pages(client.beta.sessions.threads.with_raw_response.list, session_id, **params)
     for t in out:
         validate_model(BetaManagedAgentsSessionThread, t)
     return out
