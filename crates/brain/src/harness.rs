@@ -183,6 +183,8 @@ impl Harness {
         let mut log: Vec<StoredEvent> = Vec::new();
         // A child thread reports its status and replies to the thread that started it.
         let me = self.agents.thread(session_id).await?;
+        // A worker's tools run over its session's workspace.
+        let workspace = me.as_ref().map_or(session_id, |t| t.session_id.as_str());
         let mut first = true;
         loop {
             self.catch_up(session_id, &mut log).await?;
@@ -241,7 +243,9 @@ impl Harness {
                 }
                 Next::RunTools(work) => {
                     if cancel.is_cancelled()
-                        || !self.run_tools(session_id, &f, work, cancel).await?
+                        || !self
+                            .run_tools(session_id, workspace, &f, work, cancel)
+                            .await?
                     {
                         return Ok(());
                     }
@@ -525,7 +529,9 @@ impl Harness {
             match c {
                 Check::Command { command } => {
                     let input = serde_json::json!({"command": crate::outcomes::check_command(command), "timeout_ms": 300_000});
-                    let out = self.execute(session_id, &host_call("bash", input)).await;
+                    let out = self
+                        .execute(session_id, session_id, &host_call("bash", input))
+                        .await;
                     failures.extend(crate::outcomes::command_failure(
                         command,
                         &out.text,
@@ -541,6 +547,7 @@ impl Harness {
                     }
                     let out = self
                         .execute(
+                            session_id,
                             session_id,
                             &host_call("read", serde_json::json!({"file_path": file})),
                         )
@@ -630,6 +637,7 @@ impl Harness {
         let list = self
             .execute(
                 session_id,
+                session_id,
                 &host_call("glob", serde_json::json!({"pattern": "**/*"})),
             )
             .await;
@@ -650,6 +658,7 @@ impl Harness {
         for rel in files.iter().filter(|rel| mentioned(o, rel)).take(MAX_SHOWN) {
             let out = self
                 .execute(
+                    session_id,
                     session_id,
                     &host_call("read", serde_json::json!({"file_path": rel})),
                 )
@@ -746,9 +755,11 @@ impl Harness {
     /// Answer built-in tool calls in order. Each call is logged as started before it runs, and
     /// its result right after, so a restart never runs a call twice. Returns false when
     /// interrupted.
+    /// `workspace` is the session whose workspace the calls run over.
     async fn run_tools(
         &self,
         session_id: &str,
+        workspace: &str,
         f: &Fold,
         work: Vec<ToolWork>,
         cancel: &CancellationToken,
@@ -799,7 +810,7 @@ impl Harness {
                         Appended::Terminated => return Ok(false),
                     }
                     tokio::select! {
-                        o = self.execute(session_id, &w) => o,
+                        o = self.execute(session_id, workspace, &w) => o,
                         () = cancel.cancelled() => {
                             // Stopping the sandbox is what stops the command.
                             if let Some(sb) = &self.sandboxes {
@@ -825,15 +836,10 @@ impl Harness {
         Ok(true)
     }
 
-    /// Run a built-in call of log `session_id` (a session's, or a worker thread's, whose
-    /// sandbox mounts its session's workspace).
-    async fn execute(&self, session_id: &str, w: &ToolWork) -> Output {
-        let workspace = match self.agents.thread(session_id).await {
-            Ok(Some(t)) => t.session_id,
-            Ok(None) => session_id.to_owned(),
-            Err(e) => return Output::error(format!("Cannot read the thread's session: {e}")),
-        };
-        let env = match self.agents.session_environment(session_id).await {
+    /// Run a built-in call of log `session_id` (a session's, or a worker thread's) in its
+    /// sandbox, which mounts the workspace of session `workspace`.
+    async fn execute(&self, session_id: &str, workspace: &str, w: &ToolWork) -> Output {
+        let env = match self.agents.session_environment(workspace).await {
             Ok(env) => env,
             Err(e) => {
                 return Output::error(format!("Cannot read the session's environment: {e}"));
@@ -888,7 +894,7 @@ impl Harness {
         let sb = match sandboxes
             .get(
                 session_id,
-                &workspace,
+                workspace,
                 policy,
                 crate::packages::setup_script(&env),
             )
@@ -904,7 +910,7 @@ impl Harness {
         if let Some(q) = quota
             && matches!(w.name.as_str(), "write" | "edit")
         {
-            let used = sandboxes.disk_usage(&workspace).await;
+            let used = sandboxes.disk_usage(workspace).await;
             if used > q {
                 return Output::error(format!(
                     "{}: refused: the workspace holds {} MiB, over its {} MiB limit. Delete files (with bash) first.",
@@ -922,7 +928,7 @@ impl Harness {
         if let Some(q) = quota
             && matches!(w.name.as_str(), "bash" | "write" | "edit")
         {
-            let used = sandboxes.disk_usage(&workspace).await;
+            let used = sandboxes.disk_usage(workspace).await;
             if used > q {
                 out.text.push_str(&format!(
                     "\n[the workspace now holds {} MiB, over its {} MiB limit: write and edit are refused until files are deleted]",
