@@ -111,7 +111,7 @@ pub fn start(
     let tid = ids::new(ids::Kind::Thread);
     let name = agent.spec.name.clone();
     let content = vec![ContentBlock::text(i.message)];
-    let events = vec![
+    let mut events = vec![
         NewEvent::new(EventBody::SessionThreadCreated {
             session_thread_id: tid.clone(),
             agent_name: name.clone(),
@@ -119,24 +119,26 @@ pub fn start(
         .with_private(Private::Thread {
             agent: Box::new((*agent).clone()),
         }),
-        NewEvent::new(EventBody::AgentThreadMessageSent {
-            to_session_thread_id: tid.clone(),
-            to_agent_name: Some(name.clone()),
-            content: content.clone(),
-        }),
-        NewEvent::new(EventBody::AgentThreadMessageReceived {
-            from_session_thread_id: ids::primary_thread(session_id),
-            from_agent_name: None,
-            content,
-        })
-        .to(tid.clone()),
-        result(
-            call_id,
-            format!(
-                "Started thread {tid} running agent `{name}`. Its reply will come to you as a message; end your turn when you have nothing else to do, and you will be woken when every thread you started has replied."
-            ),
-        ),
     ];
+    let coordinator = ids::primary_thread(session_id);
+    events.extend(message(
+        End {
+            thread: &coordinator,
+            agent: None,
+        },
+        End {
+            thread: &tid,
+            agent: Some(&name),
+        },
+        &tid,
+        content,
+    ));
+    events.push(result(
+        call_id,
+        format!(
+            "Started thread {tid} running agent `{name}`. Its reply will come to you as a message; end your turn when you have nothing else to do, and you will be woken when every thread you started has replied."
+        ),
+    ));
     Ok(Planned { events, wake: tid })
 }
 
@@ -169,30 +171,56 @@ pub fn send(
         ));
     }
     let content = vec![ContentBlock::text(i.message)];
-    let events = vec![
-        NewEvent::new(EventBody::AgentThreadMessageSent {
-            to_session_thread_id: child.id.clone(),
-            to_agent_name: Some(child.agent_name.clone()),
-            content: content.clone(),
-        }),
-        NewEvent::new(EventBody::AgentThreadMessageReceived {
-            from_session_thread_id: ids::primary_thread(session_id),
-            from_agent_name: None,
-            content,
-        })
-        .to(child.id.clone()),
-        result(
-            call_id,
-            format!(
-                "Sent to thread {} (agent `{}`). Its reply will come to you as a message.",
-                child.id, child.agent_name
-            ),
+    let coordinator = ids::primary_thread(session_id);
+    let mut events = message(
+        End {
+            thread: &coordinator,
+            agent: None,
+        },
+        End {
+            thread: &child.id,
+            agent: Some(&child.agent_name),
+        },
+        &child.id,
+        content,
+    )
+    .to_vec();
+    events.push(result(
+        call_id,
+        format!(
+            "Sent to thread {} (agent `{}`). Its reply will come to you as a message.",
+            child.id, child.agent_name
         ),
-    ];
+    ));
     Ok(Planned {
         events,
         wake: child.id.clone(),
     })
+}
+
+/// One side of a message between threads. `agent` is None for the coordinator (the session's
+/// own agent), as the wire leaves its name out.
+struct End<'a> {
+    thread: &'a str,
+    agent: Option<&'a str>,
+}
+
+/// A message from one thread to another: sent in the sender's log (the append's), received
+/// in `to_log`, the receiver's, in the same append.
+fn message(from: End<'_>, to: End<'_>, to_log: &str, content: Vec<ContentBlock>) -> [NewEvent; 2] {
+    [
+        NewEvent::new(EventBody::AgentThreadMessageSent {
+            to_session_thread_id: to.thread.to_owned(),
+            to_agent_name: to.agent.map(str::to_owned),
+            content: content.clone(),
+        }),
+        NewEvent::new(EventBody::AgentThreadMessageReceived {
+            from_session_thread_id: from.thread.to_owned(),
+            from_agent_name: from.agent.map(str::to_owned),
+            content,
+        })
+        .to(to_log),
+    ]
 }
 
 fn result(call_id: &str, text: String) -> NewEvent {
@@ -218,20 +246,18 @@ pub fn running(t: &ThreadInfo) -> NewEvent {
 pub fn rest(t: &ThreadInfo, reason: &StopReason, reply: &Reply) -> Vec<NewEvent> {
     let mut out = Vec::new();
     if !matches!(reason, StopReason::RequiresAction { .. }) {
-        let content = vec![ContentBlock::text(reply_text(reply))];
-        out.push(NewEvent::new(EventBody::AgentThreadMessageSent {
-            to_session_thread_id: t.parent_thread_id.clone(),
-            to_agent_name: None,
-            content: content.clone(),
-        }));
-        out.push(
-            NewEvent::new(EventBody::AgentThreadMessageReceived {
-                from_session_thread_id: t.id.clone(),
-                from_agent_name: Some(t.agent_name.clone()),
-                content,
-            })
-            .to(t.parent_log.clone()),
-        );
+        out.extend(message(
+            End {
+                thread: &t.id,
+                agent: Some(&t.agent_name),
+            },
+            End {
+                thread: &t.parent_thread_id,
+                agent: None,
+            },
+            &t.parent_log,
+            vec![ContentBlock::text(reply_text(reply))],
+        ));
     }
     out.push(
         NewEvent::new(EventBody::SessionThreadStatusIdle {
