@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::serve::ListenerExt;
 
-use agentd_api::{AppState, RateLimit, StoreAgents};
+use agentd_api::{AppState, RateLimit};
 use agentd_brain::{Compaction, Harness, HarnessConfig, Previews, RetryPolicy, Runner, Sandboxes};
 use agentd_hands::Limits;
 use agentd_hands::bwrap::{Bwrap, HelperCommand};
@@ -265,7 +265,7 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
     let previews = Previews::default();
     let harness = Harness::new(
         Arc::new(store.clone()),
-        Arc::new(StoreAgents(store.clone())),
+        Arc::new(store.clone()),
         models.clone(),
         previews.clone(),
         HarnessConfig {

@@ -13,7 +13,7 @@ mod state;
 
 pub use auth::RateLimit;
 pub use error::ApiError;
-pub use state::{AppState, StoreAgents};
+pub use state::AppState;
 
 use axum::Router;
 

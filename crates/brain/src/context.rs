@@ -3,7 +3,7 @@
 
 use agentd_models::{Block, Message, Role};
 use agentd_session::{Private, StoredEvent};
-use agentd_wire::event::Check;
+use agentd_wire::event::{Check, OutcomeResult};
 use agentd_wire::event::{
     Confirmation, OUTCOME_DEFAULT_ITERATIONS, OUTCOME_MAX_ITERATIONS, Permission, RetryStatus,
     Rubric,
@@ -323,8 +323,8 @@ pub fn fold(events: &[StoredEvent]) -> Fold {
                 usage.add(grading);
                 if let Some(o) = outcome.as_mut() {
                     o.open_eval = None;
-                    match result.as_str() {
-                        "needs_revision" => {
+                    match result {
+                        OutcomeResult::NeedsRevision => {
                             o.iteration = iteration + 1;
                             b.push(
                                 Role::User,
@@ -336,7 +336,7 @@ pub fn fold(events: &[StoredEvent]) -> Fold {
                             );
                             needs_model = true;
                         }
-                        "max_iterations_reached" => {
+                        OutcomeResult::MaxIterationsReached => {
                             o.active = false;
                             b.push(
                                 Role::User,

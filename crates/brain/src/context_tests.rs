@@ -1,5 +1,6 @@
 use agentd_session::{NewEvent, StoredEvent};
-use agentd_wire::event::{ModelUsage, SessionErrorKind, SessionErrorObject};
+use agentd_wire::event::{SessionErrorKind, SessionErrorObject};
+use agentd_wire::usage::ModelUsage;
 use agentd_wire::{ContentBlock, Event, EventBody, StopReason};
 
 use super::*;

@@ -25,15 +25,16 @@ use agentd_wire::agent::{PermissionPolicy, Tool};
 use agentd_wire::environment::{EnvironmentConfig, Networking};
 use agentd_wire::event::Check;
 use agentd_wire::event::{
-    Delta as WireDelta, DeltaTag, ModelUsage, Permission, Preview, PreviewRef, RetryStatus,
+    Delta as WireDelta, DeltaTag, OutcomeResult, Permission, Preview, PreviewRef, RetryStatus,
     SessionErrorKind, SessionErrorObject,
 };
 use agentd_wire::ids::{self, Kind};
+use agentd_wire::usage::ModelUsage;
 use agentd_wire::{ContentBlock, EventBody, SessionStatus, StopReason, Usage};
 
 use crate::context::{Fold, Next, Outcome, ToolAction, ToolWork, fold};
 use crate::sandboxes::Sandboxes;
-use crate::{Agents, Error, Previews, Result};
+use crate::{Catalog, Error, Previews, Result};
 
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {
@@ -113,7 +114,7 @@ impl Default for HarnessConfig {
 #[derive(Clone)]
 pub struct Harness {
     log: Arc<dyn SessionLog>,
-    agents: Arc<dyn Agents>,
+    catalog: Arc<dyn Catalog>,
     models: Arc<Registry>,
     previews: Previews,
     cfg: Arc<HarnessConfig>,
@@ -133,14 +134,14 @@ enum Appended {
 impl Harness {
     pub fn new(
         log: Arc<dyn SessionLog>,
-        agents: Arc<dyn Agents>,
+        catalog: Arc<dyn Catalog>,
         models: Arc<Registry>,
         previews: Previews,
         cfg: HarnessConfig,
     ) -> Self {
         Harness {
             log,
-            agents,
+            catalog,
             models,
             previews,
             cfg: Arc::new(cfg),
@@ -182,7 +183,7 @@ impl Harness {
     pub async fn wake(&self, session_id: &str, cancel: &CancellationToken) -> Result<()> {
         let mut log: Vec<StoredEvent> = Vec::new();
         // A child thread reports its status and replies to the thread that started it.
-        let me = self.agents.thread(session_id).await?;
+        let me = self.catalog.thread(session_id).await?;
         // A worker's tools run over its session's workspace.
         let workspace = me.as_ref().map_or(session_id, |t| t.session_id.as_str());
         let mut first = true;
@@ -334,7 +335,7 @@ impl Harness {
         // A worker rests through the fold, which also delivers its reply; a coordinator with
         // threads at work does not rest at all.
         let may_rest = !is_child && f.busy_children().next().is_none();
-        let agent = self.agents.session_agent(session_id).await?;
+        let agent = self.catalog.session_agent(session_id).await?;
         let (model, upstream_id) = match self.models.resolve(&agent.spec.model.id) {
             Ok(m) => m,
             Err(e) => {
@@ -476,12 +477,12 @@ impl Harness {
                 }
             }
         };
-        let end = |result: &str, explanation: String, usage: ModelUsage| {
+        let end = |result: OutcomeResult, explanation: String, usage: ModelUsage| {
             NewEvent::new(EventBody::SpanOutcomeEvaluationEnd {
                 outcome_evaluation_start_id: start.clone(),
                 outcome_id: o.id.clone(),
                 iteration: o.iteration,
-                result: result.to_owned(),
+                result,
                 explanation,
                 usage,
             })
@@ -494,7 +495,7 @@ impl Harness {
             tokio::select! {
                 v = &mut grading => break v?,
                 () = cancel.cancelled() => {
-                    let ev = end("interrupted", "The user interrupted the evaluation.".into(), ModelUsage::default());
+                    let ev = end(OutcomeResult::Interrupted, "The user interrupted the evaluation.".into(), ModelUsage::default());
                     self.append(session_id, events(vec![ev])).await?;
                     return Ok(false);
                 }
@@ -508,20 +509,24 @@ impl Harness {
                 }
             }
         };
-        self.append(session_id, events(vec![end(&result, explanation, usage)]))
+        self.append(session_id, events(vec![end(result, explanation, usage)]))
             .await?;
         Ok(true)
     }
 
     /// The verdict on the agent's work: the rubric's exact checks first, then — when the
     /// rubric has text criteria — the model grader. Returns (result, explanation, usage).
-    async fn grade(&self, session_id: &str, o: &Outcome) -> Result<(String, String, ModelUsage)> {
+    async fn grade(
+        &self,
+        session_id: &str,
+        o: &Outcome,
+    ) -> Result<(OutcomeResult, String, ModelUsage)> {
         // The last allowed iteration turns a needs_revision into the final verdict.
         let last = o.iteration + 1 >= o.max_iterations;
         let revise = if last {
-            "max_iterations_reached"
+            OutcomeResult::MaxIterationsReached
         } else {
-            "needs_revision"
+            OutcomeResult::NeedsRevision
         };
         let none = ModelUsage::default;
         let mut failures = Vec::new();
@@ -562,17 +567,21 @@ impl Harness {
         }
         if !failures.is_empty() {
             let why = format!("These checks failed:\n- {}", failures.join("\n- "));
-            return Ok((revise.to_owned(), why, none()));
+            return Ok((revise, why, none()));
         }
         if !o.checks.is_empty() && o.rubric.trim().is_empty() {
-            return Ok(("satisfied".into(), "All checks passed.".into(), none()));
+            return Ok((
+                OutcomeResult::Satisfied,
+                "All checks passed.".into(),
+                none(),
+            ));
         }
-        let agent = self.agents.session_agent(session_id).await?;
+        let agent = self.catalog.session_agent(session_id).await?;
         let (model, upstream_id) = match self.models.resolve(&agent.spec.model.id) {
             Ok(m) => m,
             Err(e) => {
                 return Ok((
-                    "failed".into(),
+                    OutcomeResult::Failed,
                     format!("The grader model is unavailable: {e}"),
                     none(),
                 ));
@@ -612,15 +621,15 @@ impl Harness {
                     })
                     .collect();
                 let (r, x) = crate::outcomes::parse_verdict(&text);
-                let r = if r == "needs_revision" {
-                    revise.to_owned()
+                let r = if r == OutcomeResult::NeedsRevision {
+                    revise
                 } else {
                     r
                 };
                 (r, x, resp.usage)
             }
             Err(e) => (
-                "failed".to_owned(),
+                OutcomeResult::Failed,
                 format!("The grader could not be reached: {e}"),
                 none(),
             ),
@@ -687,7 +696,7 @@ impl Harness {
         else {
             return Ok(false);
         };
-        let agent = self.agents.session_agent(session_id).await?;
+        let agent = self.catalog.session_agent(session_id).await?;
         let Ok((model, upstream_id)) = self.models.resolve(&agent.spec.model.id) else {
             return Ok(false);
         };
@@ -839,7 +848,7 @@ impl Harness {
     /// Run a built-in call of log `session_id` (a session's, or a worker thread's) in its
     /// sandbox, which mounts the workspace of session `workspace`.
     async fn execute(&self, session_id: &str, workspace: &str, w: &ToolWork) -> Output {
-        let env = match self.agents.session_environment(workspace).await {
+        let env = match self.catalog.session_environment(workspace).await {
             Ok(env) => env,
             Err(e) => {
                 return Output::error(format!("Cannot read the session's environment: {e}"));
@@ -949,7 +958,7 @@ impl Harness {
         started: usize,
     ) -> Result<std::result::Result<crate::threads::Planned, String>> {
         if w.name == crate::threads::START {
-            let agent = self.agents.session_agent(session_id).await?;
+            let agent = self.catalog.session_agent(session_id).await?;
             let roster = roster(&agent);
             return Ok(crate::threads::start(
                 &w.id,
@@ -962,7 +971,7 @@ impl Harness {
         }
         let mut archived = Vec::new();
         for c in &f.children {
-            if let Some(t) = self.agents.thread(&c.id).await?
+            if let Some(t) = self.catalog.thread(&c.id).await?
                 && t.archived
             {
                 archived.push(t.id);
@@ -1103,7 +1112,7 @@ impl<'a> PreviewIds<'a> {
 }
 
 /// The roster a session's agent may start threads with.
-fn roster(agent: &agentd_wire::session::SessionAgent) -> Vec<&agentd_wire::session::SessionAgent> {
+fn roster(agent: &agentd_wire::agent::SessionAgent) -> Vec<&agentd_wire::agent::SessionAgent> {
     agent
         .spec
         .multiagent
@@ -1173,7 +1182,7 @@ impl Toolbox {
     }
 
     /// A coordinator's primary thread also gets the tools that start and message threads.
-    fn add_thread_tools(&mut self, agent: &agentd_wire::session::SessionAgent) {
+    fn add_thread_tools(&mut self, agent: &agentd_wire::agent::SessionAgent) {
         let roster = roster(agent);
         if roster.is_empty() {
             return;

@@ -17,42 +17,11 @@ mod runner;
 pub mod sandboxes;
 mod threads;
 
-use async_trait::async_trait;
-
+pub use agentd_session::catalog::{Catalog, ThreadInfo};
 pub use harness::{Compaction, Harness, HarnessConfig, RetryPolicy};
 pub use previews::{Previews, Published};
 pub use runner::Runner;
 pub use sandboxes::Sandboxes;
-
-use agentd_wire::environment::EnvironmentConfig;
-use agentd_wire::session::SessionAgent;
-
-/// Where the harness learns which agent version a log runs. The log holds the conversation;
-/// the catalog holds the pinned configuration. `log_id` is a session's id (its primary
-/// thread) or a child thread's.
-#[async_trait]
-pub trait Agents: Send + Sync + 'static {
-    /// The agent the log's thread runs: the session's, or the roster member a thread started.
-    async fn session_agent(&self, log_id: &str) -> Result<SessionAgent, Error>;
-
-    /// The configuration of the environment the log's session runs in (its network policy).
-    async fn session_environment(&self, log_id: &str) -> Result<EnvironmentConfig, Error>;
-
-    /// The child thread whose log `log_id` is; None for a session's own log.
-    async fn thread(&self, log_id: &str) -> Result<Option<ThreadInfo>, Error>;
-}
-
-/// A child thread, as the harness needs to know it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ThreadInfo {
-    pub id: String,
-    pub session_id: String,
-    /// The log of the thread that started it, where its replies go.
-    pub parent_log: String,
-    pub parent_thread_id: String,
-    pub agent_name: String,
-    pub archived: bool,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -62,6 +31,15 @@ pub enum Error {
     SessionNotFound(String),
     #[error("{0}")]
     Catalog(String),
+}
+
+impl From<agentd_session::catalog::Error> for Error {
+    fn from(e: agentd_session::catalog::Error) -> Self {
+        match e {
+            agentd_session::catalog::Error::NotFound(id) => Error::SessionNotFound(id),
+            agentd_session::catalog::Error::Storage(m) => Error::Catalog(m),
+        }
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -6,12 +6,16 @@ use std::path::{Component, Path};
 
 use serde_json::Value;
 
-use agentd_wire::event::Check;
+use agentd_wire::event::{Check, OutcomeResult};
 
 use crate::context::Outcome;
 
 /// Verdicts a grader may give; the harness adds `max_iterations_reached` and `interrupted`.
-const VERDICTS: &[&str] = &["satisfied", "needs_revision", "failed"];
+const VERDICTS: &[OutcomeResult] = &[
+    OutcomeResult::Satisfied,
+    OutcomeResult::NeedsRevision,
+    OutcomeResult::Failed,
+];
 
 pub fn grader_system() -> String {
     format!(
@@ -61,7 +65,7 @@ pub fn mentioned(o: &Outcome, rel: &str) -> bool {
 
 /// The verdict and explanation in a grader's reply: its JSON object if it wrote one, else the
 /// verdict word it used, else `needs_revision` with the reply as the explanation.
-pub fn parse_verdict(text: &str) -> (String, String) {
+pub fn parse_verdict(text: &str) -> (OutcomeResult, String) {
     #[derive(serde::Deserialize)]
     struct Verdict {
         result: String,
@@ -71,17 +75,17 @@ pub fn parse_verdict(text: &str) -> (String, String) {
     if let (Some(a), Some(b)) = (text.find('{'), text.rfind('}'))
         && a < b
         && let Ok(v) = serde_json::from_str::<Verdict>(&text[a..=b])
-        && VERDICTS.contains(&v.result.as_str())
+        && let Some(result) = VERDICTS.iter().find(|r| r.as_str() == v.result)
     {
-        return (v.result, v.explanation);
+        return (*result, v.explanation);
     }
     let lower = text.to_ascii_lowercase();
     let result = VERDICTS
         .iter()
-        .find(|v| lower.contains(*v))
+        .find(|v| lower.contains(v.as_str()))
         .copied()
-        .unwrap_or("needs_revision");
-    (result.to_owned(), text.chars().take(4000).collect())
+        .unwrap_or(OutcomeResult::NeedsRevision);
+    (result, text.chars().take(4000).collect())
 }
 
 /// The exact checks, told to the agent with the outcome so it knows what will be verified.
@@ -322,13 +326,19 @@ mod tests {
     fn verdicts_are_read_leniently() {
         assert_eq!(
             parse_verdict("Sure. {\"result\": \"satisfied\", \"explanation\": \"all good\"}"),
-            ("satisfied".into(), "all good".into())
+            (OutcomeResult::Satisfied, "all good".into())
         );
         assert_eq!(
             parse_verdict("needs_revision: the CSV lacks a header").0,
-            "needs_revision"
+            OutcomeResult::NeedsRevision
         );
-        assert_eq!(parse_verdict("I cannot tell").0, "needs_revision");
-        assert_eq!(parse_verdict("{\"result\": \"great\"}").0, "needs_revision");
+        assert_eq!(
+            parse_verdict("I cannot tell").0,
+            OutcomeResult::NeedsRevision
+        );
+        assert_eq!(
+            parse_verdict("{\"result\": \"great\"}").0,
+            OutcomeResult::NeedsRevision
+        );
     }
 }

@@ -8,7 +8,7 @@
 
 use agentd_models::ToolDef;
 use agentd_session::{NewEvent, Private};
-use agentd_wire::session::SessionAgent;
+use agentd_wire::agent::SessionAgent;
 use agentd_wire::{ContentBlock, EventBody, StopReason, ids};
 use serde::Deserialize;
 

@@ -75,7 +75,7 @@ fn evals(log: &[StoredEvent]) -> Vec<(u32, String)> {
         .filter_map(|e| match &e.event.body {
             EventBody::SpanOutcomeEvaluationEnd {
                 iteration, result, ..
-            } => Some((*iteration, result.clone())),
+            } => Some((*iteration, result.as_str().to_owned())),
             _ => None,
         })
         .collect()
@@ -136,7 +136,7 @@ async fn the_agent_revises_until_the_grader_is_satisfied() {
     ));
     let s = w.store.get_session(&w.ws, &sid).await.unwrap();
     assert_eq!(s.outcome_evaluations.len(), 1);
-    assert_eq!(s.outcome_evaluations[0].result, "satisfied");
+    assert_eq!(s.outcome_evaluations[0].result.as_str(), "satisfied");
     assert_eq!(s.outcome_evaluations[0].iteration, 1);
     assert!(s.outcome_evaluations[0].completed_at.is_some());
 }
@@ -214,6 +214,6 @@ async fn an_interrupt_during_evaluation_ends_it_as_interrupted() {
     let log = w.settle(&sid, Duration::from_secs(2)).await;
     assert_eq!(evals(&log), vec![(0, "interrupted".into())]);
     let s = w.store.get_session(&w.ws, &sid).await.unwrap();
-    assert_eq!(s.outcome_evaluations[0].result, "interrupted");
+    assert_eq!(s.outcome_evaluations[0].result.as_str(), "interrupted");
     assert_eq!(w.store.read(&sid, 0, 1000).await.unwrap().len(), log.len());
 }

@@ -13,8 +13,8 @@ use agentd_hands::{Output, Provider, Sandbox, Spec};
 use agentd_models::RegistryConfig;
 use agentd_session::{NewEvent, Private, SessionLog, StoredEvent, events};
 use agentd_testkit::world::World;
+use agentd_wire::agent::SessionAgent;
 use agentd_wire::agent::{AgentTag, CreateAgent};
-use agentd_wire::session::SessionAgent;
 use agentd_wire::{ContentBlock, EventBody, ids};
 
 /// Records the workspace each sandbox mounts.

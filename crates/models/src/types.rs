@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-pub use agentd_wire::event::ModelUsage as Usage;
+pub use agentd_wire::usage::ModelUsage as Usage;
 
 /// How every outcome grader's system prompt begins, so a scripted model can tell a grading
 /// request from an agent turn.

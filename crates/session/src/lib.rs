@@ -15,6 +15,11 @@
 //! - a subscriber is told the new tail only after the append is durable, so a stream fed from
 //!   `read` after a notification can never show an event that a crash would take back.
 
+pub mod append;
+pub mod catalog;
+pub mod inbox;
+pub mod projection;
+
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -81,7 +86,7 @@ pub enum Private {
         upto: u64,
         /// What writing the summary cost; counted in the log's usage.
         #[serde(default)]
-        usage: agentd_wire::event::ModelUsage,
+        usage: agentd_wire::usage::ModelUsage,
     },
     /// The text of a file rubric, copied when `user.define_outcome` is logged.
     Rubric {
@@ -89,7 +94,7 @@ pub enum Private {
     },
     /// The definition a new thread runs, pinned when `session.thread_created` is logged.
     Thread {
-        agent: Box<agentd_wire::session::SessionAgent>,
+        agent: Box<agentd_wire::agent::SessionAgent>,
     },
 }
 

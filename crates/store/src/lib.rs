@@ -7,6 +7,7 @@
 //! log, updated in the same transaction as the events that change them.
 
 mod agents;
+mod catalog;
 mod db;
 mod environments;
 mod files;

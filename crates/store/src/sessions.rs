@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use agentd_session::{Guard, StoredEvent};
+use agentd_wire::agent::SessionAgent;
 use agentd_wire::ids::{self, Kind};
-use agentd_wire::session::{SessionAgent, SessionTag, Stats};
+use agentd_wire::session::{SessionTag, Stats};
 use agentd_wire::{Session, SessionStatus, Timestamp};
 
 use crate::{Error, Order, Page, Result, Store, log, paginate, time};

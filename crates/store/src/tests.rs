@@ -3,9 +3,9 @@
 use std::collections::BTreeMap;
 
 use agentd_session::{NewEvent, Refusal, SessionLog, at_tail, events};
+use agentd_wire::agent::SessionAgent;
 use agentd_wire::agent::{AgentTag, CreateAgent};
 use agentd_wire::environment::{EnvironmentConfig, EnvironmentTag};
-use agentd_wire::session::SessionAgent;
 use agentd_wire::{ContentBlock, Environment, EventBody, SessionStatus, StopReason};
 
 use super::*;
@@ -451,7 +451,7 @@ async fn a_threads_tokens_count_toward_its_session() {
     let tid = agentd_wire::ids::new(agentd_wire::ids::Kind::Thread);
     let created = thread_created(&store, &ws, &sid, &tid).await;
     store.append(&sid, events(vec![created])).await.unwrap();
-    let usage = agentd_wire::event::ModelUsage {
+    let usage = agentd_wire::usage::ModelUsage {
         input_tokens: 100,
         output_tokens: 7,
         ..Default::default()
@@ -495,7 +495,7 @@ async fn a_threads_tokens_survive_a_batch_that_also_writes_the_session_log() {
     let end = NewEvent::new(EventBody::SpanModelRequestEnd {
         model_request_start_id: "sevt_x".into(),
         is_error: None,
-        model_usage: agentd_wire::event::ModelUsage {
+        model_usage: agentd_wire::usage::ModelUsage {
             input_tokens: 100,
             ..Default::default()
         },

@@ -4,8 +4,9 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use agentd_wire::Usage;
+use agentd_wire::agent::SessionAgent;
 use agentd_wire::ids;
-use agentd_wire::session::{SessionAgent, Usage};
 use agentd_wire::thread::{SessionThread, ThreadStats, ThreadTag};
 use agentd_wire::{SessionStatus, Timestamp};
 

@@ -3,8 +3,10 @@
 use agentd_wire::Timestamp;
 use chrono::SecondsFormat;
 
+/// Now, at the precision the store keeps, so an event reads back exactly as its append
+/// returned it.
 pub fn now() -> Timestamp {
-    chrono::Utc::now()
+    chrono::SubsecRound::trunc_subsecs(chrono::Utc::now(), 6)
 }
 
 pub fn fmt(t: &Timestamp) -> String {

@@ -9,14 +9,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use agentd_api::StoreAgents;
 use agentd_brain::{Harness, HarnessConfig, Previews, Runner, Sandboxes};
 use agentd_models::{Registry, RegistryConfig};
 use agentd_session::{NewEvent, SessionLog, StoredEvent, events};
 use agentd_store::{NewSession, Store};
+use agentd_wire::agent::SessionAgent;
 use agentd_wire::agent::{AgentTag, CreateAgent};
 use agentd_wire::environment::{EnvironmentConfig, EnvironmentTag};
-use agentd_wire::session::SessionAgent;
 use agentd_wire::{ContentBlock, Environment, EventBody, SessionStatus};
 
 pub struct World {
@@ -105,7 +104,7 @@ impl World {
         let previews = Previews::default();
         let mut harness = Harness::new(
             Arc::new(store.clone()),
-            Arc::new(StoreAgents(store.clone())),
+            Arc::new(store.clone()),
             models,
             previews.clone(),
             cfg,

@@ -46,10 +46,7 @@ impl Multiagent {
 pub enum RosterMember {
     // Tried first: a reference lacks the definition's required fields, so it never parses
     // as one.
-    Pinned(
-        #[serde(serialize_with = "crate::session::without_roster")]
-        Box<crate::session::SessionAgent>,
-    ),
+    Pinned(#[serde(serialize_with = "without_roster")] Box<SessionAgent>),
     Ref(AgentRef),
     /// The agent that owns the roster, at whichever version is in use: kept symbolic so a
     /// version's roster need not name the version being written. Shown resolved.
@@ -438,6 +435,68 @@ where
     D: serde::Deserializer<'de>,
 {
     Option::<T>::deserialize(de).map(Some)
+}
+
+/// The agent version a session is pinned to, as the session shows it: the agent's
+/// configuration without its metadata, which the wire type does not carry.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct SessionAgent {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: AgentTag,
+    pub version: u32,
+    #[serde(flatten)]
+    pub spec: AgentSpec,
+}
+
+/// A thread's or a roster member's view of an agent: the SDK's `SessionThreadAgent`, which has
+/// no roster.
+pub(crate) fn without_roster<S: serde::Serializer>(
+    a: &SessionAgent,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    let mut v = serde_json::to_value(a).map_err(serde::ser::Error::custom)?;
+    if let Some(o) = v.as_object_mut() {
+        o.remove("multiagent");
+    }
+    v.serialize(s)
+}
+
+impl Serialize for SessionAgent {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Shown<'a> {
+            id: &'a str,
+            #[serde(rename = "type")]
+            kind: AgentTag,
+            version: u32,
+            name: &'a str,
+            description: &'a Option<String>,
+            system: &'a Option<String>,
+            model: &'a ModelConfig,
+            tools: &'a [Tool],
+            mcp_servers: &'a [McpServer],
+            skills: &'a [Value],
+            multiagent: &'a Option<Multiagent>,
+            execution_identity: &'a Value,
+        }
+        let a = &self.spec;
+        Shown {
+            id: &self.id,
+            kind: self.kind,
+            version: self.version,
+            name: &a.name,
+            description: &a.description,
+            system: &a.system,
+            model: &a.model,
+            tools: &a.tools,
+            mcp_servers: &a.mcp_servers,
+            skills: &a.skills,
+            multiagent: &a.multiagent,
+            execution_identity: &a.execution_identity,
+        }
+        .serialize(s)
+    }
 }
 
 #[cfg(test)]

@@ -3,7 +3,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::{ContentBlock, Timestamp, session::Usage};
+use crate::usage::{ModelUsage, Usage};
+use crate::{ContentBlock, Timestamp};
 
 /// One logged event as the API shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -92,7 +93,7 @@ pub enum EventBody {
         outcome_evaluation_start_id: String,
         outcome_id: String,
         iteration: u32,
-        result: String,
+        result: OutcomeResult,
         explanation: String,
         usage: ModelUsage,
     },
@@ -346,20 +347,45 @@ pub enum RetryStatus {
     Terminal,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct ModelUsage {
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-    pub cache_creation_input_tokens: u64,
-    pub cache_read_input_tokens: u64,
+/// Where an outcome stands: `pending` before the agent begins, `running` while it works,
+/// `evaluating` while the grader scores; a grading ends in one of the rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutcomeResult {
+    Pending,
+    Running,
+    Evaluating,
+    Satisfied,
+    /// Not met yet: another revision follows.
+    NeedsRevision,
+    MaxIterationsReached,
+    Failed,
+    Interrupted,
 }
 
-impl ModelUsage {
-    pub fn add(&mut self, o: &ModelUsage) {
-        self.input_tokens += o.input_tokens;
-        self.output_tokens += o.output_tokens;
-        self.cache_creation_input_tokens += o.cache_creation_input_tokens;
-        self.cache_read_input_tokens += o.cache_read_input_tokens;
+impl OutcomeResult {
+    /// Whether the outcome is settled: nothing more will be evaluated.
+    pub fn is_final(self) -> bool {
+        !matches!(
+            self,
+            OutcomeResult::Pending
+                | OutcomeResult::Running
+                | OutcomeResult::Evaluating
+                | OutcomeResult::NeedsRevision
+        )
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutcomeResult::Pending => "pending",
+            OutcomeResult::Running => "running",
+            OutcomeResult::Evaluating => "evaluating",
+            OutcomeResult::Satisfied => "satisfied",
+            OutcomeResult::NeedsRevision => "needs_revision",
+            OutcomeResult::MaxIterationsReached => "max_iterations_reached",
+            OutcomeResult::Failed => "failed",
+            OutcomeResult::Interrupted => "interrupted",
+        }
     }
 }
 

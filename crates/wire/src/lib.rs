@@ -14,6 +14,7 @@ pub mod ids;
 pub mod page;
 pub mod session;
 pub mod thread;
+pub mod usage;
 
 pub use agent::{Agent, ModelConfig, Tool};
 pub use content::ContentBlock;
@@ -21,7 +22,8 @@ pub use environment::Environment;
 pub use error::{ErrorBody, ErrorKind};
 pub use event::{Event, EventBody, StopReason};
 pub use page::Page;
-pub use session::{Session, SessionStatus, Usage};
+pub use session::{Session, SessionStatus};
+pub use usage::Usage;
 
 /// Timestamps on the wire are RFC 3339 in UTC.
 pub type Timestamp = chrono::DateTime<chrono::Utc>;

@@ -4,7 +4,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::Timestamp;
-use crate::session::{SessionAgent, SessionStatus, Usage};
+use crate::agent::SessionAgent;
+use crate::session::SessionStatus;
+use crate::usage::Usage;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SessionThread {
@@ -15,7 +17,7 @@ pub struct SessionThread {
     /// The thread that started this one; null for the primary thread.
     pub parent_thread_id: Option<String>,
     /// The definition this thread runs, without a roster: the session's agent shows that.
-    #[serde(serialize_with = "crate::session::without_roster")]
+    #[serde(serialize_with = "crate::agent::without_roster")]
     pub agent: SessionAgent,
     pub status: SessionStatus,
     pub usage: Option<Usage>,

@@ -15,10 +15,11 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 
 use agentd_brain::Published;
-use agentd_session::{Guard, NewEvent, Private, Refusal, SessionLog, StoredEvent};
+use agentd_session::inbox;
+use agentd_session::{Private, SessionLog, StoredEvent};
 use agentd_store::EventFilter;
 use agentd_wire::event::{Preview, SendEvents, UserEvent};
-use agentd_wire::{Event, EventBody, Page, SessionStatus};
+use agentd_wire::{Event, EventBody, Page};
 
 use crate::AppState;
 use crate::auth::Caller;
@@ -172,13 +173,6 @@ pub async fn validate_events(
     Ok(())
 }
 
-/// The guard that appends a client's events, moving an idle session to running when one of
-/// them needs the agent. Returns it with whether the harness must wake and whether the batch
-/// interrupts.
-pub fn user_batch(events: Vec<(UserEvent, Option<Private>)>) -> (Guard, bool, bool) {
-    thread_batch(events, Target::Session { threads: &[] })
-}
-
 /// Largest rubric file accepted.
 const MAX_RUBRIC_BYTES: usize = 256 * 1024;
 /// Most rubric text one request may copy into the log, however many outcomes name files.
@@ -260,91 +254,6 @@ async fn rubric_text(st: &AppState, ws: &str, file_id: &str, at: &str) -> ApiRes
     Ok(text)
 }
 
-/// Where a group of a client's events goes.
-enum Target<'a> {
-    /// The session's own log. A session-wide interrupt (one naming no thread) reaches
-    /// `threads` too, in the same append.
-    Session { threads: &'a [String] },
-    /// A worker thread's log: the session's log gets a copy of each answer to a call it
-    /// showed, and sees the thread start running.
-    Thread {
-        session: &'a str,
-        tid: &'a str,
-        agent_name: &'a str,
-    },
-}
-
-fn thread_batch(
-    events: Vec<(UserEvent, Option<Private>)>,
-    target: Target<'_>,
-) -> (Guard, bool, bool) {
-    let wakes = events
-        .iter()
-        .any(|(e, _)| !matches!(e, UserEvent::Interrupt { .. }));
-    let interrupts = events
-        .iter()
-        .any(|(e, _)| matches!(e, UserEvent::Interrupt { .. }));
-    let mut batch = Vec::with_capacity(events.len());
-    let mut extra = Vec::new();
-    for (e, private) in events {
-        let session_wide = matches!(&e, UserEvent::Interrupt(p) if p.session_thread_id.is_none());
-        let mut body = EventBody::from(e);
-        let own = match &target {
-            Target::Thread { session, .. } if body.copied_from().is_some() => {
-                let copy = NewEvent::new(body.clone()).to(*session);
-                body.set_copied_from(None);
-                let own = NewEvent {
-                    id: copy.id.clone(),
-                    ..NewEvent::new(body)
-                };
-                extra.push(copy);
-                own
-            }
-            Target::Session { threads } => {
-                // Only copies of a worker's events are marked with a thread on this log.
-                body.set_copied_from(None);
-                if session_wide {
-                    extra.extend(threads.iter().map(|t| {
-                        NewEvent::new(EventBody::UserInterrupt {
-                            session_thread_id: None,
-                        })
-                        .to(t.clone())
-                    }));
-                }
-                NewEvent::new(body)
-            }
-            Target::Thread { .. } => NewEvent::new(body),
-        };
-        batch.push(NewEvent { private, ..own });
-    }
-    let running = match target {
-        Target::Session { .. } => vec![NewEvent::new(EventBody::SessionStatusRunning {})],
-        Target::Thread {
-            session,
-            tid,
-            agent_name,
-        } => vec![
-            NewEvent::new(EventBody::SessionStatusRunning {}),
-            NewEvent::new(EventBody::SessionThreadStatusRunning {
-                session_thread_id: tid.to_owned(),
-                agent_name: agent_name.to_owned(),
-            })
-            .to(session),
-        ],
-    };
-    let guard: Guard = Box::new(move |head| {
-        if head.status == SessionStatus::Terminated {
-            return Err(Refusal::Terminated);
-        }
-        if wakes && head.status != SessionStatus::Running {
-            batch.extend(running);
-        }
-        batch.extend(extra);
-        Ok(batch)
-    });
-    (guard, wakes, interrupts)
-}
-
 async fn send(
     State(st): State<AppState>,
     Extension(Caller(ws)): Extension<Caller>,
@@ -366,20 +275,12 @@ async fn send(
     // Events naming a thread go to that thread's log; so does an answer to a worker's call
     // shown on the session's log, whether or not it names the thread.
     let mut req = req;
-    let primary = agentd_wire::ids::primary_thread(&id);
     for e in &mut req.events {
-        let (call, thread) = match e {
-            UserEvent::CustomToolResult(p) => (&p.custom_tool_use_id, &mut p.session_thread_id),
-            UserEvent::ToolConfirmation(p) => (&p.tool_use_id, &mut p.session_thread_id),
-            _ => continue,
+        let origin = match inbox::answered_call(e) {
+            Some(call) => copied_from(&st, &id, call).await?,
+            None => None,
         };
-        // Naming the primary thread is naming none.
-        if thread.as_deref() == Some(primary.as_str()) {
-            *thread = None;
-        }
-        if thread.is_none() {
-            *thread = copied_from(&st, &id, call).await?;
-        }
+        inbox::address(&id, e, origin.as_deref());
     }
     let mut logs = Vec::with_capacity(req.events.len());
     for (i, e) in req.events.iter().enumerate() {
@@ -398,46 +299,36 @@ async fn send(
     }
     validate_events(&st, Some(&logs), &req.events, "events").await?;
     let events = file_rubrics(&st, &ws.id, req.events, "events").await?;
-    let threads = st.store.child_threads(&id).await?;
-    let reachable: Vec<String> = threads
-        .iter()
-        .filter(|t| !t.archived && t.status != SessionStatus::Terminated)
-        .map(|t| t.id.clone())
+    let threads: Vec<inbox::Thread> = st
+        .store
+        .child_threads(&id)
+        .await?
+        .into_iter()
+        .map(|t| inbox::Thread {
+            id: t.id,
+            agent_name: t.agent_name,
+            status: t.status,
+            archived: t.archived,
+        })
         .collect();
-    // Consecutive events for the same log go in one append, in the order sent.
-    let mut data = Vec::with_capacity(events.len());
-    let mut events = events.into_iter().zip(logs).peekable();
-    while let Some((e, log)) = events.next() {
-        let mut group = vec![e];
-        while let Some((e, _)) = events.next_if(|(_, l)| *l == log) {
-            group.push(e);
-        }
-        let n = group.len();
-        let session_wide = group
-            .iter()
-            .any(|(e, _)| matches!(e, UserEvent::Interrupt(p) if p.session_thread_id.is_none()));
-        let target = match threads.iter().find(|t| t.id == log) {
-            Some(t) => Target::Thread {
-                session: &id,
-                tid: &t.id,
-                agent_name: &t.agent_name,
-            },
-            None => Target::Session {
-                threads: &reachable,
-            },
-        };
-        let (guard, wakes, interrupts) = thread_batch(group, target);
-        let (_, stored) = st.store.append(&log, guard).await?;
-        data.extend(stored.into_iter().take(n).map(|e| e.event));
-        if interrupts {
-            st.runner.interrupt(&log);
-            if log == id && session_wide {
-                for t in &reachable {
-                    st.runner.interrupt(t);
-                }
+    let addressed = events
+        .into_iter()
+        .zip(logs)
+        .map(|((event, private), log_id)| inbox::Addressed {
+            event,
+            private,
+            log_id,
+        })
+        .collect();
+    let mut data = Vec::new();
+    for d in inbox::deliver(&id, addressed, &threads) {
+        let (_, stored) = st.store.append(&d.log_id, d.guard).await?;
+        data.extend(stored.into_iter().take(d.sent).map(|e| e.event));
+        for w in d.wake {
+            match w {
+                inbox::Wake::Notify(log) => st.runner.notify(&log),
+                inbox::Wake::Interrupt(log) => st.runner.interrupt(&log),
             }
-        } else if wakes {
-            st.runner.notify(&log);
         }
     }
     Ok(Json(Sent { data }))

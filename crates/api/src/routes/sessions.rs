@@ -6,14 +6,15 @@ use axum::{Extension, Json, Router};
 
 use agentd_store::{NewSession, SessionFilter};
 use agentd_wire::agent::AgentTag;
-use agentd_wire::session::{AgentRef, CreateSession, SessionAgent, UpdateSession};
+use agentd_wire::agent::SessionAgent;
+use agentd_wire::session::{AgentParam, CreateSession, UpdateSession};
 use agentd_wire::{Page, Session, SessionStatus};
 
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Body, Query, parse_at};
-use crate::routes::events::{file_rubrics, user_batch, user_events, validate_events};
+use crate::routes::events::{file_rubrics, user_events, validate_events};
 use crate::routes::{Deleted, page};
 use agentd_wire::agent::{Multiagent, RosterMember};
 
@@ -47,8 +48,8 @@ async fn create(
     let mut req: CreateSession = parse_at(body, "")?;
     req.initial_events = initial;
     let (agent_id, version) = match req.agent {
-        AgentRef::Id(id) => (id, None),
-        AgentRef::Pinned(p) => (p.id, p.version),
+        AgentParam::Id(id) => (id, None),
+        AgentParam::Pinned(p) => (p.id, p.version),
     };
     let agent = st
         .store
@@ -80,7 +81,7 @@ async fn create(
     }
     validate_events(&st, None, &req.initial_events, "initial_events").await?;
     let initial = file_rubrics(&st, &ws.id, req.initial_events, "initial_events").await?;
-    let (batch, wakes, _) = user_batch(initial);
+    let (batch, wakes) = agentd_session::inbox::initial(initial);
     let session = st
         .store
         .create_session(

@@ -1,0 +1,272 @@
+//! What a log's events add up to: status, usage, active time, outcome evaluations.
+//!
+//! A backend keeps one `Projection` per log beside the log and saves it in the transaction
+//! that appends the events it folds in; it never decides what an event means. Every rule
+//! lives in `apply`, so a second backend cannot disagree with the first.
+
+use agentd_wire::event::OutcomeResult;
+use agentd_wire::session::{OutcomeEvaluation, OutcomeEvaluationTag};
+use agentd_wire::{EventBody, SessionStatus, Timestamp, Usage};
+
+use crate::{Head, Private};
+
+/// The projection of one log, as its row holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Projection {
+    pub status: SessionStatus,
+    pub last_seq: u64,
+    /// Tokens spent on this log; a session's log also counts its threads'.
+    pub usage: Usage,
+    /// Only a session's log shows these; a thread's are folded and not kept.
+    pub outcomes: Vec<OutcomeEvaluation>,
+    /// Time spent running, up to the last time the log stopped running.
+    pub active_ms: i64,
+    /// When the log started running, while it runs.
+    pub running_since: Option<Timestamp>,
+}
+
+impl Default for Projection {
+    /// An empty log: a session or thread as it is created.
+    fn default() -> Self {
+        Projection {
+            status: SessionStatus::Idle,
+            last_seq: 0,
+            usage: Usage::default(),
+            outcomes: Vec::new(),
+            active_ms: 0,
+            running_since: None,
+        }
+    }
+}
+
+impl Projection {
+    pub fn head(&self) -> Head {
+        Head {
+            status: self.status,
+            last_seq: self.last_seq,
+        }
+    }
+
+    /// Fold the next event of the log in, at position `last_seq + 1`, and finish its body: a
+    /// `session.usage` is a snapshot of the log's usage as of itself, which only the
+    /// projection knows (a session's log counts tokens its threads spent concurrently).
+    /// Returns the tokens the event spent, which a thread's session counts too.
+    pub fn apply(
+        &mut self,
+        body: &mut EventBody,
+        private: Option<&Private>,
+        now: Timestamp,
+    ) -> Usage {
+        self.last_seq += 1;
+        let before = self.usage;
+        self.project(body, now);
+        if let Some(Private::Compaction { usage, .. }) = private {
+            // The summary's tokens are spent like a turn's.
+            self.usage.add(usage);
+        }
+        if let EventBody::SessionUsage { usage } = body {
+            *usage = Usage {
+                active_seconds: None,
+                ..self.usage
+            };
+        }
+        let mut spent = self.usage;
+        spent.subtract(&before);
+        spent
+    }
+
+    fn project(&mut self, body: &EventBody, now: Timestamp) {
+        match body {
+            EventBody::SpanModelRequestEnd { model_usage, .. } => self.usage.add(model_usage),
+            EventBody::UserDefineOutcome {
+                outcome_id,
+                description,
+                ..
+            } => self.outcomes.push(OutcomeEvaluation {
+                kind: OutcomeEvaluationTag::OutcomeEvaluation,
+                outcome_id: outcome_id.clone(),
+                description: description.clone(),
+                iteration: 0,
+                result: OutcomeResult::Pending,
+                explanation: None,
+                completed_at: None,
+            }),
+            EventBody::SpanModelRequestStart {} => {
+                for o in self.outcomes.iter_mut().filter(|o| {
+                    matches!(
+                        o.result,
+                        OutcomeResult::Pending | OutcomeResult::NeedsRevision
+                    )
+                }) {
+                    o.result = OutcomeResult::Running;
+                }
+            }
+            EventBody::SpanOutcomeEvaluationStart {
+                outcome_id,
+                iteration,
+            } => {
+                if let Some(o) = self.outcome(outcome_id) {
+                    o.result = OutcomeResult::Evaluating;
+                    o.iteration = *iteration;
+                }
+            }
+            EventBody::SpanOutcomeEvaluationEnd {
+                outcome_id,
+                iteration,
+                result,
+                explanation,
+                usage,
+                ..
+            } => {
+                self.usage.add(usage);
+                if let Some(o) = self.outcome(outcome_id) {
+                    o.result = *result;
+                    o.iteration = *iteration;
+                    o.explanation = Some(explanation.clone());
+                    o.completed_at = result.is_final().then_some(now);
+                }
+            }
+            _ => {}
+        }
+        if let Some(next) = crate::status_after(body) {
+            self.move_to(next, now);
+        }
+    }
+
+    fn outcome(&mut self, id: &str) -> Option<&mut OutcomeEvaluation> {
+        self.outcomes.iter_mut().find(|o| o.outcome_id == id)
+    }
+
+    /// Change status, counting the time spent running.
+    fn move_to(&mut self, next: SessionStatus, now: Timestamp) {
+        match (self.running_since, next) {
+            (None, SessionStatus::Running) => self.running_since = Some(now),
+            (Some(since), s) if s != SessionStatus::Running => {
+                self.active_ms += (now - since).num_milliseconds().max(0);
+                self.running_since = None;
+            }
+            _ => {}
+        }
+        self.status = next;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use agentd_wire::event::Rubric;
+    use agentd_wire::usage::ModelUsage;
+
+    use super::*;
+
+    fn at(ms: i64) -> Timestamp {
+        chrono::DateTime::from_timestamp_millis(1_700_000_000_000 + ms).unwrap()
+    }
+
+    fn apply(p: &mut Projection, mut body: EventBody, ms: i64) -> (EventBody, Usage) {
+        let spent = p.apply(&mut body, None, at(ms));
+        (body, spent)
+    }
+
+    fn tokens(input: u64, output: u64) -> ModelUsage {
+        ModelUsage {
+            input_tokens: input,
+            output_tokens: output,
+            ..ModelUsage::default()
+        }
+    }
+
+    #[test]
+    fn status_moves_and_running_time_adds_up() {
+        let mut p = Projection::default();
+        apply(&mut p, EventBody::SessionStatusRunning {}, 0);
+        assert_eq!(p.status, SessionStatus::Running);
+        assert_eq!(p.running_since, Some(at(0)));
+        // Running again does not restart the clock.
+        apply(&mut p, EventBody::SessionStatusRunning {}, 500);
+        apply(&mut p, EventBody::SessionStatusTerminated {}, 1500);
+        assert_eq!(p.status, SessionStatus::Terminated);
+        assert_eq!(p.active_ms, 1500);
+        assert_eq!(p.running_since, None);
+        assert_eq!(p.last_seq, 3);
+    }
+
+    #[test]
+    fn tokens_count_and_a_usage_event_snapshots_them() {
+        let mut p = Projection::default();
+        let (_, spent) = apply(
+            &mut p,
+            EventBody::SpanModelRequestEnd {
+                model_request_start_id: "sevt_x".into(),
+                is_error: None,
+                model_usage: tokens(10, 3),
+            },
+            0,
+        );
+        assert_eq!((spent.input_tokens, spent.output_tokens), (10, 3));
+        let compaction = Private::Compaction {
+            summary: "s".into(),
+            upto: 1,
+            usage: tokens(5, 1),
+        };
+        let mut body = EventBody::SessionUsage {
+            usage: Usage::default(),
+        };
+        let spent = p.apply(&mut body, Some(&compaction), at(1));
+        assert_eq!(spent.input_tokens, 5);
+        let EventBody::SessionUsage { usage } = body else {
+            unreachable!()
+        };
+        assert_eq!((usage.input_tokens, usage.output_tokens), (15, 4));
+        assert_eq!(usage.active_seconds, None);
+    }
+
+    #[test]
+    fn an_outcome_goes_pending_running_evaluating_and_ends() {
+        let mut p = Projection::default();
+        apply(
+            &mut p,
+            EventBody::UserDefineOutcome {
+                outcome_id: "outc_1".into(),
+                description: "d".into(),
+                rubric: Rubric::Text {
+                    content: "r".into(),
+                    checks: vec![],
+                },
+                max_iterations: None,
+            },
+            0,
+        );
+        assert_eq!(p.outcomes[0].result, OutcomeResult::Pending);
+        apply(&mut p, EventBody::SpanModelRequestStart {}, 1);
+        assert_eq!(p.outcomes[0].result, OutcomeResult::Running);
+        let eval = |iteration| EventBody::SpanOutcomeEvaluationStart {
+            outcome_id: "outc_1".into(),
+            iteration,
+        };
+        let end = |iteration, result| EventBody::SpanOutcomeEvaluationEnd {
+            outcome_evaluation_start_id: "sevt_e".into(),
+            outcome_id: "outc_1".into(),
+            iteration,
+            result,
+            explanation: "because".into(),
+            usage: tokens(2, 1),
+        };
+        apply(&mut p, eval(0), 2);
+        assert_eq!(p.outcomes[0].result, OutcomeResult::Evaluating);
+        apply(&mut p, end(0, OutcomeResult::NeedsRevision), 3);
+        assert_eq!(p.outcomes[0].result, OutcomeResult::NeedsRevision);
+        assert_eq!(p.outcomes[0].completed_at, None);
+        assert_eq!(p.usage.input_tokens, 2);
+        apply(&mut p, EventBody::SpanModelRequestStart {}, 4);
+        assert_eq!(p.outcomes[0].result, OutcomeResult::Running);
+        apply(&mut p, eval(1), 5);
+        apply(&mut p, end(1, OutcomeResult::Satisfied), 6);
+        let o = &p.outcomes[0];
+        assert_eq!((o.result, o.iteration), (OutcomeResult::Satisfied, 1));
+        assert_eq!(o.explanation.as_deref(), Some("because"));
+        assert_eq!(o.completed_at, Some(at(6)));
+        // A finished outcome is not reopened by later turns.
+        apply(&mut p, EventBody::SpanModelRequestStart {}, 7);
+        assert_eq!(p.outcomes[0].result, OutcomeResult::Satisfied);
+    }
+}
