@@ -2,15 +2,19 @@
 //!
 //! Owns: the sandbox interface (`Provider::provision`, `Sandbox::execute`, `Sandbox::release`),
 //! the built-in toolset's definitions and input checks (`tools`), the bubblewrap provider
-//! (`bwrap`), and the helper that runs inside every sandbox (`helper`): a persistent bash and
-//! the file tools, spoken to over a pipe. Must not touch: sessions, the log, models, or any
-//! credential — a sandbox gets a workspace directory and a policy, nothing else.
+//! (`bwrap`) and its whole-sandbox limits (`cgroup`), an unconfined provider for measuring what
+//! the sandbox costs (`unconfined`), the helper that runs inside every sandbox (`helper`): a
+//! persistent bash and the file tools, and agentd's end of the pipe to it (`connection`,
+//! speaking `protocol`). Must not touch: sessions, the log, models, or any credential — a
+//! sandbox gets a workspace directory and a policy, nothing else.
 
 pub mod bwrap;
 pub mod cgroup;
+mod connection;
 pub mod helper;
 mod protocol;
 pub mod tools;
+mod unconfined;
 
 use std::path::PathBuf;
 use std::sync::Arc;
