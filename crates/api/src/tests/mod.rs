@@ -2,6 +2,8 @@
 //! upstream. They cover validation and routing; whole agent turns are the e2e suite's.
 
 mod agents;
+mod events;
+mod lists;
 mod requests;
 mod sessions;
 
@@ -173,6 +175,15 @@ impl TestApi {
 
     pub async fn session(&self) -> String {
         self.session_on("scripted/echo").await
+    }
+
+    /// Send `events` to session `sid`.
+    pub async fn send(&self, sid: &str, events: Value) -> Reply {
+        self.post(
+            &format!("/v1/sessions/{sid}/events"),
+            json!({ "events": events }),
+        )
+        .await
     }
 }
 
