@@ -10,6 +10,8 @@ mod error;
 mod extract;
 mod routes;
 mod state;
+#[cfg(test)]
+mod tests;
 
 pub use auth::RateLimit;
 pub use error::ApiError;

@@ -1,0 +1,133 @@
+//! List endpoints: `limit`, `order`, flags, dates, and the cursor.
+
+use serde_json::json;
+
+use super::TestApi;
+
+#[tokio::test]
+async fn limit_must_be_between_1_and_the_endpoint_maximum() {
+    let api = TestApi::new().await;
+    let sid = api.session().await;
+    for path in ["/v1/agents", "/v1/sessions", "/v1/environments"] {
+        for bad in ["0", "101", "-1", "ten", ""] {
+            api.get(&format!("{path}?limit={bad}"))
+                .await
+                .invalid(&format!(
+                    "limit: {bad:?} is not an integer between 1 and 100"
+                ));
+        }
+        api.get(&format!("{path}?limit=100")).await.ok();
+    }
+    // Events and threads go up to 1000, as the SDK's tool runner asks.
+    for path in [
+        format!("/v1/sessions/{sid}/events"),
+        format!("/v1/sessions/{sid}/threads"),
+    ] {
+        api.get(&format!("{path}?limit=1000")).await.ok();
+        api.get(&format!("{path}?limit=1001"))
+            .await
+            .invalid("limit: \"1001\" is not an integer between 1 and 1000");
+        api.get(&format!("{path}?limit=0"))
+            .await
+            .invalid("limit: \"0\" is not an integer between 1 and 1000");
+    }
+}
+
+#[tokio::test]
+async fn order_is_asc_or_desc() {
+    let api = TestApi::new().await;
+    let sid = api.session().await;
+    for path in [
+        "/v1/sessions".to_owned(),
+        format!("/v1/sessions/{sid}/events"),
+    ] {
+        api.get(&format!("{path}?order=sideways"))
+            .await
+            .invalid("order: \"sideways\" is not asc or desc");
+        api.get(&format!("{path}?order=ASC"))
+            .await
+            .invalid("order: \"ASC\" is not asc or desc");
+        api.get(&format!("{path}?order=asc")).await.ok();
+        api.get(&format!("{path}?order=desc")).await.ok();
+    }
+}
+
+#[tokio::test]
+async fn flags_dates_and_statuses_are_checked() {
+    let api = TestApi::new().await;
+    api.get("/v1/agents?include_archived=maybe")
+        .await
+        .invalid("include_archived: \"maybe\" is not true or false");
+    api.get("/v1/sessions?created_at[gte]=yesterday")
+        .await
+        .invalid("created_at[gte]: \"yesterday\" is not an RFC 3339 date-time");
+    api.get("/v1/sessions?statuses[]=idle&statuses[]=sleeping")
+        .await
+        .invalid("statuses: \"sleeping\" is not one of rescheduling, running, idle, terminated");
+    api.get("/v1/sessions?agent_version=x")
+        .await
+        .invalid("agent_version: \"x\" is not a positive integer");
+    api.get("/v1/sessions?created_at[gte]=2026-01-31T12:00:00Z&statuses=idle,running")
+        .await
+        .ok();
+}
+
+#[tokio::test]
+async fn the_cursor_walks_every_item_once() {
+    let api = TestApi::new().await;
+    let mut made = Vec::new();
+    for _ in 0..3 {
+        made.push(api.agent("scripted/echo").await);
+    }
+    let first = api.get("/v1/agents?limit=2").await.ok();
+    assert_eq!(first["data"].as_array().map(Vec::len), Some(2));
+    let next = first["next_page"].as_str().expect("a next page");
+    let second = api
+        .get(&format!("/v1/agents?limit=2&page={next}"))
+        .await
+        .ok();
+    assert_eq!(second["data"].as_array().map(Vec::len), Some(1));
+    assert_eq!(second["next_page"], json!(null));
+    let mut seen: Vec<String> = first["data"]
+        .as_array()
+        .into_iter()
+        .chain(second["data"].as_array())
+        .flatten()
+        .map(|a| a["id"].as_str().expect("id").to_owned())
+        .collect();
+    seen.sort();
+    made.sort();
+    assert_eq!(seen, made);
+}
+
+#[tokio::test]
+async fn events_list_oldest_first_unless_asked() {
+    let api = TestApi::new().await;
+    let sid = api.session().await;
+    for _ in 0..2 {
+        api.send(&sid, json!([{"type": "user.interrupt"}]))
+            .await
+            .ok();
+    }
+    let ids = |page: serde_json::Value| -> Vec<String> {
+        page["data"]
+            .as_array()
+            .expect("data")
+            .iter()
+            .map(|e| e["id"].as_str().expect("id").to_owned())
+            .collect()
+    };
+    let asc = ids(api.get(&format!("/v1/sessions/{sid}/events")).await.ok());
+    let mut desc = ids(api
+        .get(&format!("/v1/sessions/{sid}/events?order=desc"))
+        .await
+        .ok());
+    assert_eq!(asc.len(), 2);
+    desc.reverse();
+    assert_eq!(asc, desc);
+    let only = api
+        .get(&format!("/v1/sessions/{sid}/events?types[]=user.message"))
+        .await
+        .ok();
+    assert_eq!(only["data"], json!([]));
+}
