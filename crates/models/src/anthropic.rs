@@ -149,6 +149,7 @@ mod tests {
             messages,
             tools: vec![],
             max_tokens: 1024,
+            purpose: crate::Purpose::Turn,
         }
     }
 

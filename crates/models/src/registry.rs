@@ -302,6 +302,7 @@ mod tests {
             }],
             tools: vec![],
             max_tokens: 10,
+            purpose: crate::Purpose::Turn,
         }
     }
 

@@ -42,6 +42,7 @@ fn req(messages: Vec<Message>) -> Request {
         messages,
         tools: vec![],
         max_tokens: 512,
+        purpose: crate::Purpose::Turn,
     }
 }
 
