@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use agentd_local::Local;
-use agentd_models::{Block, LocalModels, Message, Request, Role};
+use agentd_models::{Block, LocalModels, Message, Purpose, Request, Role};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -38,6 +38,7 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         }],
         tools: vec![],
         max_tokens: a.max_tokens,
+        purpose: Purpose::Turn,
     };
     println!(
         "local/{} on {} cores, {}-token answers, {} runs",

@@ -364,6 +364,7 @@ impl Harness {
             messages: f.messages.clone(),
             tools: tool_defs(&toolbox),
             max_tokens: self.cfg.max_tokens,
+            purpose: agentd_models::Purpose::Turn,
         };
         let mut attempt = 0;
         loop {
@@ -599,6 +600,9 @@ impl Harness {
             }],
             tools: vec![],
             max_tokens: 2048,
+            purpose: agentd_models::Purpose::Grading {
+                iteration: o.iteration,
+            },
         };
         let mut attempt = 0;
         let verdict = loop {
@@ -717,6 +721,7 @@ impl Harness {
             messages,
             tools: vec![],
             max_tokens: 4096,
+            purpose: agentd_models::Purpose::Compaction,
         };
         let mut ignore = |_| {};
         let reply = tokio::select! {

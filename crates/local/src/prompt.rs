@@ -251,7 +251,7 @@ pub fn safe_prefix(generated: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use agentd_models::Message;
+    use agentd_models::{Message, Purpose};
     use serde_json::json;
 
     fn tools() -> Vec<ToolDef> {
@@ -354,6 +354,7 @@ mod tests {
             ],
             tools: tools(),
             max_tokens: 100,
+            purpose: Purpose::Turn,
         };
         let t = turns(&req);
         let roles: Vec<&str> = t.iter().map(|t| t.role).collect();
@@ -376,6 +377,7 @@ mod tests {
             }],
             tools: vec![],
             max_tokens: 10,
+            purpose: Purpose::Turn,
         };
         let t = turns(&req);
         assert!(!t[0].content.contains("<|"), "{:?}", t[0].content);

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use agentd_local::{Local, fetch};
-use agentd_models::{Block, Delta, LocalModels, Message, Model, Request, Role, ToolDef};
+use agentd_models::{Block, Delta, LocalModels, Message, Model, Purpose, Request, Role, ToolDef};
 
 fn models_dir() -> PathBuf {
     std::env::var_os("AGENTD_MODELS_DIR")
@@ -40,6 +40,7 @@ fn ask(text: &str, tools: Vec<ToolDef>) -> Request {
         }],
         tools,
         max_tokens: 64,
+        purpose: Purpose::Turn,
     }
 }
 

@@ -1,31 +1,24 @@
-//! Anthropic Messages API client: one streamed `POST /v1/messages` per call, with the SSE
-//! stream parsed here and assembled into a provider-neutral `Response`.
+//! Anthropic Messages API client: one streamed `POST /v1/messages` per call. The request body
+//! is built here, the stream's events are assembled into a provider-neutral `Response` in
+//! `stream`, and the HTTP exchange itself is the shared `transport`.
 
 use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, RETRY_AFTER};
-use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::time::timeout;
 
-use crate::http::{stalled, transport};
-use crate::{Delta, Error, Model, Request, Response, Result, Role};
+use crate::transport;
+use crate::{Delta, Model, Request, Response, Result, Role};
 
 mod stream;
-use crate::sse::Decoder;
-use stream::{ApiError, Assembler};
+use stream::Assembler;
 
 pub const API_VERSION: &str = "2023-06-01";
 pub const DEFAULT_BASE_URL: &str = "https://api.anthropic.com";
 /// Upstream pings every few seconds while it generates, so two minutes of silence means the
 /// connection is dead even though TCP has not noticed.
 const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
-/// How long to wait for the end of the body after `message_stop`; reading it to the end lets
-/// the connection go back to the pool instead of paying a new TLS handshake next call.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
-const MAX_ERROR_BODY: usize = 64 * 1024;
 
 pub struct Anthropic {
     http: reqwest::Client,
@@ -46,7 +39,7 @@ impl fmt::Debug for Anthropic {
 impl Anthropic {
     /// A client with its own connection pool; see [`Anthropic::with_client`] to share one.
     pub fn new(base_url: &str, api_key: String) -> Result<Anthropic> {
-        Ok(Self::with_client(crate::http::client()?, base_url, api_key))
+        Ok(Self::with_client(transport::client()?, base_url, api_key))
     }
 
     pub fn with_client(http: reqwest::Client, base_url: &str, api_key: String) -> Anthropic {
@@ -72,61 +65,20 @@ impl Model for Anthropic {
         request: &Request,
         on_delta: &mut (dyn FnMut(Delta) + Send),
     ) -> Result<Response> {
-        let idle = self.idle_timeout;
         let send = self
             .http
             .post(&self.messages_url)
             .header("x-api-key", &self.api_key)
-            .header("anthropic-version", API_VERSION)
-            .header(ACCEPT, "text/event-stream")
-            .header(CONTENT_TYPE, "application/json")
-            .body(request_body(request).to_string())
-            .send();
-        let mut resp = match timeout(idle, send).await {
-            Err(_) => return Err(stalled(idle, "response headers")),
-            Ok(Err(e)) => return Err(transport(&e)),
-            Ok(Ok(r)) => r,
-        };
-        if !resp.status().is_success() {
-            return Err(http_error(resp, idle).await);
-        }
-        let mut parser = Decoder::default();
-        let mut acc = Assembler::default();
-        let mut events = Vec::new();
-        let mut started = false;
-        loop {
-            let chunk = match timeout(idle, resp.chunk()).await {
-                Err(_) => return Err(stalled(idle, "the next stream chunk")),
-                Ok(Err(e)) => return Err(transport(&e)),
-                Ok(Ok(None)) => {
-                    parser.finish(&mut events)?;
-                    break;
-                }
-                Ok(Ok(Some(c))) => c,
-            };
-            if !started && !chunk.is_empty() {
-                started = true;
-                on_delta(Delta::Started);
-            }
-            parser.feed(&chunk, &mut events)?;
-            if let Some(done) = acc.handle_all(&mut events, on_delta)? {
-                // Reading to the end returns the connection to the pool, but the answer is
-                // complete now; the caller must not wait on the server's last frame.
-                tokio::spawn(async move {
-                    let _ = timeout(DRAIN_TIMEOUT, async {
-                        while let Ok(Some(_)) = resp.chunk().await {}
-                    })
-                    .await;
-                });
-                return Ok(done);
-            }
-        }
-        match acc.handle_all(&mut events, on_delta)? {
-            Some(done) => Ok(done),
-            None => Err(Error::Protocol(
-                "the stream ended before message_stop".into(),
-            )),
-        }
+            .header("anthropic-version", API_VERSION);
+        let body = request_body(request);
+        transport::stream(
+            send,
+            &body,
+            self.idle_timeout,
+            Assembler::default(),
+            on_delta,
+        )
+        .await
     }
 }
 
@@ -182,75 +134,12 @@ fn request_body(req: &Request) -> Value {
     body
 }
 
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    // Only the delay-seconds form; Anthropic does not send HTTP dates.
-    let secs: f64 = headers
-        .get(RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    Duration::try_from_secs_f64(secs).ok()
-}
-
-#[derive(Deserialize)]
-struct ErrorBody {
-    error: ApiError,
-}
-
-async fn http_error(mut resp: reqwest::Response, idle: Duration) -> Error {
-    let status = resp.status();
-    let retry_after = retry_after(resp.headers());
-    let mut body = Vec::new();
-    while body.len() < MAX_ERROR_BODY {
-        match timeout(idle, resp.chunk()).await {
-            Ok(Ok(Some(c))) => body.extend_from_slice(&c),
-            _ => break,
-        }
-    }
-    let message = match serde_json::from_slice::<ErrorBody>(&body) {
-        Ok(b) if !b.error.message.is_empty() => b.error.message,
-        Ok(b) if !b.error.kind.is_empty() => b.error.kind,
-        _ => {
-            let text = String::from_utf8_lossy(&body);
-            let text = text.trim();
-            if text.is_empty() {
-                status
-                    .canonical_reason()
-                    .unwrap_or("no error body")
-                    .to_owned()
-            } else {
-                text.chars().take(500).collect()
-            }
-        }
-    };
-    let code = status.as_u16();
-    match code {
-        429 => Error::RateLimited {
-            message,
-            retry_after,
-        },
-        529 => Error::Overloaded {
-            message,
-            retry_after,
-        },
-        500..=599 => Error::Server {
-            status: code,
-            message,
-        },
-        400..=499 => Error::Rejected {
-            status: code,
-            message,
-        },
-        _ => Error::Protocol(format!("unexpected HTTP {code}: {message}")),
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::SystemTime;
+
     use super::*;
-    use crate::{Block, Message, StopReason, ToolDef, Usage};
+    use crate::{Block, Error, Message, StopReason, ToolDef, Usage};
     use agentd_testkit::{FakeAnthropic, FakeReply};
 
     fn req(messages: Vec<Message>) -> Request {
@@ -260,6 +149,7 @@ mod tests {
             messages,
             tools: vec![],
             max_tokens: 1024,
+            purpose: crate::Purpose::Turn,
         }
     }
 
@@ -493,6 +383,7 @@ mod tests {
         let anthropic_body = |kind: &str, msg: &str| {
             json!({"type": "error", "error": {"type": kind, "message": msg}}).to_string()
         };
+        let later = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(30));
         let fake = FakeAnthropic::start(vec![
             raw_error(
                 429,
@@ -506,7 +397,8 @@ mod tests {
             ),
             FakeReply::error(500, "api_error", "boom"),
             FakeReply::error(400, "invalid_request_error", "max_tokens: too big"),
-            raw_error(503, None, "upstream connect error"),
+            // A proxy in front of the API: 503 is overload too, and its Retry-After a date.
+            raw_error(503, Some(later.as_str()), "upstream connect error"),
         ])
         .await;
         let request = req(vec![user("hi")]);
@@ -515,8 +407,8 @@ mod tests {
             got.push(run(&fake, &request).await.0.unwrap_err());
         }
         assert_eq!(
-            got,
-            vec![
+            got[..4],
+            [
                 Error::RateLimited {
                     message: "slow down".into(),
                     retry_after: Some(Duration::from_secs(7))
@@ -533,11 +425,19 @@ mod tests {
                     status: 400,
                     message: "max_tokens: too big".into()
                 },
-                Error::Server {
-                    status: 503,
-                    message: "upstream connect error".into()
-                },
             ]
+        );
+        let Error::Overloaded {
+            message,
+            retry_after: Some(wait),
+        } = &got[4]
+        else {
+            panic!("503 is not overload: {:?}", got[4]);
+        };
+        assert_eq!(message, "upstream connect error");
+        assert!(
+            *wait > Duration::from_secs(25) && *wait <= Duration::from_secs(30),
+            "{wait:?}"
         );
         assert!(got[0].retryable() && !got[3].retryable());
     }

@@ -1,32 +1,25 @@
 //! OpenAI-compatible chat-completions client (vLLM, llama.cpp's server, Ollama, proxies): one
 //! streamed `POST {base_url}/chat/completions` per call, mapping the neutral request onto the
-//! chat format and the SSE chunks back onto a provider-neutral `Response`.
+//! chat format here and the stream's chunks back onto a provider-neutral `Response` in
+//! `stream`; the HTTP exchange itself is the shared `transport`.
 
 use std::fmt;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use async_trait::async_trait;
-use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, RETRY_AFTER};
+use reqwest::header::AUTHORIZATION;
 use serde_json::{Value, json};
-use tokio::time::timeout;
 
-use crate::http::{stalled, transport};
-use crate::{Block, Delta, Error, Model, Request, Response, Result, Role};
+use crate::transport;
+use crate::{Block, Delta, Model, Request, Response, Result, Role};
 
 mod stream;
-use crate::sse::Decoder;
 use stream::Assembler;
 
 /// Local servers send a chunk per token once generating, so two minutes of silence means the
 /// connection is dead. A CPU server prefilling a long prompt may need more: see
 /// [`OpenAi::with_idle_timeout`].
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
-/// How long to wait for the end of the body after `[DONE]`; reading it to the end lets the
-/// connection go back to the pool.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
-const MAX_ERROR_BODY: usize = 64 * 1024;
-/// Characters of an error body quoted in the error message.
-const MAX_QUOTED: usize = 500;
 
 pub struct OpenAi {
     http: reqwest::Client,
@@ -49,7 +42,7 @@ impl OpenAi {
     /// A client with its own connection pool; see [`OpenAi::with_client`] to share one.
     /// `base_url` includes the API prefix, e.g. `http://127.0.0.1:8000/v1`.
     pub fn new(base_url: &str, api_key: Option<String>) -> Result<OpenAi> {
-        Ok(Self::with_client(crate::http::client()?, base_url, api_key))
+        Ok(Self::with_client(transport::client()?, base_url, api_key))
     }
 
     /// An empty or blank key counts as none, so no `Authorization` header is sent.
@@ -76,56 +69,19 @@ impl Model for OpenAi {
         request: &Request,
         on_delta: &mut (dyn FnMut(Delta) + Send),
     ) -> Result<Response> {
-        let idle = self.idle_timeout;
-        let mut send = self
-            .http
-            .post(&self.completions_url)
-            .header(ACCEPT, "text/event-stream")
-            .header(CONTENT_TYPE, "application/json")
-            .body(request_body(request).to_string());
+        let mut send = self.http.post(&self.completions_url);
         if let Some(key) = &self.api_key {
             send = send.header(AUTHORIZATION, format!("Bearer {key}"));
         }
-        let mut resp = match timeout(idle, send.send()).await {
-            Err(_) => return Err(stalled(idle, "response headers")),
-            Ok(Err(e)) => return Err(transport(&e)),
-            Ok(Ok(r)) => r,
-        };
-        if !resp.status().is_success() {
-            return Err(http_error(resp, idle).await);
-        }
-        let mut decoder = Decoder::default();
-        let mut acc = Assembler::default();
-        let mut frames = Vec::new();
-        let mut started = false;
-        loop {
-            let chunk = match timeout(idle, resp.chunk()).await {
-                Err(_) => return Err(stalled(idle, "the next stream chunk")),
-                Ok(Err(e)) => return Err(transport(&e)),
-                Ok(Ok(None)) => {
-                    decoder.finish(&mut frames)?;
-                    acc.handle_all(&mut frames, on_delta)?;
-                    return acc.finish();
-                }
-                Ok(Ok(Some(c))) => c,
-            };
-            if !started && !chunk.is_empty() {
-                started = true;
-                on_delta(Delta::Started);
-            }
-            decoder.feed(&chunk, &mut frames)?;
-            if acc.handle_all(&mut frames, on_delta)? {
-                // Reading to the end returns the connection to the pool, but the answer is
-                // complete now; the caller must not wait on the server's last bytes.
-                tokio::spawn(async move {
-                    let _ = timeout(DRAIN_TIMEOUT, async {
-                        while let Ok(Some(_)) = resp.chunk().await {}
-                    })
-                    .await;
-                });
-                return acc.finish();
-            }
-        }
+        let body = request_body(request);
+        transport::stream(
+            send,
+            &body,
+            self.idle_timeout,
+            Assembler::default(),
+            on_delta,
+        )
+        .await
     }
 }
 
@@ -318,82 +274,6 @@ fn assistant_message(content: &[Block]) -> Value {
         msg["tool_calls"] = Value::Array(calls);
     }
     msg
-}
-
-/// `Retry-After` as delay-seconds or as an HTTP date (a date in the past means now).
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(secs) = value.parse::<f64>() {
-        return Duration::try_from_secs_f64(secs).ok();
-    }
-    let at = httpdate::parse_http_date(value).ok()?;
-    Some(
-        at.duration_since(SystemTime::now())
-            .unwrap_or(Duration::ZERO),
-    )
-}
-
-/// The message of an error body in the shapes compatible servers use: OpenAI and vLLM
-/// `{"error":{"message"}}`, Ollama `{"error":"..."}`, FastAPI `{"detail":...}`, or a bare
-/// `{"message"}`; otherwise the body itself, shortened.
-fn error_message(body: &[u8], status: reqwest::StatusCode) -> String {
-    let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-    let found = [
-        &v["error"]["message"],
-        &v["error"],
-        &v["detail"],
-        &v["message"],
-    ]
-    .into_iter()
-    .find_map(|m| match m {
-        Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
-        Value::Array(_) => Some(m.to_string()),
-        _ => None,
-    });
-    let text = match found {
-        Some(m) => m,
-        None => String::from_utf8_lossy(body).trim().to_owned(),
-    };
-    if text.is_empty() {
-        return status
-            .canonical_reason()
-            .unwrap_or("no error body")
-            .to_owned();
-    }
-    text.chars().take(MAX_QUOTED).collect()
-}
-
-async fn http_error(mut resp: reqwest::Response, idle: Duration) -> Error {
-    let status = resp.status();
-    let retry_after = retry_after(resp.headers());
-    let mut body = Vec::new();
-    while body.len() < MAX_ERROR_BODY {
-        match timeout(idle, resp.chunk()).await {
-            Ok(Ok(Some(c))) => body.extend_from_slice(&c),
-            _ => break,
-        }
-    }
-    let message = error_message(&body, status);
-    let code = status.as_u16();
-    match code {
-        429 => Error::RateLimited {
-            message,
-            retry_after,
-        },
-        503 | 529 => Error::Overloaded {
-            message,
-            retry_after,
-        },
-        500..=599 => Error::Server {
-            status: code,
-            message,
-        },
-        400..=499 => Error::Rejected {
-            status: code,
-            message,
-        },
-        _ => Error::Protocol(format!("unexpected HTTP {code}: {message}")),
-    }
 }
 
 #[cfg(test)]

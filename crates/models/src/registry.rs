@@ -90,7 +90,7 @@ impl Registry {
                 "claude-* models need an Anthropic API key: set AGENTD_ANTHROPIC_API_KEY"
                     .to_owned(),
             ),
-            Some(key) => crate::http::client()
+            Some(key) => crate::transport::client()
                 .map(|http| Arc::new(Anthropic::with_client(http, &cfg.anthropic_base_url, key)))
                 .map_err(|e| format!("claude-* models are unavailable: {e}")),
         };
@@ -120,7 +120,7 @@ impl Registry {
             return Ok(self);
         }
         // One pool for all providers: connections are per host anyway.
-        let http = crate::http::client().map_err(|e| e.to_string());
+        let http = crate::transport::client().map_err(|e| e.to_string());
         self.providers = providers
             .into_iter()
             .map(|p| {
@@ -302,6 +302,7 @@ mod tests {
             }],
             tools: vec![],
             max_tokens: 10,
+            purpose: crate::Purpose::Turn,
         }
     }
 

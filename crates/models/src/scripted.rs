@@ -12,7 +12,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::{
-    Block, Delta, Error, Message, Model, Request, Response, Result, Role, StopReason, Usage,
+    Block, Delta, Error, Message, Model, Purpose, Request, Response, Result, Role, StopReason,
+    Usage,
 };
 
 pub struct Scripted {
@@ -65,32 +66,6 @@ struct Grade {
     result: String,
     #[serde(default)]
     explanation: String,
-}
-
-/// A grading request's iteration, from the `Evaluation iteration: N` line the harness writes.
-fn grading_iteration(request: &Request) -> Option<usize> {
-    if !request
-        .system
-        .as_deref()
-        .unwrap_or("")
-        .starts_with(crate::GRADER_SYSTEM_PREFIX)
-    {
-        return None;
-    }
-    let text: String = request
-        .messages
-        .iter()
-        .flat_map(|m| &m.content)
-        .filter_map(|b| match b {
-            Block::Text { text } => Some(text.as_str()),
-            _ => None,
-        })
-        .collect();
-    let n = text
-        .lines()
-        .find_map(|l| l.strip_prefix("Evaluation iteration: "))
-        .and_then(|n| n.trim().parse().ok());
-    Some(n.unwrap_or(0))
 }
 
 #[derive(Debug, Deserialize)]
@@ -342,7 +317,8 @@ impl Model for Scripted {
         request: &Request,
         on_delta: &mut (dyn FnMut(Delta) + Send),
     ) -> Result<Response> {
-        if let Some(i) = grading_iteration(request) {
+        if let Purpose::Grading { iteration } = request.purpose {
+            let i = iteration as usize;
             let grade = match &self.kind {
                 Kind::Script(s) => s.grades.get(i).or(s.grades.last()).cloned(),
                 Kind::Echo => None,
@@ -364,6 +340,7 @@ impl Model for Scripted {
                 usage,
             });
         }
+        // A compaction is answered like a turn: scripts have no summaries of their own.
         let turn_index = request
             .messages
             .iter()
@@ -483,6 +460,7 @@ mod tests {
             messages,
             tools: vec![],
             max_tokens: 100,
+            purpose: Purpose::Turn,
         }
     }
 
@@ -511,6 +489,51 @@ turns:
   - error: {status: 400, message: "bad"}
 chunk_chars: 3
 "#;
+
+    #[tokio::test]
+    async fn grading_is_told_by_purpose_not_by_prompt() {
+        let m = Scripted::from_yaml(
+            "g.yaml",
+            r#"
+turns:
+  - text: "a turn"
+grades:
+  - {result: needs_revision, explanation: "first"}
+  - {result: satisfied}
+"#,
+        )
+        .unwrap();
+        let grade = |iteration| {
+            let mut r = req(0, text("Evaluation iteration: 0"));
+            r.system = Some(format!("{} Be strict.", crate::GRADER_SYSTEM_PREFIX));
+            r.purpose = Purpose::Grading { iteration };
+            r
+        };
+        let verdict = |r: Response| -> Value {
+            let [Block::Text { text }] = &r.content[..] else {
+                panic!("{:?}", r.content)
+            };
+            serde_json::from_str(text).unwrap()
+        };
+        let r = call(&m, &grade(0)).await.0.unwrap();
+        assert_eq!(
+            verdict(r),
+            json!({"result": "needs_revision", "explanation": "first"})
+        );
+        // The iteration comes from the purpose, whatever the prompt says; the last grade
+        // repeats.
+        for iteration in [1, 5] {
+            let r = call(&m, &grade(iteration)).await.0.unwrap();
+            assert_eq!(verdict(r)["result"], "satisfied");
+        }
+        // A grader's prompt text alone does not make a request a grading one, and a
+        // compaction is replayed from the turns.
+        for purpose in [Purpose::Turn, Purpose::Compaction] {
+            let r = grade(0);
+            let r = call(&m, &Request { purpose, ..r }).await.0.unwrap();
+            assert_eq!(r.content, text("a turn"));
+        }
+    }
 
     #[tokio::test]
     async fn turns_are_selected_by_assistant_count() {

@@ -8,8 +8,8 @@ use serde_json::Value;
 
 pub use agentd_wire::usage::ModelUsage as Usage;
 
-/// How every outcome grader's system prompt begins, so a scripted model can tell a grading
-/// request from an agent turn.
+/// How every outcome grader's system prompt begins. Models are told what a request is for by
+/// [`Request::purpose`]; this is for tests that see only the body an upstream receives.
 pub const GRADER_SYSTEM_PREFIX: &str = "You are the grader of an agent's work.";
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -20,6 +20,22 @@ pub struct Request {
     pub messages: Vec<Message>,
     pub tools: Vec<ToolDef>,
     pub max_tokens: u32,
+    pub purpose: Purpose,
+}
+
+/// What the harness asks a request for. Upstream providers send the same thing whatever the
+/// purpose; it exists so stand-in models (the scripted one) can answer each kind in kind
+/// without reading the harness's prompt text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Purpose {
+    /// The agent's own next step.
+    #[default]
+    Turn,
+    /// An outcome grader judging the agent's work, at this evaluation iteration (from 0).
+    Grading { iteration: u32 },
+    /// A summary of older turns that will replace them in the context.
+    Compaction,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -165,13 +181,13 @@ impl Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// One model behind one provider.
 /// Models served in-process from files on this machine, reached as `local/<name>`.
 pub trait LocalModels: Model {
     /// Whether `local/<name>` can be served; the error says how to make it so.
     fn check(&self, name: &str) -> std::result::Result<(), String>;
 }
 
+/// One model behind one provider.
 #[async_trait]
 pub trait Model: Send + Sync + 'static {
     /// Run one request to completion, reporting deltas as they stream.

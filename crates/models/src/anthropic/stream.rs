@@ -1,21 +1,22 @@
-//! The streaming half of the Anthropic client: SSE decoding and assembling stream events
-//! into a `Response`. Pure and synchronous, so it is tested byte by byte without a server.
+//! The streaming half of the Anthropic client: assembling decoded stream events into a
+//! `Response`. Pure and synchronous, so it is tested event by event without a server.
 
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::sse::Frame;
+use crate::transport::Assemble;
 use crate::{Block, Delta, Error, Response, Result, StopReason, Usage};
 
-/// A single SSE line this long is a broken or hostile upstream, not a model reply.
+/// More content blocks than any real reply has; an index beyond it is a broken upstream.
 const MAX_BLOCKS: usize = 4096;
 
 #[derive(Debug, Deserialize)]
-pub(super) struct ApiError {
+struct ApiError {
     #[serde(rename = "type", default)]
-    pub(super) kind: String,
+    kind: String,
     #[serde(default)]
-    pub(super) message: String,
+    message: String,
 }
 
 /// An `error` event inside a 200 stream carries only the error type, so map it to the status
@@ -211,7 +212,7 @@ pub(super) struct Assembler {
 }
 
 impl Assembler {
-    pub(super) fn handle_all(
+    fn handle_all(
         &mut self,
         events: &mut Vec<Frame>,
         on_delta: &mut (dyn FnMut(Delta) + Send),
@@ -384,6 +385,23 @@ impl Assembler {
             stop_reason,
             usage: self.usage,
         })
+    }
+}
+
+impl Assemble for Assembler {
+    fn frames(
+        &mut self,
+        frames: &mut Vec<Frame>,
+        on_delta: &mut (dyn FnMut(Delta) + Send),
+    ) -> Result<Option<Response>> {
+        self.handle_all(frames, on_delta)
+    }
+
+    /// Only `message_stop` completes a message; without it the reply may be cut anywhere.
+    fn end(self) -> Result<Response> {
+        Err(Error::Protocol(
+            "the stream ended before message_stop".into(),
+        ))
     }
 }
 

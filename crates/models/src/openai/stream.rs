@@ -1,12 +1,13 @@
-//! The streaming half of the OpenAI-compatible client: SSE decoding and assembling
+//! The streaming half of the OpenAI-compatible client: assembling decoded
 //! `chat.completion.chunk`s into a provider-neutral `Response`. Pure and synchronous, so it is
-//! tested byte by byte without a server. Servers differ in small ways (vLLM, llama.cpp, Ollama,
+//! tested chunk by chunk without a server. Servers differ in small ways (vLLM, llama.cpp, Ollama,
 //! proxies), so every field is optional and `null` counts as absent.
 
 use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 
 use crate::sse::Frame;
+use crate::transport::Assemble;
 use crate::{Block, Delta, Error, Response, Result, StopReason, Usage};
 
 /// More parallel tool calls than any real reply makes; beyond it the stream is garbage.
@@ -107,7 +108,7 @@ pub(super) struct Assembler {
 
 impl Assembler {
     /// Handles the frames decoded so far; true once `[DONE]` arrived.
-    pub(super) fn handle_all(
+    fn handle_all(
         &mut self,
         frames: &mut Vec<Frame>,
         on_delta: &mut (dyn FnMut(Delta) + Send),
@@ -231,7 +232,7 @@ impl Assembler {
     }
 
     /// The response, if the stream said it was complete (a `finish_reason` or `[DONE]`).
-    pub(super) fn finish(self) -> Result<Response> {
+    fn finish(self) -> Result<Response> {
         if self.finish_reason.is_none() && !self.done {
             return Err(Error::Protocol(
                 "the stream ended before a finish_reason or [DONE]".into(),
@@ -287,6 +288,25 @@ impl Assembler {
             stop_reason,
             usage,
         })
+    }
+}
+
+impl Assemble for Assembler {
+    fn frames(
+        &mut self,
+        frames: &mut Vec<Frame>,
+        on_delta: &mut (dyn FnMut(Delta) + Send),
+    ) -> Result<Option<Response>> {
+        if self.handle_all(frames, on_delta)? {
+            std::mem::take(self).finish().map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Servers that send no `[DONE]` still end with a `finish_reason`, which is enough.
+    fn end(self) -> Result<Response> {
+        self.finish()
     }
 }
 

@@ -2,7 +2,9 @@
 
 use super::fake::{Fake, Reply, raw, sse, sse_in_pieces};
 use super::*;
-use crate::{Message, StopReason, ToolDef, Usage};
+use std::time::SystemTime;
+
+use crate::{Error, Message, StopReason, ToolDef, Usage};
 
 fn chunk(delta: Value, finish: Option<&str>) -> Value {
     json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1,
@@ -40,6 +42,7 @@ fn req(messages: Vec<Message>) -> Request {
         messages,
         tools: vec![],
         max_tokens: 512,
+        purpose: crate::Purpose::Turn,
     }
 }
 
