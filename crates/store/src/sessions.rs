@@ -174,8 +174,10 @@ impl Store {
         metadata: Option<BTreeMap<String, Option<String>>>,
     ) -> Result<Session> {
         let (ws, id) = (ws.to_owned(), id.to_owned());
-        self.db
+        let (session, touched) = self
+            .db
             .write(move |c| {
+                let mut touched = Vec::new();
                 let before = get_in(c, Some(&ws), &id)?;
                 let mut new_title = before.title.clone();
                 if let Some(t) = title {
@@ -186,7 +188,7 @@ impl Store {
                     agentd_wire::agent::merge_metadata(&mut new_meta, m);
                 }
                 if new_title == before.title && new_meta == before.metadata {
-                    return Ok(before);
+                    return Ok((before, touched));
                 }
                 c.execute(
                     "UPDATE sessions SET title = ?2, metadata = ?3 WHERE id = ?1",
@@ -196,10 +198,15 @@ impl Store {
                     title: new_title,
                     metadata: Some(new_meta),
                 });
-                log::append_in(c, &id, agentd_session::events(vec![ev]), &mut Vec::new())?;
-                get_in(c, Some(&ws), &id)
+                log::append_in(c, &id, agentd_session::events(vec![ev]), &mut touched)?;
+                Ok((get_in(c, Some(&ws), &id)?, touched))
             })
-            .await
+            .await?;
+        // A stream open on the session shows the change now, not at the next append.
+        for (log, tail) in touched {
+            self.notify(&log, tail);
+        }
+        Ok(session)
     }
 
     pub async fn archive_session(&self, ws: &str, id: &str) -> Result<Session> {

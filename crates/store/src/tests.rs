@@ -543,3 +543,23 @@ async fn a_database_from_before_threads_keeps_its_agents_and_events() {
     assert_eq!(e.len(), 1);
     assert_eq!(e[0].event.id, "sevt_1");
 }
+
+#[tokio::test]
+async fn an_update_is_logged_and_told_to_subscribers_at_once() {
+    let (_d, store, ws, sid) = fixture().await;
+    let mut tail = store.subscribe(&sid);
+    store
+        .update_session(&ws, &sid, Some(Some("renamed".into())), None)
+        .await
+        .unwrap();
+    assert!(tail.has_changed().unwrap());
+    let seq = *tail.borrow_and_update();
+    let last = store.read(&sid, seq - 1, 1).await.unwrap();
+    assert_eq!(last[0].event.body.type_name(), "session.updated");
+    // No change, no event, nothing told.
+    store
+        .update_session(&ws, &sid, Some(Some("renamed".into())), None)
+        .await
+        .unwrap();
+    assert!(!tail.has_changed().unwrap());
+}
