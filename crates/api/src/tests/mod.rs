@@ -19,7 +19,7 @@ use agentd_brain::{Harness, HarnessConfig, Previews, Runner};
 use agentd_models::{Registry, RegistryConfig};
 use agentd_store::Store;
 
-use crate::{AppState, RateLimit, StoreAgents};
+use crate::{AppState, RateLimit};
 
 const KEY: &str = "test-key";
 
@@ -55,7 +55,7 @@ impl TestApi {
         let previews = Previews::default();
         let harness = Harness::new(
             Arc::new(store.clone()),
-            Arc::new(StoreAgents(store.clone())),
+            Arc::new(store.clone()),
             models.clone(),
             previews.clone(),
             HarnessConfig::default(),

@@ -167,10 +167,9 @@ async fn schema_errors_name_the_field() {
     );
 }
 
-/// Serde lets a struct be read from an array of its fields in order, so today
-/// `["a", "scripted/echo"]` creates an agent (and `[[...]]` sends events).
+/// Serde would read a struct from an array of its fields in order: `["a", "scripted/echo"]`
+/// must not create an agent.
 #[tokio::test]
-#[ignore = "known bug: an array body is read as the object's fields in order"]
 async fn an_array_body_is_not_an_object() {
     let api = TestApi::new().await;
     api.post("/v1/agents", json!(["a", "scripted/echo"]))
