@@ -14,8 +14,8 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Body, Query, parse_at};
-use crate::routes::events::{file_rubrics, user_events, validate_events};
 use crate::routes::{Deleted, page};
+use crate::user_events::{file_rubrics, user_events, validate_events};
 use agentd_wire::agent::{Multiagent, RosterMember};
 
 pub fn routes() -> Router<AppState> {

@@ -13,8 +13,9 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Query;
-use crate::routes::events::{list_log, stream_log};
+use crate::routes::events::list_log;
 use crate::routes::page;
+use crate::sse::stream_log;
 
 /// Threads per page when the client names no limit (the SDK documents 1000).
 const MAX_THREADS_PAGE: usize = 1000;
