@@ -3,8 +3,7 @@
 
 use serde_json::Value;
 
-use agentd_session::{Private, SessionLog};
-use agentd_wire::EventBody;
+use agentd_session::{Private, SessionLog, inbox};
 use agentd_wire::event::UserEvent;
 
 use crate::AppState;
@@ -67,18 +66,13 @@ pub async fn validate_events(
                 )));
             }
             UserEvent::CustomToolResult(_) | UserEvent::ToolConfirmation(_) => {
-                let (id, name, want) = match e {
-                    UserEvent::CustomToolResult(p) => (
-                        &p.custom_tool_use_id,
-                        "custom_tool_use_id",
-                        "agent.custom_tool_use",
-                    ),
-                    UserEvent::ToolConfirmation(p) => {
-                        (&p.tool_use_id, "tool_use_id", "agent.tool_use")
-                    }
-                    UserEvent::Message(_)
-                    | UserEvent::Interrupt(_)
-                    | UserEvent::DefineOutcome(_) => continue,
+                let Some(inbox::Answer {
+                    call_id: id,
+                    field: name,
+                    call_type: want,
+                }) = inbox::answer_of(e)
+                else {
+                    continue;
                 };
                 let Some(sid) = session_id else {
                     return Err(ApiError::invalid(format!(
@@ -94,24 +88,18 @@ pub async fn validate_events(
                     Some(seq) => st.store.read(sid, seq - 1, 1).await?.into_iter().next(),
                     None => None,
                 };
-                let found = found.filter(|e| e.event.body.type_name() == want);
-                let Some(found) = found else {
-                    return Err(ApiError::invalid(format!(
-                        "{field}[{i}].{name}: {id:?} is not the id of an {want} event in {place}"
-                    )));
-                };
-                if let (
-                    UserEvent::ToolConfirmation(_),
-                    EventBody::AgentToolUse {
-                        evaluated_permission,
-                        ..
-                    },
-                ) = (e, &found.event.body)
-                    && *evaluated_permission != Some(agentd_wire::event::Permission::Ask)
-                {
-                    return Err(ApiError::invalid(format!(
-                        "{field}[{i}].tool_use_id: {id:?} does not wait for a confirmation (its permission is not ask)"
-                    )));
+                match inbox::check_answer(e, found.as_ref().map(|f| &f.event.body)) {
+                    Ok(()) => {}
+                    Err(inbox::Unanswerable::NoSuchCall) => {
+                        return Err(ApiError::invalid(format!(
+                            "{field}[{i}].{name}: {id:?} is not the id of an {want} event in {place}"
+                        )));
+                    }
+                    Err(inbox::Unanswerable::NotAsking) => {
+                        return Err(ApiError::invalid(format!(
+                            "{field}[{i}].{name}: {id:?} does not wait for a confirmation (its permission is not ask)"
+                        )));
+                    }
                 }
             }
             UserEvent::DefineOutcome(d) => {

@@ -67,12 +67,62 @@ pub fn address(session_id: &str, e: &mut UserEvent, origin: Option<&str>) {
     }
 }
 
-/// The id of the call an event answers, if it answers one.
-pub fn answered_call(e: &UserEvent) -> Option<&str> {
+/// What an answering event answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Answer<'a> {
+    /// The id of the call it names.
+    pub call_id: &'a str,
+    /// The request field that names it.
+    pub field: &'static str,
+    /// The type of event it must name.
+    pub call_type: &'static str,
+}
+
+/// What `e` answers, if it answers a call.
+pub fn answer_of(e: &UserEvent) -> Option<Answer<'_>> {
     match e {
-        UserEvent::CustomToolResult(p) => Some(&p.custom_tool_use_id),
-        UserEvent::ToolConfirmation(p) => Some(&p.tool_use_id),
+        UserEvent::CustomToolResult(p) => Some(Answer {
+            call_id: &p.custom_tool_use_id,
+            field: "custom_tool_use_id",
+            call_type: "agent.custom_tool_use",
+        }),
+        UserEvent::ToolConfirmation(p) => Some(Answer {
+            call_id: &p.tool_use_id,
+            field: "tool_use_id",
+            call_type: "agent.tool_use",
+        }),
         _ => None,
+    }
+}
+
+/// Why an answer cannot be taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unanswerable {
+    /// What it names is not a call of the kind it answers, in the log it goes to.
+    NoSuchCall,
+    /// A confirmation for a call that did not ask for one.
+    NotAsking,
+}
+
+/// Whether `e` may answer `call`, the event its id names in the log it goes to.
+pub fn check_answer(e: &UserEvent, call: Option<&EventBody>) -> Result<(), Unanswerable> {
+    let Some(answer) = answer_of(e) else {
+        return Ok(());
+    };
+    let Some(call) = call.filter(|c| c.type_name() == answer.call_type) else {
+        return Err(Unanswerable::NoSuchCall);
+    };
+    match (e, call) {
+        (
+            UserEvent::ToolConfirmation(_),
+            EventBody::AgentToolUse {
+                evaluated_permission,
+                ..
+            },
+        ) if *evaluated_permission != Some(agentd_wire::event::Permission::Ask) => {
+            Err(Unanswerable::NotAsking)
+        }
+        _ => Ok(()),
     }
 }
 
