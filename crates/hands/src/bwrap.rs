@@ -135,6 +135,7 @@ impl Bwrap {
         })
     }
 
+    #[expect(clippy::too_many_lines, reason = "split in issue 15")]
     fn args(&self, spec: &Spec) -> Vec<String> {
         let mut a: Vec<String> = Vec::new();
         let mut push = |xs: &[&str]| a.extend(xs.iter().map(|s| s.to_string()));
