@@ -103,7 +103,7 @@ AGENTD_CANARY_SECRET="canary-$RANDOM$RANDOM" AGENTD_CANARY_API_KEY="sk-canary-$R
 
 step "end-to-end tests (official SDK against the real binary)"
 cargo build -p agentd --locked
-AGENTD_BIN=$root/target/debug/agentd "$venv/bin/python" -m pytest tests/e2e -q
+AGENTD_BIN=${CARGO_TARGET_DIR:-$root/target}/debug/agentd "$venv/bin/python" -m pytest tests/e2e -q
 
 step "outcomes bench on the scripted model (the evaluate-then-revise loop end to end)"
 cargo run -q -p agentd-bench --locked -- outcomes
