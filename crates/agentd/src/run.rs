@@ -31,6 +31,7 @@ pub struct Args {
 /// Exit code when the agent waits for custom tool results this CLI cannot give.
 const REQUIRES_ACTION: u8 = 3;
 
+#[expect(clippy::too_many_lines, reason = "split in issue 15")]
 pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
     let c = Client::new(&a.remote)?;
     let agent_id = find(&c, "/v1/agents", "agent_", &a.agent)

@@ -191,6 +191,7 @@ fn helper_exe(root: &Path) -> anyhow::Result<PathBuf> {
     Ok(copy)
 }
 
+#[expect(clippy::too_many_lines, reason = "split in issue 15")]
 pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
     init_tracing();
     if a.local_context < agentd_local::MIN_CONTEXT {

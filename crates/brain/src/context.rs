@@ -125,6 +125,7 @@ impl Fold {
     }
 }
 
+#[expect(clippy::too_many_lines, reason = "split in issue 15")]
 pub fn fold(events: &[StoredEvent]) -> Fold {
     let mut b = Builder::default();
     let mut needs_model = false;

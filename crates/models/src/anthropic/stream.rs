@@ -238,6 +238,7 @@ impl Assembler {
             .ok_or_else(|| Error::Protocol(format!("delta for unknown content block {index}")))
     }
 
+    #[expect(clippy::too_many_lines, reason = "split in issue 15")]
     fn handle(
         &mut self,
         ev: StreamEvent,

@@ -372,6 +372,7 @@ async fn errors_inside_the_stream_are_mapped() {
 }
 
 #[tokio::test]
+#[expect(clippy::too_many_lines, reason = "split in issue 15")]
 async fn request_body_and_headers() {
     let fake = Fake::start(vec![sse(&[text("ok"), finish("stop")], true)]).await;
     let image = json!({"type": "base64", "media_type": "image/jpeg", "data": "AAAA"});
