@@ -10,6 +10,8 @@ use agentd_wire::event::{
 };
 use agentd_wire::{ContentBlock, EventBody, SessionStatus, StopReason, Usage};
 
+pub use crate::tool_name::ToolName;
+
 /// What the log says should happen next.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Next {
@@ -70,7 +72,7 @@ pub struct Outcome {
 pub struct ToolWork {
     /// The `agent.tool_use` event id.
     pub id: String,
-    pub name: String,
+    pub name: ToolName,
     pub input: serde_json::Value,
     pub action: ToolAction,
 }
@@ -142,7 +144,7 @@ pub fn fold(events: &[StoredEvent]) -> Fold {
     let mut cut = false;
     let mut tail = 0;
     // Open built-in calls by event id, with their name and input, in call order.
-    let mut builtin: Vec<(String, String, serde_json::Value, Call)> = Vec::new();
+    let mut builtin: Vec<(String, ToolName, serde_json::Value, Call)> = Vec::new();
     let mut children: Vec<Child> = Vec::new();
     // A thread message is input the model has not seen yet.
     let mut replies_pending = false;
@@ -369,7 +371,7 @@ pub fn fold(events: &[StoredEvent]) -> Fold {
                 };
                 builtin.push((
                     e.event.id.clone(),
-                    name.clone(),
+                    ToolName::parse(name),
                     serde_json::Value::Object(input.clone()),
                     state,
                 ));

@@ -7,7 +7,6 @@
 //! SQL, HTTP serving, upstream wire formats. Holds nothing the log cannot rebuild: kill the
 //! process at any line and the next `wake` carries on from the last durable event.
 
-mod compaction;
 pub mod context;
 mod harness;
 pub mod outcomes;
@@ -16,6 +15,7 @@ pub mod previews;
 mod runner;
 pub mod sandboxes;
 mod threads;
+mod tool_name;
 
 pub use agentd_session::catalog::{Catalog, ThreadInfo};
 pub use harness::{Compaction, Harness, HarnessConfig, RetryPolicy};
