@@ -101,3 +101,146 @@ pub(super) fn quietly(
         std::future::ready(Ok(Flow::Continue))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio_util::sync::CancellationToken;
+
+    use super::{Retried, with_retries};
+    use crate::harness::{Flow, RetryPolicy};
+
+    fn instant(max_attempts: u32) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts,
+            base_delay: Duration::ZERO,
+            max_delay: Duration::ZERO,
+        }
+    }
+
+    fn overloaded() -> agentd_models::Error {
+        agentd_models::Error::Overloaded {
+            message: "busy".into(),
+            retry_after: None,
+        }
+    }
+
+    /// Runs `with_retries` over answers given in order; returns how it ended and the attempts
+    /// the hook heard of.
+    async fn run(
+        policy: RetryPolicy,
+        answers: Vec<agentd_models::Result<u32>>,
+        hook_says: Flow,
+        cancel: Option<&CancellationToken>,
+    ) -> (Retried<u32>, Vec<u32>) {
+        let answers = std::sync::Mutex::new(answers.into_iter());
+        let heard = std::sync::Mutex::new(Vec::new());
+        let r = with_retries(
+            &policy,
+            cancel,
+            |attempt, _, _| {
+                heard.lock().unwrap().push(attempt);
+                std::future::ready(Ok(hook_says))
+            },
+            |_| std::future::ready(answers.lock().unwrap().next().unwrap()),
+        )
+        .await
+        .unwrap();
+        (r, heard.into_inner().unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_transient_failure_is_retried_until_it_passes() {
+        let (r, heard) = run(
+            instant(5),
+            vec![Err(overloaded()), Err(overloaded()), Ok(7)],
+            Flow::Continue,
+            None,
+        )
+        .await;
+        assert!(matches!(
+            r,
+            Retried::Finished {
+                result: Ok(7),
+                attempts: 3
+            }
+        ));
+        assert_eq!(heard, vec![1, 2]);
+    }
+
+    #[tokio::test]
+    async fn the_last_attempt_s_failure_is_final() {
+        let (r, heard) = run(
+            instant(2),
+            vec![Err(overloaded()), Err(overloaded())],
+            Flow::Continue,
+            None,
+        )
+        .await;
+        assert!(matches!(
+            r,
+            Retried::Finished {
+                result: Err(agentd_models::Error::Overloaded { .. }),
+                attempts: 2
+            }
+        ));
+        assert_eq!(heard, vec![1]);
+    }
+
+    #[tokio::test]
+    async fn a_permanent_failure_is_not_retried() {
+        let rejected = agentd_models::Error::Rejected {
+            status: 400,
+            message: "bad".into(),
+        };
+        let (r, heard) = run(instant(5), vec![Err(rejected)], Flow::Continue, None).await;
+        assert!(matches!(
+            r,
+            Retried::Finished {
+                result: Err(_),
+                attempts: 1
+            }
+        ));
+        assert!(heard.is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_hook_can_give_up() {
+        let (r, heard) = run(instant(5), vec![Err(overloaded())], Flow::Stop, None).await;
+        assert!(matches!(r, Retried::Abandoned));
+        assert_eq!(heard, vec![1]);
+    }
+
+    #[tokio::test]
+    async fn a_cancel_ends_the_retries() {
+        let cancel = CancellationToken::new();
+        cancel.cancel();
+        let long = RetryPolicy {
+            max_attempts: 5,
+            base_delay: Duration::from_secs(3600),
+            max_delay: Duration::from_secs(3600),
+        };
+        let answers = vec![Err(overloaded())];
+        // The call itself may win the race with the cancel; the pause after it cannot.
+        let (r, _) = run(long, answers, Flow::Continue, Some(&cancel)).await;
+        assert!(matches!(r, Retried::Cancelled));
+    }
+
+    #[test]
+    fn retry_after_wins_when_longer_than_the_backoff() {
+        let p = RetryPolicy {
+            max_attempts: 5,
+            base_delay: Duration::from_millis(10),
+            max_delay: Duration::from_secs(30),
+        };
+        let ra = Some(Duration::from_secs(5));
+        assert_eq!(p.delay(1, ra), Duration::from_secs(5));
+        // A Retry-After is honoured up to a minute, even past max_delay.
+        assert_eq!(
+            p.delay(1, Some(Duration::from_secs(600))),
+            Duration::from_secs(60)
+        );
+        assert!(p.delay(3, None) <= Duration::from_millis(40));
+    }
+}
