@@ -2,6 +2,7 @@
 //! result before the conversation goes on, and messages from other threads wait for a gap.
 
 use agentd_models::{Block, Message, Role};
+use agentd_session::Private;
 use agentd_wire::ContentBlock;
 
 #[derive(Default)]
@@ -34,6 +35,28 @@ impl Builder {
                 });
                 self.starts.push(self.at);
             }
+        }
+    }
+
+    /// A thinking block, kept with its signature in the event's private data.
+    pub(super) fn thinking(&mut self, private: Option<&Private>) {
+        match private {
+            Some(Private::Thinking {
+                thinking,
+                signature,
+            }) => self.push(
+                Role::Assistant,
+                vec![Block::Thinking {
+                    thinking: thinking.clone(),
+                    signature: signature.clone(),
+                }],
+            ),
+            Some(Private::RedactedThinking { data }) => self.push(
+                Role::Assistant,
+                vec![Block::RedactedThinking { data: data.clone() }],
+            ),
+            Some(Private::Compaction { .. } | Private::Thread { .. } | Private::Rubric { .. })
+            | None => {}
         }
     }
 

@@ -13,6 +13,7 @@ mod tools;
 use agentd_models::{Block, Message, Role};
 use agentd_session::{Private, StoredEvent};
 use agentd_wire::event::{Check, RetryStatus};
+use agentd_wire::usage::ModelUsage;
 use agentd_wire::{ContentBlock, EventBody, SessionStatus, StopReason, Usage};
 
 use builder::{Builder, to_block};
@@ -197,6 +198,46 @@ impl State {
         match &e.event.body {
             EventBody::UserMessage { content } => self.user_message(content),
             EventBody::UserInterrupt { .. } => self.interrupt(),
+            EventBody::AgentThreadMessageReceived { .. }
+            | EventBody::SessionThreadCreated { .. }
+            | EventBody::AgentThreadMessageSent { .. }
+            | EventBody::SessionThreadStatusRunning { .. }
+            | EventBody::SessionThreadStatusIdle { .. } => self.thread_event(&e.event.body),
+            EventBody::UserDefineOutcome { .. }
+            | EventBody::SpanOutcomeEvaluationStart { .. }
+            | EventBody::SpanOutcomeEvaluationEnd { .. } => self.outcome_event(e),
+            EventBody::AgentToolUse { .. }
+            | EventBody::UserToolConfirmation { .. }
+            | EventBody::ToolStarted { .. }
+            | EventBody::AgentToolResult { .. }
+            | EventBody::AgentCustomToolUse { .. }
+            | EventBody::UserCustomToolResult { .. } => self.tool_event(e),
+            EventBody::SpanModelRequestStart {} => self.request_started(id),
+            EventBody::SpanModelRequestEnd { model_usage, .. } => self.request_ended(model_usage),
+            EventBody::AgentThreadContextCompacted {} => self.compacted(e.private.as_ref()),
+            EventBody::SessionError { error } => {
+                self.exhausted = error.retry_status == RetryStatus::Exhausted;
+                if error.retry_status != RetryStatus::Retrying {
+                    self.threads.reply.failure = Some(error.message.clone());
+                }
+            }
+            EventBody::AgentThinking {} => self.b.thinking(e.private.as_ref()),
+            EventBody::AgentMessage { content } => self.agent_message(content),
+            EventBody::SessionStatusIdle { stop_reason, .. } => {
+                self.last_rest = Some(stop_reason.clone());
+            }
+            EventBody::SpanOutcomeEvaluationOngoing { .. }
+            | EventBody::SessionStatusRunning {}
+            | EventBody::SessionStatusRescheduled {}
+            | EventBody::SessionStatusTerminated {}
+            | EventBody::SessionUsage { .. }
+            | EventBody::SessionUpdated { .. } => {}
+        }
+    }
+
+    /// Events between threads: `threads` owns them.
+    fn thread_event(&mut self, body: &EventBody) {
+        match body {
             EventBody::AgentThreadMessageReceived {
                 from_session_thread_id,
                 from_agent_name,
@@ -224,20 +265,30 @@ impl State {
                 .sent(to_session_thread_id, to_agent_name.as_deref()),
             EventBody::SessionThreadStatusRunning { .. }
             | EventBody::SessionThreadStatusIdle { .. } => {}
+            _ => {}
+        }
+    }
+
+    /// Events of the outcome loop: `outcome` owns them.
+    fn outcome_event(&mut self, e: &StoredEvent) {
+        let id = &e.event.id;
+        match &e.event.body {
             EventBody::UserDefineOutcome {
                 outcome_id,
                 description,
                 rubric,
                 max_iterations,
             } => {
-                self.outcome = Some(outcome::define(
+                let private = e.private.as_ref();
+                let o = outcome::define(
                     &mut self.b,
                     outcome_id,
                     description,
                     rubric,
-                    e.private.as_ref(),
+                    private,
                     *max_iterations,
-                ));
+                );
+                self.outcome = Some(o);
                 self.input();
             }
             EventBody::SpanOutcomeEvaluationStart { .. } => {
@@ -259,6 +310,15 @@ impl State {
                     self.needs_model = true;
                 }
             }
+            _ => {}
+        }
+    }
+
+    /// Tool calls and their answers: `tools` owns the built-in ones, the builder every call's
+    /// place in the conversation.
+    fn tool_event(&mut self, e: &StoredEvent) {
+        let id = &e.event.id;
+        match &e.event.body {
             EventBody::AgentToolUse {
                 name,
                 input,
@@ -301,75 +361,7 @@ impl State {
                 is_error,
                 ..
             } => self.answer(custom_tool_use_id, content.as_deref(), *is_error),
-            EventBody::SpanModelRequestStart {} => {
-                // A request consumes every input logged before it.
-                self.open_span = Some(id.clone());
-                self.needs_model = false;
-                self.threads.replies_pending = !self.b.held.is_empty();
-                self.cut = false;
-            }
-            EventBody::SpanModelRequestEnd { model_usage, .. } => {
-                self.request_ended();
-                self.usage.add(model_usage);
-                self.prompt_tokens = model_usage.input_tokens
-                    + model_usage.cache_read_input_tokens
-                    + model_usage.cache_creation_input_tokens;
-            }
-            EventBody::AgentThreadContextCompacted {} => {
-                if let Some(Private::Compaction {
-                    summary,
-                    upto,
-                    usage: spent,
-                }) = &e.private
-                {
-                    self.usage.add(spent);
-                    self.b.compact(summary, *upto);
-                    self.prompt_tokens = 0;
-                }
-            }
-            EventBody::SessionError { error } => {
-                self.exhausted = error.retry_status == RetryStatus::Exhausted;
-                if error.retry_status != RetryStatus::Retrying {
-                    self.threads.reply.failure = Some(error.message.clone());
-                }
-            }
-            EventBody::AgentThinking {} => match &e.private {
-                Some(Private::Thinking {
-                    thinking,
-                    signature,
-                }) => self.b.push(
-                    Role::Assistant,
-                    vec![Block::Thinking {
-                        thinking: thinking.clone(),
-                        signature: signature.clone(),
-                    }],
-                ),
-                Some(Private::RedactedThinking { data }) => self.b.push(
-                    Role::Assistant,
-                    vec![Block::RedactedThinking { data: data.clone() }],
-                ),
-                Some(
-                    Private::Compaction { .. } | Private::Thread { .. } | Private::Rubric { .. },
-                )
-                | None => {}
-            },
-            EventBody::AgentMessage { content } => {
-                if let Some(o) = self.outcome.as_mut() {
-                    o.answered(content);
-                }
-                self.threads.agent_message(content);
-                self.b
-                    .push(Role::Assistant, content.iter().map(to_block).collect());
-            }
-            EventBody::SessionStatusIdle { stop_reason, .. } => {
-                self.last_rest = Some(stop_reason.clone());
-            }
-            EventBody::SpanOutcomeEvaluationOngoing { .. }
-            | EventBody::SessionStatusRunning {}
-            | EventBody::SessionStatusRescheduled {}
-            | EventBody::SessionStatusTerminated {}
-            | EventBody::SessionUsage { .. }
-            | EventBody::SessionUpdated { .. } => {}
+            _ => {}
         }
     }
 
@@ -417,8 +409,17 @@ impl State {
         }
     }
 
-    /// The request in flight ended: the user messages it was made without join the context.
-    fn request_ended(&mut self) {
+    /// A request consumes every input logged before it.
+    fn request_started(&mut self, span: &str) {
+        self.open_span = Some(span.to_owned());
+        self.needs_model = false;
+        self.threads.replies_pending = !self.b.held.is_empty();
+        self.cut = false;
+    }
+
+    /// The request in flight ended: the user messages it was made without join the context,
+    /// and its prompt's size says how full the context is.
+    fn request_ended(&mut self, spent: &ModelUsage) {
         self.open_span = None;
         for blocks in std::mem::take(&mut self.held) {
             self.close_calls(USER_SPOKE);
@@ -427,6 +428,31 @@ impl State {
         if self.b.open_tools.is_empty() {
             self.b.flush_held();
         }
+        self.usage.add(spent);
+        self.prompt_tokens =
+            spent.input_tokens + spent.cache_read_input_tokens + spent.cache_creation_input_tokens;
+    }
+
+    fn compacted(&mut self, private: Option<&Private>) {
+        if let Some(Private::Compaction {
+            summary,
+            upto,
+            usage: spent,
+        }) = private
+        {
+            self.usage.add(spent);
+            self.b.compact(summary, *upto);
+            self.prompt_tokens = 0;
+        }
+    }
+
+    fn agent_message(&mut self, content: &[ContentBlock]) {
+        if let Some(o) = self.outcome.as_mut() {
+            o.answered(content);
+        }
+        self.threads.agent_message(content);
+        self.b
+            .push(Role::Assistant, content.iter().map(to_block).collect());
     }
 
     /// Every open call gets an error result saying why, and none is left to run.
