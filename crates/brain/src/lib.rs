@@ -2,7 +2,8 @@
 //! thread's), rebuilds the model's context, calls the model, and appends what happened.
 //!
 //! Owns:
-//! - `context`: the pure fold from a log to the model's messages and what to do next;
+//! - `context`: the pure fold from a log to the model's messages and what to do next, one
+//!   sub-state per concern (the message builder, open built-in calls, the outcome loop, threads);
 //! - `harness`: `wake`, one file per phase — `turn` (a model request, streamed with previews,
 //!   and its events), `tools` (the toolbox, permissions, running built-in and thread calls),
 //!   `evaluation` (grading an outcome), `compaction` (summarising older turns), and `retry`

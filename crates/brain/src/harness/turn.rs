@@ -112,35 +112,7 @@ impl Harness {
         let tail = tail.into_inner();
         match result {
             Ok((resp, previews)) => {
-                let mut total = f.usage;
-                total.add(&resp.usage);
-                let (mut evs, calls) = response_events(resp.content, &previews, &toolbox);
-                if let Some(t) = me {
-                    // The session's log shows a worker's calls that wait on the user, so one
-                    // stream is enough to answer them.
-                    let copies: Vec<NewEvent> = evs
-                        .iter()
-                        .filter(|e| calls.waiting.contains(&e.id))
-                        .map(|e| crate::threads::copy_to_session(e, t))
-                        .collect();
-                    evs.extend(copies);
-                }
-                evs.push(span_end_ok(&span, resp.usage));
-                evs.push(NewEvent::new(EventBody::SessionUsage {
-                    usage: snapshot(total),
-                }));
-                // Rest only when nothing is left for the harness itself to do: no built-in call
-                // to run, no outcome to grade.
-                let grading = f.outcome.as_ref().is_some_and(|o| o.active);
-                let rest = if calls.runnable || (grading && calls.waiting.is_empty()) {
-                    None
-                } else if calls.waiting.is_empty() {
-                    Some(StopReason::EndTurn)
-                } else {
-                    Some(StopReason::RequiresAction {
-                        event_ids: calls.waiting,
-                    })
-                };
+                let (evs, rest) = answered(f, me, &span, resp, &previews, &toolbox);
                 self.finish(log_id, tail, evs, rest.filter(|_| may_rest))
                     .await?;
             }
@@ -197,6 +169,48 @@ async fn call(
 ) -> agentd_models::Result<agentd_models::Response> {
     model.complete(request, &mut |d| previews.on_delta(d)).await
 }
+/// The events a response logs — its content, copies of a worker's calls that wait on the user,
+/// the span's end and the usage — and the rest it allows.
+fn answered(
+    f: &Fold,
+    me: Option<&crate::ThreadInfo>,
+    span: &str,
+    resp: agentd_models::Response,
+    previews: &PreviewIds<'_>,
+    toolbox: &Toolbox,
+) -> (Vec<NewEvent>, Option<StopReason>) {
+    let mut total = f.usage;
+    total.add(&resp.usage);
+    let (mut evs, calls) = response_events(resp.content, previews, toolbox);
+    if let Some(t) = me {
+        // The session's log shows a worker's calls that wait on the user, so one stream is
+        // enough to answer them.
+        let copies: Vec<NewEvent> = evs
+            .iter()
+            .filter(|e| calls.waiting.contains(&e.id))
+            .map(|e| crate::threads::copy_to_session(e, t))
+            .collect();
+        evs.extend(copies);
+    }
+    evs.push(span_end_ok(span, resp.usage));
+    evs.push(NewEvent::new(EventBody::SessionUsage {
+        usage: snapshot(total),
+    }));
+    // Rest only when nothing is left for the harness itself to do: no built-in call to run, no
+    // outcome to grade.
+    let grading = f.outcome.as_ref().is_some_and(|o| o.active);
+    let rest = if calls.runnable || (grading && calls.waiting.is_empty()) {
+        None
+    } else if calls.waiting.is_empty() {
+        Some(StopReason::EndTurn)
+    } else {
+        Some(StopReason::RequiresAction {
+            event_ids: calls.waiting,
+        })
+    };
+    (evs, rest)
+}
+
 /// Mints the ids of events still streaming and publishes their previews, so the final events
 /// carry the ids the previews named.
 struct PreviewIds<'a> {
