@@ -1,13 +1,23 @@
-//! The brain: a stateless harness. `wake(session)` reads the log, rebuilds the model's
-//! context, calls the model, and appends what happened.
+//! The brain: a stateless harness. `wake(log)` reads a log (a session's, or a worker
+//! thread's), rebuilds the model's context, calls the model, and appends what happened.
 //!
-//! Owns: the fold from log to context (`context`), the turn loop with retries and
-//! interrupts (`harness`), the scheduler that runs one wake per session at a time
-//! (`runner`), and live previews of messages still streaming (`previews`). Must not touch:
-//! SQL, HTTP serving, upstream wire formats. Holds nothing the log cannot rebuild: kill the
-//! process at any line and the next `wake` carries on from the last durable event.
+//! Owns:
+//! - `context`: the pure fold from a log to the model's messages and what to do next, one
+//!   sub-state per concern (the message builder, open built-in calls, the outcome loop, threads);
+//! - `harness`: `wake`, one file per phase — `turn` (a model request, streamed with previews,
+//!   and its events), `tools` (the toolbox, permissions, running built-in and thread calls),
+//!   `evaluation` (grading an outcome), `compaction` (summarising older turns), and `retry`
+//!   (the one backoff the turn, the grader and compaction share);
+//! - `outcomes`: the pure parts of grading (prompts, verdicts, checks); `threads`: the events
+//!   that start and message worker threads; `tool_name`: tool names, parsed once;
+//! - `runner`: the scheduler that runs one wake per log at a time; `previews`: live previews of
+//!   messages still streaming; `sandboxes`: per-log sandboxes over a session's workspace;
+//!   `packages`: an environment's packages.
+//!
+//! Must not touch: SQL, HTTP serving, upstream wire formats. Holds nothing the log cannot
+//! rebuild: kill the process at any line and the next `wake` carries on from the last durable
+//! event.
 
-mod compaction;
 pub mod context;
 mod harness;
 pub mod outcomes;
@@ -16,6 +26,7 @@ pub mod previews;
 mod runner;
 pub mod sandboxes;
 mod threads;
+mod tool_name;
 
 pub use agentd_session::catalog::{Catalog, ThreadInfo};
 pub use harness::{Compaction, Harness, HarnessConfig, RetryPolicy};

@@ -26,26 +26,26 @@ pub struct Published {
 }
 
 impl Previews {
-    pub fn subscribe(&self, session_id: &str) -> broadcast::Receiver<Published> {
+    pub fn subscribe(&self, log_id: &str) -> broadcast::Receiver<Published> {
         let mut ch = self.channels.lock().unwrap_or_else(|p| p.into_inner());
-        ch.entry(session_id.to_owned())
+        ch.entry(log_id.to_owned())
             .or_insert_with(|| broadcast::channel(CAPACITY).0)
             .subscribe()
     }
 
     /// Whether anyone listens; producers skip building previews nobody reads.
-    pub fn wanted(&self, session_id: &str) -> bool {
+    pub fn wanted(&self, log_id: &str) -> bool {
         let ch = self.channels.lock().unwrap_or_else(|p| p.into_inner());
-        ch.get(session_id).is_some_and(|tx| tx.receiver_count() > 0)
+        ch.get(log_id).is_some_and(|tx| tx.receiver_count() > 0)
     }
 
-    pub fn publish(&self, session_id: &str, after: u64, preview: Preview) {
+    pub fn publish(&self, log_id: &str, after: u64, preview: Preview) {
         let p = Published { after, preview };
         let mut ch = self.channels.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(tx) = ch.get(session_id)
+        if let Some(tx) = ch.get(log_id)
             && tx.send(p).is_err()
         {
-            ch.remove(session_id);
+            ch.remove(log_id);
         }
     }
 }

@@ -1,4 +1,5 @@
-//! Runs at most one wake per session at a time, many sessions at once.
+//! Runs at most one wake per log at a time (a session's, or a worker thread's), many logs at
+//! once.
 //!
 //! `notify` after anything is appended that may need the harness; `interrupt` cancels the
 //! wake in flight (dropping its upstream request). A notify that lands while a wake runs
@@ -49,15 +50,15 @@ impl Runner {
         &self.inner.harness
     }
 
-    /// Make sure a wake of `session_id` runs after this call.
-    pub fn notify(&self, session_id: &str) {
+    /// Make sure a wake of `log_id` runs after this call.
+    pub fn notify(&self, log_id: &str) {
         let mut active = self.inner.lock();
-        if let Some(slot) = active.get_mut(session_id) {
+        if let Some(slot) = active.get_mut(log_id) {
             slot.again = true;
             return;
         }
         active.insert(
-            session_id.to_owned(),
+            log_id.to_owned(),
             Slot {
                 cancel: CancellationToken::new(),
                 again: false,
@@ -65,37 +66,37 @@ impl Runner {
         );
         drop(active);
         let inner = self.inner.clone();
-        let sid = session_id.to_owned();
-        tokio::spawn(async move { inner.run(sid).await });
+        let log_id = log_id.to_owned();
+        tokio::spawn(async move { inner.run(log_id).await });
     }
 
     /// Cancel the wake in flight, then wake again to log the rest.
-    pub fn interrupt(&self, session_id: &str) {
+    pub fn interrupt(&self, log_id: &str) {
         {
             let mut active = self.inner.lock();
-            if let Some(slot) = active.get_mut(session_id) {
+            if let Some(slot) = active.get_mut(log_id) {
                 slot.cancel.cancel();
                 slot.again = true;
                 return;
             }
         }
-        self.notify(session_id);
+        self.notify(log_id);
     }
 
-    /// Stop working on a session for good (it was deleted).
-    pub fn forget(&self, session_id: &str) {
-        if let Some(slot) = self.inner.lock().get_mut(session_id) {
+    /// Stop working on a log for good (its session was deleted).
+    pub fn forget(&self, log_id: &str) {
+        if let Some(slot) = self.inner.lock().get_mut(log_id) {
             slot.cancel.cancel();
             slot.again = false;
         }
     }
 
-    /// Whether a wake of `session_id` is in flight or queued.
-    pub fn is_active(&self, session_id: &str) -> bool {
-        self.inner.lock().contains_key(session_id)
+    /// Whether a wake of `log_id` is in flight or queued.
+    pub fn is_active(&self, log_id: &str) -> bool {
+        self.inner.lock().contains_key(log_id)
     }
 
-    /// Number of sessions with a wake in flight.
+    /// Number of logs with a wake in flight.
     pub fn active(&self) -> usize {
         self.inner.lock().len()
     }
@@ -106,30 +107,30 @@ impl Inner {
         self.active.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    async fn run(self: Arc<Self>, sid: String) {
+    async fn run(self: Arc<Self>, log_id: String) {
         loop {
-            let cancel = match self.lock().get(&sid) {
+            let cancel = match self.lock().get(&log_id) {
                 Some(slot) => slot.cancel.clone(),
                 None => return,
             };
-            match self.harness.wake(&sid, &cancel).await {
+            match self.harness.wake(&log_id, &cancel).await {
                 Ok(()) => {}
                 Err(Error::SessionNotFound(_)) => {
-                    self.lock().remove(&sid);
+                    self.lock().remove(&log_id);
                     return;
                 }
                 Err(e) => {
                     // Storage trouble: the log still says what to do, so back off and retry
                     // rather than leave the session running with no one working on it.
-                    tracing::error!(session = %sid, error = %e, "wake failed; retrying in 1s");
+                    tracing::error!(session = %log_id, error = %e, "wake failed; retrying in 1s");
                     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                    if let Some(slot) = self.lock().get_mut(&sid) {
+                    if let Some(slot) = self.lock().get_mut(&log_id) {
                         slot.again = true;
                     }
                 }
             }
             let mut active = self.lock();
-            let Some(slot) = active.get_mut(&sid) else {
+            let Some(slot) = active.get_mut(&log_id) else {
                 return;
             };
             if slot.again {
@@ -138,7 +139,7 @@ impl Inner {
                     slot.cancel = CancellationToken::new();
                 }
             } else {
-                active.remove(&sid);
+                active.remove(&log_id);
                 return;
             }
         }

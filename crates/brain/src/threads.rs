@@ -14,10 +14,10 @@ use serde::Deserialize;
 
 use crate::ThreadInfo;
 use crate::context::{Fold, Reply};
+use crate::tool_name::ToolName;
 
-pub const START: &str = "start_thread";
-pub const SEND: &str = "send_to_thread";
-pub const TOOLS: &[&str] = &[START, SEND];
+const START: &str = ToolName::START_THREAD;
+const SEND: &str = ToolName::SEND_TO_THREAD;
 
 /// The coordinator's tools, describing the agents it may start.
 pub fn definitions(roster: &[&SessionAgent]) -> Vec<ToolDef> {

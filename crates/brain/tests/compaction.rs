@@ -102,3 +102,67 @@ async fn a_long_session_is_compacted_and_keeps_working() {
     assert!(roles.windows(2).all(|r| r[0] != r[1]), "{roles:?}");
     assert_eq!(roles[0], "user");
 }
+
+#[tokio::test]
+async fn a_compaction_that_fails_once_is_retried_without_a_trace_in_the_log() {
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    let fake = FakeAnthropic::start_fn(move |body| {
+        if is_compaction(body) {
+            if !failed.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                return FakeReply::error(529, "overloaded_error", "busy");
+            }
+            return FakeReply::text("SUMMARY: the user counted turns.");
+        }
+        FakeReply::text(format!(
+            "an answer padded to take room: {}",
+            "x".repeat(200)
+        ))
+    })
+    .await;
+    let cfg = HarnessConfig {
+        compaction: Some(Compaction {
+            at_tokens: 300,
+            keep_messages: 2,
+        }),
+        retry: agentd_brain::RetryPolicy {
+            max_attempts: 3,
+            base_delay: Duration::from_millis(10),
+            max_delay: Duration::from_millis(20),
+        },
+        ..HarnessConfig::default()
+    };
+    let w = World::start(
+        &fake.base_url(),
+        json!({"name": "a", "model": "claude-test"}),
+        cfg,
+    )
+    .await;
+    let sid = w.session().await;
+    for i in 0..6 {
+        w.say(&sid, &format!("turn number {i}")).await;
+        w.settle(&sid, Duration::from_secs(5)).await;
+    }
+    let log = w.settle(&sid, Duration::from_secs(5)).await;
+    // The failed request is made again at once, not at the next turn.
+    let kinds: Vec<bool> = fake.requests().iter().map(is_compaction).collect();
+    let first = kinds
+        .iter()
+        .position(|c| *c)
+        .expect("no compaction was asked for");
+    assert_eq!(
+        kinds.get(first + 1),
+        Some(&true),
+        "the failed compaction was not retried: {kinds:?}"
+    );
+    assert!(
+        log.iter()
+            .any(|e| matches!(e.event.body, EventBody::AgentThreadContextCompacted {})),
+        "the context was never compacted"
+    );
+    // The retry shows in tracing only: the session's log has no error.
+    assert!(
+        !log.iter()
+            .any(|e| matches!(e.event.body, EventBody::SessionError { .. })),
+        "a compaction retry was logged"
+    );
+}

@@ -123,39 +123,67 @@ fn created_threads(batch: &[NewEvent]) -> Vec<&str> {
 
 /// Lay out `batch` over the loaded logs (`loaded[0]` the target; `missing` must name none).
 pub fn plan(loaded: Vec<LoadedLog>, batch: Vec<NewEvent>, now: Timestamp) -> Result<Plan, Refusal> {
-    let session_id = loaded[0].session_id.clone();
-    let before: Vec<(String, Projection)> = loaded
-        .iter()
-        .map(|l| (l.log_id.clone(), l.projection.clone()))
-        .collect();
-    let mut logs: Vec<(LoadedLog, bool)> = loaded.into_iter().map(|l| (l, false)).collect();
-    let mut threads = Vec::new();
+    let mut layout = Layout::new(loaded);
     let mut events = Vec::with_capacity(batch.len());
-    for NewEvent {
-        id,
-        mut body,
-        private,
-        to,
-    } in batch
-    {
+    for e in batch {
+        events.push(layout.place(e, now)?);
+    }
+    Ok(layout.finish(events))
+}
+
+/// The logs of one batch as it is laid out.
+struct Layout {
+    session_id: String,
+    /// Each log and whether events landed in it; the target first.
+    logs: Vec<(LoadedLog, bool)>,
+    /// The projections as loaded, to tell which changed.
+    before: Vec<(String, Projection)>,
+    threads: Vec<NewThread>,
+}
+
+impl Layout {
+    fn new(loaded: Vec<LoadedLog>) -> Self {
+        Layout {
+            session_id: loaded[0].session_id.clone(),
+            before: loaded
+                .iter()
+                .map(|l| (l.log_id.clone(), l.projection.clone()))
+                .collect(),
+            logs: loaded.into_iter().map(|l| (l, false)).collect(),
+            threads: Vec::new(),
+        }
+    }
+
+    /// Which loaded log an event goes to.
+    fn log_for(&self, to: Option<&str>) -> Result<usize, Refusal> {
         let at = match to {
             None => 0,
-            Some(other) => match logs.iter().position(|(l, _)| l.log_id == other) {
-                Some(i) => i,
-                None => {
-                    return Err(Refusal::Invalid(format!(
-                        "{other} is not a log of this session"
-                    )));
-                }
-            },
+            Some(other) => self
+                .logs
+                .iter()
+                .position(|(l, _)| l.log_id == other)
+                .ok_or_else(|| Refusal::Invalid(format!("{other} is not a log of this session")))?,
         };
-        if logs[at].0.session_id != session_id {
+        let log = &self.logs[at].0;
+        if log.session_id != self.session_id {
             return Err(Refusal::Invalid(format!(
                 "{} is not a thread of this session",
-                logs[at].0.log_id
+                log.log_id
             )));
         }
-        let (log, appended) = &mut logs[at];
+        Ok(at)
+    }
+
+    /// Give the event its position and finished body, and fold it into its log.
+    fn place(&mut self, e: NewEvent, now: Timestamp) -> Result<(String, StoredEvent), Refusal> {
+        let NewEvent {
+            id,
+            mut body,
+            private,
+            to,
+        } = e;
+        let at = self.log_for(to.as_deref())?;
+        let (log, appended) = &mut self.logs[at];
         *appended = true;
         let spent = log.projection.apply(&mut body, private.as_ref(), now);
         let seq = log.projection.last_seq;
@@ -168,75 +196,91 @@ pub fn plan(loaded: Vec<LoadedLog>, batch: Vec<NewEvent>, now: Timestamp) -> Res
             Some(Private::Thread { agent }),
         ) = (&body, &private)
         {
-            let parent_thread_id = match LogKind::of(&log_id) {
-                LogKind::Session => agentd_wire::ids::primary_thread(&log_id),
-                LogKind::Thread => log_id.clone(),
-            };
-            threads.push(NewThread {
-                id: session_thread_id.clone(),
-                session_id: session_id.clone(),
-                parent_thread_id,
-                agent_name: agent_name.clone(),
-                agent: (**agent).clone(),
-            });
-            logs.push((
-                LoadedLog {
-                    log_id: session_thread_id.clone(),
-                    session_id: session_id.clone(),
-                    projection: Projection::default(),
-                },
-                false,
-            ));
+            self.create_thread(&log_id, session_thread_id, agent_name, agent);
         }
         if LogKind::of(&log_id) == LogKind::Thread && spent != Usage::default() {
             // A thread's tokens count toward its session's usage too.
-            let session = logs.iter_mut().find(|(l, _)| l.log_id == session_id);
-            match session {
-                Some((s, _)) => s.projection.usage.add_usage(&spent),
-                None => {
-                    return Err(Refusal::Invalid(format!(
-                        "the log of session {session_id} was not loaded"
-                    )));
-                }
-            }
+            let session_id = &self.session_id;
+            let (session, _) = self
+                .logs
+                .iter_mut()
+                .find(|(l, _)| l.log_id == *session_id)
+                .ok_or_else(|| {
+                    Refusal::Invalid(format!("the log of session {session_id} was not loaded"))
+                })?;
+            session.projection.usage.add_usage(&spent);
         }
-        events.push((
+        let event = Event {
+            id,
+            processed_at: now,
+            body,
+        };
+        Ok((
             log_id,
             StoredEvent {
                 seq,
-                event: Event {
-                    id,
-                    processed_at: now,
-                    body,
-                },
+                event,
                 private,
             },
-        ));
+        ))
     }
-    let head = logs[0].0.projection.head();
-    Ok(Plan {
-        threads,
-        events,
-        logs: logs
+
+    /// A thread started from `parent_log`: its row, and its log, empty, for the rest of the
+    /// batch to address.
+    fn create_thread(
+        &mut self,
+        parent_log: &str,
+        id: &str,
+        agent_name: &str,
+        agent: &SessionAgent,
+    ) {
+        let parent_thread_id = match LogKind::of(parent_log) {
+            LogKind::Session => agentd_wire::ids::primary_thread(parent_log),
+            LogKind::Thread => parent_log.to_owned(),
+        };
+        self.threads.push(NewThread {
+            id: id.to_owned(),
+            session_id: self.session_id.clone(),
+            parent_thread_id,
+            agent_name: agent_name.to_owned(),
+            agent: agent.clone(),
+        });
+        let log = LoadedLog {
+            log_id: id.to_owned(),
+            session_id: self.session_id.clone(),
+            projection: Projection::default(),
+        };
+        self.logs.push((log, false));
+    }
+
+    fn finish(self, events: Vec<(String, StoredEvent)>) -> Plan {
+        let head = self.logs[0].0.projection.head();
+        let before = self.before;
+        let changed = |l: &LoadedLog| {
+            before
+                .iter()
+                .find(|(id, _)| *id == l.log_id)
+                .is_none_or(|(_, p)| *p != l.projection)
+        };
+        let logs = self
+            .logs
             .into_iter()
             .enumerate()
             // The target is always saved: its head is what the caller reports.
-            .filter(|(i, (l, appended))| {
-                *i == 0
-                    || *appended
-                    || before
-                        .iter()
-                        .find(|(id, _)| *id == l.log_id)
-                        .is_none_or(|(_, p)| *p != l.projection)
-            })
+            .filter(|(i, (l, appended))| *i == 0 || *appended || changed(l))
             .map(|(_, (l, appended))| SavedLog {
                 log_id: l.log_id,
                 projection: l.projection,
                 appended,
             })
-            .collect(),
-        head,
-    })
+            .collect();
+        Plan {
+            threads: self.threads,
+            events,
+            logs,
+            head,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,413 @@
+//! Tool calls: which tools an agent is offered and with what permission, and how the harness
+//! answers the built-in ones — in the sandbox, on the host (`web_fetch`, `web_search`), or, for
+//! a coordinator's thread tools, by logging the thread's creation or message.
+
+use tokio_util::sync::CancellationToken;
+
+use agentd_hands::Output;
+use agentd_hands::tools::{
+    HOST_TOOLS, SANDBOX_TOOLS, WEB_FETCH_LIMIT, WebFetchInput, WebSearchInput,
+};
+use agentd_models::ToolDef;
+use agentd_session::{NewEvent, at_tail, events};
+use agentd_wire::agent::{PermissionPolicy, SessionAgent, Tool};
+use agentd_wire::environment::{EnvironmentConfig, Networking};
+use agentd_wire::event::Permission;
+use agentd_wire::{ContentBlock, EventBody};
+
+use super::{Appended, Flow, Harness};
+use crate::Result;
+use crate::context::{Fold, ToolAction, ToolWork};
+use crate::tool_name::ToolName;
+
+impl Harness {
+    /// Answer built-in tool calls in order. Each call is logged as started before it runs, and
+    /// its result right after, so a restart never runs a call twice.
+    /// `workspace` is the session whose workspace the calls run over.
+    pub(super) async fn run_tools(
+        &self,
+        log_id: &str,
+        workspace: &str,
+        f: &Fold,
+        work: Vec<ToolWork>,
+        cancel: &CancellationToken,
+    ) -> Result<Flow> {
+        let mut tail = f.tail;
+        let mut started = f.children.len();
+        for w in work {
+            if w.name.is_thread_tool() && w.action == ToolAction::Run {
+                // The call's whole effect and its result land in one append.
+                let (events, wake) = match self.plan_thread_call(log_id, f, &w, started).await? {
+                    Ok(p) => (p.events, Some(p.wake)),
+                    Err(why) => (vec![tool_result(&w.id, Output::error(why))], None),
+                };
+                let here = events.iter().filter(|e| e.to.is_none()).count() as u64;
+                match self.append(log_id, at_tail(tail, events)).await? {
+                    Appended::Done(h) => tail = h.last_seq,
+                    Appended::Stale => return Ok(Flow::Continue),
+                    Appended::Terminated => return Ok(Flow::Stop),
+                }
+                debug_assert!(here > 0);
+                if let Some(t) = wake {
+                    if w.name == ToolName::StartThread {
+                        started += 1;
+                    }
+                    self.wake_log(&t);
+                }
+                continue;
+            }
+            // Each call goes ahead only if nothing was logged since the fold that planned it;
+            // otherwise the caller folds again (a user message may have closed the call).
+            let output = match w.action {
+                ToolAction::Deny(why) => Output::error(why),
+                ToolAction::Interrupted => Output::error(
+                    "This call was interrupted: agentd stopped while it ran, so it may have partly run. \
+                     Check the state it would have changed before trying it again.",
+                ),
+                ToolAction::Run => {
+                    let started = NewEvent::new(EventBody::ToolStarted {
+                        tool_use_id: w.id.clone(),
+                    });
+                    match self.append(log_id, at_tail(tail, vec![started])).await? {
+                        Appended::Done(h) => tail = h.last_seq,
+                        Appended::Stale => return Ok(Flow::Continue),
+                        Appended::Terminated => return Ok(Flow::Stop),
+                    }
+                    tokio::select! {
+                        o = self.execute(log_id, workspace, &w) => o,
+                        () = cancel.cancelled() => {
+                            // Stopping the sandbox is what stops the command.
+                            if let Some(sb) = &self.sandboxes {
+                                sb.release(log_id).await;
+                            }
+                            let o = Output::error("Interrupted by the user; the command was stopped.");
+                            self.append(log_id, events(vec![tool_result(&w.id, o)])).await?;
+                            return Ok(Flow::Stop);
+                        }
+                    }
+                }
+            };
+            // A call that ran is answered whatever arrived meanwhile; then fold again if so.
+            match self
+                .append(log_id, events(vec![tool_result(&w.id, output)]))
+                .await?
+            {
+                Appended::Done(h) if h.last_seq == tail + 1 => tail = h.last_seq,
+                Appended::Done(_) | Appended::Stale => return Ok(Flow::Continue),
+                Appended::Terminated => return Ok(Flow::Stop),
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// Run a built-in call of log `log_id` (a session's, or a worker thread's) in its
+    /// sandbox, which mounts the workspace of session `workspace`.
+    pub(super) async fn execute(&self, log_id: &str, workspace: &str, w: &ToolWork) -> Output {
+        let env = match self.catalog.session_environment(workspace).await {
+            Ok(env) => env,
+            Err(e) => {
+                return Output::error(format!("Cannot read the session's environment: {e}"));
+            }
+        };
+        let policy = policy(&env);
+        if let Some(out) = self.outside_sandbox(w, &policy).await {
+            return out;
+        }
+        let Some(sandboxes) = &self.sandboxes else {
+            return Output::error(
+                "This agentd runs without sandboxes, so built-in tools are unavailable.",
+            );
+        };
+        match crate::packages::missing_apt(&env).await {
+            Ok(m) if m.is_empty() => {}
+            Ok(m) => {
+                return Output::error(format!(
+                    "The environment needs apt packages this host lacks: {}. Sandboxes use the host's system packages; the operator installs them with `apt-get install {}`.",
+                    m.join(", "),
+                    m.join(" ")
+                ));
+            }
+            Err(e) => return Output::error(e),
+        }
+        let sb = match sandboxes
+            .get(
+                log_id,
+                workspace,
+                policy,
+                crate::packages::setup_script(&env),
+            )
+            .await
+        {
+            Ok(sb) => sb,
+            Err(e) => {
+                return Output::error(format!("Could not start a sandbox for this tool: {e}"));
+            }
+        };
+        let quota = sandboxes.disk_quota();
+        let mib = |b: u64| b >> 20;
+        if let Some(q) = quota
+            && matches!(w.name, ToolName::Write | ToolName::Edit)
+        {
+            let used = sandboxes.disk_usage(workspace).await;
+            if used > q {
+                return Output::error(format!(
+                    "{}: refused: the workspace holds {} MiB, over its {} MiB limit. Delete files (with bash) first.",
+                    w.name,
+                    mib(used),
+                    mib(q)
+                ));
+            }
+        }
+        let mut out = sb.execute(w.name.as_str(), &w.input).await;
+        sandboxes.done(log_id);
+        if !sb.alive() {
+            sandboxes.release(log_id).await;
+        }
+        if let Some(q) = quota
+            && matches!(w.name, ToolName::Bash | ToolName::Write | ToolName::Edit)
+        {
+            let used = sandboxes.disk_usage(workspace).await;
+            if used > q {
+                out.text.push_str(&format!(
+                    "\n[the workspace now holds {} MiB, over its {} MiB limit: write and edit are refused until files are deleted]",
+                    mib(used),
+                    mib(q)
+                ));
+            }
+        }
+        out
+    }
+
+    /// The answer to a call that does not run in the sandbox (the web tools, which the egress
+    /// policy governs from here; a tool this agentd lacks); None for a sandbox tool.
+    async fn outside_sandbox(
+        &self,
+        w: &ToolWork,
+        policy: &agentd_egress::Policy,
+    ) -> Option<Output> {
+        match &w.name {
+            ToolName::WebFetch => Some(
+                match agentd_hands::tools::parse::<WebFetchInput>("web_fetch", &w.input) {
+                    Ok(i) => match agentd_egress::fetch(&i.url, policy, WEB_FETCH_LIMIT).await {
+                        Ok(text) => Output::ok(text),
+                        Err(e) => Output::error(format!("web_fetch: {e}")),
+                    },
+                    Err(e) => Output::error(e),
+                },
+            ),
+            ToolName::WebSearch => {
+                let Some(backend) = &self.cfg.web_search else {
+                    return Some(Output::error(
+                        "web_search is not available: no search backend is configured on this agentd. Use web_fetch with a known URL.",
+                    ));
+                };
+                Some(
+                    match agentd_hands::tools::parse::<WebSearchInput>("web_search", &w.input) {
+                        Ok(i) => match agentd_egress::search(backend, &i.query).await {
+                            Ok(text) => Output::ok(text),
+                            Err(e) => Output::error(format!("web_search: {e}")),
+                        },
+                        Err(e) => Output::error(e),
+                    },
+                )
+            }
+            name if !name.in_sandbox() => Some(Output::error(format!(
+                "The tool {:?} is not available in this agentd.",
+                name.as_str()
+            ))),
+            _ => None,
+        }
+    }
+
+    /// The events a `start_thread` or `send_to_thread` call logs, or the error the model gets.
+    /// Only a session's primary thread has thread tools, so its log id is the session's id.
+    async fn plan_thread_call(
+        &self,
+        session_id: &str,
+        f: &Fold,
+        w: &ToolWork,
+        started: usize,
+    ) -> Result<std::result::Result<crate::threads::Planned, String>> {
+        if w.name == ToolName::StartThread {
+            let agent = self.catalog.session_agent(session_id).await?;
+            let roster = roster(&agent);
+            return Ok(crate::threads::start(
+                &w.id,
+                &w.input,
+                &roster,
+                session_id,
+                started,
+                self.cfg.max_threads,
+            ));
+        }
+        let mut archived = Vec::new();
+        for c in &f.children {
+            if let Some(t) = self.catalog.thread(&c.id).await?
+                && t.archived
+            {
+                archived.push(t.id);
+            }
+        }
+        Ok(crate::threads::send(&w.id, &w.input, f, session_id, |id| {
+            archived.iter().any(|a| a == id)
+        }))
+    }
+}
+
+/// The roster a session's agent may start threads with.
+fn roster(agent: &SessionAgent) -> Vec<&SessionAgent> {
+    agent
+        .spec
+        .multiagent
+        .iter()
+        .flat_map(|m| m.members())
+        .filter_map(|m| match m {
+            agentd_wire::agent::RosterMember::Pinned(a) => Some(a.as_ref()),
+            // A session's roster is pinned whole when it starts.
+            agentd_wire::agent::RosterMember::Ref(_)
+            | agentd_wire::agent::RosterMember::Myself(_) => None,
+        })
+        .collect()
+}
+
+/// The tools an agent version offers, split by who runs them.
+pub(super) struct Toolbox {
+    custom: Vec<ToolDef>,
+    /// A coordinator's thread tools.
+    threads: Vec<ToolDef>,
+    /// Enabled built-in tools with the permission each call gets.
+    builtin: Vec<(ToolName, Permission)>,
+    /// Enabled but not offered, because this agentd cannot run them.
+    unavailable: Vec<ToolName>,
+}
+
+impl Toolbox {
+    pub(super) fn of(tools: &[Tool], can_search: bool) -> Toolbox {
+        let mut tb = Toolbox {
+            custom: Vec::new(),
+            threads: Vec::new(),
+            builtin: Vec::new(),
+            unavailable: Vec::new(),
+        };
+        for t in tools {
+            match t {
+                Tool::Custom(c) => tb.custom.push(ToolDef {
+                    name: c.name.clone(),
+                    description: c.description.clone(),
+                    input_schema: serde_json::to_value(&c.input_schema).unwrap_or_default(),
+                }),
+                Tool::AgentToolset20260401(set) => {
+                    for name in SANDBOX_TOOLS.iter().chain(HOST_TOOLS) {
+                        let cfg = set.configs.iter().find(|c| c.name == *name);
+                        let enabled = cfg.map_or(set.default_config.enabled, |c| c.enabled);
+                        let policy = cfg.map_or(set.default_config.permission_policy, |c| {
+                            c.permission_policy
+                        });
+                        let name = ToolName::parse(name);
+                        if enabled && name == ToolName::WebSearch && !can_search {
+                            // Enabled but without a backend: the call gets an error that says so.
+                            tb.unavailable.push(name);
+                        } else if enabled {
+                            let permission = match policy {
+                                PermissionPolicy::AlwaysAllow => Permission::Allow,
+                                // No classifier decides `auto` yet, so the user does.
+                                PermissionPolicy::AlwaysAsk | PermissionPolicy::Auto => {
+                                    Permission::Ask
+                                }
+                            };
+                            tb.builtin.push((name, permission));
+                        }
+                    }
+                }
+                Tool::McpToolset(_) => {}
+            }
+        }
+        tb
+    }
+
+    /// A coordinator's primary thread also gets the tools that start and message threads.
+    pub(super) fn add_thread_tools(&mut self, agent: &SessionAgent) {
+        let roster = roster(agent);
+        if roster.is_empty() {
+            return;
+        }
+        self.threads = crate::threads::definitions(&roster);
+        for t in &self.threads {
+            self.builtin
+                .push((ToolName::parse(&t.name), Permission::Allow));
+        }
+    }
+
+    /// Whether the agent defines a custom tool of this name, which the user answers; a custom
+    /// tool's name wins over a built-in's.
+    pub(super) fn is_custom(&self, name: &str) -> bool {
+        self.custom.iter().any(|c| c.name == name)
+    }
+
+    pub(super) fn permission(&self, name: &ToolName) -> Option<Permission> {
+        let unavailable = self.unavailable.contains(name);
+        self.builtin
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, p)| *p)
+            .or(unavailable.then_some(Permission::Allow))
+    }
+}
+
+pub(super) fn tool_defs(tb: &Toolbox) -> Vec<ToolDef> {
+    let builtin = tb.builtin.iter().filter_map(|(name, _)| {
+        agentd_hands::tools::definition(name.as_str()).map(|(description, input_schema)| ToolDef {
+            name: name.to_string(),
+            description: description.to_owned(),
+            input_schema,
+        })
+    });
+    builtin
+        .chain(tb.threads.iter().cloned())
+        .chain(tb.custom.iter().cloned())
+        .collect()
+}
+
+/// The egress policy an environment asks for.
+fn policy(env: &EnvironmentConfig) -> agentd_egress::Policy {
+    match env {
+        EnvironmentConfig::Cloud {
+            networking: Networking::Unrestricted,
+            ..
+        } => agentd_egress::Policy::unrestricted(),
+        EnvironmentConfig::Cloud {
+            networking:
+                Networking::Limited {
+                    allowed_hosts,
+                    allow_package_managers,
+                    ..
+                },
+            ..
+        } => agentd_egress::Policy::limited(allowed_hosts, *allow_package_managers),
+        EnvironmentConfig::SelfHosted {} => agentd_egress::Policy::none(),
+    }
+}
+
+/// A call the harness itself makes in the sandbox (outcome checks, the grader's view).
+pub(super) fn host_call(name: ToolName, input: serde_json::Value) -> ToolWork {
+    ToolWork {
+        id: String::new(),
+        name,
+        input,
+        action: ToolAction::Run,
+    }
+}
+
+fn tool_result(tool_use_id: &str, o: Output) -> NewEvent {
+    let mut content = vec![ContentBlock::text(o.text)];
+    if let Some(img) = o.image {
+        content.push(ContentBlock::Image {
+            source: serde_json::json!({"type": "base64", "media_type": img.media_type, "data": img.data}),
+        });
+    }
+    NewEvent::new(EventBody::AgentToolResult {
+        tool_use_id: tool_use_id.to_owned(),
+        content: Some(content),
+        is_error: Some(o.is_error),
+    })
+}
