@@ -1,6 +1,7 @@
-//! The outcome grader's side of the conversation: its instructions, the view of the work it
-//! is given (the agent's answer and the workspace files the rubric names — never the agent's
-//! reasoning), and reading its verdict leniently.
+//! Outcomes: the outcome a session works toward as the fold rebuilds it, and the grader's side
+//! of the conversation: its instructions, the view of the work it is given (the agent's answer
+//! and the workspace files the rubric names — never the agent's reasoning), and reading its
+//! verdict leniently. Depends on nothing else of the brain, so the fold can use it.
 
 use std::path::{Component, Path};
 
@@ -8,7 +9,24 @@ use serde_json::Value;
 
 use agentd_wire::event::{Check, OutcomeResult};
 
-use crate::context::Outcome;
+/// The outcome the session works toward, as far as the log says.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub id: String,
+    pub description: String,
+    pub rubric: String,
+    /// Exact checks run before the model grader.
+    pub checks: Vec<Check>,
+    pub max_iterations: u32,
+    /// The iteration of the next (or the open) evaluation.
+    pub iteration: u32,
+    /// An evaluation whose start was logged and whose end was not.
+    pub open_eval: Option<String>,
+    /// The agent's latest message since the outcome was defined: the work to grade.
+    pub answer: String,
+    /// Still being worked on and graded.
+    pub active: bool,
+}
 
 /// Verdicts a grader may give; the harness adds `max_iterations_reached` and `interrupted`.
 const VERDICTS: &[OutcomeResult] = &[

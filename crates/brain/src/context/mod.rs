@@ -12,7 +12,7 @@ mod tools;
 
 use agentd_models::{Block, Message, Role};
 use agentd_session::{Private, StoredEvent};
-use agentd_wire::event::{Check, RetryStatus};
+use agentd_wire::event::RetryStatus;
 use agentd_wire::usage::ModelUsage;
 use agentd_wire::{ContentBlock, EventBody, SessionStatus, StopReason, Usage};
 
@@ -58,24 +58,7 @@ pub struct Reply {
     pub interrupted: bool,
 }
 
-/// The outcome the session works toward, as far as the log says.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Outcome {
-    pub id: String,
-    pub description: String,
-    pub rubric: String,
-    /// Exact checks run before the model grader.
-    pub checks: Vec<Check>,
-    pub max_iterations: u32,
-    /// The iteration of the next (or the open) evaluation.
-    pub iteration: u32,
-    /// An evaluation whose start was logged and whose end was not.
-    pub open_eval: Option<String>,
-    /// The agent's latest message since the outcome was defined: the work to grade.
-    pub answer: String,
-    /// Still being worked on and graded.
-    pub active: bool,
-}
+pub use crate::outcomes::Outcome;
 
 /// A built-in tool call the harness must answer.
 #[derive(Debug, Clone, PartialEq)]
