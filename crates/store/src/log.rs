@@ -31,9 +31,9 @@ impl SessionLog for Store {
     }
 
     async fn read(&self, log_id: &str, after: u64, limit: usize) -> Result<Vec<StoredEvent>> {
-        let sid = log_id.to_owned();
+        let lid = log_id.to_owned();
         self.db
-            .read(move |c| read_in(c, &sid, after, limit))
+            .read(move |c| read_in(c, &lid, after, limit))
             .await
             .map_err(into_log_error)
     }
@@ -59,14 +59,14 @@ impl SessionLog for Store {
 }
 
 impl Store {
-    pub(crate) fn notify(&self, session_id: &str, tail: u64) {
+    pub(crate) fn notify(&self, log_id: &str, tail: u64) {
         let mut tails = match self.tails.lock() {
             Ok(t) => t,
             Err(p) => p.into_inner(),
         };
-        if let Some(tx) = tails.get(session_id) {
+        if let Some(tx) = tails.get(log_id) {
             if tx.receiver_count() == 0 {
-                tails.remove(session_id);
+                tails.remove(log_id);
             } else {
                 tx.send_replace(tail);
             }
@@ -236,14 +236,14 @@ fn create_thread(c: &Connection, t: &NewThread, now: &str) -> Result<()> {
 
 pub(crate) fn read_in(
     c: &Connection,
-    sid: &str,
+    log_id: &str,
     after: u64,
     limit: usize,
 ) -> crate::Result<Vec<StoredEvent>> {
     let mut stmt = c.prepare_cached(
         "SELECT seq, id, processed_at, body, private FROM events WHERE session_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
     )?;
-    let rows = stmt.query_map(params![sid, after as i64, limit as i64], row_to_event)?;
+    let rows = stmt.query_map(params![log_id, after as i64, limit as i64], row_to_event)?;
     let mut out = Vec::new();
     for r in rows {
         out.push(r??);

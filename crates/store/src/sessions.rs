@@ -386,14 +386,14 @@ impl Store {
             .await
     }
 
-    /// The position of event `event_id` in session `sid`, for resuming a stream.
-    pub async fn event_position(&self, sid: &str, event_id: &str) -> Result<Option<u64>> {
-        let (sid, eid) = (sid.to_owned(), event_id.to_owned());
+    /// The position of event `event_id` in log `log_id`, for resuming a stream.
+    pub async fn event_position(&self, log_id: &str, event_id: &str) -> Result<Option<u64>> {
+        let (lid, eid) = (log_id.to_owned(), event_id.to_owned());
         self.db
             .read(move |c| {
                 Ok(c.query_row(
                     "SELECT seq FROM events WHERE session_id = ?1 AND id = ?2",
-                    params![sid, eid],
+                    params![lid, eid],
                     |r| r.get::<_, i64>(0),
                 )
                 .optional()?
