@@ -52,8 +52,9 @@ pub struct NewThread {
 pub struct SavedLog {
     pub log_id: String,
     pub projection: Projection,
-    /// Whether events landed in the log. A log that only counts its threads' tokens keeps its
-    /// `updated_at`. (The target is saved either way; so is any log whose projection moved.)
+    /// Whether events landed in the log (always so for the target). A log that only counts
+    /// its threads' tokens keeps its `updated_at`; a log that neither changed nor was the
+    /// target is not saved at all.
     pub appended: bool,
 }
 
@@ -266,12 +267,13 @@ impl Layout {
             .logs
             .into_iter()
             .enumerate()
-            // The target is always saved: its head is what the caller reports.
             .filter(|(i, (l, appended))| *i == 0 || *appended || changed(l))
-            .map(|(_, (l, appended))| SavedLog {
+            .map(|(i, (l, appended))| SavedLog {
                 log_id: l.log_id,
                 projection: l.projection,
-                appended,
+                // The target is saved as appended to, whatever the batch held: its head is
+                // what the caller reports, and it was the one acted on.
+                appended: appended || i == 0,
             })
             .collect();
         Plan {

@@ -1,11 +1,17 @@
 //! The catalog as the harness reads it: what a log runs (the pinned agent version, the
 //! environment) and, for a worker thread, where it sits in its session. The log holds the
-//! conversation; the catalog holds the configuration the conversation runs under.
+//! conversation; the catalog holds the configuration the conversation runs under. Also what
+//! the log records of a change to the catalog.
+
+use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 
+use agentd_wire::EventBody;
 use agentd_wire::agent::SessionAgent;
 use agentd_wire::environment::EnvironmentConfig;
+
+use crate::NewEvent;
 
 /// Read-only views of the catalog keyed by log id: a session's id (its primary thread's log)
 /// or a worker thread's `sthr_…` id. Implemented by each storage backend.
@@ -40,4 +46,80 @@ pub enum Error {
     NotFound(String),
     #[error("catalog: {0}")]
     Storage(String),
+}
+
+/// A change to a session's title or metadata: the row's new values and the event that logs
+/// them, in the same transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionChange {
+    pub title: Option<String>,
+    pub metadata: BTreeMap<String, String>,
+    pub event: NewEvent,
+}
+
+/// What an update does to a session now titled `title` with `metadata`: `title` replaces the
+/// title when given, `patch` merges into the metadata (a null value removes its key). None
+/// when nothing changes, and then nothing is logged.
+pub fn session_update(
+    title: &Option<String>,
+    metadata: &BTreeMap<String, String>,
+    new_title: Option<Option<String>>,
+    patch: Option<BTreeMap<String, Option<String>>>,
+) -> Option<SessionChange> {
+    let new_title = new_title.unwrap_or_else(|| title.clone());
+    let mut new_meta = metadata.clone();
+    if let Some(p) = patch {
+        agentd_wire::agent::merge_metadata(&mut new_meta, p);
+    }
+    if new_title == *title && new_meta == *metadata {
+        return None;
+    }
+    let event = NewEvent::new(EventBody::SessionUpdated {
+        title: new_title.clone(),
+        metadata: Some(new_meta.clone()),
+    });
+    Some(SessionChange {
+        title: new_title,
+        metadata: new_meta,
+        event,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_update_that_changes_nothing_logs_nothing() {
+        let meta = BTreeMap::from([("k".to_owned(), "v".to_owned())]);
+        let title = Some("t".to_owned());
+        assert_eq!(session_update(&title, &meta, None, None), None);
+        let same = BTreeMap::from([("k".to_owned(), Some("v".to_owned()))]);
+        assert_eq!(
+            session_update(&title, &meta, Some(title.clone()), Some(same)),
+            None
+        );
+    }
+
+    #[test]
+    fn a_patch_merges_and_the_event_carries_the_result() {
+        let meta = BTreeMap::from([
+            ("a".to_owned(), "1".to_owned()),
+            ("b".to_owned(), "2".to_owned()),
+        ]);
+        let patch = BTreeMap::from([
+            ("a".to_owned(), None),
+            ("c".to_owned(), Some("3".to_owned())),
+        ]);
+        let c = session_update(&None, &meta, None, Some(patch)).unwrap();
+        let want = BTreeMap::from([
+            ("b".to_owned(), "2".to_owned()),
+            ("c".to_owned(), "3".to_owned()),
+        ]);
+        assert_eq!((c.title.as_deref(), &c.metadata), (None, &want));
+        let EventBody::SessionUpdated { title, metadata } = &c.event.body else {
+            panic!("{:?}", c.event.body);
+        };
+        assert_eq!((title, metadata.as_ref()), (&None, Some(&want)));
+    }
 }

@@ -133,6 +133,11 @@ impl Projection {
         }
     }
 
+    /// Time spent running as of `now`, counting a stretch still under way.
+    pub fn active_ms(&self, now: Timestamp) -> i64 {
+        active_ms(self.active_ms, self.running_since, now)
+    }
+
     fn outcome(&mut self, id: &str) -> Option<&mut OutcomeEvaluation> {
         self.outcomes.iter_mut().find(|o| o.outcome_id == id)
     }
@@ -149,6 +154,24 @@ impl Projection {
         }
         self.status = next;
     }
+}
+
+/// Time spent running as of `now`: what `active_ms` counted up to the last stop, plus the
+/// stretch since `running_since` if the log still runs.
+pub fn active_ms(active_ms: i64, running_since: Option<Timestamp>, now: Timestamp) -> i64 {
+    active_ms + running_since.map_or(0, |s| (now - s).num_milliseconds().max(0))
+}
+
+/// A session's or thread's `stats` as of `now`: (active seconds, seconds since created).
+pub fn stats(
+    active_ms: i64,
+    running_since: Option<Timestamp>,
+    created_at: Timestamp,
+    now: Timestamp,
+) -> (f64, f64) {
+    let active = self::active_ms(active_ms, running_since, now);
+    let lived = (now - created_at).num_milliseconds().max(0);
+    (active as f64 / 1000.0, lived as f64 / 1000.0)
 }
 
 #[cfg(test)]
@@ -188,6 +211,13 @@ mod tests {
         assert_eq!(p.active_ms, 1500);
         assert_eq!(p.running_since, None);
         assert_eq!(p.last_seq, 3);
+        // A stretch under way counts as of now.
+        apply(&mut p, EventBody::SessionStatusRunning {}, 2000);
+        assert_eq!(p.active_ms(at(2250)), 1750);
+        assert_eq!(
+            stats(p.active_ms, p.running_since, at(0), at(3000)),
+            (2.5, 3.0)
+        );
     }
 
     #[test]

@@ -219,7 +219,7 @@ pub(crate) fn append_in(
 
 fn create_thread(c: &Connection, t: &NewThread, now: &str) -> Result<()> {
     c.execute(
-        "INSERT INTO threads (id, session_id, parent_thread_id, agent_name, agent, status, usage, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, 'idle', ?6, ?7, ?7)",
+        "INSERT INTO threads (id, session_id, parent_thread_id, agent_name, agent, status, usage, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?8, ?6, ?7, ?7)",
         params![
             t.id,
             t.session_id,
@@ -227,7 +227,8 @@ fn create_thread(c: &Connection, t: &NewThread, now: &str) -> Result<()> {
             t.agent_name,
             serde_json::to_string(&t.agent).map_err(storage)?,
             serde_json::to_string(&Usage::default()).map_err(storage)?,
-            now
+            now,
+            Projection::default().status.as_str()
         ],
     )
     .map_err(storage)?;

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use agentd_session::projection::{self, Projection};
 use agentd_session::{Guard, StoredEvent};
 use agentd_wire::agent::SessionAgent;
 use agentd_wire::ids::{self, Kind};
@@ -54,8 +55,8 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Session>> {
     let running_since = time::parse_opt(r.get(8)?)?;
     let created_at = time::parse(&r.get::<_, String>(9)?)?;
     let active_ms: i64 = r.get(7)?;
-    let now = time::now();
-    let running_ms = running_since.map_or(0, |s| (now - s).num_milliseconds().max(0));
+    let (active_seconds, duration_seconds) =
+        projection::stats(active_ms, running_since, created_at, time::now());
     let status: String = r.get(3)?;
     let (agent, metadata, usage): (String, String, String) = (r.get(1)?, r.get(5)?, r.get(6)?);
     let id: String = r.get(0)?;
@@ -66,7 +67,6 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Session>> {
     let outcomes: String = r.get(12)?;
     Ok((|| {
         let mut usage: agentd_wire::Usage = serde_json::from_str(&usage)?;
-        let active_seconds = (active_ms + running_ms) as f64 / 1000.0;
         usage.active_seconds = Some(active_seconds);
         Ok(Session {
             id,
@@ -80,7 +80,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Session>> {
             usage,
             stats: Stats {
                 active_seconds,
-                duration_seconds: (now - created_at).num_milliseconds().max(0) as f64 / 1000.0,
+                duration_seconds,
             },
             resources: vec![],
             vault_ids: vec![],
@@ -133,7 +133,7 @@ impl Store {
                 let now = time::fmt(&time::now());
                 c.execute(
                     "INSERT INTO sessions (id, workspace_id, agent_id, agent_version, agent, environment_id, status, title, metadata, usage, created_at, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'idle', ?7, ?8, ?9, ?10, ?10)",
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?11, ?7, ?8, ?9, ?10, ?10)",
                     params![
                         id,
                         ws,
@@ -144,7 +144,8 @@ impl Store {
                         s.title,
                         serde_json::to_string(&s.metadata)?,
                         serde_json::to_string(&agentd_wire::Usage::default())?,
-                        now
+                        now,
+                        Projection::default().status.as_str()
                     ],
                 )?;
                 log::append_in(c, &id, initial, &mut Vec::new())?;
@@ -179,25 +180,19 @@ impl Store {
             .write(move |c| {
                 let mut touched = Vec::new();
                 let before = get_in(c, Some(&ws), &id)?;
-                let mut new_title = before.title.clone();
-                if let Some(t) = title {
-                    new_title = t;
-                }
-                let mut new_meta = before.metadata.clone();
-                if let Some(m) = metadata {
-                    agentd_wire::agent::merge_metadata(&mut new_meta, m);
-                }
-                if new_title == before.title && new_meta == before.metadata {
+                let Some(change) = agentd_session::catalog::session_update(
+                    &before.title,
+                    &before.metadata,
+                    title,
+                    metadata,
+                ) else {
                     return Ok((before, touched));
-                }
+                };
                 c.execute(
                     "UPDATE sessions SET title = ?2, metadata = ?3 WHERE id = ?1",
-                    params![id, new_title, serde_json::to_string(&new_meta)?],
+                    params![id, change.title, serde_json::to_string(&change.metadata)?],
                 )?;
-                let ev = agentd_session::NewEvent::new(agentd_wire::EventBody::SessionUpdated {
-                    title: new_title,
-                    metadata: Some(new_meta),
-                });
+                let ev = change.event;
                 log::append_in(c, &id, agentd_session::events(vec![ev]), &mut touched)?;
                 Ok((get_in(c, Some(&ws), &id)?, touched))
             })
@@ -357,11 +352,13 @@ impl Store {
                 let sql = format!(
                     "SELECT seq, id, processed_at, body, private FROM events WHERE session_id = ?1
                      AND (?2 IS NULL OR seq {cmp} ?2)
-                     AND type NOT LIKE 'internal.%'
+                     AND type NOT LIKE '{internal}%'
                      AND (?3 = '' OR instr(?3, ',' || type || ',') > 0)
                      AND (?4 IS NULL OR processed_at > ?4) AND (?5 IS NULL OR processed_at >= ?5)
                      AND (?6 IS NULL OR processed_at < ?6) AND (?7 IS NULL OR processed_at <= ?7)
-                     ORDER BY seq {dir} LIMIT ?8"
+                     ORDER BY seq {dir} LIMIT ?8",
+                    // Internal events are never shown; the prefix is what marks them.
+                    internal = agentd_wire::event::INTERNAL_PREFIX
                 );
                 let mut st = c.prepare_cached(&sql)?;
                 let rows = st.query_map(

@@ -70,11 +70,11 @@ fn raw(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Raw>> {
 }
 
 fn stats(active_ms: i64, running_since: Option<Timestamp>, created_at: Timestamp) -> ThreadStats {
-    let now = time::now();
-    let running = running_since.map_or(0, |s| (now - s).num_milliseconds().max(0));
+    let (active_seconds, duration_seconds) =
+        agentd_session::projection::stats(active_ms, running_since, created_at, time::now());
     ThreadStats {
-        active_seconds: (active_ms + running) as f64 / 1000.0,
-        duration_seconds: (now - created_at).num_milliseconds().max(0) as f64 / 1000.0,
+        active_seconds,
+        duration_seconds,
     }
 }
 
