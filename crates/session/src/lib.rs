@@ -17,6 +17,8 @@
 
 pub mod append;
 pub mod catalog;
+#[cfg(feature = "conformance")]
+pub mod conformance;
 pub mod inbox;
 pub mod projection;
 

@@ -103,4 +103,6 @@ fn paginate<T>(mut rows: Vec<T>, limit: usize, cursor: impl Fn(&T) -> String) ->
 }
 
 #[cfg(test)]
+mod conformance;
+#[cfg(test)]
 mod tests;
