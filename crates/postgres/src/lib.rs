@@ -1,0 +1,71 @@
+//! PostgreSQL storage: for now the session log.
+//!
+//! Owns: every SQL statement agentd issues to PostgreSQL, the PostgreSQL schema and its
+//! migrations, the connection pool and the `LISTEN` connection that tells this process's
+//! subscribers about appends other processes made. Must not touch: HTTP, models, harness
+//! policy, the meaning of an event — an append loads rows, runs the guard and writes what
+//! `agentd_session::append::plan` decided, exactly as `agentd-store` does on SQLite.
+//!
+//! This first slice implements `agentd_session::SessionLog` only. The catalog (workspaces,
+//! keys, agents, environments, session rows, `agentd_session::Catalog`) comes next, and until
+//! it does `agentd serve` does not use PostgreSQL: nothing creates a session row here but tests.
+
+mod log;
+pub mod migrate;
+mod notify;
+
+#[cfg(test)]
+mod tests;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::NoTls;
+
+use agentd_session::{Error, Result};
+
+/// The session log on one PostgreSQL database. Clones share the pool and the subscriptions.
+#[derive(Clone)]
+pub struct PgStore {
+    pool: Pool,
+    tails: notify::Tails,
+}
+
+impl PgStore {
+    /// Connect to the database at `url` (`postgres://user@host:port/db`), migrating it.
+    pub async fn open(url: &str) -> Result<PgStore> {
+        let config: tokio_postgres::Config = url.parse().map_err(storage)?;
+        PgStore::connect(config).await
+    }
+
+    /// Connect with `config`, migrating the database and starting to `LISTEN` for appends
+    /// made by other processes before returning.
+    pub async fn connect(config: tokio_postgres::Config) -> Result<PgStore> {
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(16)
+            .build()
+            .map_err(storage)?;
+        let mut client = pool.get().await.map_err(storage)?;
+        migrate::run(&mut client).await.map_err(pg)?;
+        let tails = notify::Tails::listen(config).await?;
+        Ok(PgStore { pool, tails })
+    }
+}
+
+/// A PostgreSQL error with the server's message, which `tokio_postgres::Error`'s own display
+/// leaves out.
+fn pg(e: tokio_postgres::Error) -> Error {
+    match e.as_db_error() {
+        Some(db) => Error::Storage(db.to_string()),
+        None => Error::Storage(e.to_string()),
+    }
+}
+
+fn storage(e: impl std::fmt::Display) -> Error {
+    Error::Storage(e.to_string())
+}

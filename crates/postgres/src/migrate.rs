@@ -1,0 +1,48 @@
+//! Schema migrations: versioned `.sql` files, applied at open in one transaction each and
+//! recorded in `schema_migrations`. An advisory lock held by each step's transaction keeps two
+//! processes opening the same database at once from applying a step twice.
+
+use tokio_postgres::Client;
+
+const STEPS: &[&str] = &[include_str!("migrations/0001_session_log.sql")];
+
+/// The schema version this build writes.
+pub const LATEST: i32 = STEPS.len() as i32;
+
+/// Any constant will do, as long as nothing else in the database locks it.
+const LOCK: i64 = 0x6167_656e_7464; // "agentd"
+
+/// Bring the database to `LATEST`.
+pub async fn run(client: &mut Client) -> Result<(), tokio_postgres::Error> {
+    for (version, sql) in (1..).zip(STEPS) {
+        let tx = client.transaction().await?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK])
+            .await?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                version     INTEGER PRIMARY KEY,
+                applied_at  TIMESTAMPTZ NOT NULL DEFAULT now()
+            )",
+        )
+        .await?;
+        let done: bool = tx
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = $1)",
+                &[&version],
+            )
+            .await?
+            .get(0);
+        if done {
+            continue;
+        }
+        tx.batch_execute(sql).await?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version) VALUES ($1)",
+            &[&version],
+        )
+        .await?;
+        tx.commit().await?;
+        tracing::info!(version, "migrated the PostgreSQL database");
+    }
+    Ok(())
+}

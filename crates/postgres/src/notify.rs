@@ -1,0 +1,142 @@
+//! Telling subscribers a log's new tail: after the commit by the appending process itself, and
+//! through `LISTEN`/`NOTIFY` for appends other processes made. An append sends
+//! `NOTIFY agentd_log, '<log id> <tail>'` inside its transaction, which PostgreSQL delivers only
+//! once that transaction commits; a connection outside the pool listens and feeds the same
+//! channels. Tails only move forward, whichever of the two reports first.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio::sync::{mpsc, watch};
+use tokio_postgres::{AsyncMessage, Client, NoTls, Notification};
+
+use agentd_session::Result;
+
+use crate::pg;
+
+pub const CHANNEL: &str = "agentd_log";
+
+pub fn payload(log_id: &str, tail: u64) -> String {
+    format!("{log_id} {tail}")
+}
+
+/// The subscriptions of this process, and the task that listens for other processes' appends
+/// (stopped when the last clone is dropped).
+#[derive(Clone)]
+pub struct Tails {
+    tails: Arc<Mutex<HashMap<String, watch::Sender<u64>>>>,
+    _listener: Arc<Listener>,
+}
+
+struct Listener(tokio::task::JoinHandle<()>);
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl Tails {
+    /// Start listening on a connection of its own; returns once `LISTEN` is in effect.
+    pub async fn listen(config: tokio_postgres::Config) -> Result<Tails> {
+        let tails: Arc<Mutex<HashMap<String, watch::Sender<u64>>>> = Arc::default();
+        let first = listening(&config).await.map_err(pg)?;
+        let task = tokio::spawn(relay(config, Arc::clone(&tails), first));
+        Ok(Tails {
+            tails,
+            _listener: Arc::new(Listener(task)),
+        })
+    }
+
+    pub fn subscribe(&self, log_id: &str) -> watch::Receiver<u64> {
+        lock(&self.tails)
+            .entry(log_id.to_owned())
+            .or_insert_with(|| watch::channel(0).0)
+            .subscribe()
+    }
+
+    pub fn notify(&self, log_id: &str, tail: u64) {
+        notify(&self.tails, log_id, tail);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(t) => t,
+        Err(p) => p.into_inner(),
+    }
+}
+
+fn notify(tails: &Mutex<HashMap<String, watch::Sender<u64>>>, log_id: &str, tail: u64) {
+    let mut tails = lock(tails);
+    if let Some(tx) = tails.get(log_id) {
+        if tx.receiver_count() == 0 {
+            tails.remove(log_id);
+        } else {
+            tx.send_if_modified(|t| {
+                let moved = tail > *t;
+                if moved {
+                    *t = tail;
+                }
+                moved
+            });
+        }
+    }
+}
+
+type Listening = (Client, mpsc::UnboundedReceiver<Notification>);
+
+/// A connection that has run `LISTEN`, and the notifications it receives; the receiver ends
+/// when the connection does.
+async fn listening(config: &tokio_postgres::Config) -> Result<Listening, tokio_postgres::Error> {
+    let (client, mut connection) = config.connect(NoTls).await?;
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(message) = messages.next().await {
+            match message {
+                Ok(AsyncMessage::Notification(n)) => {
+                    if tx.send(n).is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "the LISTEN connection failed");
+                    return;
+                }
+            }
+        }
+    });
+    client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+    Ok((client, rx))
+}
+
+/// Feed notifications to the subscribers, reconnecting when the connection drops.
+async fn relay(
+    config: tokio_postgres::Config,
+    tails: Arc<Mutex<HashMap<String, watch::Sender<u64>>>>,
+    mut current: Listening,
+) {
+    loop {
+        while let Some(n) = current.1.recv().await {
+            let parsed = n
+                .payload()
+                .rsplit_once(' ')
+                .and_then(|(log, tail)| Some((log, tail.parse::<u64>().ok()?)));
+            match parsed {
+                Some((log, tail)) => notify(&tails, log, tail),
+                None => tracing::warn!(payload = n.payload(), "an unknown notification"),
+            }
+        }
+        current = loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            match listening(&config).await {
+                Ok(l) => break l,
+                Err(e) => tracing::warn!(error = %e, "cannot LISTEN again yet"),
+            }
+        };
+    }
+}
