@@ -52,7 +52,7 @@ impl PgStore {
             .map_err(storage)?;
         let mut client = pool.get().await.map_err(storage)?;
         migrate::run(&mut client).await.map_err(pg)?;
-        let tails = notify::Tails::listen(config).await?;
+        let tails = notify::Tails::listen(config, pool.clone()).await?;
         Ok(PgStore { pool, tails })
     }
 }

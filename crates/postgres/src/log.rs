@@ -8,7 +8,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
-use deadpool_postgres::GenericClient;
+use deadpool_postgres::{GenericClient, Pool};
 use tokio::sync::watch;
 use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
@@ -61,6 +61,12 @@ impl SessionLog for PgStore {
     fn subscribe(&self, log_id: &str) -> watch::Receiver<u64> {
         self.tails.subscribe(log_id)
     }
+}
+
+/// The last position of `log_id`, as of the last commit.
+pub(crate) async fn tail(pool: &Pool, log_id: &str) -> Result<u64> {
+    let client = pool.get().await.map_err(storage)?;
+    Ok(load(&client, log_id, false).await?.projection.last_seq)
 }
 
 /// Now, at the precision `timestamptz` keeps, so an event reads back exactly as its append

@@ -2,7 +2,9 @@
 //! through `LISTEN`/`NOTIFY` for appends other processes made. An append sends
 //! `NOTIFY agentd_log, '<log id> <tail>'` inside its transaction, which PostgreSQL delivers only
 //! once that transaction commits; a connection outside the pool listens and feeds the same
-//! channels. Tails only move forward, whichever of the two reports first.
+//! channels. Tails only move forward, whichever of the two reports first. When the listening
+//! connection drops, notifications sent meanwhile are lost: on reconnecting, the tail of every
+//! log subscribed to is read again.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -11,6 +13,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use tokio::sync::{mpsc, watch};
 use tokio_postgres::{AsyncMessage, Client, NoTls, Notification};
+
+use deadpool_postgres::Pool;
 
 use agentd_session::Result;
 
@@ -40,10 +44,10 @@ impl Drop for Listener {
 
 impl Tails {
     /// Start listening on a connection of its own; returns once `LISTEN` is in effect.
-    pub async fn listen(config: tokio_postgres::Config) -> Result<Tails> {
+    pub async fn listen(config: tokio_postgres::Config, pool: Pool) -> Result<Tails> {
         let tails: Arc<Mutex<HashMap<String, watch::Sender<u64>>>> = Arc::default();
         let first = listening(&config).await.map_err(pg)?;
-        let task = tokio::spawn(relay(config, Arc::clone(&tails), first));
+        let task = tokio::spawn(relay(config, pool, Arc::clone(&tails), first));
         Ok(Tails {
             tails,
             _listener: Arc::new(Listener(task)),
@@ -117,6 +121,7 @@ async fn listening(config: &tokio_postgres::Config) -> Result<Listening, tokio_p
 /// Feed notifications to the subscribers, reconnecting when the connection drops.
 async fn relay(
     config: tokio_postgres::Config,
+    pool: Pool,
     tails: Arc<Mutex<HashMap<String, watch::Sender<u64>>>>,
     mut current: Listening,
 ) {
@@ -138,5 +143,17 @@ async fn relay(
                 Err(e) => tracing::warn!(error = %e, "cannot LISTEN again yet"),
             }
         };
+        catch_up(&pool, &tails).await;
+    }
+}
+
+/// Tell every subscribed log's tail as it is now.
+async fn catch_up(pool: &Pool, tails: &Mutex<HashMap<String, watch::Sender<u64>>>) {
+    let logs: Vec<String> = lock(tails).keys().cloned().collect();
+    for log in logs {
+        match crate::log::tail(pool, &log).await {
+            Ok(tail) => notify(tails, &log, tail),
+            Err(e) => tracing::warn!(error = %e, log, "cannot read a subscribed log's tail"),
+        }
     }
 }

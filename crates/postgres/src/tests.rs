@@ -114,3 +114,32 @@ async fn a_subscriber_sees_another_processs_appends() {
         .get(0);
     assert_eq!(versions, i64::from(crate::migrate::LATEST));
 }
+
+/// Appends made while the `LISTEN` connection was down are told once it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_catches_up_after_the_listening_connection_drops() {
+    let Some(config) = fresh_database().await else {
+        return;
+    };
+    let writer = PgStore::connect(config.clone()).await.unwrap();
+    let reader = PgStore::connect(config).await.unwrap();
+    let sid = Pg(writer.clone()).session().await;
+    let mut tail = reader.subscribe(&sid);
+    let c = writer.pool.get().await.unwrap();
+    let dropped = c
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND query = 'LISTEN agentd_log'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(dropped, 2, "both processes' listeners");
+    let msg = NewEvent::new(EventBody::UserMessage {
+        content: vec![ContentBlock::text("while nobody listens")],
+    });
+    writer.append(&sid, events(vec![msg])).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), tail.wait_for(|t| *t == 1))
+        .await
+        .expect("told once listening again")
+        .unwrap();
+}
