@@ -40,7 +40,7 @@ impl SessionLog for PgStore {
         let client = self.pool.get().await.map_err(storage)?;
         let stmt = client
             .prepare_cached(
-                "SELECT seq, id, processed_at, body, private FROM events WHERE log_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+                "SELECT seq, id, processed_at, body::text, private::text FROM events WHERE log_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
             )
             .await
             .map_err(pg)?;
@@ -188,18 +188,19 @@ async fn write(c: &impl GenericClient, plan: &Plan, now: DateTime<Utc>) -> Resul
     }
     let stmt = c
         .prepare_cached(
-            "INSERT INTO events (log_id, seq, id, type, processed_at, body, private) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO events (log_id, seq, id, type, processed_at, body, private) VALUES ($1, $2, $3, $4, $5, $6::text::json, $7::text::json)",
         )
         .await
         .map_err(pg)?;
     for (log, e) in &plan.events {
         let kind = e.event.body.type_name();
         let seq = i64::try_from(e.seq).map_err(storage)?;
-        let body = serde_json::to_value(&e.event.body).map_err(storage)?;
+        // The same text SQLite stores: the wire JSON as serde writes it.
+        let body = serde_json::to_string(&e.event.body).map_err(storage)?;
         let private = e
             .private
             .as_ref()
-            .map(serde_json::to_value)
+            .map(serde_json::to_string)
             .transpose()
             .map_err(storage)?;
         let params: [&(dyn ToSql + Sync); 7] =
@@ -291,16 +292,17 @@ async fn create_thread(c: &impl GenericClient, t: &NewThread, now: DateTime<Utc>
 /// Decode one `events` row selected as `seq, id, processed_at, body, private`.
 fn row_to_event(r: &Row) -> Result<StoredEvent> {
     let seq: i64 = r.try_get(0).map_err(pg)?;
-    let private: Option<serde_json::Value> = r.try_get(4).map_err(pg)?;
+    let body: String = r.try_get(3).map_err(pg)?;
+    let private: Option<String> = r.try_get(4).map_err(pg)?;
     Ok(StoredEvent {
         seq: u64::try_from(seq).map_err(storage)?,
         event: Event {
             id: r.try_get(1).map_err(pg)?,
             processed_at: r.try_get(2).map_err(pg)?,
-            body: serde_json::from_value(r.try_get(3).map_err(pg)?).map_err(storage)?,
+            body: serde_json::from_str(&body).map_err(storage)?,
         },
         private: private
-            .map(serde_json::from_value::<Private>)
+            .map(|p| serde_json::from_str::<Private>(&p))
             .transpose()
             .map_err(storage)?,
     })

@@ -113,6 +113,13 @@ async fn a_subscriber_sees_another_processs_appends() {
         .unwrap()
         .get(0);
     assert_eq!(versions, i64::from(crate::migrate::LATEST));
+    // The body is kept as the text SQLite keeps, byte for byte.
+    let text: String = c
+        .query_one("SELECT body::text FROM events WHERE log_id = $1", &[&sid])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(text, serde_json::to_string(&stored[0].event.body).unwrap());
 }
 
 /// Appends made while the `LISTEN` connection was down are told once it is back.

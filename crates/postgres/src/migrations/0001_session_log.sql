@@ -1,6 +1,6 @@
 -- The session log: sessions and worker threads with the projections of their logs, and the
 -- events of every log. Columns mirror the SQLite schema (crates/store/src/migrations) as of
--- its 0007, so the catalog can land on these tables; JSON is JSONB, timestamps timestamptz
+-- its 0007, so the catalog can land on these tables; JSON is JSONB (event bodies JSON), timestamps timestamptz
 -- (microseconds, the precision the SQLite store keeps too). The catalog's own tables
 -- (workspaces, keys, agents, environments, files) and the session's reference to its
 -- workspace come with the catalog.
@@ -54,8 +54,10 @@ CREATE TABLE events (
     id            TEXT NOT NULL,
     type          TEXT NOT NULL,
     processed_at  TIMESTAMPTZ NOT NULL,
-    body          JSONB NOT NULL,
-    private       JSONB,
+    -- JSON, not JSONB: the text is kept as written, so a log copied from SQLite (or back)
+    -- is the same bytes.
+    body          JSON NOT NULL,
+    private       JSON,
     PRIMARY KEY (log_id, seq),
     UNIQUE (log_id, id)
 );
