@@ -193,4 +193,17 @@ impl Query {
             .filter(|p| !p.is_empty())
             .map(str::to_owned)
     }
+
+    /// `page` on an endpoint whose cursor is the id of the last item it returned: anything
+    /// else is refused, as the position-cursor endpoints refuse a stranger, rather than
+    /// silently giving an empty or a whole list.
+    pub fn id_page(&self, kind: agentd_wire::ids::Kind) -> Result<Option<String>, ApiError> {
+        let page = self.page();
+        match &page {
+            Some(p) if !p.starts_with(kind.prefix()) => Err(ApiError::invalid(format!(
+                "page: {p:?} is not a cursor this endpoint returned"
+            ))),
+            _ => Ok(page),
+        }
+    }
 }

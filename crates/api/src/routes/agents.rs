@@ -212,7 +212,7 @@ async fn list(
         created_at_gte: q.time("created_at[gte]")?,
         created_at_lte: q.time("created_at[lte]")?,
         limit: q.limit()?,
-        page: q.page(),
+        page: q.id_page(agentd_wire::ids::Kind::Agent)?,
     };
     Ok(Json(page(
         st.store.list_agents(&ws.id, f).await?,

@@ -5,6 +5,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 
 use agentd_wire::environment::{CreateEnvironment, EnvironmentTag, UpdateEnvironment};
+use agentd_wire::ids::Kind;
 use agentd_wire::{Environment, Page};
 
 use crate::AppState;
@@ -104,7 +105,12 @@ async fn list(
 ) -> ApiResult<Json<Page<Environment>>> {
     let p = st
         .store
-        .list_environments(&ws.id, q.flag("include_archived")?, q.limit()?, q.page())
+        .list_environments(
+            &ws.id,
+            q.flag("include_archived")?,
+            q.limit()?,
+            q.id_page(Kind::Environment)?,
+        )
         .await?;
     Ok(Json(page(p, |e| e)))
 }

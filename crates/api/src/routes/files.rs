@@ -11,6 +11,7 @@ use axum::{Extension, Json, Router};
 use agentd_store::NewFile;
 use agentd_wire::Page;
 use agentd_wire::file::{DeletedFile, DeletedFileTag, FileMetadata};
+use agentd_wire::ids::Kind;
 
 use crate::AppState;
 use crate::auth::Caller;
@@ -133,7 +134,7 @@ async fn list(
 ) -> ApiResult<Json<Page<FileMetadata>>> {
     let p = st
         .store
-        .list_files(&ws.id, q.limit_up_to(1000)?, q.page())
+        .list_files(&ws.id, q.limit_up_to(1000)?, q.id_page(Kind::File)?)
         .await?;
     Ok(Json(page(p, |f| f)))
 }

@@ -169,7 +169,7 @@ async fn list(
         created_at_lte: q.time("created_at[lte]")?,
         order: q.order()?,
         limit: q.limit()?,
-        page: q.page(),
+        page: q.id_page(agentd_wire::ids::Kind::Session)?,
     };
     Ok(Json(page(st.store.list_sessions(&ws.id, f).await?, |s| s)))
 }

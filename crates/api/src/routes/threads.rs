@@ -6,6 +6,7 @@ use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 
+use agentd_wire::ids::Kind;
 use agentd_wire::thread::SessionThread;
 use agentd_wire::{Event, Page, SessionStatus};
 
@@ -49,7 +50,7 @@ async fn list(
     };
     let p = st
         .store
-        .list_threads(&ws.id, &id, statuses, limit, q.page())
+        .list_threads(&ws.id, &id, statuses, limit, q.id_page(Kind::Thread)?)
         .await?;
     Ok(Json(page(p, |t| t)))
 }

@@ -131,3 +131,25 @@ async fn events_list_oldest_first_unless_asked() {
         .ok();
     assert_eq!(only["data"], json!([]));
 }
+
+#[tokio::test]
+async fn a_cursor_no_endpoint_returned_is_refused_everywhere() {
+    let api = TestApi::new().await;
+    let sid = api.session().await;
+    for path in [
+        "/v1/agents".to_owned(),
+        "/v1/sessions".to_owned(),
+        "/v1/environments".to_owned(),
+        "/v1/files".to_owned(),
+        format!("/v1/sessions/{sid}/threads"),
+        format!("/v1/sessions/{sid}/events"),
+    ] {
+        api.get(&format!("{path}?page=garbage"))
+            .await
+            .invalid("page: \"garbage\" is not a cursor this endpoint returned");
+    }
+    // A session's id is no cursor of the agents list.
+    api.get(&format!("/v1/agents?page={sid}"))
+        .await
+        .invalid("is not a cursor this endpoint returned");
+}
