@@ -31,7 +31,6 @@ pub struct Args {
 /// Exit code when the agent waits for custom tool results this CLI cannot give.
 const REQUIRES_ACTION: u8 = 3;
 
-#[expect(clippy::too_many_lines, reason = "split in issue 15")]
 pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
     let c = Client::new(&a.remote)?;
     let agent_id = find(&c, "/v1/agents", "agent_", &a.agent)
@@ -42,20 +41,7 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
                 a.agent
             )
         })?;
-    let env_name = a.env.as_deref().unwrap_or("default");
-    let env_id = match find(&c, "/v1/environments", "env_", env_name).await? {
-        Some(id) => id,
-        None if a.env.is_none() => {
-            let e: Value = c
-                .post(
-                    "/v1/environments",
-                    &json!({"name": "default", "config": {"type": "cloud"}}),
-                )
-                .await?;
-            e["id"].as_str().unwrap_or_default().to_owned()
-        }
-        None => bail!("no environment named {env_name:?}"),
-    };
+    let env_id = environment(&c, a.env.as_deref()).await?;
     let session: Value = c
         .post(
             "/v1/sessions",
@@ -63,6 +49,7 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
         )
         .await?;
     let sid = session["id"].as_str().unwrap_or_default().to_owned();
+    // Subscribe before sending the message, so no event of the turn is missed.
     let mut events = c.stream(&sid, !a.json).await?;
     c.post::<Value>(
         &format!("/v1/sessions/{sid}/events"),
@@ -87,14 +74,6 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
                 streaming = ev["event"]["id"].as_str().map(str::to_owned);
                 let _ = write!(err, "agent: ");
             }
-            "event_delta" if !a.json => {
-                let _ = write!(
-                    err,
-                    "{}",
-                    ev["delta"]["content"]["text"].as_str().unwrap_or_default()
-                );
-                let _ = err.flush();
-            }
             "agent.message" => {
                 last_message = text_of(&ev["content"]);
                 if a.json {
@@ -105,61 +84,6 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
                 }
                 streaming = None;
             }
-            "agent.thinking" if !a.json => eprintln!("(thinking)"),
-            "agent.custom_tool_use" if !a.json => {
-                eprintln!(
-                    "tool call: {}({})",
-                    ev["name"].as_str().unwrap_or("?"),
-                    ev["input"]
-                );
-            }
-            "agent.tool_use" if !a.json => {
-                eprintln!(
-                    "tool: {}({}){}",
-                    ev["name"].as_str().unwrap_or("?"),
-                    ev["input"],
-                    if ev["evaluated_permission"] == "ask" {
-                        " [needs confirmation]"
-                    } else {
-                        ""
-                    }
-                );
-            }
-            "agent.tool_result" if !a.json => {
-                let text = text_of(&ev["content"]);
-                let shown: String = text.chars().take(400).collect();
-                let more = if shown.len() < text.len() {
-                    " [...]"
-                } else {
-                    ""
-                };
-                let tag = if ev["is_error"] == true {
-                    "tool error"
-                } else {
-                    "tool result"
-                };
-                eprintln!("{tag}: {}{more}", shown.trim_end());
-            }
-            "session.status_running" if !a.json => eprintln!("[running]"),
-            "session.thread_created" if !a.json => eprintln!(
-                "[thread {} started: {}]",
-                ev["session_thread_id"].as_str().unwrap_or("?"),
-                ev["agent_name"].as_str().unwrap_or("?")
-            ),
-            "agent.thread_message_received" if !a.json => {
-                let text = text_of(&ev["content"]);
-                let shown: String = text.chars().take(400).collect();
-                eprintln!(
-                    "reply from {}: {}",
-                    ev["from_agent_name"].as_str().unwrap_or("?"),
-                    shown.trim_end()
-                );
-            }
-            "session.thread_status_idle" if !a.json => eprintln!(
-                "[thread {} idle: {}]",
-                ev["agent_name"].as_str().unwrap_or("?"),
-                ev["stop_reason"]["type"].as_str().unwrap_or("?")
-            ),
             "session.error" => {
                 let e = &ev["error"];
                 eprintln!(
@@ -177,25 +101,121 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
                         println!("{last_message}");
                     }
                 }
-                return Ok(match reason {
-                    "end_turn" => ExitCode::SUCCESS,
-                    "requires_action" => {
-                        eprintln!(
-                            "the agent waits for custom tool results; answer them with the API (session {sid})"
-                        );
-                        ExitCode::from(REQUIRES_ACTION)
-                    }
-                    _ => ExitCode::FAILURE,
-                });
+                return Ok(exit_code(reason, &sid));
             }
             "session.status_terminated" => {
                 eprintln!("[terminated]");
                 return Ok(ExitCode::FAILURE);
             }
+            _ if !a.json => show_progress(kind, &ev, &mut err),
             _ => {}
         }
     }
     bail!("the event stream ended before the session went idle")
+}
+
+/// The id of the environment named `name`; without a name, the one called "default", made
+/// on first use so a first `agentd run` needs no setup.
+async fn environment(c: &Client, name: Option<&str>) -> anyhow::Result<String> {
+    let env_name = name.unwrap_or("default");
+    Ok(match find(c, "/v1/environments", "env_", env_name).await? {
+        Some(id) => id,
+        None if name.is_none() => {
+            let e: Value = c
+                .post(
+                    "/v1/environments",
+                    &json!({"name": "default", "config": {"type": "cloud"}}),
+                )
+                .await?;
+            e["id"].as_str().unwrap_or_default().to_owned()
+        }
+        None => bail!("no environment named {env_name:?}"),
+    })
+}
+
+/// How the session coming to rest for `reason` ends the command.
+fn exit_code(reason: &str, sid: &str) -> ExitCode {
+    match reason {
+        "end_turn" => ExitCode::SUCCESS,
+        "requires_action" => {
+            eprintln!(
+                "the agent waits for custom tool results; answer them with the API (session {sid})"
+            );
+            ExitCode::from(REQUIRES_ACTION)
+        }
+        _ => ExitCode::FAILURE,
+    }
+}
+
+/// Prints an event that only shows progress (not `--json`); the agent's messages and the
+/// session's ending are the caller's, since they decide what reaches stdout and the exit code.
+fn show_progress(kind: &str, ev: &Value, err: &mut std::io::Stderr) {
+    match kind {
+        "event_delta" => {
+            let _ = write!(
+                err,
+                "{}",
+                ev["delta"]["content"]["text"].as_str().unwrap_or_default()
+            );
+            let _ = err.flush();
+        }
+        "agent.thinking" => eprintln!("(thinking)"),
+        "agent.custom_tool_use" => {
+            eprintln!(
+                "tool call: {}({})",
+                ev["name"].as_str().unwrap_or("?"),
+                ev["input"]
+            );
+        }
+        "agent.tool_use" => {
+            eprintln!(
+                "tool: {}({}){}",
+                ev["name"].as_str().unwrap_or("?"),
+                ev["input"],
+                if ev["evaluated_permission"] == "ask" {
+                    " [needs confirmation]"
+                } else {
+                    ""
+                }
+            );
+        }
+        "agent.tool_result" => {
+            let text = text_of(&ev["content"]);
+            let shown: String = text.chars().take(400).collect();
+            let more = if shown.len() < text.len() {
+                " [...]"
+            } else {
+                ""
+            };
+            let tag = if ev["is_error"] == true {
+                "tool error"
+            } else {
+                "tool result"
+            };
+            eprintln!("{tag}: {}{more}", shown.trim_end());
+        }
+        "session.status_running" => eprintln!("[running]"),
+        "session.thread_created" => eprintln!(
+            "[thread {} started: {}]",
+            ev["session_thread_id"].as_str().unwrap_or("?"),
+            ev["agent_name"].as_str().unwrap_or("?")
+        ),
+        "agent.thread_message_received" => {
+            let text = text_of(&ev["content"]);
+            let shown: String = text.chars().take(400).collect();
+            eprintln!(
+                "reply from {}: {}",
+                ev["from_agent_name"].as_str().unwrap_or("?"),
+                shown.trim_end()
+            );
+        }
+        "session.thread_status_idle" => eprintln!(
+            "[thread {} idle: {}]",
+            ev["agent_name"].as_str().unwrap_or("?"),
+            ev["stop_reason"]["type"].as_str().unwrap_or("?")
+        ),
+        _ => {}
+    }
 }
 
 fn text_of(content: &Value) -> String {

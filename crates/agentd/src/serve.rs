@@ -191,7 +191,6 @@ fn helper_exe(root: &Path) -> anyhow::Result<PathBuf> {
     Ok(copy)
 }
 
-#[expect(clippy::too_many_lines, reason = "split in issue 15")]
 pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
     init_tracing();
     if a.local_context < agentd_local::MIN_CONTEXT {
@@ -205,6 +204,39 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create the data dir {}", data_dir.display()))?;
     let sandboxes = sandboxes(&a, &data_dir)?;
+    let store = open_store(&data_dir)?;
+    first_key(&store, a.api_key.as_deref(), &data_dir).await?;
+    let models = models(&a, &data_dir)?;
+    let previews = Previews::default();
+    let runner = Runner::new(harness(&a, &store, models.clone(), &previews, sandboxes));
+    let rate = RateLimit {
+        per_second: a.rate_limit,
+        burst: a.rate_limit * 2.0,
+    };
+    let state = AppState::new(store.clone(), runner.clone(), previews, models, rate);
+
+    let listener = tokio::net::TcpListener::bind(a.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (is another agentd running?)", a.listen))?;
+    let addr = listener.local_addr()?;
+    resume(&store, &runner).await?;
+
+    eprintln!(
+        "agentd: listening on http://{addr} (data in {})",
+        data_dir.display()
+    );
+    // Stream events go out as they happen; Nagle would hold small SSE frames back.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(listener, agentd_api::router(state))
+        .with_graceful_shutdown(shutdown())
+        .await
+        .context("server failed")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn open_store(data_dir: &Path) -> anyhow::Result<Store> {
     let db = data_dir.join("agentd.db");
     let store = Store::open(&db).with_context(|| format!("cannot open {}", db.display()))?;
     // Transcripts and key hashes are agentd's alone.
@@ -215,8 +247,13 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("cannot restrict {}", p.display()))?;
         }
     }
+    Ok(store)
+}
 
-    match &a.api_key {
+/// Registers `--api-key`; without one, a store with no keys gets a new key, written next to
+/// the database, so a fresh install is usable without a separate setup step.
+async fn first_key(store: &Store, api_key: Option<&str>, data_dir: &Path) -> anyhow::Result<()> {
+    match api_key {
         Some(k) => {
             store.register_key(k, DEFAULT_WORKSPACE).await?;
         }
@@ -235,7 +272,11 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
         }
         None => {}
     }
+    Ok(())
+}
 
+/// The model registry: providers from `--providers`, then `--openai-base-url` as `openai`.
+fn models(a: &Args, data_dir: &Path) -> anyhow::Result<Arc<Registry>> {
     let mut providers = match &a.providers {
         Some(p) => agentd_models::load_providers(p).map_err(anyhow::Error::msg)?,
         None => vec![],
@@ -249,11 +290,14 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
             ..Default::default()
         });
     }
-    let models = Arc::new(
+    Ok(Arc::new(
         Registry::new(RegistryConfig {
-            anthropic_base_url: a.anthropic_base_url,
-            anthropic_api_key: a.anthropic_api_key.filter(|k| !k.trim().is_empty()),
-            scripts_dir: a.scripts_dir.unwrap_or_else(|| data_dir.join("scripts")),
+            anthropic_base_url: a.anthropic_base_url.clone(),
+            anthropic_api_key: a.anthropic_api_key.clone().filter(|k| !k.trim().is_empty()),
+            scripts_dir: a
+                .scripts_dir
+                .clone()
+                .unwrap_or_else(|| data_dir.join("scripts")),
         })
         .with_providers(providers)
         .map_err(anyhow::Error::msg)
@@ -262,12 +306,22 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
             a.models_dir.resolve(),
             a.local_context,
         ))),
-    );
-    let previews = Previews::default();
+    ))
+}
+
+/// The harness the flags describe. With sandboxes it also starts the sweeper that releases
+/// idle ones, since nothing else would.
+fn harness(
+    a: &Args,
+    store: &Store,
+    models: Arc<Registry>,
+    previews: &Previews,
+    sandboxes: Option<Arc<Sandboxes>>,
+) -> Harness {
     let harness = Harness::new(
         Arc::new(store.clone()),
         Arc::new(store.clone()),
-        models.clone(),
+        models,
         previews.clone(),
         HarnessConfig {
             retry: RetryPolicy {
@@ -284,33 +338,22 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
             ..HarnessConfig::default()
         },
     );
-    let harness = match &sandboxes {
-        Some(sb) => {
-            let sweeper = sb.clone();
-            let idle = Duration::from_secs(a.sandbox_idle_secs.max(1));
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(idle.min(Duration::from_secs(60))).await;
-                    sweeper.release_idle(idle).await;
-                }
-            });
-            harness.with_sandboxes(sb.clone())
+    let Some(sb) = sandboxes else {
+        return harness;
+    };
+    let sweeper = sb.clone();
+    let idle = Duration::from_secs(a.sandbox_idle_secs.max(1));
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(idle.min(Duration::from_secs(60))).await;
+            sweeper.release_idle(idle).await;
         }
-        None => harness,
-    };
-    let runner = Runner::new(harness);
-    let rate = RateLimit {
-        per_second: a.rate_limit,
-        burst: a.rate_limit * 2.0,
-    };
-    let state = AppState::new(store.clone(), runner.clone(), previews, models, rate);
+    });
+    harness.with_sandboxes(sb)
+}
 
-    let listener = tokio::net::TcpListener::bind(a.listen)
-        .await
-        .with_context(|| format!("cannot listen on {} (is another agentd running?)", a.listen))?;
-    let addr = listener.local_addr()?;
-
-    // Sessions that were running when the last process died carry on from their logs.
+/// Sessions that were running when the last process died carry on from their logs.
+async fn resume(store: &Store, runner: &Runner) -> anyhow::Result<()> {
     let running = store.running_sessions().await?;
     if !running.is_empty() {
         tracing::info!(count = running.len(), "resuming sessions that were running");
@@ -322,20 +365,7 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
     for tid in store.running_threads().await? {
         runner.notify(&tid);
     }
-
-    eprintln!(
-        "agentd: listening on http://{addr} (data in {})",
-        data_dir.display()
-    );
-    // Stream events go out as they happen; Nagle would hold small SSE frames back.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, agentd_api::router(state))
-        .with_graceful_shutdown(shutdown())
-        .await
-        .context("server failed")?;
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 fn init_tracing() {

@@ -8,12 +8,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use agentd_models::{Delta, Error, Request, StopReason, Usage};
+use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::llama_backend::LlamaBackend;
-use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::llama_batch::{BatchAddError, LlamaBatch};
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::{LlamaChatMessage, LlamaModel};
 use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::LlamaToken;
 
 use crate::prompt::{self, CALL_CLOSE, CALL_OPEN, Turn};
 
@@ -72,7 +74,6 @@ pub struct Generated {
 
 /// Answer `req` with the model, reporting streamed text through `on_delta`. Runs on the
 /// calling thread until done, cut short when `cancel` is set.
-#[expect(clippy::too_many_lines, reason = "split in issue 15")]
 pub fn generate(
     m: &Loaded,
     req: &Request,
@@ -83,6 +84,28 @@ pub fn generate(
     let backend = backend()?;
     let model = &m.model;
     let window = n_ctx.min(model.n_ctx_train().max(512)) as usize;
+    let tokens = fit_prompt(model, req, window, cancel)?;
+    let (mut ctx, mut batch) = read_prompt(model, backend, window, &tokens, cancel)?;
+    on_delta(Delta::Started);
+    let budget = (req.max_tokens as usize).min(window - tokens.len());
+    decode(
+        model,
+        &mut ctx,
+        &mut batch,
+        tokens.len(),
+        budget,
+        cancel,
+        on_delta,
+    )
+}
+
+/// The prompt's tokens, leaving at least `MIN_ANSWER` of the window for the answer.
+fn fit_prompt(
+    model: &LlamaModel,
+    req: &Request,
+    window: usize,
+    cancel: &AtomicBool,
+) -> Result<Vec<LlamaToken>, Error> {
     let vocab = model.vocab();
     let mut turns = prompt::turns(req);
     // Drop the oldest turns (never the system prompt or the last) until the prompt fits; when
@@ -115,6 +138,18 @@ pub fn generate(
         // llama.cpp aborts the process on an empty batch.
         return Err(too_long(window));
     }
+    Ok(tokens)
+}
+
+/// A context that has read `tokens`, and the batch holding the last of them, whose logits
+/// give the first answer token.
+fn read_prompt<'m>(
+    model: &'m LlamaModel,
+    backend: &LlamaBackend,
+    window: usize,
+    tokens: &[LlamaToken],
+    cancel: &AtomicBool,
+) -> Result<(LlamaContext<'m>, LlamaBatch<'static>), Error> {
     let threads = std::thread::available_parallelism()
         .map_or(2, |n| n.get())
         .min(8) as i32;
@@ -132,10 +167,6 @@ pub fn generate(
             status: 500,
             message: format!("cannot make a llama.cpp context: {e}"),
         })?;
-    let decode_failed = |e: llama_cpp_2::DecodeError| Error::Rejected {
-        status: 500,
-        message: format!("llama.cpp failed to decode: {e}"),
-    };
     let mut batch = LlamaBatch::new(BATCH, 1);
     for (c, chunk) in tokens.chunks(BATCH).enumerate() {
         batch.clear();
@@ -143,21 +174,27 @@ pub fn generate(
         for (i, t) in chunk.iter().enumerate() {
             let pos = (c * BATCH + i) as i32;
             let logits = last_chunk && i + 1 == chunk.len();
-            batch
-                .add(*t, pos, &[0], logits)
-                .map_err(|e| Error::Rejected {
-                    status: 500,
-                    message: format!("llama.cpp batch: {e}"),
-                })?;
+            batch.add(*t, pos, &[0], logits).map_err(batch_failed)?;
         }
         ctx.decode(&mut batch).map_err(decode_failed)?;
         if cancel.load(Ordering::Relaxed) {
             return Err(cancelled());
         }
     }
-    on_delta(Delta::Started);
+    Ok((ctx, batch))
+}
 
-    let budget = (req.max_tokens as usize).min(window - tokens.len());
+/// Writes the answer after a prompt of `prompt_len` tokens, at most `budget` tokens of it.
+fn decode(
+    model: &LlamaModel,
+    ctx: &mut LlamaContext<'_>,
+    batch: &mut LlamaBatch<'_>,
+    prompt_len: usize,
+    budget: usize,
+    cancel: &AtomicBool,
+    on_delta: &mut dyn FnMut(Delta),
+) -> Result<Generated, Error> {
+    let vocab = model.vocab();
     let mut sampler = LlamaSampler::chain_simple([
         // Small models loop; a mild repetition penalty keeps greedy decoding moving.
         LlamaSampler::penalties(model.n_vocab(), 64, 1.1, 0.0, 0.0),
@@ -168,12 +205,12 @@ pub fn generate(
     let mut shown = 0usize;
     let mut text_started = false;
     let mut generated = 0usize;
-    let mut pos = tokens.len() as i32;
+    let mut pos = prompt_len as i32;
     let stop = loop {
         if cancel.load(Ordering::Relaxed) {
             return Err(cancelled());
         }
-        let token = sampler.sample(&ctx, batch.n_tokens() - 1);
+        let token = sampler.sample(ctx, batch.n_tokens() - 1);
         if vocab.is_eog(token) {
             break StopReason::EndTurn;
         }
@@ -201,25 +238,34 @@ pub fn generate(
             break StopReason::MaxTokens;
         }
         batch.clear();
-        batch
-            .add(token, pos, &[0], true)
-            .map_err(|e| Error::Rejected {
-                status: 500,
-                message: format!("llama.cpp batch: {e}"),
-            })?;
+        batch.add(token, pos, &[0], true).map_err(batch_failed)?;
         pos += 1;
-        ctx.decode(&mut batch).map_err(decode_failed)?;
+        ctx.decode(batch).map_err(decode_failed)?;
     };
     Ok(Generated {
         text: String::from_utf8_lossy(&bytes).into_owned(),
         stop,
         usage: Usage {
-            input_tokens: tokens.len() as u64,
+            input_tokens: prompt_len as u64,
             output_tokens: generated as u64,
             ..Usage::default()
         },
         decode_time: started.elapsed(),
     })
+}
+
+fn batch_failed(e: BatchAddError) -> Error {
+    Error::Rejected {
+        status: 500,
+        message: format!("llama.cpp batch: {e}"),
+    }
+}
+
+fn decode_failed(e: llama_cpp_2::DecodeError) -> Error {
+    Error::Rejected {
+        status: 500,
+        message: format!("llama.cpp failed to decode: {e}"),
+    }
 }
 
 fn too_long(window: usize) -> Error {

@@ -310,107 +310,143 @@ async fn pause(ms: u64) {
     }
 }
 
-#[async_trait]
-impl Model for Scripted {
-    #[expect(clippy::too_many_lines, reason = "split in issue 15")]
-    async fn complete(
-        &self,
-        request: &Request,
-        on_delta: &mut (dyn FnMut(Delta) + Send),
-    ) -> Result<Response> {
-        if let Purpose::Grading { iteration } = request.purpose {
-            let i = iteration as usize;
-            let grade = match &self.kind {
-                Kind::Script(s) => s.grades.get(i).or(s.grades.last()).cloned(),
-                Kind::Echo => None,
-            }
-            .unwrap_or(Grade {
-                result: "satisfied".into(),
-                explanation: "the script gives no grades".into(),
-            });
-            let text = serde_json::to_string(&grade).unwrap_or_default();
-            on_delta(Delta::Started);
-            let usage = Usage {
-                input_tokens: 1,
-                output_tokens: text.len() as u64 / 4 + 1,
-                ..Usage::default()
-            };
-            return Ok(Response {
-                content: vec![Block::Text { text }],
-                stop_reason: StopReason::EndTurn,
-                usage,
-            });
+/// What a call answers with, before it is streamed.
+struct Reply {
+    content: Vec<Block>,
+    stop_override: Option<StopReason>,
+    chunk_chars: usize,
+    chunk_delay_ms: u64,
+}
+
+impl Scripted {
+    /// The verdict for a grading request: the script's `grades`, or "satisfied" when it has
+    /// none, so outcome sessions still finish against any script.
+    fn grade(&self, iteration: u32) -> Response {
+        let i = iteration as usize;
+        let grade = match &self.kind {
+            Kind::Script(s) => s.grades.get(i).or(s.grades.last()).cloned(),
+            Kind::Echo => None,
         }
+        .unwrap_or(Grade {
+            result: "satisfied".into(),
+            explanation: "the script gives no grades".into(),
+        });
+        let text = serde_json::to_string(&grade).unwrap_or_default();
+        let usage = Usage {
+            input_tokens: 1,
+            output_tokens: text.len() as u64 / 4 + 1,
+            ..Usage::default()
+        };
+        Response {
+            content: vec![Block::Text { text }],
+            stop_reason: StopReason::EndTurn,
+            usage,
+        }
+    }
+
+    /// The turn for this call, after its delay; a scripted error fails the call here.
+    async fn reply(&self, request: &Request) -> Result<Reply> {
         // A compaction is answered like a turn: scripts have no summaries of their own.
         let turn_index = request
             .messages
             .iter()
             .filter(|m| m.role == Role::Assistant)
             .count();
-        let (content, stop_override, chunk_chars, chunk_delay_ms) = match &self.kind {
-            Kind::Echo => (
-                vec![Block::Text {
-                    text: echo_text(&request.messages),
-                }],
-                None,
-                0,
-                0,
-            ),
-            Kind::Script(script) => {
-                let chunking = (script.chunk_chars, script.chunk_delay_ms);
-                match script.turns.get(turn_index) {
-                    None => {
-                        pause(script.delay_ms).await;
-                        let text = format!("[scripted model: the script has no turn {turn_index}]");
-                        (vec![Block::Text { text }], None, chunking.0, chunking.1)
-                    }
-                    Some(turn) => {
-                        pause(turn.delay_ms.unwrap_or(script.delay_ms)).await;
-                        if let Some(err) = &turn.error {
-                            let failed = self.attempt(turn_index);
-                            if !turn.has_reply() || err.times.is_none_or(|t| failed < t) {
-                                return Err(err.to_error());
-                            }
-                        }
-                        (
-                            turn.blocks(turn_index, &request.messages),
-                            turn.stop_reason,
-                            chunking.0,
-                            chunking.1,
-                        )
+        let script = match &self.kind {
+            Kind::Echo => {
+                return Ok(Reply {
+                    content: vec![Block::Text {
+                        text: echo_text(&request.messages),
+                    }],
+                    stop_override: None,
+                    chunk_chars: 0,
+                    chunk_delay_ms: 0,
+                });
+            }
+            Kind::Script(script) => script,
+        };
+        let (content, stop_override) = match script.turns.get(turn_index) {
+            None => {
+                pause(script.delay_ms).await;
+                let text = format!("[scripted model: the script has no turn {turn_index}]");
+                (vec![Block::Text { text }], None)
+            }
+            Some(turn) => {
+                pause(turn.delay_ms.unwrap_or(script.delay_ms)).await;
+                if let Some(err) = &turn.error {
+                    let failed = self.attempt(turn_index);
+                    if !turn.has_reply() || err.times.is_none_or(|t| failed < t) {
+                        return Err(err.to_error());
                     }
                 }
+                (turn.blocks(turn_index, &request.messages), turn.stop_reason)
             }
         };
+        Ok(Reply {
+            content,
+            stop_override,
+            chunk_chars: script.chunk_chars,
+            chunk_delay_ms: script.chunk_delay_ms,
+        })
+    }
+}
 
-        on_delta(Delta::Started);
-        for (i, block) in content.iter().enumerate() {
-            let index = i as u32;
-            match block {
-                Block::Text { text } => {
-                    on_delta(Delta::TextStart { index });
-                    let chars: Vec<char> = text.chars().collect();
-                    let size = if chunk_chars == 0 {
-                        chars.len().max(1)
-                    } else {
-                        chunk_chars
-                    };
-                    for (k, piece) in chars.chunks(size).enumerate() {
-                        if k > 0 {
-                            pause(chunk_delay_ms).await;
-                        }
-                        on_delta(Delta::Text {
-                            index,
-                            text: piece.iter().collect(),
-                        });
+/// Reports `content` as deltas, text in `chunk_chars` pieces (0: whole) `chunk_delay_ms`
+/// apart, so scripts can exercise streaming clients.
+async fn stream(
+    content: &[Block],
+    chunk_chars: usize,
+    chunk_delay_ms: u64,
+    on_delta: &mut (dyn FnMut(Delta) + Send),
+) {
+    on_delta(Delta::Started);
+    for (i, block) in content.iter().enumerate() {
+        let index = i as u32;
+        match block {
+            Block::Text { text } => {
+                on_delta(Delta::TextStart { index });
+                let chars: Vec<char> = text.chars().collect();
+                let size = if chunk_chars == 0 {
+                    chars.len().max(1)
+                } else {
+                    chunk_chars
+                };
+                for (k, piece) in chars.chunks(size).enumerate() {
+                    if k > 0 {
+                        pause(chunk_delay_ms).await;
                     }
+                    on_delta(Delta::Text {
+                        index,
+                        text: piece.iter().collect(),
+                    });
                 }
-                Block::Thinking { .. } | Block::RedactedThinking { .. } => {
-                    on_delta(Delta::ThinkingStart { index });
-                }
-                _ => {}
             }
+            Block::Thinking { .. } | Block::RedactedThinking { .. } => {
+                on_delta(Delta::ThinkingStart { index });
+            }
+            _ => {}
         }
+    }
+}
+
+#[async_trait]
+impl Model for Scripted {
+    async fn complete(
+        &self,
+        request: &Request,
+        on_delta: &mut (dyn FnMut(Delta) + Send),
+    ) -> Result<Response> {
+        if let Purpose::Grading { iteration } = request.purpose {
+            on_delta(Delta::Started);
+            return Ok(self.grade(iteration));
+        }
+        let Reply {
+            content,
+            stop_override,
+            chunk_chars,
+            chunk_delay_ms,
+        } = self.reply(request).await?;
+        stream(&content, chunk_chars, chunk_delay_ms, on_delta).await;
 
         let has_tool_use = content.iter().any(|b| matches!(b, Block::ToolUse { .. }));
         let stop_reason = stop_override.unwrap_or(if has_tool_use {

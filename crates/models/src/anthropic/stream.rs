@@ -238,7 +238,6 @@ impl Assembler {
             .ok_or_else(|| Error::Protocol(format!("delta for unknown content block {index}")))
     }
 
-    #[expect(clippy::too_many_lines, reason = "split in issue 15")]
     fn handle(
         &mut self,
         ev: StreamEvent,
@@ -249,103 +248,11 @@ impl Assembler {
             StreamEvent::ContentBlockStart {
                 index,
                 content_block,
-            } => {
-                if index >= MAX_BLOCKS {
-                    return Err(Error::Protocol(format!(
-                        "content block index {index} is absurd"
-                    )));
-                }
-                if self.blocks.len() <= index {
-                    self.blocks.resize_with(index + 1, || None);
-                }
-                let delta_index = index as u32;
-                let partial = match content_block {
-                    StartBlock::Text { text } => {
-                        on_delta(Delta::TextStart { index: delta_index });
-                        if !text.is_empty() {
-                            on_delta(Delta::Text {
-                                index: delta_index,
-                                text: text.clone(),
-                            });
-                        }
-                        Partial::Done(Block::Text { text })
-                    }
-                    StartBlock::Thinking {
-                        thinking,
-                        signature,
-                    } => {
-                        on_delta(Delta::ThinkingStart { index: delta_index });
-                        Partial::Done(Block::Thinking {
-                            thinking,
-                            signature,
-                        })
-                    }
-                    StartBlock::RedactedThinking { data } => {
-                        on_delta(Delta::ThinkingStart { index: delta_index });
-                        Partial::Done(Block::RedactedThinking { data })
-                    }
-                    StartBlock::ToolUse { id, name, input } => Partial::ToolUse {
-                        id,
-                        name,
-                        input,
-                        json: String::new(),
-                    },
-                    StartBlock::Other => {
-                        tracing::warn!(index, "skipping an unsupported content block type");
-                        Partial::Skipped
-                    }
-                };
-                self.blocks[index] = Some(partial);
-            }
+            } => self.start_block(index, content_block, on_delta)?,
             StreamEvent::ContentBlockDelta { index, delta } => {
-                let block = self.block(index)?;
-                match (block, delta) {
-                    (Partial::Skipped, _) | (_, BlockDelta::Other) => {}
-                    (Partial::Done(Block::Text { text }), BlockDelta::TextDelta { text: t }) => {
-                        text.push_str(&t);
-                        on_delta(Delta::Text {
-                            index: index as u32,
-                            text: t,
-                        });
-                    }
-                    (
-                        Partial::Done(Block::Thinking { thinking, .. }),
-                        BlockDelta::ThinkingDelta { thinking: t },
-                    ) => {
-                        thinking.push_str(&t);
-                    }
-                    (
-                        Partial::Done(Block::Thinking { signature, .. }),
-                        BlockDelta::SignatureDelta { signature: s },
-                    ) => {
-                        signature.push_str(&s);
-                    }
-                    (
-                        Partial::ToolUse { json, .. },
-                        BlockDelta::InputJsonDelta { partial_json },
-                    ) => {
-                        json.push_str(&partial_json);
-                    }
-                    _ => {
-                        return Err(Error::Protocol(format!(
-                            "a delta does not match the type of content block {index}"
-                        )));
-                    }
-                }
+                self.extend_block(index, delta, on_delta)?;
             }
-            StreamEvent::ContentBlockStop { index } => {
-                let partial = self
-                    .blocks
-                    .get_mut(index)
-                    .and_then(Option::take)
-                    .ok_or_else(|| {
-                        Error::Protocol(format!("stop for unknown content block {index}"))
-                    })?;
-                self.blocks[index] = Some(match partial.finish()? {
-                    Some(b) => Partial::Done(b),
-                    None => Partial::Skipped,
-                });
-            }
+            StreamEvent::ContentBlockStop { index } => self.stop_block(index)?,
             StreamEvent::MessageDelta { delta, usage } => {
                 usage.apply(&mut self.usage);
                 if delta.stop_reason.is_some() {
@@ -357,6 +264,115 @@ impl Assembler {
             StreamEvent::Error { error } => return Err(stream_error(error)),
         }
         Ok(None)
+    }
+
+    fn start_block(
+        &mut self,
+        index: usize,
+        content_block: StartBlock,
+        on_delta: &mut (dyn FnMut(Delta) + Send),
+    ) -> Result<()> {
+        if index >= MAX_BLOCKS {
+            return Err(Error::Protocol(format!(
+                "content block index {index} is absurd"
+            )));
+        }
+        if self.blocks.len() <= index {
+            self.blocks.resize_with(index + 1, || None);
+        }
+        let delta_index = index as u32;
+        let partial = match content_block {
+            StartBlock::Text { text } => {
+                on_delta(Delta::TextStart { index: delta_index });
+                if !text.is_empty() {
+                    on_delta(Delta::Text {
+                        index: delta_index,
+                        text: text.clone(),
+                    });
+                }
+                Partial::Done(Block::Text { text })
+            }
+            StartBlock::Thinking {
+                thinking,
+                signature,
+            } => {
+                on_delta(Delta::ThinkingStart { index: delta_index });
+                Partial::Done(Block::Thinking {
+                    thinking,
+                    signature,
+                })
+            }
+            StartBlock::RedactedThinking { data } => {
+                on_delta(Delta::ThinkingStart { index: delta_index });
+                Partial::Done(Block::RedactedThinking { data })
+            }
+            StartBlock::ToolUse { id, name, input } => Partial::ToolUse {
+                id,
+                name,
+                input,
+                json: String::new(),
+            },
+            StartBlock::Other => {
+                tracing::warn!(index, "skipping an unsupported content block type");
+                Partial::Skipped
+            }
+        };
+        self.blocks[index] = Some(partial);
+        Ok(())
+    }
+
+    fn extend_block(
+        &mut self,
+        index: usize,
+        delta: BlockDelta,
+        on_delta: &mut (dyn FnMut(Delta) + Send),
+    ) -> Result<()> {
+        match (self.block(index)?, delta) {
+            (Partial::Skipped, _) | (_, BlockDelta::Other) => {}
+            (Partial::Done(Block::Text { text }), BlockDelta::TextDelta { text: t }) => {
+                text.push_str(&t);
+                on_delta(Delta::Text {
+                    index: index as u32,
+                    text: t,
+                });
+            }
+            (
+                Partial::Done(Block::Thinking { thinking, .. }),
+                BlockDelta::ThinkingDelta { thinking: t },
+            ) => {
+                thinking.push_str(&t);
+            }
+            (
+                Partial::Done(Block::Thinking { signature, .. }),
+                BlockDelta::SignatureDelta { signature: s },
+            ) => {
+                signature.push_str(&s);
+            }
+            (Partial::ToolUse { json, .. }, BlockDelta::InputJsonDelta { partial_json }) => {
+                json.push_str(&partial_json);
+            }
+            _ => {
+                return Err(Error::Protocol(format!(
+                    "a delta does not match the type of content block {index}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// A finished tool call's input is parsed here rather than at `message_stop`, so a
+    /// malformed one fails the stream where it happened.
+    fn stop_block(&mut self, index: usize) -> Result<()> {
+        let partial = self
+            .blocks
+            .get_mut(index)
+            .and_then(Option::take)
+            .ok_or_else(|| Error::Protocol(format!("stop for unknown content block {index}")))?;
+        self.blocks[index] = Some(match partial.finish()? {
+            Some(b) => Partial::Done(b),
+            None => Partial::Skipped,
+        });
+        Ok(())
     }
 
     fn finish(&mut self) -> Result<Response> {

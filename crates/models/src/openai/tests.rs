@@ -371,10 +371,10 @@ async fn errors_inside_the_stream_are_mapped() {
     ));
 }
 
-#[tokio::test]
-#[expect(clippy::too_many_lines, reason = "split in issue 15")]
-async fn request_body_and_headers() {
-    let fake = Fake::start(vec![sse(&[text("ok"), finish("stop")], true)]).await;
+/// A conversation using every block the request translation treats specially: images in
+/// user turns and in tool results, thinking, parallel tool calls, an error result, and text
+/// between results.
+fn every_kind_of_block() -> Request {
     let image = json!({"type": "base64", "media_type": "image/jpeg", "data": "AAAA"});
     let tool_use = |id: &str, name: &str, input: Value| Block::ToolUse {
         id: id.into(),
@@ -439,8 +439,14 @@ async fn request_body_and_headers() {
             input_schema: json!({"type": "object", "properties": {}}),
         },
     ];
-    let (r, _) = run(&fake, Some("sk-local"), &request).await;
-    assert_eq!(r.unwrap().content, vec![text("ok")]);
+    request
+}
+
+#[tokio::test]
+async fn request_body_and_headers() {
+    let fake = Fake::start(vec![sse(&[text("ok"), finish("stop")], true)]).await;
+    let (r, _) = run(&fake, Some("sk-local"), &every_kind_of_block()).await;
+    assert_eq!(r.unwrap().content, vec![Block::Text { text: "ok".into() }]);
     run(&fake, Some("  "), &req(vec![user("no key")]))
         .await
         .0
