@@ -12,10 +12,11 @@ use axum::serve::ListenerExt;
 
 use agentd_api::{AppState, RateLimit};
 use agentd_brain::{Compaction, Harness, HarnessConfig, Previews, RetryPolicy, Runner, Sandboxes};
+use agentd_catalog::{DEFAULT_WORKSPACE, Storage};
 use agentd_hands::Limits;
 use agentd_hands::bwrap::{Bwrap, HelperCommand};
 use agentd_models::{Registry, RegistryConfig};
-use agentd_store::{DEFAULT_WORKSPACE, Store};
+use agentd_store::Store;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -206,7 +207,8 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot create the data dir {}", data_dir.display()))?;
     let sandboxes = sandboxes(&a, &data_dir)?;
     let db = data_dir.join("agentd.db");
-    let store = Store::open(&db).with_context(|| format!("cannot open {}", db.display()))?;
+    let store: Arc<dyn Storage> =
+        Arc::new(Store::open(&db).with_context(|| format!("cannot open {}", db.display()))?);
     // Transcripts and key hashes are agentd's alone.
     for f in ["agentd.db", "agentd.db-wal", "agentd.db-shm"] {
         let p = data_dir.join(f);
@@ -265,8 +267,8 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
     );
     let previews = Previews::default();
     let harness = Harness::new(
-        Arc::new(store.clone()),
-        Arc::new(store.clone()),
+        store.clone(),
+        store.clone(),
         models.clone(),
         previews.clone(),
         HarnessConfig {
