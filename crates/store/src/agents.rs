@@ -89,9 +89,6 @@ impl Agents for Store {
         self.db.read(move |c| get_in(c, &ws, &id, version)).await
     }
 
-    /// Make a new version from the latest one with `f`. `expected` guards against lost
-    /// updates. Returns the agent and whether a new version was made: an update that
-    /// changes nothing makes none.
     async fn update_agent(
         &self,
         ws: &str,
@@ -146,7 +143,6 @@ impl Agents for Store {
             .await
     }
 
-    /// Newest first; the cursor is the last agent id of the page.
     async fn list_agents(&self, ws: &str, f: AgentFilter) -> Result<Page<Agent>> {
         let ws = ws.to_owned();
         self.db
@@ -176,7 +172,6 @@ impl Agents for Store {
             .await
     }
 
-    /// Versions newest first; the cursor is the last version number of the page.
     async fn list_agent_versions(
         &self,
         ws: &str,

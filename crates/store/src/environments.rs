@@ -40,7 +40,6 @@ fn put(c: &Connection, env: &Environment) -> Result<()> {
 
 #[async_trait]
 impl Environments for Store {
-    /// Store a new environment; `make` fills in everything but the id and timestamps.
     async fn create_environment(&self, ws: &str, make: EnvironmentMake) -> Result<Environment> {
         let ws = ws.to_owned();
         self.db
@@ -62,7 +61,6 @@ impl Environments for Store {
         self.db.read(move |c| get_in(c, &ws, &id)).await
     }
 
-    /// Apply `f` to the stored environment; `updated_at` moves only if something changed.
     async fn update_environment(
         &self,
         ws: &str,
@@ -98,7 +96,6 @@ impl Environments for Store {
         .await
     }
 
-    /// Delete an environment no session uses.
     async fn delete_environment(&self, ws: &str, id: &str) -> Result<()> {
         let (ws, id) = (ws.to_owned(), id.to_owned());
         self.db
@@ -120,7 +117,6 @@ impl Environments for Store {
             .await
     }
 
-    /// Newest first; the cursor is the last environment id of the page.
     async fn list_environments(
         &self,
         ws: &str,

@@ -88,7 +88,6 @@ impl Files for Store {
         Ok((meta, bytes))
     }
 
-    /// Newest first; the cursor is the last id of the previous page.
     async fn list_files(
         &self,
         ws: &str,

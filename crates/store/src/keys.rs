@@ -54,7 +54,6 @@ fn insert_key(c: &Connection, ws: &Workspace, key: &str, name: Option<&str>) -> 
 
 #[async_trait]
 impl Keys for Store {
-    /// Register a key chosen by the operator (`AGENTD_API_KEY`); a no-op if it exists.
     async fn register_key(&self, key: &str, workspace: &str) -> Result<Workspace> {
         let (key, workspace) = (key.to_owned(), workspace.to_owned());
         self.db
@@ -69,7 +68,6 @@ impl Keys for Store {
             .await
     }
 
-    /// Mint a new random key in `workspace` (created if new); returns it in plaintext once.
     async fn create_key(&self, workspace: &str, name: Option<&str>) -> Result<(KeyInfo, String)> {
         let mut raw = [0u8; 24];
         rand::rng().fill_bytes(&mut raw);
@@ -89,7 +87,6 @@ impl Keys for Store {
         Ok((info, key))
     }
 
-    /// The workspace a key belongs to, if the key is known.
     async fn authenticate(&self, key: &str) -> Result<Option<Workspace>> {
         let key = key.to_owned();
         self.db.read(move |c| lookup(c, &key)).await

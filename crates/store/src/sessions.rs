@@ -68,7 +68,6 @@ pub(crate) fn get_in(c: &Connection, ws: Option<&str>, id: &str) -> Result<Sessi
 
 #[async_trait]
 impl Sessions for Store {
-    /// Create a session and append what `initial` returns in the same transaction.
     async fn create_session(&self, ws: &str, s: NewSession, initial: Guard) -> Result<Session> {
         let ws = ws.to_owned();
         self.db
@@ -125,8 +124,6 @@ impl Sessions for Store {
         self.db.read(move |c| get_in(c, Some(&ws), &id)).await
     }
 
-    /// Change title or metadata; a change is logged as `session.updated` in the same
-    /// transaction.
     async fn update_session(
         &self,
         ws: &str,
@@ -178,7 +175,6 @@ impl Sessions for Store {
             .await
     }
 
-    /// Remove a session and its whole log; its subscribers are told it is gone.
     async fn delete_session(&self, ws: &str, id: &str) -> Result<()> {
         let (ws, sid) = (ws.to_owned(), id.to_owned());
         let threads = self
@@ -205,7 +201,6 @@ impl Sessions for Store {
         Ok(())
     }
 
-    /// Sessions whose status is `running`: the ones a restart must wake.
     async fn running_sessions(&self) -> Result<Vec<String>> {
         self.db
             .read(|c| {
@@ -266,7 +261,6 @@ impl Sessions for Store {
             .await
     }
 
-    /// A page of the events of log `log_id` (the session's own, or one of its threads').
     async fn list_log_events(
         &self,
         ws: &str,
@@ -333,7 +327,6 @@ impl Sessions for Store {
             .await
     }
 
-    /// The position of event `event_id` in log `log_id`, for resuming a stream.
     async fn event_position(&self, log_id: &str, event_id: &str) -> Result<Option<u64>> {
         let (lid, eid) = (log_id.to_owned(), event_id.to_owned());
         self.db

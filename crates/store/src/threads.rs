@@ -143,7 +143,6 @@ fn get_child(c: &Connection, sid: &str, tid: &str) -> Result<Raw> {
 
 #[async_trait]
 impl Threads for Store {
-    /// The primary thread first, then the children in the order they were started.
     async fn list_threads(
         &self,
         ws: &str,
@@ -183,8 +182,6 @@ impl Threads for Store {
             .await
     }
 
-    /// Archive a child thread: it takes no more messages. The primary thread is archived with
-    /// its session.
     async fn archive_thread(&self, ws: &str, sid: &str, tid: &str) -> Result<SessionThread> {
         let (ws, sid, tid) = (ws.to_owned(), sid.to_owned(), tid.to_owned());
         self.db
@@ -205,8 +202,6 @@ impl Threads for Store {
             .await
     }
 
-    /// The log holding thread `tid`'s events, once the thread is known to belong to the
-    /// session `sid` in workspace `ws`.
     async fn thread_log(&self, ws: &str, sid: &str, tid: &str) -> Result<String> {
         let (ws, sid, tid) = (ws.to_owned(), sid.to_owned(), tid.to_owned());
         self.db
@@ -221,7 +216,6 @@ impl Threads for Store {
             .await
     }
 
-    /// The child threads of a session, oldest first.
     async fn child_threads(&self, sid: &str) -> Result<Vec<ThreadRow>> {
         let sid = sid.to_owned();
         self.db
@@ -229,7 +223,6 @@ impl Threads for Store {
             .await
     }
 
-    /// Child threads whose status is `running`: the ones a restart must wake.
     async fn running_threads(&self) -> Result<Vec<String>> {
         self.db
             .read(|c| {
