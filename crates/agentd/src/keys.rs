@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use agentd_store::{DEFAULT_WORKSPACE, Store};
+use agentd_catalog::{DEFAULT_WORKSPACE, Keys};
+use agentd_store::Store;
 
 #[derive(clap::Subcommand)]
 pub enum Command {

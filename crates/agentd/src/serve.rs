@@ -12,10 +12,11 @@ use axum::serve::ListenerExt;
 
 use agentd_api::{AppState, RateLimit};
 use agentd_brain::{Compaction, Harness, HarnessConfig, Previews, RetryPolicy, Runner, Sandboxes};
+use agentd_catalog::{DEFAULT_WORKSPACE, Storage};
 use agentd_hands::Limits;
 use agentd_hands::bwrap::{Bwrap, HelperCommand};
 use agentd_models::{Registry, RegistryConfig};
-use agentd_store::{DEFAULT_WORKSPACE, Store};
+use agentd_store::Store;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -205,7 +206,7 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot create the data dir {}", data_dir.display()))?;
     let sandboxes = sandboxes(&a, &data_dir)?;
     let store = open_store(&data_dir)?;
-    first_key(&store, a.api_key.as_deref(), &data_dir).await?;
+    first_key(store.as_ref(), a.api_key.as_deref(), &data_dir).await?;
     let models = models(&a, &data_dir)?;
     let previews = Previews::default();
     let runner = Runner::new(harness(&a, &store, models.clone(), &previews, sandboxes));
@@ -219,7 +220,7 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("cannot listen on {} (is another agentd running?)", a.listen))?;
     let addr = listener.local_addr()?;
-    resume(&store, &runner).await?;
+    resume(store.as_ref(), &runner).await?;
 
     eprintln!(
         "agentd: listening on http://{addr} (data in {})",
@@ -236,9 +237,10 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn open_store(data_dir: &Path) -> anyhow::Result<Store> {
+fn open_store(data_dir: &Path) -> anyhow::Result<Arc<dyn Storage>> {
     let db = data_dir.join("agentd.db");
-    let store = Store::open(&db).with_context(|| format!("cannot open {}", db.display()))?;
+    let store: Arc<dyn Storage> =
+        Arc::new(Store::open(&db).with_context(|| format!("cannot open {}", db.display()))?);
     // Transcripts and key hashes are agentd's alone.
     for f in ["agentd.db", "agentd.db-wal", "agentd.db-shm"] {
         let p = data_dir.join(f);
@@ -252,7 +254,11 @@ fn open_store(data_dir: &Path) -> anyhow::Result<Store> {
 
 /// Registers `--api-key`; without one, a store with no keys gets a new key, written next to
 /// the database, so a fresh install is usable without a separate setup step.
-async fn first_key(store: &Store, api_key: Option<&str>, data_dir: &Path) -> anyhow::Result<()> {
+async fn first_key(
+    store: &dyn Storage,
+    api_key: Option<&str>,
+    data_dir: &Path,
+) -> anyhow::Result<()> {
     match api_key {
         Some(k) => {
             store.register_key(k, DEFAULT_WORKSPACE).await?;
@@ -313,14 +319,14 @@ fn models(a: &Args, data_dir: &Path) -> anyhow::Result<Arc<Registry>> {
 /// idle ones, since nothing else would.
 fn harness(
     a: &Args,
-    store: &Store,
+    store: &Arc<dyn Storage>,
     models: Arc<Registry>,
     previews: &Previews,
     sandboxes: Option<Arc<Sandboxes>>,
 ) -> Harness {
     let harness = Harness::new(
-        Arc::new(store.clone()),
-        Arc::new(store.clone()),
+        store.clone(),
+        store.clone(),
         models,
         previews.clone(),
         HarnessConfig {
@@ -353,7 +359,7 @@ fn harness(
 }
 
 /// Sessions that were running when the last process died carry on from their logs.
-async fn resume(store: &Store, runner: &Runner) -> anyhow::Result<()> {
+async fn resume(store: &dyn Storage, runner: &Runner) -> anyhow::Result<()> {
     let running = store.running_sessions().await?;
     if !running.is_empty() {
         tracing::info!(count = running.len(), "resuming sessions that were running");

@@ -9,7 +9,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
-use agentd_store::Workspace;
+use agentd_catalog::Workspace;
 use agentd_wire::ErrorKind;
 
 use crate::{AppState, error::ApiError};

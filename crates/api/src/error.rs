@@ -41,10 +41,10 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<agentd_store::Error> for ApiError {
-    fn from(e: agentd_store::Error) -> Self {
+impl From<agentd_catalog::Error> for ApiError {
+    fn from(e: agentd_catalog::Error) -> Self {
+        use agentd_catalog::Error as E;
         use agentd_session::{Error as L, Refusal};
-        use agentd_store::Error as E;
         match e {
             E::NotFound(m) => ApiError::not_found(m),
             E::Conflict(m) => ApiError::conflict(m),
@@ -67,7 +67,7 @@ impl From<agentd_store::Error> for ApiError {
 
 impl From<agentd_session::Error> for ApiError {
     fn from(e: agentd_session::Error) -> Self {
-        agentd_store::Error::Log(e).into()
+        agentd_catalog::Error::Log(e).into()
     }
 }
 

@@ -178,10 +178,10 @@ impl Query {
             .transpose()
     }
 
-    pub fn order(&self) -> Result<agentd_store::Order, ApiError> {
+    pub fn order(&self) -> Result<agentd_catalog::Order, ApiError> {
         match self.get("order") {
-            None | Some("desc") => Ok(agentd_store::Order::Desc),
-            Some("asc") => Ok(agentd_store::Order::Asc),
+            None | Some("desc") => Ok(agentd_catalog::Order::Desc),
+            Some("asc") => Ok(agentd_catalog::Order::Asc),
             Some(v) => Err(ApiError::invalid(format!(
                 "order: {v:?} is not asc or desc"
             ))),

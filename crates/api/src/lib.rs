@@ -2,8 +2,8 @@
 //!
 //! Owns: routing, authentication and per-key rate limits, request parsing with errors that
 //! name the field, the mapping from domain errors to Anthropic's error shape, and the SSE
-//! event stream fed from the session log. Must not touch: SQL (it calls `agentd-store`),
-//! model wire formats, session policy: what a client's events do (which log, what is appended
+//! event stream fed from the session log. Must not touch: SQL or any one backend (it holds an
+//! `Arc<dyn agentd_catalog::Storage>`), model wire formats, session policy: what a client's events do (which log, what is appended
 //! with them, what wakes) is `agentd_session::inbox`'s to decide; a handler parses,
 //! validates, asks the inbox, appends, wakes and serialises.
 

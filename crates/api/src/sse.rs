@@ -11,7 +11,7 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 
 use agentd_brain::Published;
-use agentd_session::{SessionLog, StoredEvent};
+use agentd_session::StoredEvent;
 use agentd_wire::event::Preview;
 
 use crate::AppState;

@@ -3,14 +3,14 @@
 use std::sync::Arc;
 
 use agentd_brain::{Previews, Runner};
+use agentd_catalog::Storage;
 use agentd_models::Registry;
-use agentd_store::Store;
 
 use crate::auth::{KeyCache, RateLimit};
 
 #[derive(Clone)]
 pub struct AppState {
-    pub store: Store,
+    pub store: Arc<dyn Storage>,
     pub runner: Runner,
     pub previews: Previews,
     pub models: Arc<Registry>,
@@ -19,7 +19,7 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(
-        store: Store,
+        store: Arc<dyn Storage>,
         runner: Runner,
         previews: Previews,
         models: Arc<Registry>,

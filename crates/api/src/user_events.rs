@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use agentd_session::{Private, SessionLog, inbox};
+use agentd_session::{Private, inbox};
 use agentd_wire::event::UserEvent;
 
 use crate::AppState;
@@ -175,10 +175,10 @@ pub async fn file_rubrics(
 
 /// A rubric file's text, sized before it is read.
 async fn rubric_text(st: &AppState, ws: &str, file_id: &str, at: &str) -> ApiResult<String> {
-    fn found<T>(r: Result<T, agentd_store::Error>, at: &str) -> ApiResult<T> {
+    fn found<T>(r: Result<T, agentd_catalog::Error>, at: &str) -> ApiResult<T> {
         match r {
             Ok(v) => Ok(v),
-            Err(agentd_store::Error::NotFound(m)) => Err(ApiError::invalid(format!("{at}: {m}"))),
+            Err(agentd_catalog::Error::NotFound(m)) => Err(ApiError::invalid(format!("{at}: {m}"))),
             Err(e) => Err(e.into()),
         }
     }

@@ -9,7 +9,7 @@ use anyhow::Context;
 use serde_json::json;
 
 use agentd_brain::HarnessConfig;
-use agentd_session::{NewEvent, SessionLog, events};
+use agentd_session::{NewEvent, events};
 use agentd_testkit::world::World;
 use agentd_testkit::{FakeAnthropic, FakeOptions, FakeReply};
 use agentd_wire::{ContentBlock, EventBody, SessionStatus};

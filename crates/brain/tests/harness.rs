@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use agentd_brain::{HarnessConfig, RetryPolicy};
-use agentd_session::{NewEvent, SessionLog, StoredEvent, events};
+use agentd_session::{NewEvent, StoredEvent, events};
 use agentd_testkit::world::World;
 use agentd_testkit::{FakeAnthropic, FakeReply};
 use agentd_wire::{ContentBlock, EventBody, SessionStatus, StopReason};

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use agentd_brain::HarnessConfig;
-use agentd_session::{SessionLog, StoredEvent};
+use agentd_session::StoredEvent;
 use agentd_testkit::world::World;
 use agentd_testkit::{FakeAnthropic, FakeReply};
 use agentd_wire::event::Rubric;

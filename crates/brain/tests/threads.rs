@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use agentd_brain::HarnessConfig;
 use agentd_hands::{Output, Provider, Sandbox, Spec};
 use agentd_models::RegistryConfig;
-use agentd_session::{NewEvent, Private, SessionLog, StoredEvent, events};
+use agentd_session::{NewEvent, Private, StoredEvent, events};
 use agentd_testkit::world::World;
 use agentd_wire::agent::SessionAgent;
 use agentd_wire::agent::{AgentTag, CreateAgent};

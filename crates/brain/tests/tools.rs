@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use agentd_brain::{HarnessConfig, RetryPolicy};
 use agentd_hands::{Output, Provider, Sandbox, Spec};
-use agentd_session::{NewEvent, SessionLog, StoredEvent, events};
+use agentd_session::{NewEvent, StoredEvent, events};
 use agentd_testkit::world::World;
 use agentd_testkit::{FakeAnthropic, FakeReply};
 use agentd_wire::event::{Confirmation, Permission};

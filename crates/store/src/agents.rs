@@ -1,21 +1,13 @@
 //! Agents and their immutable versions.
 
+use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use agentd_wire::Timestamp;
+use agentd_catalog::{AgentEdit, AgentFilter, Agents};
 use agentd_wire::agent::{Agent, AgentSpec, AgentTag};
 use agentd_wire::ids::{self, Kind};
 
 use crate::{Error, Page, Result, Store, paginate, time};
-
-#[derive(Debug, Clone, Default)]
-pub struct AgentFilter {
-    pub include_archived: bool,
-    pub created_at_gte: Option<Timestamp>,
-    pub created_at_lte: Option<Timestamp>,
-    pub limit: usize,
-    pub page: Option<String>,
-}
 
 fn not_found(id: &str) -> Error {
     Error::NotFound(format!("agent {id} not found"))
@@ -71,8 +63,9 @@ fn get_in(c: &Connection, ws: &str, id: &str, version: Option<u32>) -> Result<Ag
     decode(r)
 }
 
-impl Store {
-    pub async fn create_agent(&self, ws: &str, spec: AgentSpec) -> Result<Agent> {
+#[async_trait]
+impl Agents for Store {
+    async fn create_agent(&self, ws: &str, spec: AgentSpec) -> Result<Agent> {
         let ws = ws.to_owned();
         self.db
             .write(move |c| {
@@ -91,24 +84,18 @@ impl Store {
             .await
     }
 
-    pub async fn get_agent(&self, ws: &str, id: &str, version: Option<u32>) -> Result<Agent> {
+    async fn get_agent(&self, ws: &str, id: &str, version: Option<u32>) -> Result<Agent> {
         let (ws, id) = (ws.to_owned(), id.to_owned());
         self.db.read(move |c| get_in(c, &ws, &id, version)).await
     }
 
-    /// Make a new version from the latest one with `f`. `expected` guards against lost
-    /// updates. Returns the agent and whether a new version was made: an update that
-    /// changes nothing makes none.
-    pub async fn update_agent<F>(
+    async fn update_agent(
         &self,
         ws: &str,
         id: &str,
         expected: Option<u32>,
-        f: F,
-    ) -> Result<(Agent, bool)>
-    where
-        F: FnOnce(&AgentSpec) -> Result<AgentSpec> + Send + 'static,
-    {
+        f: AgentEdit,
+    ) -> Result<(Agent, bool)> {
         let (ws, id) = (ws.to_owned(), id.to_owned());
         self.db
             .write(move |c| {
@@ -141,7 +128,7 @@ impl Store {
             .await
     }
 
-    pub async fn archive_agent(&self, ws: &str, id: &str) -> Result<Agent> {
+    async fn archive_agent(&self, ws: &str, id: &str) -> Result<Agent> {
         let (ws, id) = (ws.to_owned(), id.to_owned());
         self.db
             .write(move |c| {
@@ -156,8 +143,7 @@ impl Store {
             .await
     }
 
-    /// Newest first; the cursor is the last agent id of the page.
-    pub async fn list_agents(&self, ws: &str, f: AgentFilter) -> Result<Page<Agent>> {
+    async fn list_agents(&self, ws: &str, f: AgentFilter) -> Result<Page<Agent>> {
         let ws = ws.to_owned();
         self.db
             .read(move |c| {
@@ -186,8 +172,7 @@ impl Store {
             .await
     }
 
-    /// Versions newest first; the cursor is the last version number of the page.
-    pub async fn list_agent_versions(
+    async fn list_agent_versions(
         &self,
         ws: &str,
         id: &str,

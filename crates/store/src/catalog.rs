@@ -6,7 +6,9 @@ use agentd_session::catalog::{Catalog, Error, ThreadInfo};
 use agentd_wire::agent::SessionAgent;
 use agentd_wire::environment::EnvironmentConfig;
 
-use crate::{Store, ThreadRow};
+use agentd_catalog::ThreadRow;
+
+use crate::Store;
 
 impl Store {
     /// The session a log belongs to.

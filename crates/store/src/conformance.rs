@@ -9,7 +9,9 @@ use agentd_wire::environment::{EnvironmentConfig, EnvironmentTag};
 use agentd_wire::{Environment, Usage};
 use async_trait::async_trait;
 
-use crate::{NewSession, Store};
+use agentd_catalog::{Agents, Environments, Keys, NewSession, Sessions};
+
+use crate::Store;
 
 struct Sqlite {
     _dir: tempfile::TempDir,
@@ -28,18 +30,21 @@ async fn fresh() -> Option<(Store, Sqlite)> {
         .into_spec();
     let agent = store.create_agent(&ws, spec).await.unwrap();
     let env = store
-        .create_environment(&ws, |id, now| Environment {
-            id,
-            kind: EnvironmentTag::Environment,
-            name: "e".into(),
-            description: None,
-            config: EnvironmentConfig::default(),
-            metadata: BTreeMap::new(),
-            scope: None,
-            created_at: now,
-            updated_at: now,
-            archived_at: None,
-        })
+        .create_environment(
+            &ws,
+            Box::new(|id, now| Environment {
+                id,
+                kind: EnvironmentTag::Environment,
+                name: "e".into(),
+                description: None,
+                config: EnvironmentConfig::default(),
+                metadata: BTreeMap::new(),
+                scope: None,
+                created_at: now,
+                updated_at: now,
+                archived_at: None,
+            }),
+        )
         .await
         .unwrap();
     let agent = SessionAgent {

@@ -1,7 +1,9 @@
 //! Environments: stored whole as JSON, with the columns lists filter on.
 
+use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 
+use agentd_catalog::{EnvironmentEdit, EnvironmentMake, Environments};
 use agentd_wire::environment::{Environment, EnvironmentTag};
 use agentd_wire::ids::{self, Kind};
 
@@ -36,13 +38,9 @@ fn put(c: &Connection, env: &Environment) -> Result<()> {
     Ok(())
 }
 
-impl Store {
-    /// Store a new environment; `make` fills in everything but the id and timestamps.
-    pub async fn create_environment(
-        &self,
-        ws: &str,
-        make: impl FnOnce(String, agentd_wire::Timestamp) -> Environment + Send + 'static,
-    ) -> Result<Environment> {
+#[async_trait]
+impl Environments for Store {
+    async fn create_environment(&self, ws: &str, make: EnvironmentMake) -> Result<Environment> {
         let ws = ws.to_owned();
         self.db
             .write(move |c| {
@@ -58,22 +56,17 @@ impl Store {
             .await
     }
 
-    pub async fn get_environment(&self, ws: &str, id: &str) -> Result<Environment> {
+    async fn get_environment(&self, ws: &str, id: &str) -> Result<Environment> {
         let (ws, id) = (ws.to_owned(), id.to_owned());
         self.db.read(move |c| get_in(c, &ws, &id)).await
     }
 
-    /// An environment in any workspace: for the harness, which acts for whoever owns it.
-    pub async fn load_environment(&self, id: &str) -> Result<Environment> {
-        let id = id.to_owned();
-        self.db.read(move |c| get_opt_ws(c, None, &id)).await
-    }
-
-    /// Apply `f` to the stored environment; `updated_at` moves only if something changed.
-    pub async fn update_environment<F>(&self, ws: &str, id: &str, f: F) -> Result<Environment>
-    where
-        F: FnOnce(&mut Environment) -> Result<()> + Send + 'static,
-    {
+    async fn update_environment(
+        &self,
+        ws: &str,
+        id: &str,
+        f: EnvironmentEdit,
+    ) -> Result<Environment> {
         let (ws, id) = (ws.to_owned(), id.to_owned());
         self.db
             .write(move |c| {
@@ -89,18 +82,21 @@ impl Store {
             .await
     }
 
-    pub async fn archive_environment(&self, ws: &str, id: &str) -> Result<Environment> {
-        self.update_environment(ws, id, |env| {
-            if env.archived_at.is_none() {
-                env.archived_at = Some(time::now());
-            }
-            Ok(())
-        })
+    async fn archive_environment(&self, ws: &str, id: &str) -> Result<Environment> {
+        self.update_environment(
+            ws,
+            id,
+            Box::new(|env| {
+                if env.archived_at.is_none() {
+                    env.archived_at = Some(time::now());
+                }
+                Ok(())
+            }),
+        )
         .await
     }
 
-    /// Delete an environment no session uses.
-    pub async fn delete_environment(&self, ws: &str, id: &str) -> Result<()> {
+    async fn delete_environment(&self, ws: &str, id: &str) -> Result<()> {
         let (ws, id) = (ws.to_owned(), id.to_owned());
         self.db
             .write(move |c| {
@@ -121,8 +117,7 @@ impl Store {
             .await
     }
 
-    /// Newest first; the cursor is the last environment id of the page.
-    pub async fn list_environments(
+    async fn list_environments(
         &self,
         ws: &str,
         include_archived: bool,
@@ -147,5 +142,13 @@ impl Store {
                 Ok(paginate(envs, limit, |e| e.id.clone()))
             })
             .await
+    }
+}
+
+impl Store {
+    /// An environment in any workspace: for the harness, which acts for whoever owns it.
+    pub async fn load_environment(&self, id: &str) -> Result<Environment> {
+        let id = id.to_owned();
+        self.db.read(move |c| get_opt_ws(c, None, &id)).await
     }
 }

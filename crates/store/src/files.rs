@@ -1,20 +1,13 @@
 //! Uploaded files: metadata and bytes in one row.
 
+use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
 
-use agentd_wire::Timestamp;
+use agentd_catalog::{Files, NewFile};
 use agentd_wire::file::{FileMetadata, FileTag};
 use agentd_wire::ids::{self, Kind};
 
 use crate::{Error, Page, Result, Store, paginate, time};
-
-/// A file to store.
-pub struct NewFile {
-    pub filename: String,
-    pub mime_type: String,
-    pub content: Vec<u8>,
-    pub expires_at: Option<Timestamp>,
-}
 
 const SELECT: &str =
     "SELECT id, filename, mime_type, size_bytes, created_at, expires_at FROM files";
@@ -36,8 +29,9 @@ fn not_found(id: &str) -> Error {
     Error::NotFound(format!("file {id} not found"))
 }
 
-impl Store {
-    pub async fn create_file(&self, ws: &str, f: NewFile) -> Result<FileMetadata> {
+#[async_trait]
+impl Files for Store {
+    async fn create_file(&self, ws: &str, f: NewFile) -> Result<FileMetadata> {
         let ws = ws.to_owned();
         self.db
             .write(move |c| {
@@ -60,7 +54,7 @@ impl Store {
             .await
     }
 
-    pub async fn get_file(&self, ws: &str, id: &str) -> Result<FileMetadata> {
+    async fn get_file(&self, ws: &str, id: &str) -> Result<FileMetadata> {
         let (ws, id) = (ws.to_owned(), id.to_owned());
         self.db
             .read(move |c| {
@@ -78,7 +72,7 @@ impl Store {
             .await
     }
 
-    pub async fn file_content(&self, ws: &str, id: &str) -> Result<(FileMetadata, Vec<u8>)> {
+    async fn file_content(&self, ws: &str, id: &str) -> Result<(FileMetadata, Vec<u8>)> {
         let meta = self.get_file(ws, id).await?;
         let id = id.to_owned();
         let bytes = self
@@ -94,8 +88,7 @@ impl Store {
         Ok((meta, bytes))
     }
 
-    /// Newest first; the cursor is the last id of the previous page.
-    pub async fn list_files(
+    async fn list_files(
         &self,
         ws: &str,
         limit: usize,
@@ -117,7 +110,7 @@ impl Store {
             .await
     }
 
-    pub async fn delete_file(&self, ws: &str, id: &str) -> Result<()> {
+    async fn delete_file(&self, ws: &str, id: &str) -> Result<()> {
         let (ws, id) = (ws.to_owned(), id.to_owned());
         self.db
             .write(move |c| {

@@ -1,29 +1,14 @@
 //! Workspaces and API keys. Keys are stored as SHA-256 hashes; the plaintext is shown once.
 
+use async_trait::async_trait;
 use rand::RngCore;
 use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
+use agentd_catalog::{KeyInfo, Keys, Workspace};
 use agentd_wire::ids::{self, Kind};
 
 use crate::{Result, Store, time};
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Workspace {
-    pub id: String,
-    pub name: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeyInfo {
-    pub id: String,
-    pub workspace: Workspace,
-    pub name: Option<String>,
-    pub created_at: String,
-}
-
-/// The workspace keys land in when none is named.
-pub const DEFAULT_WORKSPACE: &str = "default";
 
 fn hash(key: &str) -> Vec<u8> {
     Sha256::digest(key.as_bytes()).to_vec()
@@ -67,9 +52,9 @@ fn insert_key(c: &Connection, ws: &Workspace, key: &str, name: Option<&str>) -> 
     })
 }
 
-impl Store {
-    /// Register a key chosen by the operator (`AGENTD_API_KEY`); a no-op if it exists.
-    pub async fn register_key(&self, key: &str, workspace: &str) -> Result<Workspace> {
+#[async_trait]
+impl Keys for Store {
+    async fn register_key(&self, key: &str, workspace: &str) -> Result<Workspace> {
         let (key, workspace) = (key.to_owned(), workspace.to_owned());
         self.db
             .write(move |c| {
@@ -83,12 +68,7 @@ impl Store {
             .await
     }
 
-    /// Mint a new random key in `workspace` (created if new); returns it in plaintext once.
-    pub async fn create_key(
-        &self,
-        workspace: &str,
-        name: Option<&str>,
-    ) -> Result<(KeyInfo, String)> {
+    async fn create_key(&self, workspace: &str, name: Option<&str>) -> Result<(KeyInfo, String)> {
         let mut raw = [0u8; 24];
         rand::rng().fill_bytes(&mut raw);
         let key = format!(
@@ -107,13 +87,12 @@ impl Store {
         Ok((info, key))
     }
 
-    /// The workspace a key belongs to, if the key is known.
-    pub async fn authenticate(&self, key: &str) -> Result<Option<Workspace>> {
+    async fn authenticate(&self, key: &str) -> Result<Option<Workspace>> {
         let key = key.to_owned();
         self.db.read(move |c| lookup(c, &key)).await
     }
 
-    pub async fn list_keys(&self) -> Result<Vec<KeyInfo>> {
+    async fn list_keys(&self) -> Result<Vec<KeyInfo>> {
         self.db
             .read(|c| {
                 let mut st = c.prepare(

@@ -2,52 +2,17 @@
 
 use std::collections::BTreeMap;
 
+use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 
+use agentd_catalog::{EventFilter, NewSession, Order, SessionFilter, Sessions};
 use agentd_session::projection::{self, Projection};
 use agentd_session::{Guard, StoredEvent};
-use agentd_wire::agent::SessionAgent;
 use agentd_wire::ids::{self, Kind};
 use agentd_wire::session::{SessionTag, Stats};
-use agentd_wire::{Session, SessionStatus, Timestamp};
+use agentd_wire::{Session, SessionStatus};
 
-use crate::{Error, Order, Page, Result, Store, log, paginate, time};
-
-pub struct NewSession {
-    pub agent: SessionAgent,
-    pub environment_id: String,
-    pub title: Option<String>,
-    pub metadata: BTreeMap<String, String>,
-    pub vault_ids: Vec<String>,
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct SessionFilter {
-    pub agent_id: Option<String>,
-    pub agent_version: Option<u32>,
-    pub statuses: Vec<SessionStatus>,
-    pub include_archived: bool,
-    pub created_at_gt: Option<Timestamp>,
-    pub created_at_gte: Option<Timestamp>,
-    pub created_at_lt: Option<Timestamp>,
-    pub created_at_lte: Option<Timestamp>,
-    pub order: Order,
-    pub limit: usize,
-    pub page: Option<String>,
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct EventFilter {
-    pub order: Order,
-    pub limit: usize,
-    /// Cursor: the position after (asc) or before (desc) which the page starts.
-    pub page: Option<String>,
-    pub types: Vec<String>,
-    pub created_at_gt: Option<Timestamp>,
-    pub created_at_gte: Option<Timestamp>,
-    pub created_at_lt: Option<Timestamp>,
-    pub created_at_lte: Option<Timestamp>,
-}
+use crate::{Error, Page, Result, Store, log, paginate, time};
 
 const SELECT: &str = "SELECT id, agent, environment_id, status, title, metadata, usage, active_ms, running_since, created_at, updated_at, archived_at, outcomes FROM sessions";
 
@@ -101,9 +66,9 @@ pub(crate) fn get_in(c: &Connection, ws: Option<&str>, id: &str) -> Result<Sessi
         .ok_or_else(|| Error::NotFound(format!("session {id} not found")))?
 }
 
-impl Store {
-    /// Create a session and append what `initial` returns in the same transaction.
-    pub async fn create_session(&self, ws: &str, s: NewSession, initial: Guard) -> Result<Session> {
+#[async_trait]
+impl Sessions for Store {
+    async fn create_session(&self, ws: &str, s: NewSession, initial: Guard) -> Result<Session> {
         let ws = ws.to_owned();
         self.db
             .write(move |c| {
@@ -154,20 +119,12 @@ impl Store {
             .await
     }
 
-    pub async fn get_session(&self, ws: &str, id: &str) -> Result<Session> {
+    async fn get_session(&self, ws: &str, id: &str) -> Result<Session> {
         let (ws, id) = (ws.to_owned(), id.to_owned());
         self.db.read(move |c| get_in(c, Some(&ws), &id)).await
     }
 
-    /// A session in any workspace: for the harness, which acts for whoever owns it.
-    pub async fn load_session(&self, id: &str) -> Result<Session> {
-        let id = id.to_owned();
-        self.db.read(move |c| get_in(c, None, &id)).await
-    }
-
-    /// Change title or metadata; a change is logged as `session.updated` in the same
-    /// transaction.
-    pub async fn update_session(
+    async fn update_session(
         &self,
         ws: &str,
         id: &str,
@@ -204,7 +161,7 @@ impl Store {
         Ok(session)
     }
 
-    pub async fn archive_session(&self, ws: &str, id: &str) -> Result<Session> {
+    async fn archive_session(&self, ws: &str, id: &str) -> Result<Session> {
         let (ws, id) = (ws.to_owned(), id.to_owned());
         self.db
             .write(move |c| {
@@ -218,8 +175,7 @@ impl Store {
             .await
     }
 
-    /// Remove a session and its whole log; its subscribers are told it is gone.
-    pub async fn delete_session(&self, ws: &str, id: &str) -> Result<()> {
+    async fn delete_session(&self, ws: &str, id: &str) -> Result<()> {
         let (ws, sid) = (ws.to_owned(), id.to_owned());
         let threads = self
             .db
@@ -245,8 +201,7 @@ impl Store {
         Ok(())
     }
 
-    /// Sessions whose status is `running`: the ones a restart must wake.
-    pub async fn running_sessions(&self) -> Result<Vec<String>> {
+    async fn running_sessions(&self) -> Result<Vec<String>> {
         self.db
             .read(|c| {
                 let mut st =
@@ -257,7 +212,7 @@ impl Store {
             .await
     }
 
-    pub async fn list_sessions(&self, ws: &str, f: SessionFilter) -> Result<Page<Session>> {
+    async fn list_sessions(&self, ws: &str, f: SessionFilter) -> Result<Page<Session>> {
         let ws = ws.to_owned();
         self.db
             .read(move |c| {
@@ -306,18 +261,7 @@ impl Store {
             .await
     }
 
-    /// A page of a session's events; the cursor is a position.
-    pub async fn list_events(
-        &self,
-        ws: &str,
-        sid: &str,
-        f: EventFilter,
-    ) -> Result<Page<StoredEvent>> {
-        self.list_log_events(ws, sid, sid, f).await
-    }
-
-    /// A page of the events of log `log_id` (the session's own, or one of its threads').
-    pub async fn list_log_events(
+    async fn list_log_events(
         &self,
         ws: &str,
         sid: &str,
@@ -383,8 +327,7 @@ impl Store {
             .await
     }
 
-    /// The position of event `event_id` in log `log_id`, for resuming a stream.
-    pub async fn event_position(&self, log_id: &str, event_id: &str) -> Result<Option<u64>> {
+    async fn event_position(&self, log_id: &str, event_id: &str) -> Result<Option<u64>> {
         let (lid, eid) = (log_id.to_owned(), event_id.to_owned());
         self.db
             .read(move |c| {
@@ -397,5 +340,23 @@ impl Store {
                 .map(|s| s as u64))
             })
             .await
+    }
+}
+
+impl Store {
+    /// A session in any workspace: for the harness, which acts for whoever owns it.
+    pub async fn load_session(&self, id: &str) -> Result<Session> {
+        let id = id.to_owned();
+        self.db.read(move |c| get_in(c, None, &id)).await
+    }
+
+    /// A page of a session's events; the cursor is a position.
+    pub async fn list_events(
+        &self,
+        ws: &str,
+        sid: &str,
+        f: EventFilter,
+    ) -> Result<Page<StoredEvent>> {
+        self.list_log_events(ws, sid, sid, f).await
     }
 }

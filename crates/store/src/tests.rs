@@ -8,6 +8,10 @@ use agentd_wire::agent::{AgentTag, CreateAgent};
 use agentd_wire::environment::{EnvironmentConfig, EnvironmentTag};
 use agentd_wire::{ContentBlock, Environment, EventBody, SessionStatus, StopReason};
 
+use agentd_catalog::{
+    AgentFilter, Agents, Environments, EventFilter, Keys, NewSession, Order, Sessions, Threads,
+};
+
 use super::*;
 
 async fn fixture() -> (tempfile::TempDir, Store, String, String) {
@@ -24,18 +28,21 @@ async fn fixture() -> (tempfile::TempDir, Store, String, String) {
         .await
         .unwrap();
     let env = store
-        .create_environment(&ws.id, |id, now| Environment {
-            id,
-            kind: EnvironmentTag::Environment,
-            name: "e".into(),
-            description: None,
-            config: EnvironmentConfig::default(),
-            metadata: BTreeMap::new(),
-            scope: None,
-            created_at: now,
-            updated_at: now,
-            archived_at: None,
-        })
+        .create_environment(
+            &ws.id,
+            Box::new(|id, now| Environment {
+                id,
+                kind: EnvironmentTag::Environment,
+                name: "e".into(),
+                description: None,
+                config: EnvironmentConfig::default(),
+                metadata: BTreeMap::new(),
+                scope: None,
+                created_at: now,
+                updated_at: now,
+                archived_at: None,
+            }),
+        )
         .await
         .unwrap();
     let session = store
@@ -218,23 +225,28 @@ async fn agent_updates_make_versions_and_check_the_expected_one() {
         .unwrap();
     let id = a.items[0].id.clone();
     let (same, changed) = store
-        .update_agent(&ws, &id, Some(1), |s| Ok(s.clone()))
+        .update_agent(&ws, &id, Some(1), Box::new(|s| Ok(s.clone())))
         .await
         .unwrap();
     assert!(!changed);
     assert_eq!(same.version, 1);
     let (v2, changed) = store
-        .update_agent(&ws, &id, Some(1), |s| {
-            let mut s = s.clone();
-            s.system = Some("be brief".into());
-            Ok(s)
-        })
+        .update_agent(
+            &ws,
+            &id,
+            Some(1),
+            Box::new(|s| {
+                let mut s = s.clone();
+                s.system = Some("be brief".into());
+                Ok(s)
+            }),
+        )
         .await
         .unwrap();
     assert!(changed);
     assert_eq!(v2.version, 2);
     let stale = store
-        .update_agent(&ws, &id, Some(1), |s| Ok(s.clone()))
+        .update_agent(&ws, &id, Some(1), Box::new(|s| Ok(s.clone())))
         .await;
     assert!(matches!(stale, Err(Error::Conflict(_))));
     assert_eq!(

@@ -2,28 +2,17 @@
 //! `SessionLog` like a session's; a row is created by the same append that logs its
 //! `session.thread_created`.
 
+use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 
+use agentd_catalog::{ThreadRow, Threads};
 use agentd_wire::Usage;
-use agentd_wire::agent::SessionAgent;
 use agentd_wire::ids;
 use agentd_wire::thread::{SessionThread, ThreadStats, ThreadTag};
 use agentd_wire::{SessionStatus, Timestamp};
 
 use crate::sessions::get_in;
 use crate::{Error, Page, Result, Store, paginate, time};
-
-/// What the harness needs to know about a child thread.
-#[derive(Debug, Clone)]
-pub struct ThreadRow {
-    pub id: String,
-    pub session_id: String,
-    pub parent_thread_id: String,
-    pub agent_name: String,
-    pub agent: SessionAgent,
-    pub status: SessionStatus,
-    pub archived: bool,
-}
 
 const SELECT: &str = "SELECT id, session_id, parent_thread_id, agent_name, agent, status, usage, active_ms, running_since, created_at, updated_at, archived_at FROM threads";
 
@@ -152,23 +141,9 @@ fn get_child(c: &Connection, sid: &str, tid: &str) -> Result<Raw> {
     .ok_or_else(|| not_found(tid))?
 }
 
-impl Store {
-    /// A child thread, in any workspace: for the harness.
-    pub async fn thread(&self, tid: &str) -> Result<ThreadRow> {
-        let tid = tid.to_owned();
-        self.db
-            .read(move |c| {
-                let r = c
-                    .query_row(&format!("{SELECT} WHERE id = ?1"), [&tid], raw)
-                    .optional()?
-                    .ok_or_else(|| not_found(&tid))??;
-                Ok(r.row)
-            })
-            .await
-    }
-
-    /// The primary thread first, then the children in the order they were started.
-    pub async fn list_threads(
+#[async_trait]
+impl Threads for Store {
+    async fn list_threads(
         &self,
         ws: &str,
         sid: &str,
@@ -193,7 +168,7 @@ impl Store {
             .await
     }
 
-    pub async fn get_thread(&self, ws: &str, sid: &str, tid: &str) -> Result<SessionThread> {
+    async fn get_thread(&self, ws: &str, sid: &str, tid: &str) -> Result<SessionThread> {
         let (ws, sid, tid) = (ws.to_owned(), sid.to_owned(), tid.to_owned());
         self.db
             .read(move |c| {
@@ -207,9 +182,7 @@ impl Store {
             .await
     }
 
-    /// Archive a child thread: it takes no more messages. The primary thread is archived with
-    /// its session.
-    pub async fn archive_thread(&self, ws: &str, sid: &str, tid: &str) -> Result<SessionThread> {
+    async fn archive_thread(&self, ws: &str, sid: &str, tid: &str) -> Result<SessionThread> {
         let (ws, sid, tid) = (ws.to_owned(), sid.to_owned(), tid.to_owned());
         self.db
             .write(move |c| {
@@ -229,9 +202,7 @@ impl Store {
             .await
     }
 
-    /// The log holding thread `tid`'s events, once the thread is known to belong to the
-    /// session `sid` in workspace `ws`.
-    pub async fn thread_log(&self, ws: &str, sid: &str, tid: &str) -> Result<String> {
+    async fn thread_log(&self, ws: &str, sid: &str, tid: &str) -> Result<String> {
         let (ws, sid, tid) = (ws.to_owned(), sid.to_owned(), tid.to_owned());
         self.db
             .read(move |c| {
@@ -245,22 +216,36 @@ impl Store {
             .await
     }
 
-    /// The child threads of a session, oldest first.
-    pub async fn child_threads(&self, sid: &str) -> Result<Vec<ThreadRow>> {
+    async fn child_threads(&self, sid: &str) -> Result<Vec<ThreadRow>> {
         let sid = sid.to_owned();
         self.db
             .read(move |c| Ok(children(c, &sid)?.into_iter().map(|r| r.row).collect()))
             .await
     }
 
-    /// Child threads whose status is `running`: the ones a restart must wake.
-    pub async fn running_threads(&self) -> Result<Vec<String>> {
+    async fn running_threads(&self) -> Result<Vec<String>> {
         self.db
             .read(|c| {
                 let mut st =
                     c.prepare("SELECT id FROM threads WHERE status = 'running' ORDER BY id")?;
                 let ids = st.query_map([], |r| r.get(0))?;
                 Ok(ids.collect::<rusqlite::Result<Vec<String>>>()?)
+            })
+            .await
+    }
+}
+
+impl Store {
+    /// A child thread, in any workspace: for the harness.
+    pub async fn thread(&self, tid: &str) -> Result<ThreadRow> {
+        let tid = tid.to_owned();
+        self.db
+            .read(move |c| {
+                let r = c
+                    .query_row(&format!("{SELECT} WHERE id = ?1"), [&tid], raw)
+                    .optional()?
+                    .ok_or_else(|| not_found(&tid))??;
+                Ok(r.row)
             })
             .await
     }

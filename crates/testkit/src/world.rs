@@ -10,16 +10,17 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use agentd_brain::{Harness, HarnessConfig, Previews, Runner, Sandboxes};
+use agentd_catalog::{NewSession, Storage};
 use agentd_models::{Registry, RegistryConfig};
-use agentd_session::{NewEvent, SessionLog, StoredEvent, events};
-use agentd_store::{NewSession, Store};
+use agentd_session::{NewEvent, StoredEvent, events};
+use agentd_store::Store;
 use agentd_wire::agent::SessionAgent;
 use agentd_wire::agent::{AgentTag, CreateAgent};
 use agentd_wire::environment::{EnvironmentConfig, EnvironmentTag};
 use agentd_wire::{ContentBlock, Environment, EventBody, SessionStatus};
 
 pub struct World {
-    pub store: Store,
+    pub store: Arc<dyn Storage>,
     pub runner: Runner,
     /// Live previews, for measuring time to the first streamed token.
     pub previews: Previews,
@@ -74,7 +75,10 @@ impl World {
             std::fs::create_dir_all(&registry.scripts_dir),
             "scripts dir",
         );
-        let store = must(Store::open(&dir.path().join("agentd.db")), "open the store");
+        let store: Arc<dyn Storage> = Arc::new(must(
+            Store::open(&dir.path().join("agentd.db")),
+            "open the store",
+        ));
         let ws = must(
             store.register_key("test-key", "default").await,
             "register a key",
@@ -84,31 +88,28 @@ impl World {
         let agent = must(store.create_agent(&ws, spec).await, "create the agent");
         let env = must(
             store
-                .create_environment(&ws, |id, now| Environment {
-                    id,
-                    kind: EnvironmentTag::Environment,
-                    name: "test".into(),
-                    description: None,
-                    config: EnvironmentConfig::default(),
-                    metadata: BTreeMap::new(),
-                    scope: None,
-                    created_at: now,
-                    updated_at: now,
-                    archived_at: None,
-                })
+                .create_environment(
+                    &ws,
+                    Box::new(|id, now| Environment {
+                        id,
+                        kind: EnvironmentTag::Environment,
+                        name: "test".into(),
+                        description: None,
+                        config: EnvironmentConfig::default(),
+                        metadata: BTreeMap::new(),
+                        scope: None,
+                        created_at: now,
+                        updated_at: now,
+                        archived_at: None,
+                    }),
+                )
                 .await,
             "create the environment",
         )
         .id;
         let models = Arc::new(Registry::new(registry));
         let previews = Previews::default();
-        let mut harness = Harness::new(
-            Arc::new(store.clone()),
-            Arc::new(store.clone()),
-            models,
-            previews.clone(),
-            cfg,
-        );
+        let mut harness = Harness::new(store.clone(), store.clone(), models, previews.clone(), cfg);
         if let Some(p) = provider {
             // A small disk quota, so tests can go over it.
             harness = harness.with_sandboxes(Arc::new(

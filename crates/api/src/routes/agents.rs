@@ -4,7 +4,7 @@ use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 
-use agentd_store::AgentFilter;
+use agentd_catalog::AgentFilter;
 use agentd_wire::agent::{
     AgentRef, AgentSpec, AgentTag, CreateAgent, Multiagent, MultiagentParams, RosterEntryParam,
     RosterMember, RosterParam, SelfRef, SelfTag, Tool, UpdateAgent,
@@ -124,7 +124,7 @@ async fn resolve_roster(
         let id = id.unwrap_or_default();
         let agent = match st.store.get_agent(ws, &id, version).await {
             Ok(a) => a,
-            Err(agentd_store::Error::NotFound(m)) => {
+            Err(agentd_catalog::Error::NotFound(m)) => {
                 return Err(ApiError::invalid(format!("{at}: {m}")));
             }
             Err(e) => return Err(e.into()),
@@ -190,14 +190,19 @@ async fn update(
     let check = st.clone();
     let (agent, _changed) = st
         .store
-        .update_agent(&ws.id, &id, expected, move |base| {
-            let mut next = req.apply(base);
-            if let Some(m) = roster {
-                next.multiagent = m;
-            }
-            validate(&check, &next).map_err(|e| agentd_store::Error::Invalid(e.message))?;
-            Ok(next)
-        })
+        .update_agent(
+            &ws.id,
+            &id,
+            expected,
+            Box::new(move |base| {
+                let mut next = req.apply(base);
+                if let Some(m) = roster {
+                    next.multiagent = m;
+                }
+                validate(&check, &next).map_err(|e| agentd_catalog::Error::Invalid(e.message))?;
+                Ok(next)
+            }),
+        )
         .await?;
     Ok(Json(agent.shown()))
 }

@@ -36,18 +36,21 @@ async fn create(
     config.validate().map_err(ApiError::invalid)?;
     let env = st
         .store
-        .create_environment(&ws.id, move |id, now| Environment {
-            id,
-            kind: EnvironmentTag::Environment,
-            name: req.name,
-            description: req.description,
-            config,
-            metadata: req.metadata,
-            scope: req.scope,
-            created_at: now,
-            updated_at: now,
-            archived_at: None,
-        })
+        .create_environment(
+            &ws.id,
+            Box::new(move |id, now| Environment {
+                id,
+                kind: EnvironmentTag::Environment,
+                name: req.name,
+                description: req.description,
+                config,
+                metadata: req.metadata,
+                scope: req.scope,
+                created_at: now,
+                updated_at: now,
+                archived_at: None,
+            }),
+        )
         .await?;
     Ok(Json(env))
 }
@@ -76,24 +79,28 @@ async fn update(
     }
     let env = st
         .store
-        .update_environment(&ws.id, &id, move |env| {
-            if let Some(Some(n)) = req.name {
-                env.name = n;
-            }
-            if let Some(d) = req.description {
-                env.description = d;
-            }
-            if let Some(c) = req.config {
-                env.config = c.unwrap_or_default();
-            }
-            if let Some(m) = req.metadata {
-                agentd_wire::agent::merge_metadata(&mut env.metadata, m);
-            }
-            if let Some(s) = req.scope {
-                env.scope = s;
-            }
-            Ok(())
-        })
+        .update_environment(
+            &ws.id,
+            &id,
+            Box::new(move |env| {
+                if let Some(Some(n)) = req.name {
+                    env.name = n;
+                }
+                if let Some(d) = req.description {
+                    env.description = d;
+                }
+                if let Some(c) = req.config {
+                    env.config = c.unwrap_or_default();
+                }
+                if let Some(m) = req.metadata {
+                    agentd_wire::agent::merge_metadata(&mut env.metadata, m);
+                }
+                if let Some(s) = req.scope {
+                    env.scope = s;
+                }
+                Ok(())
+            }),
+        )
         .await?;
     Ok(Json(env))
 }

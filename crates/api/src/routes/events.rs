@@ -8,8 +8,8 @@ use axum::{Extension, Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use agentd_session::{SessionLog, inbox};
-use agentd_store::EventFilter;
+use agentd_catalog::EventFilter;
+use agentd_session::inbox;
 use agentd_wire::event::SendEvents;
 use agentd_wire::{Event, Page};
 
@@ -75,7 +75,7 @@ async fn send(
             None => id.clone(),
             Some(t) => match st.store.thread_log(&ws.id, &id, t).await {
                 Ok(log) => log,
-                Err(agentd_store::Error::NotFound(m)) => {
+                Err(agentd_catalog::Error::NotFound(m)) => {
                     return Err(ApiError::invalid(format!(
                         "events[{i}].session_thread_id: {m} in session {id}"
                     )));
@@ -150,7 +150,7 @@ pub async fn list_log(
     q: &Query,
 ) -> ApiResult<Json<Page<Event>>> {
     let order = match q.get("order") {
-        None => agentd_store::Order::Asc,
+        None => agentd_catalog::Order::Asc,
         Some(_) => q.order()?,
     };
     let f = EventFilter {

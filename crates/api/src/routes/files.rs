@@ -8,7 +8,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Extension, Json, Router};
 
-use agentd_store::NewFile;
+use agentd_catalog::NewFile;
 use agentd_wire::Page;
 use agentd_wire::file::{DeletedFile, DeletedFileTag, FileMetadata};
 use agentd_wire::ids::Kind;

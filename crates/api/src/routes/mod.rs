@@ -12,7 +12,7 @@ use serde::Serialize;
 use agentd_wire::Page;
 
 /// A list response in the SDK's cursor-page shape.
-pub fn page<T, U: Serialize>(p: agentd_store::Page<T>, f: impl FnMut(T) -> U) -> Page<U> {
+pub fn page<T, U: Serialize>(p: agentd_catalog::Page<T>, f: impl FnMut(T) -> U) -> Page<U> {
     Page {
         data: p.items.into_iter().map(f).collect(),
         next_page: p.next,

@@ -4,7 +4,7 @@ use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 
-use agentd_store::{NewSession, SessionFilter};
+use agentd_catalog::{NewSession, SessionFilter};
 use agentd_wire::agent::AgentTag;
 use agentd_wire::agent::SessionAgent;
 use agentd_wire::session::{AgentParam, CreateSession, UpdateSession};
@@ -56,7 +56,7 @@ async fn create(
         .get_agent(&ws.id, &agent_id, version)
         .await
         .map_err(|e| match e {
-            agentd_store::Error::NotFound(m) => ApiError::not_found(format!("agent: {m}")),
+            agentd_catalog::Error::NotFound(m) => ApiError::not_found(format!("agent: {m}")),
             other => other.into(),
         })?;
     if agent.archived_at.is_some() {

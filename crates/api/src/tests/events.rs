@@ -3,7 +3,7 @@
 use axum::http::Method;
 use serde_json::{Map, Value, json};
 
-use agentd_session::{NewEvent, SessionLog, events};
+use agentd_session::{NewEvent, events};
 use agentd_wire::EventBody;
 use agentd_wire::event::Permission;
 

@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 
 use agentd_brain::{Harness, HarnessConfig, Previews, Runner};
+use agentd_catalog::{Keys, Storage};
 use agentd_models::{Registry, RegistryConfig};
 use agentd_store::Store;
 
@@ -26,7 +27,7 @@ const KEY: &str = "test-key";
 /// A router over a fresh store in a temp dir, with one API key in the default workspace.
 pub struct TestApi {
     router: axum::Router,
-    pub store: Store,
+    pub store: Arc<dyn Storage>,
     dir: tempfile::TempDir,
 }
 
@@ -44,7 +45,7 @@ impl TestApi {
         std::fs::create_dir_all(&scripts_dir).expect("scripts dir");
         let store = Store::open(&dir.path().join("agentd.db")).expect("open the store");
         store
-            .register_key(KEY, agentd_store::DEFAULT_WORKSPACE)
+            .register_key(KEY, agentd_catalog::DEFAULT_WORKSPACE)
             .await
             .expect("register the key");
         // No Anthropic key, no providers: only `scripted/*` models resolve.
@@ -60,6 +61,7 @@ impl TestApi {
             previews.clone(),
             HarnessConfig::default(),
         );
+        let store: Arc<dyn Storage> = Arc::new(store);
         let state = AppState::new(
             store.clone(),
             Runner::new(harness),

@@ -1,0 +1,47 @@
+//! The storage interface of the resource catalog: the traits a backend implements for keys,
+//! agents, environments, sessions, threads and files, and the filters, pages and errors they
+//! speak. `Storage` is all of it plus the session log (`agentd_session::SessionLog`) and the
+//! harness's read view (`agentd_session::Catalog`): what the API and the binary hold.
+//!
+//! Owns: the catalog's method signatures and the backend-neutral types they take and return.
+//! Must not touch: SQL (the backends — `agentd-store`, `agentd-postgres` — issue it), HTTP.
+
+mod traits;
+mod types;
+
+pub use traits::{Agents, Environments, Files, Keys, Sessions, Storage, Threads};
+pub use types::{
+    AgentEdit, AgentFilter, DEFAULT_WORKSPACE, EnvironmentEdit, EnvironmentMake, EventFilter,
+    KeyInfo, NewFile, NewSession, Order, Page, SessionFilter, ThreadRow, Workspace,
+};
+
+/// Errors of the catalog. The API maps each variant to one HTTP status.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("storage failure: {0}")]
+    Storage(String),
+    /// A session-log operation failed; kept typed so callers can tell refusals apart.
+    #[error(transparent)]
+    Log(#[from] agentd_session::Error),
+}
+
+#[cfg(feature = "rusqlite")]
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        Error::Storage(e.to_string())
+    }
+}
+
+impl From<serde_json::Error> for Error {
+    fn from(e: serde_json::Error) -> Self {
+        Error::Storage(format!("corrupt stored JSON: {e}"))
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

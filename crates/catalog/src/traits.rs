@@ -1,0 +1,190 @@
+//! The catalog's traits, one per resource, and `Storage`, which is all of them.
+//!
+//! Every method is scoped by workspace (`ws`) unless it serves the process itself (startup,
+//! key management). The doc comments state the behaviour a backend must keep.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+
+use agentd_session::{Guard, SessionLog, StoredEvent};
+use agentd_wire::agent::{Agent, AgentSpec};
+use agentd_wire::environment::Environment;
+use agentd_wire::file::FileMetadata;
+use agentd_wire::thread::SessionThread;
+use agentd_wire::{Session, SessionStatus};
+
+use crate::{
+    AgentEdit, AgentFilter, EnvironmentEdit, EnvironmentMake, EventFilter, KeyInfo, NewFile,
+    NewSession, Page, Result, SessionFilter, ThreadRow, Workspace,
+};
+
+/// Workspaces and API keys. Keys are kept hashed; the plaintext is shown once.
+#[async_trait]
+pub trait Keys: Send + Sync {
+    /// Register a key chosen by the operator (`AGENTD_API_KEY`); a no-op if it exists.
+    async fn register_key(&self, key: &str, workspace: &str) -> Result<Workspace>;
+    /// Mint a new random key in `workspace` (created if new); returns it in plaintext once.
+    async fn create_key(&self, workspace: &str, name: Option<&str>) -> Result<(KeyInfo, String)>;
+    /// The workspace a key belongs to, if the key is known.
+    async fn authenticate(&self, key: &str) -> Result<Option<Workspace>>;
+    async fn list_keys(&self) -> Result<Vec<KeyInfo>>;
+}
+
+/// Agents and their immutable versions.
+#[async_trait]
+pub trait Agents: Send + Sync {
+    async fn create_agent(&self, ws: &str, spec: AgentSpec) -> Result<Agent>;
+    async fn get_agent(&self, ws: &str, id: &str, version: Option<u32>) -> Result<Agent>;
+    /// Make a new version from the latest one with `f`. `expected` guards against lost
+    /// updates. Returns the agent and whether a new version was made: an update that
+    /// changes nothing makes none.
+    async fn update_agent(
+        &self,
+        ws: &str,
+        id: &str,
+        expected: Option<u32>,
+        f: AgentEdit,
+    ) -> Result<(Agent, bool)>;
+    async fn archive_agent(&self, ws: &str, id: &str) -> Result<Agent>;
+    /// Newest first; the cursor is the last agent id of the page.
+    async fn list_agents(&self, ws: &str, f: AgentFilter) -> Result<Page<Agent>>;
+    /// Versions newest first; the cursor is the last version number of the page.
+    async fn list_agent_versions(
+        &self,
+        ws: &str,
+        id: &str,
+        limit: usize,
+        page: Option<String>,
+    ) -> Result<Page<Agent>>;
+}
+
+/// Environments.
+#[async_trait]
+pub trait Environments: Send + Sync {
+    /// Store a new environment; `make` fills in everything but the id and timestamps.
+    async fn create_environment(&self, ws: &str, make: EnvironmentMake) -> Result<Environment>;
+    async fn get_environment(&self, ws: &str, id: &str) -> Result<Environment>;
+    /// Apply `f` to the stored environment; `updated_at` moves only if something changed.
+    async fn update_environment(
+        &self,
+        ws: &str,
+        id: &str,
+        f: EnvironmentEdit,
+    ) -> Result<Environment>;
+    async fn archive_environment(&self, ws: &str, id: &str) -> Result<Environment>;
+    /// Delete an environment no session uses.
+    async fn delete_environment(&self, ws: &str, id: &str) -> Result<()>;
+    /// Newest first; the cursor is the last environment id of the page.
+    async fn list_environments(
+        &self,
+        ws: &str,
+        include_archived: bool,
+        limit: usize,
+        page: Option<String>,
+    ) -> Result<Page<Environment>>;
+}
+
+/// Session rows and event queries. Appends go through `SessionLog`.
+#[async_trait]
+pub trait Sessions: Send + Sync {
+    /// Create a session and append what `initial` returns in the same transaction.
+    async fn create_session(&self, ws: &str, s: NewSession, initial: Guard) -> Result<Session>;
+    async fn get_session(&self, ws: &str, id: &str) -> Result<Session>;
+    /// Change title or metadata; a change is logged as `session.updated` in the same
+    /// transaction.
+    async fn update_session(
+        &self,
+        ws: &str,
+        id: &str,
+        title: Option<Option<String>>,
+        metadata: Option<BTreeMap<String, Option<String>>>,
+    ) -> Result<Session>;
+    async fn archive_session(&self, ws: &str, id: &str) -> Result<Session>;
+    /// Remove a session and its whole log; its subscribers are told it is gone.
+    async fn delete_session(&self, ws: &str, id: &str) -> Result<()>;
+    /// Sessions whose status is `running`: the ones a restart must wake.
+    async fn running_sessions(&self) -> Result<Vec<String>>;
+    async fn list_sessions(&self, ws: &str, f: SessionFilter) -> Result<Page<Session>>;
+    /// A page of the events of log `log_id` (the session's own, or one of its threads').
+    async fn list_log_events(
+        &self,
+        ws: &str,
+        sid: &str,
+        log_id: &str,
+        f: EventFilter,
+    ) -> Result<Page<StoredEvent>>;
+    /// The position of event `event_id` in log `log_id`, for resuming a stream.
+    async fn event_position(&self, log_id: &str, event_id: &str) -> Result<Option<u64>>;
+}
+
+/// Thread rows: the catalog side of the threads a coordinator starts.
+#[async_trait]
+pub trait Threads: Send + Sync {
+    /// The primary thread first, then the children in the order they were started.
+    async fn list_threads(
+        &self,
+        ws: &str,
+        sid: &str,
+        statuses: Vec<SessionStatus>,
+        limit: usize,
+        page: Option<String>,
+    ) -> Result<Page<SessionThread>>;
+    async fn get_thread(&self, ws: &str, sid: &str, tid: &str) -> Result<SessionThread>;
+    /// Archive a child thread: it takes no more messages. The primary thread is archived with
+    /// its session.
+    async fn archive_thread(&self, ws: &str, sid: &str, tid: &str) -> Result<SessionThread>;
+    /// The log holding thread `tid`'s events, once the thread is known to belong to the
+    /// session `sid` in workspace `ws`.
+    async fn thread_log(&self, ws: &str, sid: &str, tid: &str) -> Result<String>;
+    /// The child threads of a session, oldest first.
+    async fn child_threads(&self, sid: &str) -> Result<Vec<ThreadRow>>;
+    /// Child threads whose status is `running`: the ones a restart must wake.
+    async fn running_threads(&self) -> Result<Vec<String>>;
+}
+
+/// Uploaded files: metadata and bytes.
+#[async_trait]
+pub trait Files: Send + Sync {
+    async fn create_file(&self, ws: &str, f: NewFile) -> Result<FileMetadata>;
+    async fn get_file(&self, ws: &str, id: &str) -> Result<FileMetadata>;
+    async fn file_content(&self, ws: &str, id: &str) -> Result<(FileMetadata, Vec<u8>)>;
+    /// Newest first; the cursor is the last id of the previous page.
+    async fn list_files(
+        &self,
+        ws: &str,
+        limit: usize,
+        page: Option<String>,
+    ) -> Result<Page<FileMetadata>>;
+    async fn delete_file(&self, ws: &str, id: &str) -> Result<()>;
+}
+
+/// A whole backend: the session log, the harness's read view and the catalog. The API and
+/// the binary hold an `Arc<dyn Storage>`; anything implementing the parts is one.
+pub trait Storage:
+    SessionLog
+    + agentd_session::catalog::Catalog
+    + Keys
+    + Agents
+    + Environments
+    + Sessions
+    + Threads
+    + Files
+    + Send
+    + Sync
+{
+}
+
+impl<T> Storage for T where
+    T: SessionLog
+        + agentd_session::catalog::Catalog
+        + Keys
+        + Agents
+        + Environments
+        + Sessions
+        + Threads
+        + Files
+        + Send
+        + Sync
+{
+}

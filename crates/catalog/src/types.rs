@@ -1,0 +1,116 @@
+//! The backend-neutral values the catalog's methods take and return.
+
+use std::collections::BTreeMap;
+
+use agentd_wire::agent::{AgentSpec, SessionAgent};
+use agentd_wire::environment::Environment;
+use agentd_wire::{SessionStatus, Timestamp};
+
+use crate::Result;
+
+/// A page of results and the cursor of the next one.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next: Option<String>,
+}
+
+/// Sort order of list endpoints that take `order`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Order {
+    Asc,
+    #[default]
+    Desc,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Workspace {
+    pub id: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyInfo {
+    pub id: String,
+    pub workspace: Workspace,
+    pub name: Option<String>,
+    pub created_at: String,
+}
+
+/// The workspace keys land in when none is named.
+pub const DEFAULT_WORKSPACE: &str = "default";
+
+#[derive(Debug, Clone, Default)]
+pub struct AgentFilter {
+    pub include_archived: bool,
+    pub created_at_gte: Option<Timestamp>,
+    pub created_at_lte: Option<Timestamp>,
+    pub limit: usize,
+    pub page: Option<String>,
+}
+
+/// Makes the next version of an agent from the latest one's spec (see `Agents::update_agent`).
+pub type AgentEdit = Box<dyn FnOnce(&AgentSpec) -> Result<AgentSpec> + Send>;
+
+/// Builds a new environment from its id and creation time (see
+/// `Environments::create_environment`).
+pub type EnvironmentMake = Box<dyn FnOnce(String, Timestamp) -> Environment + Send>;
+
+/// Changes a stored environment in place (see `Environments::update_environment`).
+pub type EnvironmentEdit = Box<dyn FnOnce(&mut Environment) -> Result<()> + Send>;
+
+pub struct NewSession {
+    pub agent: SessionAgent,
+    pub environment_id: String,
+    pub title: Option<String>,
+    pub metadata: BTreeMap<String, String>,
+    pub vault_ids: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SessionFilter {
+    pub agent_id: Option<String>,
+    pub agent_version: Option<u32>,
+    pub statuses: Vec<SessionStatus>,
+    pub include_archived: bool,
+    pub created_at_gt: Option<Timestamp>,
+    pub created_at_gte: Option<Timestamp>,
+    pub created_at_lt: Option<Timestamp>,
+    pub created_at_lte: Option<Timestamp>,
+    pub order: Order,
+    pub limit: usize,
+    pub page: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    pub order: Order,
+    pub limit: usize,
+    /// Cursor: the position after (asc) or before (desc) which the page starts.
+    pub page: Option<String>,
+    pub types: Vec<String>,
+    pub created_at_gt: Option<Timestamp>,
+    pub created_at_gte: Option<Timestamp>,
+    pub created_at_lt: Option<Timestamp>,
+    pub created_at_lte: Option<Timestamp>,
+}
+
+/// What the harness needs to know about a child thread.
+#[derive(Debug, Clone)]
+pub struct ThreadRow {
+    pub id: String,
+    pub session_id: String,
+    pub parent_thread_id: String,
+    pub agent_name: String,
+    pub agent: SessionAgent,
+    pub status: SessionStatus,
+    pub archived: bool,
+}
+
+/// A file to store.
+pub struct NewFile {
+    pub filename: String,
+    pub mime_type: String,
+    pub content: Vec<u8>,
+    pub expires_at: Option<Timestamp>,
+}
