@@ -50,7 +50,10 @@ start_postgres() {
         echo "using AGENTD_TEST_POSTGRES_URL"; return
     fi
     local bin port as=()
-    bin=$(pg_bin)
+    bin=$(pg_bin) || {
+        echo "no PostgreSQL server programs (initdb) found: install Debian's postgresql" >&2
+        exit 1
+    }
     pg_dir=$(mktemp -d /tmp/agentd-pg.XXXXXX)
     # initdb refuses to run as root: the cluster then belongs to the postgres user.
     if [ "$(id -u)" = 0 ]; then chown postgres "$pg_dir"; as=(runuser -u postgres --); fi
@@ -70,7 +73,8 @@ stop_postgres() {
     rm -rf "$pg_dir"
 }
 trap stop_postgres EXIT
-trap 'exit 130' INT TERM
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 step "system packages"
 need=()

@@ -38,7 +38,8 @@ impl PgStore {
 
     /// Connect with `config`, migrating the database and starting to `LISTEN` for appends
     /// made by other processes before returning.
-    pub async fn connect(config: tokio_postgres::Config) -> Result<PgStore> {
+    pub async fn connect(mut config: tokio_postgres::Config) -> Result<PgStore> {
+        harden(&mut config);
         let manager = Manager::from_config(
             config.clone(),
             NoTls,
@@ -48,6 +49,10 @@ impl PgStore {
         );
         let pool = Pool::builder(manager)
             .max_size(16)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            // A database that cannot be reached is an error, not a request that hangs.
+            .wait_timeout(Some(CHECKOUT_TIMEOUT))
+            .create_timeout(Some(CHECKOUT_TIMEOUT))
             .build()
             .map_err(storage)?;
         let mut client = pool.get().await.map_err(storage)?;
@@ -55,6 +60,23 @@ impl PgStore {
         let tails = notify::Tails::listen(config, pool.clone()).await?;
         Ok(PgStore { pool, tails })
     }
+}
+
+/// Longest wait for a connection from the pool, or for a new one to open.
+const CHECKOUT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Timeouts the caller did not set: a connect that cannot reach the server fails instead of
+/// hanging, and a connection whose peer vanished (a half-open TCP link, which the LISTEN
+/// connection would otherwise sit on for the kernel's two hours) is noticed within a minute.
+fn harden(config: &mut tokio_postgres::Config) {
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CHECKOUT_TIMEOUT);
+    }
+    config
+        .keepalives(true)
+        .keepalives_idle(std::time::Duration::from_secs(30))
+        .keepalives_interval(std::time::Duration::from_secs(10))
+        .keepalives_retries(3);
 }
 
 /// A PostgreSQL error with the server's message, which `tokio_postgres::Error`'s own display

@@ -197,6 +197,47 @@ pub async fn a_tool_call_is_answered_once(log: &dyn SessionLog, f: &dyn Fixture)
     assert_eq!(positions(log, &sid).await, vec![1, 2]);
 }
 
+/// A second confirmation of the same call is refused too; an event id used twice in one log is
+/// a caller's bug, reported as a storage failure rather than as an answered call.
+pub async fn a_confirmation_is_given_once_and_ids_are_unique(
+    log: &dyn SessionLog,
+    f: &dyn Fixture,
+) {
+    let sid = f.session().await;
+    let confirm = || {
+        NewEvent::new(EventBody::UserToolConfirmation {
+            tool_use_id: "sevt_call".into(),
+            result: agentd_wire::event::Confirmation::Allow,
+            deny_message: None,
+            session_thread_id: None,
+        })
+    };
+    log.append(&sid, events(vec![confirm()]))
+        .await
+        .expect("first confirmation");
+    let err = log
+        .append(&sid, events(vec![confirm()]))
+        .await
+        .expect_err("second confirmation");
+    assert!(
+        matches!(&err, Error::Refused(Refusal::Invalid(m))
+            if m == "user.tool_confirmation: that tool call was already answered"),
+        "{err:?}"
+    );
+    let first = msg("one");
+    let again = NewEvent {
+        id: first.id.clone(),
+        ..msg("two")
+    };
+    log.append(&sid, events(vec![first])).await.expect("first");
+    let err = log
+        .append(&sid, events(vec![again]))
+        .await
+        .expect_err("same id");
+    assert!(matches!(err, Error::Storage(_)), "{err:?}");
+    assert_eq!(positions(log, &sid).await, vec![1, 2]);
+}
+
 /// One append creates a thread and delivers its first event into the thread's new log.
 pub async fn a_thread_is_created_and_given_work_in_one_append(
     log: &dyn SessionLog,
@@ -288,6 +329,7 @@ macro_rules! conformance_tests {
             at_tail_refuses_a_stale_tail,
             a_refused_guard_stores_nothing,
             a_tool_call_is_answered_once,
+            a_confirmation_is_given_once_and_ids_are_unique,
             a_thread_is_created_and_given_work_in_one_append,
             a_threads_tokens_count_in_its_session,
             subscribe_reports_the_tail

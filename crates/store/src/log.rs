@@ -200,12 +200,7 @@ pub(crate) fn append_in(
             serde_json::to_string(body).map_err(storage)?,
             private_json
         ])
-        .map_err(|err| match err.sqlite_error_code() {
-            Some(rusqlite::ErrorCode::ConstraintViolation) => Error::Refused(Refusal::Invalid(
-                format!("{}: that tool call was already answered", body.type_name()),
-            )),
-            _ => storage(err),
-        })?;
+        .map_err(|err| answered_twice(err, body.type_name()))?;
     }
     for log in &plan.logs {
         save(c, log, &now_s)?;
@@ -272,6 +267,21 @@ pub(crate) fn row_to_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<crate::Res
                 .transpose()?,
         })
     })())
+}
+
+/// A second answer to a tool call is the caller's mistake, not a storage failure; any other
+/// constraint (a position or an event id used twice) is a bug below the caller.
+fn answered_twice(err: rusqlite::Error, kind: &str) -> Error {
+    // SQLite names the violated index in the message: the answer indexes of migration 0006.
+    let answer_index = err.sqlite_error_code() == Some(rusqlite::ErrorCode::ConstraintViolation)
+        && err.to_string().contains("index 'events_one_");
+    if answer_index {
+        Error::Refused(Refusal::Invalid(format!(
+            "{kind}: that tool call was already answered"
+        )))
+    } else {
+        storage(err)
+    }
 }
 
 fn storage(e: impl std::fmt::Display) -> Error {
