@@ -56,7 +56,7 @@ impl PgStore {
             .build()
             .map_err(storage)?;
         let mut client = pool.get().await.map_err(storage)?;
-        migrate::run(&mut client).await.map_err(pg)?;
+        migrate::run(&mut client).await?;
         let tails = notify::Tails::listen(config, pool.clone()).await?;
         Ok(PgStore { pool, tails })
     }

@@ -12,8 +12,24 @@ pub const LATEST: i32 = STEPS.len() as i32;
 /// Any constant will do, as long as nothing else in the database locks it.
 const LOCK: i64 = 0x6167_656e_7464; // "agentd"
 
-/// Bring the database to `LATEST`.
-pub async fn run(client: &mut Client) -> Result<(), tokio_postgres::Error> {
+/// Bring the database to `LATEST`; refuse one a newer agentd wrote.
+pub async fn run(client: &mut Client) -> agentd_session::Result<()> {
+    apply(client).await.map_err(crate::pg)?;
+    let newest: Option<i32> = client
+        .query_one("SELECT max(version) FROM schema_migrations", &[])
+        .await
+        .map_err(crate::pg)?
+        .get(0);
+    match newest {
+        // Migrating down is not a thing: an older agentd would misread the newer schema.
+        Some(v) if v > LATEST => Err(agentd_session::Error::Storage(format!(
+            "the database was written by a newer agentd (schema version {v}; this one knows up to {LATEST}): run that agentd or a newer one"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+async fn apply(client: &mut Client) -> Result<(), tokio_postgres::Error> {
     for (version, sql) in (1..).zip(STEPS) {
         let tx = client.transaction().await?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK])

@@ -151,3 +151,26 @@ async fn a_subscriber_catches_up_after_the_listening_connection_drops() {
         .expect("told once listening again")
         .unwrap();
 }
+
+/// A database a newer agentd migrated is refused, not misread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_from_a_newer_agentd_is_refused() {
+    let Some(config) = fresh_database().await else {
+        return;
+    };
+    let store = PgStore::connect(config.clone()).await.unwrap();
+    let c = store.pool.get().await.unwrap();
+    c.execute(
+        "INSERT INTO schema_migrations (version) VALUES ($1)",
+        &[&(crate::migrate::LATEST + 1)],
+    )
+    .await
+    .unwrap();
+    let Err(err) = PgStore::connect(config).await else {
+        panic!("a newer schema was opened");
+    };
+    assert!(
+        err.to_string().contains("written by a newer agentd"),
+        "{err}"
+    );
+}

@@ -238,6 +238,21 @@ pub async fn a_confirmation_is_given_once_and_ids_are_unique(
     assert_eq!(positions(log, &sid).await, vec![1, 2]);
 }
 
+/// What an append returns is what a read gives back, to the microsecond and with its private
+/// data, so a stream fed from `read` shows exactly what the appender saw.
+pub async fn appended_events_read_back_exactly(log: &dyn SessionLog, f: &dyn Fixture) {
+    let sid = f.session().await;
+    let thinking = msg("with private data").with_private(Private::Thinking {
+        thinking: "hmm".into(),
+        signature: "sig".into(),
+    });
+    let (_, stored) = log
+        .append(&sid, events(vec![msg("plain"), thinking]))
+        .await
+        .expect("append");
+    assert_eq!(log.read(&sid, 0, 10).await.expect("read"), stored);
+}
+
 /// One append creates a thread and delivers its first event into the thread's new log.
 pub async fn a_thread_is_created_and_given_work_in_one_append(
     log: &dyn SessionLog,
@@ -330,6 +345,7 @@ macro_rules! conformance_tests {
             a_refused_guard_stores_nothing,
             a_tool_call_is_answered_once,
             a_confirmation_is_given_once_and_ids_are_unique,
+            appended_events_read_back_exactly,
             a_thread_is_created_and_given_work_in_one_append,
             a_threads_tokens_count_in_its_session,
             subscribe_reports_the_tail

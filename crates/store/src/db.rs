@@ -32,6 +32,15 @@ impl Db {
         conn.execute_batch(
             "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA busy_timeout=5000;",
         )?;
+        let version: u32 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version > migrate::LATEST {
+            // Migrating down is not a thing: an older agentd would misread the newer schema.
+            return Err(Error::Storage(format!(
+                "{} was written by a newer agentd (schema version {version}; this one knows up to {}): run that agentd or a newer one",
+                path.display(),
+                migrate::LATEST
+            )));
+        }
         migrate::run(&mut conn)?;
         let (tx, rx) = mpsc::channel::<Job>();
         std::thread::Builder::new()

@@ -575,3 +575,27 @@ async fn an_update_is_logged_and_told_to_subscribers_at_once() {
         .unwrap();
     assert!(!tail.has_changed().unwrap());
 }
+
+#[test]
+fn a_database_from_a_newer_agentd_is_refused_and_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("new.db");
+    {
+        let mut c = rusqlite::Connection::open(&path).unwrap();
+        migrate::run(&mut c).unwrap();
+        c.pragma_update(None, "user_version", migrate::LATEST + 1)
+            .unwrap();
+    }
+    let Err(err) = Store::open(&path) else {
+        panic!("a newer schema was opened");
+    };
+    assert!(
+        err.to_string().contains("written by a newer agentd"),
+        "{err}"
+    );
+    let c = rusqlite::Connection::open(&path).unwrap();
+    let v: u32 = c
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, migrate::LATEST + 1);
+}
