@@ -113,6 +113,19 @@ pub struct Response {
     pub usage: Usage,
 }
 
+impl Response {
+    /// The text blocks of the answer, joined: what a grading or a summary said.
+    pub fn text(&self) -> String {
+        self.content
+            .iter()
+            .filter_map(|b| match b {
+                Block::Text { text } => Some(text.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
 /// What a provider reports while it streams, for live previews. Best effort: the final
 /// `Response` is the truth.
 #[derive(Debug, Clone, PartialEq)]

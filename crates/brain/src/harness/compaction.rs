@@ -85,16 +85,7 @@ impl Harness {
             Retried::Cancelled | Retried::Abandoned => return Ok(Compacted::Skipped),
         };
         let (summary, usage) = match reply {
-            Ok(resp) => (
-                resp.content
-                    .iter()
-                    .filter_map(|b| match b {
-                        Block::Text { text } => Some(text.as_str()),
-                        _ => None,
-                    })
-                    .collect::<String>(),
-                resp.usage,
-            ),
+            Ok(resp) => (resp.text(), resp.usage),
             Err(e) => {
                 tracing::warn!(session = log_id, error = %e, "compaction failed; the context stays whole");
                 return Ok(Compacted::Skipped);

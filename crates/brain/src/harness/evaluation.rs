@@ -165,15 +165,7 @@ impl Harness {
         };
         Ok(Some(match verdict {
             Ok(resp) => {
-                let text: String = resp
-                    .content
-                    .iter()
-                    .filter_map(|b| match b {
-                        Block::Text { text } => Some(text.as_str()),
-                        _ => None,
-                    })
-                    .collect();
-                let (r, x) = crate::outcomes::parse_verdict(&text);
+                let (r, x) = crate::outcomes::parse_verdict(&resp.text());
                 let r = if r == OutcomeResult::NeedsRevision {
                     revise
                 } else {
