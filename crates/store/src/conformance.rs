@@ -13,15 +13,17 @@ use agentd_catalog::{Agents, Environments, Keys, NewSession, Sessions};
 
 use crate::Store;
 
-struct Sqlite {
+/// A store on a fresh file with a workspace, an agent and an environment to start sessions
+/// from; the store tests use it too.
+pub(crate) struct Sqlite {
     _dir: tempfile::TempDir,
     store: Store,
-    ws: String,
+    pub(crate) ws: String,
     agent: SessionAgent,
     environment_id: String,
 }
 
-async fn fresh() -> Option<(Store, Sqlite)> {
+pub(crate) async fn fresh() -> Option<(Store, Sqlite)> {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("agentd.db")).unwrap();
     let ws = store.register_key("k1", "default").await.unwrap().id;

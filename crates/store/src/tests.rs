@@ -3,68 +3,23 @@
 use std::collections::BTreeMap;
 
 use agentd_session::{NewEvent, Refusal, SessionLog, at_tail, events};
-use agentd_wire::agent::SessionAgent;
-use agentd_wire::agent::{AgentTag, CreateAgent};
-use agentd_wire::environment::{EnvironmentConfig, EnvironmentTag};
-use agentd_wire::{ContentBlock, Environment, EventBody, SessionStatus, StopReason};
+use agentd_wire::{ContentBlock, EventBody, SessionStatus, StopReason};
 
 use agentd_catalog::{
-    AgentFilter, Agents, Environments, EventFilter, Keys, NewSession, Order, Sessions, Threads,
+    AgentFilter, Agents, EventFilter, Keys, NewSession, Order, Sessions, Threads,
 };
 
-use super::*;
+use agentd_session::conformance::Fixture;
 
-async fn fixture() -> (tempfile::TempDir, Store, String, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("agentd.db")).unwrap();
-    let ws = store.register_key("k1", "default").await.unwrap();
-    let agent = store
-        .create_agent(
-            &ws.id,
-            serde_json::from_str::<CreateAgent>(r#"{"name":"a","model":"scripted/echo"}"#)
-                .unwrap()
-                .into_spec(),
-        )
-        .await
-        .unwrap();
-    let env = store
-        .create_environment(
-            &ws.id,
-            Box::new(|id, now| Environment {
-                id,
-                kind: EnvironmentTag::Environment,
-                name: "e".into(),
-                description: None,
-                config: EnvironmentConfig::default(),
-                metadata: BTreeMap::new(),
-                scope: None,
-                created_at: now,
-                updated_at: now,
-                archived_at: None,
-            }),
-        )
-        .await
-        .unwrap();
-    let session = store
-        .create_session(
-            &ws.id,
-            NewSession {
-                agent: SessionAgent {
-                    id: agent.id.clone(),
-                    kind: AgentTag::Agent,
-                    version: agent.version,
-                    spec: agent.spec.clone(),
-                },
-                environment_id: env.id.clone(),
-                title: None,
-                metadata: BTreeMap::new(),
-                vault_ids: vec![],
-            },
-            events(vec![]),
-        )
-        .await
-        .unwrap();
-    (dir, store, ws.id, session.id)
+use super::*;
+use crate::conformance::{self, Sqlite};
+
+/// A store with one idle session: (what keeps the file, the store, its workspace, the session).
+async fn fixture() -> (Sqlite, Store, String, String) {
+    let (store, sqlite) = conformance::fresh().await.expect("a fresh store");
+    let sid = sqlite.session().await;
+    let ws = sqlite.ws.clone();
+    (sqlite, store, ws, sid)
 }
 
 fn msg(text: &str) -> NewEvent {
