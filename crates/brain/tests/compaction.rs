@@ -16,6 +16,35 @@ fn is_compaction(body: &Value) -> bool {
         .contains("You compact an agent's conversation")
 }
 
+/// A session compacting past 300 tokens (keeping 2 messages) that is told "turn number i" for
+/// `turns` turns, each settled; returns the world, the session and its log.
+async fn counted_turns(
+    fake: &FakeAnthropic,
+    cfg: HarnessConfig,
+    turns: usize,
+) -> (World, String, Vec<agentd_session::StoredEvent>) {
+    let cfg = HarnessConfig {
+        compaction: Some(Compaction {
+            at_tokens: 300,
+            keep_messages: 2,
+        }),
+        ..cfg
+    };
+    let w = World::start(
+        &fake.base_url(),
+        json!({"name": "a", "model": "claude-test"}),
+        cfg,
+    )
+    .await;
+    let sid = w.session().await;
+    for i in 0..turns {
+        w.say(&sid, &format!("turn number {i}")).await;
+        w.settle(&sid, Duration::from_secs(5)).await;
+    }
+    let log = w.settle(&sid, Duration::from_secs(5)).await;
+    (w, sid, log)
+}
+
 #[tokio::test]
 async fn a_long_session_is_compacted_and_keeps_working() {
     let fake = FakeAnthropic::start_fn(|body| {
@@ -29,25 +58,7 @@ async fn a_long_session_is_compacted_and_keeps_working() {
         ))
     })
     .await;
-    let cfg = HarnessConfig {
-        compaction: Some(Compaction {
-            at_tokens: 300,
-            keep_messages: 2,
-        }),
-        ..HarnessConfig::default()
-    };
-    let w = World::start(
-        &fake.base_url(),
-        json!({"name": "a", "model": "claude-test"}),
-        cfg,
-    )
-    .await;
-    let sid = w.session().await;
-    for i in 0..8 {
-        w.say(&sid, &format!("turn number {i}")).await;
-        w.settle(&sid, Duration::from_secs(5)).await;
-    }
-    let log = w.settle(&sid, Duration::from_secs(5)).await;
+    let (w, sid, log) = counted_turns(&fake, HarnessConfig::default(), 8).await;
     let compactions = log
         .iter()
         .filter(|e| matches!(e.event.body, EventBody::AgentThreadContextCompacted {}))
@@ -120,10 +131,6 @@ async fn a_compaction_that_fails_once_is_retried_without_a_trace_in_the_log() {
     })
     .await;
     let cfg = HarnessConfig {
-        compaction: Some(Compaction {
-            at_tokens: 300,
-            keep_messages: 2,
-        }),
         retry: agentd_brain::RetryPolicy {
             max_attempts: 3,
             base_delay: Duration::from_millis(10),
@@ -131,18 +138,7 @@ async fn a_compaction_that_fails_once_is_retried_without_a_trace_in_the_log() {
         },
         ..HarnessConfig::default()
     };
-    let w = World::start(
-        &fake.base_url(),
-        json!({"name": "a", "model": "claude-test"}),
-        cfg,
-    )
-    .await;
-    let sid = w.session().await;
-    for i in 0..6 {
-        w.say(&sid, &format!("turn number {i}")).await;
-        w.settle(&sid, Duration::from_secs(5)).await;
-    }
-    let log = w.settle(&sid, Duration::from_secs(5)).await;
+    let (_w, _sid, log) = counted_turns(&fake, cfg, 6).await;
     // The failed request is made again at once, not at the next turn.
     let kinds: Vec<bool> = fake.requests().iter().map(is_compaction).collect();
     let first = kinds
