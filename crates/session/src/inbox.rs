@@ -67,6 +67,16 @@ pub fn address(session_id: &str, e: &mut UserEvent, origin: Option<&str>) {
     }
 }
 
+/// The call whose origin `address` needs: that of an answer naming no thread (or the primary
+/// one). An answer naming a worker thread goes there without a lookup.
+pub fn unaddressed_call<'a>(session_id: &str, e: &'a UserEvent) -> Option<&'a str> {
+    let answer = answer_of(e)?;
+    match e.thread() {
+        Some(t) if t != agentd_wire::ids::primary_thread(session_id) => None,
+        _ => Some(answer.call_id),
+    }
+}
+
 /// What an answering event answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Answer<'a> {
@@ -387,6 +397,8 @@ mod tests {
         });
         address("sesn_1", &mut answer, Some("sthr_a"));
         assert_eq!(answer.thread(), Some("sthr_a"));
+        // Once it names its worker, it needs no lookup.
+        assert_eq!(unaddressed_call("sesn_1", &answer), None);
         let d = deliver("sesn_1", vec![to("sthr_a", answer)], &threads).remove(0);
         assert_eq!(d.wake, vec![Wake::Notify("sthr_a".into())]);
         let events = run(d, SessionStatus::Idle);
@@ -412,6 +424,7 @@ mod tests {
             is_error: None,
             session_thread_id: Some(agentd_wire::ids::primary_thread("sesn_1")),
         });
+        assert_eq!(unaddressed_call("sesn_1", &answer), Some("sevt_call"));
         address("sesn_1", &mut answer, None);
         assert_eq!(answer.thread(), None);
         let threads = [thread("sthr_a", SessionStatus::Idle, false)];

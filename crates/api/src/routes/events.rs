@@ -63,8 +63,8 @@ async fn send(
     // shown on the session's log, whether or not it names the thread.
     let mut req = req;
     for e in &mut req.events {
-        let origin = match inbox::answer_of(e) {
-            Some(a) => copied_from(&st, &id, a.call_id).await?,
+        let origin = match inbox::unaddressed_call(&id, e) {
+            Some(call) => copied_from(&st, &id, call).await?,
             None => None,
         };
         inbox::address(&id, e, origin.as_deref());
