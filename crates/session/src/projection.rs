@@ -133,11 +133,6 @@ impl Projection {
         }
     }
 
-    /// Time spent running as of `now`, counting a stretch still under way.
-    pub fn active_ms(&self, now: Timestamp) -> i64 {
-        active_ms(self.active_ms, self.running_since, now)
-    }
-
     fn outcome(&mut self, id: &str) -> Option<&mut OutcomeEvaluation> {
         self.outcomes.iter_mut().find(|o| o.outcome_id == id)
     }
@@ -158,7 +153,7 @@ impl Projection {
 
 /// Time spent running as of `now`: what `active_ms` counted up to the last stop, plus the
 /// stretch since `running_since` if the log still runs.
-pub fn active_ms(active_ms: i64, running_since: Option<Timestamp>, now: Timestamp) -> i64 {
+fn active_ms(active_ms: i64, running_since: Option<Timestamp>, now: Timestamp) -> i64 {
     active_ms + running_since.map_or(0, |s| (now - s).num_milliseconds().max(0))
 }
 
@@ -213,7 +208,7 @@ mod tests {
         assert_eq!(p.last_seq, 3);
         // A stretch under way counts as of now.
         apply(&mut p, EventBody::SessionStatusRunning {}, 2000);
-        assert_eq!(p.active_ms(at(2250)), 1750);
+        assert_eq!(active_ms(p.active_ms, p.running_since, at(2250)), 1750);
         assert_eq!(
             stats(p.active_ms, p.running_since, at(0), at(3000)),
             (2.5, 3.0)
