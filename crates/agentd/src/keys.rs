@@ -58,7 +58,7 @@ pub async fn run(c: Command) -> anyhow::Result<ExitCode> {
                     k.id,
                     k.workspace.name,
                     k.name.unwrap_or_default(),
-                    k.created_at
+                    k.created_at.format("%Y-%m-%dT%H:%M:%SZ")
                 );
             }
         }

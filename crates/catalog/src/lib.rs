@@ -6,6 +6,10 @@
 //! Owns: the catalog's method signatures and the backend-neutral types they take and return.
 //! Must not touch: SQL (the backends — `agentd-store`, `agentd-postgres` — issue it), HTTP.
 
+pub mod by_log;
+#[cfg(feature = "conformance")]
+pub mod conformance;
+pub mod keys;
 mod traits;
 mod types;
 

@@ -15,6 +15,20 @@ pub struct Page<T> {
     pub next: Option<String>,
 }
 
+impl<T> Page<T> {
+    /// The page of `rows` fetched with one row more than `limit`: that extra row, if it came,
+    /// says another page follows, whose cursor is `cursor` of the page's last item.
+    pub fn of(mut rows: Vec<T>, limit: usize, cursor: impl Fn(&T) -> String) -> Page<T> {
+        let next = if rows.len() > limit {
+            rows.truncate(limit);
+            rows.last().map(cursor)
+        } else {
+            None
+        };
+        Page { items: rows, next }
+    }
+}
+
 /// Sort order of list endpoints that take `order`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Order {
@@ -34,7 +48,7 @@ pub struct KeyInfo {
     pub id: String,
     pub workspace: Workspace,
     pub name: Option<String>,
-    pub created_at: String,
+    pub created_at: Timestamp,
 }
 
 /// The workspace keys land in when none is named.

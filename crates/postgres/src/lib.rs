@@ -1,4 +1,5 @@
-//! PostgreSQL storage: for now the session log.
+//! PostgreSQL storage: the session log and the resource catalog, for many agentd processes
+//! sharing one database.
 //!
 //! Owns: every SQL statement agentd issues to PostgreSQL, the PostgreSQL schema and its
 //! migrations, the connection pool and the `LISTEN` connection that tells this process's
@@ -6,13 +7,20 @@
 //! policy, the meaning of an event — an append loads rows, runs the guard and writes what
 //! `agentd_session::append::plan` decided, exactly as `agentd-store` does on SQLite.
 //!
-//! This first slice implements `agentd_session::SessionLog` only. The catalog (workspaces,
-//! keys, agents, environments, session rows, `agentd_session::Catalog`) comes next, and until
-//! it does `agentd serve` does not use PostgreSQL: nothing creates a session row here but tests.
+//! `PgStore` is an `agentd_catalog::Storage`: the same interface, and the same behaviour (the
+//! conformance suites of `agentd-session` and `agentd-catalog` run on both), as SQLite's.
+//! Lock order: a transaction that touches a session's rows locks the session's row first.
 
+mod agents;
+mod catalog;
+mod environments;
+mod files;
+mod keys;
 mod log;
 pub mod migrate;
 mod notify;
+mod sessions;
+mod threads;
 
 #[cfg(test)]
 mod tests;
@@ -90,4 +98,40 @@ fn pg(e: tokio_postgres::Error) -> Error {
 
 fn storage(e: impl std::fmt::Display) -> Error {
     Error::Storage(e.to_string())
+}
+
+/// The catalog's results from the driver's and the pool's.
+trait Db<T> {
+    fn db(self) -> agentd_catalog::Result<T>;
+}
+
+impl<T> Db<T> for std::result::Result<T, tokio_postgres::Error> {
+    fn db(self) -> agentd_catalog::Result<T> {
+        self.map_err(|e| match pg(e) {
+            Error::Storage(m) => agentd_catalog::Error::Storage(m),
+            other => other.into(),
+        })
+    }
+}
+
+impl<T> Db<T> for std::result::Result<T, deadpool_postgres::PoolError> {
+    fn db(self) -> agentd_catalog::Result<T> {
+        self.map_err(|e| agentd_catalog::Error::Storage(e.to_string()))
+    }
+}
+
+impl PgStore {
+    async fn client(&self) -> agentd_catalog::Result<deadpool_postgres::Object> {
+        self.pool.get().await.db()
+    }
+}
+
+/// A JSON column read as text: the bytes as stored.
+fn json<T: serde::de::DeserializeOwned>(text: &str) -> agentd_catalog::Result<T> {
+    Ok(serde_json::from_str(text)?)
+}
+
+/// One more row than a page holds, so it knows whether another follows.
+fn fetch(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX - 1) + 1
 }

@@ -30,9 +30,7 @@ impl SessionLog for PgStore {
         let tx = client.transaction().await.map_err(pg)?;
         let (out, touched) = append_in(&tx, log_id, guard).await?;
         tx.commit().await.map_err(pg)?;
-        for (log, tail) in touched {
-            self.tails.notify(&log, tail);
-        }
+        self.tell(touched);
         Ok(out)
     }
 
@@ -71,14 +69,14 @@ pub(crate) async fn tail(pool: &Pool, log_id: &str) -> Result<u64> {
 
 /// Now, at the precision `timestamptz` keeps, so an event reads back exactly as its append
 /// returned it.
-fn now() -> DateTime<Utc> {
+pub(crate) fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
 }
 
 /// Append to `log_id` what the guard allows, and the events it addresses to other logs of the
 /// same session; return the head of `log_id`, what was stored there, and every log whose tail
 /// moved, for the caller to notify after the commit.
-async fn append_in(
+pub(crate) async fn append_in(
     c: &impl GenericClient,
     log_id: &str,
     guard: Guard,
@@ -100,15 +98,7 @@ async fn append_in(
         .filter(|l| l.appended || l.log_id == log_id)
         .map(|l| (l.log_id.clone(), l.projection.last_seq))
         .collect();
-    for (log, tail) in &touched {
-        // Delivered to listeners only when the transaction commits.
-        c.execute(
-            "SELECT pg_notify($1, $2)",
-            &[&notify::CHANNEL, &notify::payload(log, *tail)],
-        )
-        .await
-        .map_err(pg)?;
-    }
+    notify::send(c, &touched).await?;
     let stored = plan.stored().cloned().collect();
     Ok(((plan.head, stored), touched))
 }
@@ -290,7 +280,7 @@ async fn create_thread(c: &impl GenericClient, t: &NewThread, now: DateTime<Utc>
 }
 
 /// Decode one `events` row selected as `seq, id, processed_at, body, private`.
-fn row_to_event(r: &Row) -> Result<StoredEvent> {
+pub(crate) fn row_to_event(r: &Row) -> Result<StoredEvent> {
     let seq: i64 = r.try_get(0).map_err(pg)?;
     let body: String = r.try_get(3).map_err(pg)?;
     let private: Option<String> = r.try_get(4).map_err(pg)?;

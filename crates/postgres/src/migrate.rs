@@ -4,7 +4,10 @@
 
 use tokio_postgres::Client;
 
-const STEPS: &[&str] = &[include_str!("migrations/0001_session_log.sql")];
+const STEPS: &[&str] = &[
+    include_str!("migrations/0001_session_log.sql"),
+    include_str!("migrations/0002_catalog.sql"),
+];
 
 /// The schema version this build writes.
 pub const LATEST: i32 = STEPS.len() as i32;
@@ -14,7 +17,12 @@ const LOCK: i64 = 0x6167_656e_7464; // "agentd"
 
 /// Bring the database to `LATEST`; refuse one a newer agentd wrote.
 pub async fn run(client: &mut Client) -> agentd_session::Result<()> {
-    apply(client).await.map_err(crate::pg)?;
+    run_to(client, LATEST).await
+}
+
+/// Migrate up to `target`; tests use it to make an old-format database.
+pub async fn run_to(client: &mut Client, target: i32) -> agentd_session::Result<()> {
+    apply(client, target).await.map_err(crate::pg)?;
     let newest: Option<i32> = client
         .query_one("SELECT max(version) FROM schema_migrations", &[])
         .await
@@ -29,8 +37,8 @@ pub async fn run(client: &mut Client) -> agentd_session::Result<()> {
     }
 }
 
-async fn apply(client: &mut Client) -> Result<(), tokio_postgres::Error> {
-    for (version, sql) in (1..).zip(STEPS) {
+async fn apply(client: &mut Client, target: i32) -> Result<(), tokio_postgres::Error> {
+    for (version, sql) in (1..=target).zip(STEPS) {
         let tx = client.transaction().await?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK])
             .await?;

@@ -14,16 +14,31 @@ use futures::StreamExt;
 use tokio::sync::{mpsc, watch};
 use tokio_postgres::{AsyncMessage, Client, NoTls, Notification};
 
-use deadpool_postgres::Pool;
+use deadpool_postgres::{GenericClient, Pool};
 
 use agentd_session::Result;
 
 use crate::pg;
 
-pub const CHANNEL: &str = "agentd_log";
+const CHANNEL: &str = "agentd_log";
 
-pub fn payload(log_id: &str, tail: u64) -> String {
+fn payload(log_id: &str, tail: u64) -> String {
     format!("{log_id} {tail}")
+}
+
+/// Tell every process listening of each log's new tail, when the transaction `c` is in
+/// commits (PostgreSQL holds a transaction's notifications until then, and drops them if it
+/// rolls back).
+pub async fn send(c: &impl GenericClient, tails: &[(String, u64)]) -> Result<()> {
+    for (log, tail) in tails {
+        c.execute(
+            "SELECT pg_notify($1, $2)",
+            &[&CHANNEL, &payload(log, *tail)],
+        )
+        .await
+        .map_err(pg)?;
+    }
+    Ok(())
 }
 
 /// The subscriptions of this process, and the task that listens for other processes' appends
@@ -147,12 +162,16 @@ async fn relay(
     }
 }
 
-/// Tell every subscribed log's tail as it is now.
+/// Tell every subscribed log's tail as it is now; a log whose session was deleted meanwhile
+/// is reported deleted, as its notification would have said.
 async fn catch_up(pool: &Pool, tails: &Mutex<HashMap<String, watch::Sender<u64>>>) {
     let logs: Vec<String> = lock(tails).keys().cloned().collect();
     for log in logs {
         match crate::log::tail(pool, &log).await {
             Ok(tail) => notify(tails, &log, tail),
+            Err(agentd_session::Error::NotFound(_)) => {
+                notify(tails, &log, agentd_session::DELETED);
+            }
             Err(e) => tracing::warn!(error = %e, log, "cannot read a subscribed log's tail"),
         }
     }

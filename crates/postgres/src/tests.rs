@@ -6,9 +6,11 @@
 
 use std::time::Duration;
 
+use agentd_catalog::Sessions;
+use agentd_catalog::conformance::{self, Seed};
 use agentd_session::conformance::Fixture;
 use agentd_session::{NewEvent, SessionLog, events};
-use agentd_wire::{ContentBlock, EventBody, Usage, ids};
+use agentd_wire::{ContentBlock, EventBody, Usage};
 use async_trait::async_trait;
 use tokio_postgres::NoTls;
 
@@ -39,53 +41,54 @@ async fn fresh_database() -> Option<tokio_postgres::Config> {
     Some(config)
 }
 
-struct Pg(PgStore);
+/// A store seeded with a workspace, an agent and an environment to start sessions from.
+struct Pg {
+    store: PgStore,
+    seed: Seed,
+}
+
+impl Pg {
+    async fn seeded(store: PgStore) -> Pg {
+        let seed = conformance::seed(&store, "default").await;
+        Pg { store, seed }
+    }
+}
 
 async fn fresh() -> Option<(PgStore, Pg)> {
     let store = PgStore::connect(fresh_database().await?).await.unwrap();
-    Some((store.clone(), Pg(store)))
+    Some((store.clone(), Pg::seeded(store).await))
 }
 
 #[async_trait]
 impl Fixture for Pg {
-    /// A session row as the catalog will make one; until it lands only tests insert them.
     async fn session(&self) -> String {
-        let id = ids::new(ids::Kind::Session);
-        let usage = serde_json::to_value(Usage::default()).unwrap();
-        let c = self.0.pool.get().await.unwrap();
-        c.execute(
-            "INSERT INTO sessions (id, workspace_id, agent_id, agent_version, agent, environment_id, status, metadata, usage, created_at, updated_at)
-             VALUES ($1, 'wrkspc_test', 'agent_test', 1, '{}', 'env_test', 'idle', '{}', $2, now(), now())",
-            &[&id, &usage],
-        )
-        .await
-        .unwrap();
-        id
+        self.seed.session(&self.store).await
     }
 
     async fn usage(&self, session_id: &str) -> Usage {
-        let c = self.0.pool.get().await.unwrap();
-        let row = c
-            .query_one("SELECT usage FROM sessions WHERE id = $1", &[&session_id])
-            .await
-            .unwrap();
-        serde_json::from_value(row.get(0)).unwrap()
+        let s = self.store.get_session(&self.seed.ws, session_id).await;
+        s.unwrap().usage
     }
 
     async fn thread(&self, thread_id: &str) -> Option<(String, String)> {
-        let c = self.0.pool.get().await.unwrap();
-        let row = c
-            .query_opt(
-                "SELECT session_id, parent_thread_id FROM threads WHERE id = $1",
-                &[&thread_id],
-            )
-            .await
-            .unwrap()?;
-        Some((row.get(0), row.get(1)))
+        let row = self.store.thread(thread_id).await.ok()?;
+        Some((row.session_id, row.parent_thread_id))
     }
 }
 
 agentd_session::conformance_tests!(fresh);
+
+/// The catalog's conformance checks (`agentd_catalog::conformance`) on PostgreSQL.
+mod catalog {
+    use crate::PgStore;
+
+    async fn fresh() -> Option<(PgStore, ())> {
+        let config = super::fresh_database().await?;
+        Some((PgStore::connect(config).await.unwrap(), ()))
+    }
+
+    agentd_catalog::catalog_conformance_tests!(fresh);
+}
 
 /// Two processes on one database: a subscriber of one is told of the other's appends, which
 /// read back exactly as they were returned; opening an up-to-date database migrates nothing.
@@ -96,7 +99,7 @@ async fn a_subscriber_sees_another_processs_appends() {
     };
     let writer = PgStore::connect(config.clone()).await.unwrap();
     let reader = PgStore::connect(config).await.unwrap();
-    let sid = Pg(writer.clone()).session().await;
+    let sid = Pg::seeded(writer.clone()).await.session().await;
     let mut tail = reader.subscribe(&sid);
     let msg = NewEvent::new(EventBody::UserMessage {
         content: vec![ContentBlock::text("hi")],
@@ -131,7 +134,7 @@ async fn a_subscriber_catches_up_after_the_listening_connection_drops() {
     };
     let writer = PgStore::connect(config.clone()).await.unwrap();
     let reader = PgStore::connect(config).await.unwrap();
-    let sid = Pg(writer.clone()).session().await;
+    let sid = Pg::seeded(writer.clone()).await.session().await;
     let mut tail = reader.subscribe(&sid);
     let c = writer.pool.get().await.unwrap();
     let dropped = c
@@ -173,4 +176,79 @@ async fn a_database_from_a_newer_agentd_is_refused() {
         err.to_string().contains("written by a newer agentd"),
         "{err}"
     );
+}
+
+/// A session deleted through one process is gone for the other's subscribers, whether they
+/// hear the notification or catch up after their listening connection dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deletion_reaches_another_processs_subscribers() {
+    let Some(config) = fresh_database().await else {
+        return;
+    };
+    let one = Pg::seeded(PgStore::connect(config.clone()).await.unwrap()).await;
+    let other = PgStore::connect(config).await.unwrap();
+    let (heard, missed) = (one.session().await, one.session().await);
+    let mut heard_tail = other.subscribe(&heard);
+    one.store
+        .delete_session(&one.seed.ws, &heard)
+        .await
+        .unwrap();
+    let deleted = |t: &u64| *t == agentd_session::DELETED;
+    tokio::time::timeout(Duration::from_secs(5), heard_tail.wait_for(deleted))
+        .await
+        .expect("told in time")
+        .unwrap();
+
+    let mut missed_tail = other.subscribe(&missed);
+    let c = one.store.pool.get().await.unwrap();
+    c.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND query = 'LISTEN agentd_log'",
+        &[],
+    )
+    .await
+    .unwrap();
+    one.store
+        .delete_session(&one.seed.ws, &missed)
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), missed_tail.wait_for(deleted))
+        .await
+        .expect("told once listening again")
+        .unwrap();
+}
+
+/// A database made by the first schema (the session log alone) is brought forward, and its
+/// sessions stay readable in the workspaces they named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_database_is_migrated_and_keeps_its_sessions() {
+    let Some(config) = fresh_database().await else {
+        return;
+    };
+    let (mut client, connection) = config.connect(NoTls).await.unwrap();
+    tokio::spawn(connection);
+    crate::migrate::run_to(&mut client, 1).await.unwrap();
+    let usage = serde_json::to_string(&Usage::default()).unwrap();
+    client
+        .execute(
+            r#"INSERT INTO sessions (id, workspace_id, agent_id, agent_version, agent, environment_id, status, metadata, usage, created_at, updated_at)
+               VALUES ('sesn_old', 'wrkspc_old', 'agent_1', 1,
+                 '{"id":"agent_1","type":"agent","version":1,"name":"a","model":{"id":"scripted/echo"},"tools":[],"mcp_servers":[],"skills":[],"metadata":{},"execution_identity":null}',
+                 'env_1', 'idle', '{}', $1::text::jsonb, now(), now())"#,
+            &[&usage],
+        )
+        .await
+        .unwrap();
+    client
+        .batch_execute(
+            r#"INSERT INTO events (log_id, seq, id, type, processed_at, body)
+               VALUES ('sesn_old', 1, 'sevt_1', 'user.message', now(), '{"type":"user.message","content":[]}')"#,
+        )
+        .await
+        .unwrap();
+    let store = PgStore::connect(config).await.unwrap();
+    let s = store.get_session("wrkspc_old", "sesn_old").await.unwrap();
+    assert_eq!(s.agent.id, "agent_1");
+    let e = store.read("sesn_old", 0, 10).await.unwrap();
+    assert_eq!(e.len(), 1);
+    assert_eq!(e[0].event.id, "sevt_1");
 }

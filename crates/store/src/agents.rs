@@ -7,7 +7,7 @@ use agentd_catalog::{AgentEdit, AgentFilter, Agents};
 use agentd_wire::agent::{Agent, AgentSpec, AgentTag};
 use agentd_wire::ids::{self, Kind};
 
-use crate::{Error, Page, Result, Store, paginate, time};
+use crate::{Error, Page, Result, Store, time};
 
 fn not_found(id: &str) -> Error {
     Error::NotFound(format!("agent {id} not found"))
@@ -167,7 +167,7 @@ impl Agents for Store {
                     row,
                 )?;
                 let agents = rows.map(|r| decode(r?)).collect::<Result<Vec<_>>>()?;
-                Ok(paginate(agents, f.limit, |a| a.id.clone()))
+                Ok(Page::of(agents, f.limit, |a| a.id.clone()))
             })
             .await
     }
@@ -199,7 +199,7 @@ impl Agents for Store {
                 let agents = rows
                     .map(|r| decode(r?))
                     .collect::<Result<Vec<_>>>()?;
-                Ok(paginate(agents, limit, |a| a.version.to_string()))
+                Ok(Page::of(agents, limit, |a| a.version.to_string()))
             })
             .await
     }

@@ -1,4 +1,5 @@
-//! The session log's conformance checks (`agentd_session::conformance`) on SQLite.
+//! The conformance checks of the session log (`agentd_session::conformance`) and of the
+//! catalog (`agentd_catalog::conformance`) on SQLite.
 
 use std::collections::BTreeMap;
 
@@ -94,3 +95,16 @@ impl Fixture for Sqlite {
 }
 
 agentd_session::conformance_tests!(fresh);
+
+/// The catalog's conformance checks (`agentd_catalog::conformance`) on SQLite.
+mod catalog {
+    use crate::Store;
+
+    async fn fresh() -> Option<(Store, tempfile::TempDir)> {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("agentd.db")).unwrap();
+        Some((store, dir))
+    }
+
+    agentd_catalog::catalog_conformance_tests!(fresh);
+}

@@ -7,7 +7,7 @@ use agentd_catalog::{EnvironmentEdit, EnvironmentMake, Environments};
 use agentd_wire::environment::{Environment, EnvironmentTag};
 use agentd_wire::ids::{self, Kind};
 
-use crate::{Error, Page, Result, Store, paginate, time};
+use crate::{Error, Page, Result, Store, time};
 
 fn get_in(c: &Connection, ws: &str, id: &str) -> Result<Environment> {
     get_opt_ws(c, Some(ws), id)
@@ -139,7 +139,7 @@ impl Environments for Store {
                 for r in rows {
                     envs.push(serde_json::from_str::<Environment>(&r?)?);
                 }
-                Ok(paginate(envs, limit, |e| e.id.clone()))
+                Ok(Page::of(envs, limit, |e| e.id.clone()))
             })
             .await
     }

@@ -7,7 +7,7 @@ use agentd_catalog::{Files, NewFile};
 use agentd_wire::file::{FileMetadata, FileTag};
 use agentd_wire::ids::{self, Kind};
 
-use crate::{Error, Page, Result, Store, paginate, time};
+use crate::{Error, Page, Result, Store, time};
 
 const SELECT: &str =
     "SELECT id, filename, mime_type, size_bytes, created_at, expires_at FROM files";
@@ -105,7 +105,7 @@ impl Files for Store {
                     row,
                 )?;
                 let rows = rows.collect::<rusqlite::Result<Vec<_>>>()?;
-                Ok(paginate(rows, limit, |f| f.id.clone()))
+                Ok(Page::of(rows, limit, |f| f.id.clone()))
             })
             .await
     }

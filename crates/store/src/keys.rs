@@ -1,18 +1,13 @@
-//! Workspaces and API keys. Keys are stored as SHA-256 hashes; the plaintext is shown once.
+//! Workspaces and API keys, stored as `agentd_catalog::keys` hashes; the plaintext is shown once.
 
 use async_trait::async_trait;
-use rand::RngCore;
 use rusqlite::{Connection, OptionalExtension, params};
-use sha2::{Digest, Sha256};
 
+use agentd_catalog::keys::{hash, mint};
 use agentd_catalog::{KeyInfo, Keys, Workspace};
 use agentd_wire::ids::{self, Kind};
 
 use crate::{Result, Store, time};
-
-fn hash(key: &str) -> Vec<u8> {
-    Sha256::digest(key.as_bytes()).to_vec()
-}
 
 fn ensure_workspace(c: &Connection, name: &str) -> Result<Workspace> {
     if let Some(id) = c
@@ -39,10 +34,10 @@ fn ensure_workspace(c: &Connection, name: &str) -> Result<Workspace> {
 
 fn insert_key(c: &Connection, ws: &Workspace, key: &str, name: Option<&str>) -> Result<KeyInfo> {
     let id = ids::new(Kind::ApiKey);
-    let created_at = time::fmt(&time::now());
+    let created_at = time::now();
     c.execute(
         "INSERT INTO api_keys (id, workspace_id, hash, name, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![id, ws.id, hash(key), name, created_at],
+        params![id, ws.id, hash(key), name, time::fmt(&created_at)],
     )?;
     Ok(KeyInfo {
         id,
@@ -69,12 +64,7 @@ impl Keys for Store {
     }
 
     async fn create_key(&self, workspace: &str, name: Option<&str>) -> Result<(KeyInfo, String)> {
-        let mut raw = [0u8; 24];
-        rand::rng().fill_bytes(&mut raw);
-        let key = format!(
-            "sk-agentd-{}",
-            raw.iter().map(|b| format!("{b:02x}")).collect::<String>()
-        );
+        let key = mint();
         let (workspace, name) = (workspace.to_owned(), name.map(str::to_owned));
         let k = key.clone();
         let info = self
@@ -102,7 +92,7 @@ impl Keys for Store {
                     Ok(KeyInfo {
                         id: r.get(0)?,
                         name: r.get(1)?,
-                        created_at: r.get(2)?,
+                        created_at: time::parse(&r.get::<_, String>(2)?)?,
                         workspace: Workspace {
                             id: r.get(3)?,
                             name: r.get(4)?,

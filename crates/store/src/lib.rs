@@ -43,17 +43,6 @@ impl Store {
     }
 }
 
-/// Fetch one more row than asked so the page knows whether another follows.
-fn paginate<T>(mut rows: Vec<T>, limit: usize, cursor: impl Fn(&T) -> String) -> Page<T> {
-    let next = if rows.len() > limit {
-        rows.truncate(limit);
-        rows.last().map(cursor)
-    } else {
-        None
-    };
-    Page { items: rows, next }
-}
-
 #[cfg(test)]
 mod conformance;
 #[cfg(test)]

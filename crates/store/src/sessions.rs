@@ -12,7 +12,7 @@ use agentd_wire::ids::{self, Kind};
 use agentd_wire::session::{SessionTag, Stats};
 use agentd_wire::{Session, SessionStatus};
 
-use crate::{Error, Page, Result, Store, log, paginate, time};
+use crate::{Error, Page, Result, Store, log, time};
 
 const SELECT: &str = "SELECT id, agent, environment_id, status, title, metadata, usage, active_ms, running_since, created_at, updated_at, archived_at, outcomes FROM sessions";
 
@@ -256,7 +256,7 @@ impl Sessions for Store {
                 for r in rows {
                     out.push(r??);
                 }
-                Ok(paginate(out, f.limit, |s| s.id.clone()))
+                Ok(Page::of(out, f.limit, |s| s.id.clone()))
             })
             .await
     }
@@ -322,7 +322,7 @@ impl Sessions for Store {
                 for r in rows {
                     out.push(r??);
                 }
-                Ok(paginate(out, f.limit, |e| format!("pos_{}", e.seq)))
+                Ok(Page::of(out, f.limit, |e| format!("pos_{}", e.seq)))
             })
             .await
     }

@@ -5,9 +5,7 @@ use std::collections::BTreeMap;
 use agentd_session::{NewEvent, Refusal, SessionLog, at_tail, events};
 use agentd_wire::{ContentBlock, EventBody, SessionStatus, StopReason};
 
-use agentd_catalog::{
-    AgentFilter, Agents, EventFilter, Keys, NewSession, Order, Sessions, Threads,
-};
+use agentd_catalog::{Agents, NewSession, Sessions, Threads};
 
 use agentd_session::conformance::Fixture;
 
@@ -115,138 +113,6 @@ async fn concurrent_appends_share_commits_without_gaps() {
     let all = store.read(&sid, 0, 1000).await.unwrap();
     assert_eq!(all.len(), 50);
     assert!(all.iter().enumerate().all(|(i, e)| e.seq == i as u64 + 1));
-}
-
-#[tokio::test]
-async fn events_page_by_position_and_filter_by_type() {
-    let (_d, store, ws, sid) = fixture().await;
-    for i in 0..5 {
-        store
-            .append(&sid, events(vec![msg(&i.to_string())]))
-            .await
-            .unwrap();
-    }
-    store
-        .append(
-            &sid,
-            events(vec![NewEvent::new(EventBody::SessionStatusRunning {})]),
-        )
-        .await
-        .unwrap();
-    let mut f = EventFilter {
-        limit: 2,
-        order: Order::Asc,
-        ..Default::default()
-    };
-    let mut seen = vec![];
-    loop {
-        let p = store.list_events(&ws, &sid, f.clone()).await.unwrap();
-        seen.extend(p.items.iter().map(|e| e.seq));
-        match p.next {
-            Some(n) => f.page = Some(n),
-            None => break,
-        }
-    }
-    assert_eq!(seen, vec![1, 2, 3, 4, 5, 6]);
-    let only = store
-        .list_events(
-            &ws,
-            &sid,
-            EventFilter {
-                limit: 10,
-                order: Order::Desc,
-                types: vec!["session.status_running".into()],
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-    assert_eq!(only.items.len(), 1);
-    assert_eq!(only.items[0].seq, 6);
-}
-
-#[tokio::test]
-async fn agent_updates_make_versions_and_check_the_expected_one() {
-    let (_d, store, ws, _sid) = fixture().await;
-    let a = store
-        .list_agents(
-            &ws,
-            AgentFilter {
-                limit: 10,
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-    let id = a.items[0].id.clone();
-    let (same, changed) = store
-        .update_agent(&ws, &id, Some(1), Box::new(|s| Ok(s.clone())))
-        .await
-        .unwrap();
-    assert!(!changed);
-    assert_eq!(same.version, 1);
-    let (v2, changed) = store
-        .update_agent(
-            &ws,
-            &id,
-            Some(1),
-            Box::new(|s| {
-                let mut s = s.clone();
-                s.system = Some("be brief".into());
-                Ok(s)
-            }),
-        )
-        .await
-        .unwrap();
-    assert!(changed);
-    assert_eq!(v2.version, 2);
-    let stale = store
-        .update_agent(&ws, &id, Some(1), Box::new(|s| Ok(s.clone())))
-        .await;
-    assert!(matches!(stale, Err(Error::Conflict(_))));
-    assert_eq!(
-        store
-            .get_agent(&ws, &id, Some(1))
-            .await
-            .unwrap()
-            .spec
-            .system,
-        None
-    );
-    let versions = store.list_agent_versions(&ws, &id, 1, None).await.unwrap();
-    assert_eq!(versions.items[0].version, 2);
-    let rest = store
-        .list_agent_versions(&ws, &id, 1, versions.next)
-        .await
-        .unwrap();
-    assert_eq!(rest.items[0].version, 1);
-    assert!(rest.next.is_none());
-}
-
-#[tokio::test]
-async fn another_workspace_sees_nothing() {
-    let (_d, store, _ws, sid) = fixture().await;
-    let other = store.register_key("k2", "other").await.unwrap();
-    assert!(matches!(
-        store.get_session(&other.id, &sid).await,
-        Err(Error::NotFound(_))
-    ));
-    let agents = store
-        .list_agents(
-            &other.id,
-            AgentFilter {
-                limit: 10,
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-    assert!(agents.items.is_empty());
-    assert_eq!(
-        store.authenticate("k2").await.unwrap().unwrap().name,
-        "other"
-    );
-    assert!(store.authenticate("nope").await.unwrap().is_none());
 }
 
 #[test]
@@ -509,26 +375,6 @@ async fn a_database_from_before_threads_keeps_its_agents_and_events() {
     let e = store.read("sesn_1", 0, 10).await.unwrap();
     assert_eq!(e.len(), 1);
     assert_eq!(e[0].event.id, "sevt_1");
-}
-
-#[tokio::test]
-async fn an_update_is_logged_and_told_to_subscribers_at_once() {
-    let (_d, store, ws, sid) = fixture().await;
-    let mut tail = store.subscribe(&sid);
-    store
-        .update_session(&ws, &sid, Some(Some("renamed".into())), None)
-        .await
-        .unwrap();
-    assert!(tail.has_changed().unwrap());
-    let seq = *tail.borrow_and_update();
-    let last = store.read(&sid, seq - 1, 1).await.unwrap();
-    assert_eq!(last[0].event.body.type_name(), "session.updated");
-    // No change, no event, nothing told.
-    store
-        .update_session(&ws, &sid, Some(Some("renamed".into())), None)
-        .await
-        .unwrap();
-    assert!(!tail.has_changed().unwrap());
 }
 
 #[test]

@@ -12,7 +12,7 @@ use agentd_wire::thread::{SessionThread, ThreadStats, ThreadTag};
 use agentd_wire::{SessionStatus, Timestamp};
 
 use crate::sessions::get_in;
-use crate::{Error, Page, Result, Store, paginate, time};
+use crate::{Error, Page, Result, Store, time};
 
 const SELECT: &str = "SELECT id, session_id, parent_thread_id, agent_name, agent, status, usage, active_ms, running_since, created_at, updated_at, archived_at FROM threads";
 
@@ -163,7 +163,7 @@ impl Threads for Store {
                     all.retain(|t| t.id.as_str() > p.as_str());
                 }
                 all.truncate(limit + 1);
-                Ok(paginate(all, limit, |t| t.id.clone()))
+                Ok(Page::of(all, limit, |t| t.id.clone()))
             })
             .await
     }

@@ -1,0 +1,83 @@
+//! `agentd_session::Catalog` from the catalog's rows: what the harness reads, keyed by log id.
+//! Every backend implements that trait by handing these functions its [`AnyWorkspace`] reads,
+//! so the mapping from log ids to rows is written once.
+
+use async_trait::async_trait;
+
+use agentd_session::catalog::{Error, ThreadInfo};
+use agentd_wire::Session;
+use agentd_wire::agent::SessionAgent;
+use agentd_wire::environment::{Environment, EnvironmentConfig};
+use agentd_wire::ids;
+
+use crate::ThreadRow;
+
+/// Rows read in whichever workspace holds them: the harness acts for whoever owns a session.
+#[async_trait]
+pub trait AnyWorkspace: Send + Sync {
+    async fn session_row(&self, id: &str) -> crate::Result<Session>;
+    async fn environment_row(&self, id: &str) -> crate::Result<Environment>;
+    async fn thread_row(&self, tid: &str) -> crate::Result<ThreadRow>;
+}
+
+fn is_thread(log_id: &str) -> bool {
+    log_id.starts_with(ids::Kind::Thread.prefix())
+}
+
+/// A row that is gone is, to the harness, a session that is gone.
+fn gone(e: crate::Error, log_id: &str) -> Error {
+    match e {
+        crate::Error::NotFound(_) => Error::NotFound(log_id.to_owned()),
+        e => Error::Storage(e.to_string()),
+    }
+}
+
+async fn thread(rows: &impl AnyWorkspace, log_id: &str) -> Result<ThreadRow, Error> {
+    rows.thread_row(log_id).await.map_err(|e| gone(e, log_id))
+}
+
+pub async fn session_agent(rows: &impl AnyWorkspace, log_id: &str) -> Result<SessionAgent, Error> {
+    if is_thread(log_id) {
+        return Ok(thread(rows, log_id).await?.agent);
+    }
+    let session = rows.session_row(log_id).await;
+    Ok(session.map_err(|e| gone(e, log_id))?.agent)
+}
+
+pub async fn session_environment(
+    rows: &impl AnyWorkspace,
+    log_id: &str,
+) -> Result<EnvironmentConfig, Error> {
+    let session_id = if is_thread(log_id) {
+        thread(rows, log_id).await?.session_id
+    } else {
+        log_id.to_owned()
+    };
+    let storage = |e: crate::Error| Error::Storage(e.to_string());
+    let s = rows.session_row(&session_id).await.map_err(storage)?;
+    let env = rows.environment_row(&s.environment_id).await;
+    Ok(env.map_err(storage)?.config)
+}
+
+pub async fn thread_info(
+    rows: &impl AnyWorkspace,
+    log_id: &str,
+) -> Result<Option<ThreadInfo>, Error> {
+    if !is_thread(log_id) {
+        return Ok(None);
+    }
+    let t = thread(rows, log_id).await?;
+    let parent_log = if t.parent_thread_id == ids::primary_thread(&t.session_id) {
+        t.session_id.clone()
+    } else {
+        t.parent_thread_id.clone()
+    };
+    Ok(Some(ThreadInfo {
+        id: t.id,
+        session_id: t.session_id,
+        parent_log,
+        parent_thread_id: t.parent_thread_id,
+        agent_name: t.agent_name,
+        archived: t.archived,
+    }))
+}

@@ -1,0 +1,663 @@
+//! What every catalog backend must do, as tests any backend runs against itself.
+//!
+//! Each check is a `pub async fn` taking a fresh, empty backend as `&dyn Storage`; checks make
+//! what they need through the catalog's own traits and panic on failure.
+//! [`catalog_conformance_tests!`](crate::catalog_conformance_tests) writes one `#[tokio::test]`
+//! per check for a backend.
+
+use std::collections::BTreeMap;
+
+use agentd_session::catalog::Error as CatalogError;
+use agentd_session::{NewEvent, Private, events};
+use agentd_wire::agent::{AgentTag, CreateAgent, SessionAgent};
+use agentd_wire::environment::{Environment, EnvironmentConfig, EnvironmentTag};
+use agentd_wire::{ContentBlock, EventBody, SessionStatus, ids};
+
+use crate::{AgentFilter, Error, EventFilter, NewFile, NewSession, Order, SessionFilter, Storage};
+
+/// A workspace with an agent and an environment to start sessions from.
+pub struct Seed {
+    pub ws: String,
+    pub agent: SessionAgent,
+    pub environment_id: String,
+}
+
+pub async fn seed(s: &dyn Storage, workspace: &str) -> Seed {
+    let ws = s.register_key(&format!("key-{workspace}"), workspace).await;
+    let ws = ws.expect("register a key").id;
+    let spec = serde_json::from_str::<CreateAgent>(r#"{"name":"a","model":"scripted/echo"}"#)
+        .expect("an agent")
+        .into_spec();
+    let agent = s.create_agent(&ws, spec).await.expect("create an agent");
+    let env = environment(s, &ws, "e").await;
+    Seed {
+        ws,
+        agent: SessionAgent {
+            id: agent.id,
+            kind: AgentTag::Agent,
+            version: agent.version,
+            spec: agent.spec,
+        },
+        environment_id: env.id,
+    }
+}
+
+async fn environment(s: &dyn Storage, ws: &str, name: &str) -> Environment {
+    let name = name.to_owned();
+    s.create_environment(
+        ws,
+        Box::new(move |id, now| Environment {
+            id,
+            kind: EnvironmentTag::Environment,
+            name,
+            description: None,
+            config: EnvironmentConfig::default(),
+            metadata: BTreeMap::new(),
+            scope: None,
+            created_at: now,
+            updated_at: now,
+            archived_at: None,
+        }),
+    )
+    .await
+    .expect("create an environment")
+}
+
+impl Seed {
+    pub fn new_session(&self, title: Option<&str>) -> NewSession {
+        NewSession {
+            agent: self.agent.clone(),
+            environment_id: self.environment_id.clone(),
+            title: title.map(str::to_owned),
+            metadata: BTreeMap::from([("k".to_owned(), "v".to_owned())]),
+            vault_ids: vec![],
+        }
+    }
+
+    pub async fn session(&self, s: &dyn Storage) -> String {
+        let new = self.new_session(None);
+        s.create_session(&self.ws, new, events(vec![]))
+            .await
+            .expect("create a session")
+            .id
+    }
+}
+
+fn msg(text: &str) -> NewEvent {
+    NewEvent::new(EventBody::UserMessage {
+        content: vec![ContentBlock::text(text)],
+    })
+}
+
+fn limit(n: usize) -> AgentFilter {
+    AgentFilter {
+        limit: n,
+        ..AgentFilter::default()
+    }
+}
+
+pub async fn keys_authenticate_into_their_workspace(s: &dyn Storage) {
+    let ws = s.register_key("k1", "default").await.unwrap();
+    // Registering again is a no-op, even under another workspace name.
+    assert_eq!(s.register_key("k1", "other").await.unwrap(), ws);
+    let (info, key) = s.create_key("team", Some("ci")).await.unwrap();
+    assert_eq!(info.workspace.name, "team");
+    assert_ne!(info.workspace.id, ws.id);
+    assert_eq!(s.authenticate(&key).await.unwrap(), Some(info.workspace));
+    assert_eq!(s.authenticate("k1").await.unwrap(), Some(ws));
+    assert_eq!(s.authenticate("nope").await.unwrap(), None);
+    let names: Vec<_> = s
+        .list_keys()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.name)
+        .collect();
+    assert_eq!(names.len(), 2);
+    assert!(names.contains(&Some("ci".to_owned())), "{names:?}");
+}
+
+pub async fn agent_updates_make_versions_and_check_the_expected_one(s: &dyn Storage) {
+    let seed = seed(s, "default").await;
+    let (ws, id) = (&seed.ws, &seed.agent.id);
+    let (same, changed) = s
+        .update_agent(ws, id, Some(1), Box::new(|a| Ok(a.clone())))
+        .await
+        .unwrap();
+    assert!(!changed);
+    assert_eq!(same.version, 1);
+    let brief = |a: &agentd_wire::agent::AgentSpec| {
+        let mut a = a.clone();
+        a.system = Some("be brief".into());
+        Ok(a)
+    };
+    let (v2, changed) = s
+        .update_agent(ws, id, Some(1), Box::new(brief))
+        .await
+        .unwrap();
+    assert!(changed);
+    assert_eq!(v2.version, 2);
+    let stale = s.update_agent(ws, id, Some(1), Box::new(|a| Ok(a.clone())));
+    assert!(matches!(stale.await, Err(Error::Conflict(_))));
+    assert_eq!(
+        s.get_agent(ws, id, Some(1)).await.unwrap().spec.system,
+        None
+    );
+    assert_eq!(s.get_agent(ws, id, None).await.unwrap().version, 2);
+    assert!(matches!(
+        s.get_agent(ws, id, Some(9)).await,
+        Err(Error::NotFound(_))
+    ));
+    let versions = s.list_agent_versions(ws, id, 1, None).await.unwrap();
+    assert_eq!(versions.items[0].version, 2);
+    let rest = s
+        .list_agent_versions(ws, id, 1, versions.next)
+        .await
+        .unwrap();
+    assert_eq!(rest.items[0].version, 1);
+    assert!(rest.next.is_none());
+}
+
+pub async fn agents_concurrent_updates_each_make_a_version(s: &dyn Storage) {
+    let seed = seed(s, "default").await;
+    let updates = (0..8).map(|i| {
+        s.update_agent(
+            &seed.ws,
+            &seed.agent.id,
+            None,
+            Box::new(move |a| {
+                let mut a = a.clone();
+                a.system = Some(format!("v{i}"));
+                Ok(a)
+            }),
+        )
+    });
+    for r in futures::future::join_all(updates).await {
+        assert!(r.unwrap().1);
+    }
+    let page = s
+        .list_agent_versions(&seed.ws, &seed.agent.id, 100, None)
+        .await;
+    let versions: Vec<u32> = page.unwrap().items.iter().map(|a| a.version).collect();
+    assert_eq!(versions, (1..=9).rev().collect::<Vec<_>>());
+}
+
+pub async fn archived_agents_are_listed_on_request_and_refuse_updates(s: &dyn Storage) {
+    let seed = seed(s, "default").await;
+    let spec = seed.agent.spec.clone();
+    let second = s.create_agent(&seed.ws, spec).await.unwrap();
+    let archived = s.archive_agent(&seed.ws, &second.id).await.unwrap();
+    assert!(archived.archived_at.is_some());
+    let edit = s.update_agent(&seed.ws, &second.id, None, Box::new(|a| Ok(a.clone())));
+    assert!(matches!(edit.await, Err(Error::Conflict(_))));
+    let live = s.list_agents(&seed.ws, limit(10)).await.unwrap();
+    assert_eq!(live.items.len(), 1);
+    let all = AgentFilter {
+        include_archived: true,
+        ..limit(1)
+    };
+    let first = s.list_agents(&seed.ws, all.clone()).await.unwrap();
+    assert_eq!(first.items[0].id, second.id, "newest first");
+    let next = AgentFilter {
+        page: first.next,
+        ..all
+    };
+    let rest = s.list_agents(&seed.ws, next).await.unwrap();
+    assert_eq!(rest.items[0].id, seed.agent.id);
+    assert!(rest.next.is_none());
+    assert!(matches!(
+        s.archive_agent(&seed.ws, "agent_nope").await,
+        Err(Error::NotFound(_))
+    ));
+}
+
+pub async fn environments_update_archive_list_and_delete(s: &dyn Storage) {
+    let seed = seed(s, "default").await;
+    let ws = &seed.ws;
+    let spare = environment(s, ws, "spare").await;
+    let same = s.update_environment(ws, &spare.id, Box::new(|_| Ok(())));
+    assert_eq!(
+        same.await.unwrap().updated_at,
+        spare.updated_at,
+        "no change, no move"
+    );
+    let renamed = s
+        .update_environment(
+            ws,
+            &spare.id,
+            Box::new(|e| {
+                e.name = "renamed".into();
+                Ok(())
+            }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s.get_environment(ws, &spare.id).await.unwrap(), renamed);
+    let page = s.list_environments(ws, false, 1, None).await.unwrap();
+    assert_eq!(page.items[0].id, spare.id, "newest first");
+    let rest = s.list_environments(ws, false, 1, page.next).await.unwrap();
+    assert_eq!(rest.items[0].id, seed.environment_id);
+    assert!(rest.next.is_none());
+
+    // In use by a session: not deleted. Archived: no new session starts in it.
+    seed.session(s).await;
+    let used = s.delete_environment(ws, &seed.environment_id).await;
+    assert!(matches!(used, Err(Error::Conflict(_))), "{used:?}");
+    s.archive_environment(ws, &seed.environment_id)
+        .await
+        .unwrap();
+    let late = s
+        .create_session(ws, seed.new_session(None), events(vec![]))
+        .await;
+    assert!(matches!(late, Err(Error::Conflict(_))), "{late:?}");
+    assert_eq!(
+        s.list_environments(ws, false, 10, None)
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+    assert_eq!(
+        s.list_environments(ws, true, 10, None)
+            .await
+            .unwrap()
+            .items
+            .len(),
+        2
+    );
+
+    s.delete_environment(ws, &spare.id).await.unwrap();
+    let gone = s.get_environment(ws, &spare.id).await;
+    assert!(matches!(gone, Err(Error::NotFound(_))));
+    let nowhere = NewSession {
+        environment_id: spare.id,
+        ..seed.new_session(None)
+    };
+    let nowhere = s.create_session(ws, nowhere, events(vec![])).await;
+    assert!(matches!(nowhere, Err(Error::NotFound(_))), "{nowhere:?}");
+}
+
+pub async fn a_session_starts_with_its_initial_events(s: &dyn Storage) {
+    let seed = seed(s, "default").await;
+    let new = seed.new_session(Some("first"));
+    let session = s
+        .create_session(&seed.ws, new, events(vec![msg("hello")]))
+        .await
+        .unwrap();
+    assert_eq!(session.title.as_deref(), Some("first"));
+    assert_eq!(session.metadata.get("k").map(String::as_str), Some("v"));
+    assert_eq!(session.agent, seed.agent);
+    assert_eq!(session.status, SessionStatus::Idle);
+    assert_eq!(s.read(&session.id, 0, 10).await.unwrap().len(), 1);
+    let read = s.get_session(&seed.ws, &session.id).await.unwrap();
+    // Stats are measured at each read; the rest reads back as created.
+    let same = |x: &agentd_wire::Session| {
+        let mut x = x.clone();
+        x.stats = agentd_wire::session::Stats::default();
+        x.usage.active_seconds = None;
+        x
+    };
+    assert_eq!(same(&read), same(&session));
+}
+
+pub async fn an_update_is_logged_and_told_to_subscribers_at_once(s: &dyn Storage) {
+    let seed = seed(s, "default").await;
+    let (ws, sid) = (&seed.ws, seed.session(s).await);
+    let mut tail = s.subscribe(&sid);
+    let metadata = BTreeMap::from([("k".to_owned(), None), ("n".to_owned(), Some("1".into()))]);
+    let updated = s
+        .update_session(ws, &sid, Some(Some("renamed".into())), Some(metadata))
+        .await
+        .unwrap();
+    assert_eq!(updated.title.as_deref(), Some("renamed"));
+    assert_eq!(
+        updated.metadata,
+        BTreeMap::from([("n".to_owned(), "1".to_owned())])
+    );
+    assert!(tail.has_changed().unwrap());
+    let seq = *tail.borrow_and_update();
+    let last = s.read(&sid, seq - 1, 1).await.unwrap();
+    assert_eq!(last[0].event.body.type_name(), "session.updated");
+    // No change, no event, nothing told.
+    s.update_session(ws, &sid, Some(Some("renamed".into())), None)
+        .await
+        .unwrap();
+    assert!(!tail.has_changed().unwrap());
+}
+
+pub async fn sessions_list_by_filter_order_and_page(s: &dyn Storage) {
+    let seed = seed(s, "default").await;
+    let ws = &seed.ws;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(seed.session(s).await);
+    }
+    let running = NewEvent::new(EventBody::SessionStatusRunning {});
+    s.append(&ids[1], events(vec![running])).await.unwrap();
+    assert_eq!(s.running_sessions().await.unwrap(), vec![ids[1].clone()]);
+    s.archive_session(ws, &ids[2]).await.unwrap();
+
+    let page = |order, page| SessionFilter {
+        order,
+        limit: 1,
+        page,
+        ..SessionFilter::default()
+    };
+    let mut seen = Vec::new();
+    let mut f = page(Order::Asc, None);
+    loop {
+        let p = s.list_sessions(ws, f.clone()).await.unwrap();
+        seen.extend(p.items.into_iter().map(|x| x.id));
+        match p.next {
+            Some(n) => f = page(Order::Asc, Some(n)),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ids[..2], "oldest first, archived left out");
+    let newest = s.list_sessions(ws, page(Order::Desc, None)).await.unwrap();
+    assert_eq!(newest.items[0].id, ids[1]);
+    let f = SessionFilter {
+        include_archived: true,
+        statuses: vec![SessionStatus::Idle],
+        agent_id: Some(seed.agent.id.clone()),
+        agent_version: Some(1),
+        limit: 10,
+        ..SessionFilter::default()
+    };
+    let idle: Vec<_> = s.list_sessions(ws, f).await.unwrap().items;
+    let idle: Vec<_> = idle.into_iter().map(|x| x.id).collect();
+    assert_eq!(idle, vec![ids[2].clone(), ids[0].clone()]);
+    let other_agent = SessionFilter {
+        agent_id: Some("agent_other".into()),
+        limit: 10,
+        ..SessionFilter::default()
+    };
+    assert!(
+        s.list_sessions(ws, other_agent)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+}
+
+pub async fn events_page_by_position_and_filter_by_type(s: &dyn Storage) {
+    let seed = seed(s, "default").await;
+    let (ws, sid) = (&seed.ws, seed.session(s).await);
+    for i in 0..5 {
+        s.append(&sid, events(vec![msg(&i.to_string())]))
+            .await
+            .unwrap();
+    }
+    let hidden = NewEvent::new(EventBody::ToolStarted {
+        tool_use_id: "x".into(),
+    });
+    let running = NewEvent::new(EventBody::SessionStatusRunning {});
+    s.append(&sid, events(vec![hidden, running])).await.unwrap();
+    let mut f = EventFilter {
+        limit: 2,
+        order: Order::Asc,
+        ..EventFilter::default()
+    };
+    let mut seen = vec![];
+    loop {
+        let p = s.list_log_events(ws, &sid, &sid, f.clone()).await.unwrap();
+        seen.extend(p.items.iter().map(|e| e.seq));
+        match p.next {
+            Some(n) => f.page = Some(n),
+            None => break,
+        }
+    }
+    assert_eq!(
+        seen,
+        vec![1, 2, 3, 4, 5, 7],
+        "internal events are never listed"
+    );
+    let only = EventFilter {
+        limit: 10,
+        order: Order::Desc,
+        types: vec!["session.status_running".into()],
+        ..EventFilter::default()
+    };
+    let only = s.list_log_events(ws, &sid, &sid, only).await.unwrap();
+    assert_eq!(only.items.len(), 1);
+    assert_eq!(only.items[0].seq, 7);
+    let id = &only.items[0].event.id;
+    assert_eq!(s.event_position(&sid, id).await.unwrap(), Some(7));
+    assert_eq!(s.event_position(&sid, "sevt_nope").await.unwrap(), None);
+    let bad = EventFilter {
+        page: Some("nope".into()),
+        ..EventFilter::default()
+    };
+    let bad = s.list_log_events(ws, &sid, &sid, bad).await;
+    assert!(matches!(bad, Err(Error::Invalid(_))), "{bad:?}");
+}
+
+/// Starts a worker thread running the session's own agent; returns its id.
+async fn start_thread(s: &dyn Storage, seed: &Seed, sid: &str) -> String {
+    let tid = ids::new(ids::Kind::Thread);
+    let created = NewEvent::new(EventBody::SessionThreadCreated {
+        session_thread_id: tid.clone(),
+        agent_name: "worker".into(),
+    })
+    .with_private(Private::Thread {
+        agent: Box::new(seed.agent.clone()),
+    });
+    s.append(sid, events(vec![created])).await.unwrap();
+    tid
+}
+
+pub async fn threads_list_primary_first_and_archive_children_only(s: &dyn Storage) {
+    let seed = seed(s, "default").await;
+    let (ws, sid) = (&seed.ws, seed.session(s).await);
+    let tid = start_thread(s, &seed, &sid).await;
+    let primary = ids::primary_thread(&sid);
+    let all = s.list_threads(ws, &sid, vec![], 10, None).await.unwrap();
+    let listed: Vec<_> = all.items.iter().map(|t| t.id.clone()).collect();
+    assert_eq!(listed, vec![primary.clone(), tid.clone()]);
+    let first = s.list_threads(ws, &sid, vec![], 1, None).await.unwrap();
+    let rest = s
+        .list_threads(ws, &sid, vec![], 1, first.next)
+        .await
+        .unwrap();
+    assert_eq!(rest.items[0].id, tid);
+    assert_eq!(s.thread_log(ws, &sid, &primary).await.unwrap(), sid);
+    assert_eq!(s.thread_log(ws, &sid, &tid).await.unwrap(), tid);
+    let child = s.get_thread(ws, &sid, &tid).await.unwrap();
+    assert_eq!(child.parent_thread_id.as_deref(), Some(primary.as_str()));
+    let refused = s.archive_thread(ws, &sid, &primary).await;
+    assert!(matches!(refused, Err(Error::Invalid(_))), "{refused:?}");
+    let archived = s.archive_thread(ws, &sid, &tid).await.unwrap();
+    assert!(archived.archived_at.is_some());
+    let rows = s.child_threads(&sid).await.unwrap();
+    assert!(rows.len() == 1 && rows[0].archived && rows[0].agent_name == "worker");
+
+    let running = NewEvent::new(EventBody::SessionStatusRunning {});
+    s.append(&tid, events(vec![running])).await.unwrap();
+    assert_eq!(s.running_threads().await.unwrap(), vec![tid.clone()]);
+    let f = vec![SessionStatus::Running];
+    let only = s.list_threads(ws, &sid, f, 10, None).await.unwrap();
+    assert_eq!(only.items.len(), 1);
+    assert_eq!(only.items[0].id, tid);
+}
+
+pub async fn the_harness_reads_rows_by_log_id(s: &dyn Storage) {
+    let seed = seed(s, "default").await;
+    let sid = seed.session(s).await;
+    let tid = start_thread(s, &seed, &sid).await;
+    assert_eq!(s.session_agent(&sid).await.unwrap(), seed.agent);
+    assert_eq!(s.session_agent(&tid).await.unwrap(), seed.agent);
+    let env = s.session_environment(&tid).await.unwrap();
+    assert_eq!(env, EnvironmentConfig::default());
+    assert_eq!(s.thread(&sid).await.unwrap(), None);
+    let info = s.thread(&tid).await.unwrap().expect("a thread");
+    assert_eq!(
+        (info.session_id, info.parent_log),
+        (sid.clone(), sid.clone())
+    );
+    let gone = s.session_agent("sesn_gone").await;
+    assert!(matches!(gone, Err(CatalogError::NotFound(_))), "{gone:?}");
+}
+
+pub async fn a_deleted_session_takes_its_logs_and_tells_subscribers(s: &dyn Storage) {
+    let seed = seed(s, "default").await;
+    let (ws, sid) = (&seed.ws, seed.session(s).await);
+    let tid = start_thread(s, &seed, &sid).await;
+    let (mut session_tail, mut thread_tail) = (s.subscribe(&sid), s.subscribe(&tid));
+    s.delete_session(ws, &sid).await.unwrap();
+    for tail in [&mut session_tail, &mut thread_tail] {
+        tail.wait_for(|t| *t == agentd_session::DELETED)
+            .await
+            .unwrap();
+    }
+    assert!(matches!(
+        s.get_session(ws, &sid).await,
+        Err(Error::NotFound(_))
+    ));
+    assert!(s.read(&sid, 0, 10).await.unwrap().is_empty());
+    assert!(s.read(&tid, 0, 10).await.unwrap().is_empty());
+    assert!(s.child_threads(&sid).await.unwrap().is_empty());
+    let again = s.delete_session(ws, &sid).await;
+    assert!(matches!(again, Err(Error::NotFound(_))));
+}
+
+pub async fn files_keep_their_bytes_until_deleted_or_expired(s: &dyn Storage) {
+    let seed = seed(s, "default").await;
+    let ws = &seed.ws;
+    let file = |name: &str, expires_at| NewFile {
+        filename: name.into(),
+        mime_type: "text/plain".into(),
+        content: name.as_bytes().to_vec(),
+        expires_at,
+    };
+    let a = s.create_file(ws, file("a.txt", None)).await.unwrap();
+    let b = s.create_file(ws, file("b.txt", None)).await.unwrap();
+    let past = chrono::Utc::now() - chrono::Duration::seconds(1);
+    let expired = s
+        .create_file(ws, file("old.txt", Some(past)))
+        .await
+        .unwrap();
+    assert_eq!(a.size_bytes, 5);
+    assert_eq!(s.get_file(ws, &a.id).await.unwrap(), a);
+    let (meta, bytes) = s.file_content(ws, &b.id).await.unwrap();
+    assert_eq!((meta, bytes), (b.clone(), b"b.txt".to_vec()));
+    let gone = s.get_file(ws, &expired.id).await;
+    assert!(
+        matches!(gone, Err(Error::NotFound(_))),
+        "an expired file is gone"
+    );
+    let first = s.list_files(ws, 1, None).await.unwrap();
+    assert_eq!(first.items, vec![b.clone()]);
+    let rest = s.list_files(ws, 1, first.next).await.unwrap();
+    assert_eq!(rest.items, vec![a.clone()]);
+    assert!(rest.next.is_none(), "the expired file is not listed");
+    s.delete_file(ws, &a.id).await.unwrap();
+    assert!(matches!(
+        s.file_content(ws, &a.id).await,
+        Err(Error::NotFound(_))
+    ));
+    assert!(matches!(
+        s.delete_file(ws, &a.id).await,
+        Err(Error::NotFound(_))
+    ));
+}
+
+pub async fn another_workspace_sees_nothing(s: &dyn Storage) {
+    let seed = seed(s, "default").await;
+    let sid = seed.session(s).await;
+    let file = NewFile {
+        filename: "f".into(),
+        mime_type: "text/plain".into(),
+        content: vec![1],
+        expires_at: None,
+    };
+    let file = s.create_file(&seed.ws, file).await.unwrap();
+    let other = s.register_key("k2", "other").await.unwrap().id;
+    let not_found = |r: Result<(), Error>| assert!(matches!(r, Err(Error::NotFound(_))), "{r:?}");
+    not_found(s.get_session(&other, &sid).await.map(drop));
+    not_found(
+        s.update_session(&other, &sid, Some(None), None)
+            .await
+            .map(drop),
+    );
+    not_found(s.archive_session(&other, &sid).await.map(drop));
+    not_found(s.delete_session(&other, &sid).await);
+    not_found(s.get_agent(&other, &seed.agent.id, None).await.map(drop));
+    not_found(s.archive_agent(&other, &seed.agent.id).await.map(drop));
+    not_found(
+        s.get_environment(&other, &seed.environment_id)
+            .await
+            .map(drop),
+    );
+    not_found(s.delete_environment(&other, &seed.environment_id).await);
+    not_found(s.get_file(&other, &file.id).await.map(drop));
+    not_found(s.delete_file(&other, &file.id).await);
+    let primary = ids::primary_thread(&sid);
+    not_found(s.thread_log(&other, &sid, &primary).await.map(drop));
+    not_found(
+        s.list_log_events(&other, &sid, &sid, EventFilter::default())
+            .await
+            .map(drop),
+    );
+    assert!(
+        s.list_agents(&other, limit(10))
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    assert!(
+        s.list_environments(&other, true, 10, None)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    assert!(
+        s.list_files(&other, 10, None)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    let all = SessionFilter {
+        include_archived: true,
+        limit: 10,
+        ..SessionFilter::default()
+    };
+    assert!(s.list_sessions(&other, all).await.unwrap().items.is_empty());
+}
+
+/// One `#[tokio::test]` per check, on a backend `$fresh().await` makes: `None` skips the test,
+/// `Some((storage, keep))` runs it, holding `keep` (a temporary directory, say) until it ends.
+#[macro_export]
+macro_rules! catalog_conformance_tests {
+    ($fresh:path) => {
+        $crate::catalog_conformance_tests!(@each $fresh;
+            keys_authenticate_into_their_workspace,
+            agent_updates_make_versions_and_check_the_expected_one,
+            agents_concurrent_updates_each_make_a_version,
+            archived_agents_are_listed_on_request_and_refuse_updates,
+            environments_update_archive_list_and_delete,
+            a_session_starts_with_its_initial_events,
+            an_update_is_logged_and_told_to_subscribers_at_once,
+            sessions_list_by_filter_order_and_page,
+            events_page_by_position_and_filter_by_type,
+            threads_list_primary_first_and_archive_children_only,
+            the_harness_reads_rows_by_log_id,
+            a_deleted_session_takes_its_logs_and_tells_subscribers,
+            files_keep_their_bytes_until_deleted_or_expired,
+            another_workspace_sees_nothing
+        );
+    };
+    (@each $fresh:path; $($check:ident),*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $check() {
+                let Some((storage, _keep)) = $fresh().await else { return };
+                $crate::conformance::$check(&storage).await;
+            }
+        )*
+    };
+}

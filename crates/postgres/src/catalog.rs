@@ -1,0 +1,42 @@
+//! `agentd_session::Catalog` on PostgreSQL, through `agentd_catalog::by_log`.
+
+use async_trait::async_trait;
+
+use agentd_catalog::ThreadRow;
+use agentd_catalog::by_log::{self, AnyWorkspace};
+use agentd_session::catalog::{Catalog, Error, ThreadInfo};
+use agentd_wire::Session;
+use agentd_wire::agent::SessionAgent;
+use agentd_wire::environment::{Environment, EnvironmentConfig};
+
+use crate::PgStore;
+
+#[async_trait]
+impl AnyWorkspace for PgStore {
+    async fn session_row(&self, id: &str) -> agentd_catalog::Result<Session> {
+        self.load_session(id).await
+    }
+
+    async fn environment_row(&self, id: &str) -> agentd_catalog::Result<Environment> {
+        crate::environments::get(&self.client().await?, None, id, "").await
+    }
+
+    async fn thread_row(&self, tid: &str) -> agentd_catalog::Result<ThreadRow> {
+        self.thread(tid).await
+    }
+}
+
+#[async_trait]
+impl Catalog for PgStore {
+    async fn session_agent(&self, log_id: &str) -> Result<SessionAgent, Error> {
+        by_log::session_agent(self, log_id).await
+    }
+
+    async fn session_environment(&self, log_id: &str) -> Result<EnvironmentConfig, Error> {
+        by_log::session_environment(self, log_id).await
+    }
+
+    async fn thread(&self, log_id: &str) -> Result<Option<ThreadInfo>, Error> {
+        by_log::thread_info(self, log_id).await
+    }
+}
