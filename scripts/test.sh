@@ -160,6 +160,11 @@ step "end-to-end tests (official SDK against the real binary)"
 cargo build -p agentd --locked
 AGENTD_BIN=${CARGO_TARGET_DIR:-$root/target}/debug/agentd "$venv/bin/python" -m pytest tests/e2e -q
 
+step "end-to-end tests again, every server on PostgreSQL (--database-url)"
+# The local-model tests exercise the model, not the store: once is enough.
+AGENTD_E2E_DATABASE=postgres AGENTD_BIN=${CARGO_TARGET_DIR:-$root/target}/debug/agentd \
+    "$venv/bin/python" -m pytest tests/e2e -q --ignore=tests/e2e/test_local_model.py
+
 step "outcomes bench on the scripted model (the evaluate-then-revise loop end to end)"
 cargo run -q -p agentd-bench --locked -- outcomes
 

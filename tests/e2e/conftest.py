@@ -23,6 +23,10 @@ server          (function) `server_factory(upstream=fake_upstream)`: rate limit 
 client, aclient (function) Sync / async SDK clients of `server` with max_retries=0
                            (async tests are marked @pytest.mark.asyncio; strict mode).
 
+Backends: with AGENTD_E2E_DATABASE=postgres, each data dir gets a fresh database on the server
+AGENTD_TEST_POSTGRES_URL names (made with psql), passed to agentd as AGENTD_DATABASE_URL; every
+test then runs on PostgreSQL. Without it, agentd uses its embedded SQLite file.
+
 AgentdServer (a handle on one agentd process)
     .url .key .port .data_dir .scripts_dir .log_path .proc
     .client(**kw) / .async_client(**kw)   SDK clients (max_retries=0, timeout 15 s by default)
@@ -109,6 +113,24 @@ def agentd_bin() -> Path:
 # ----------------------------------------------------------------------------- server
 
 
+_DATABASES: dict = {}
+
+
+def database_url(data_dir: Path) -> Optional[str]:
+    """The PostgreSQL database of `data_dir` when the suite runs on PostgreSQL, made on first use."""
+    if os.environ.get("AGENTD_E2E_DATABASE", "sqlite") != "postgres":
+        return None
+    admin = os.environ.get("AGENTD_TEST_POSTGRES_URL")
+    if not admin:
+        pytest.exit("AGENTD_E2E_DATABASE=postgres needs AGENTD_TEST_POSTGRES_URL", returncode=2)
+    key = str(Path(data_dir).resolve())
+    if key not in _DATABASES:
+        name = f"e2e_{secrets.token_hex(6)}"
+        subprocess.run(["psql", admin, "-qc", f"CREATE DATABASE {name}"], check=True, capture_output=True)
+        _DATABASES[key] = admin.rsplit("/", 1)[0] + "/" + name
+    return _DATABASES[key]
+
+
 class AgentdServer:
     """One agentd process (and its restarts) on a data dir."""
 
@@ -157,6 +179,9 @@ class AgentdServer:
             base["AGENTD_MODEL_ATTEMPTS"] = str(model_attempts)
         if retry_base_ms is not None:
             base["AGENTD_RETRY_BASE_MS"] = str(retry_base_ms)
+        db = database_url(self.data_dir)
+        if db:
+            base["AGENTD_DATABASE_URL"] = db
         base.update(env or {})
         self.env = base
 

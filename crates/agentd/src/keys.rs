@@ -3,10 +3,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
+use std::sync::Arc;
 
-use agentd_catalog::{DEFAULT_WORKSPACE, Keys};
-use agentd_store::Store;
+use agentd_catalog::{DEFAULT_WORKSPACE, Storage};
 
 #[derive(clap::Subcommand)]
 pub enum Command {
@@ -20,19 +19,24 @@ pub enum Command {
         name: Option<String>,
         #[arg(long, env = "AGENTD_DATA_DIR")]
         data_dir: Option<PathBuf>,
+        #[command(flatten)]
+        database: crate::database::DatabaseArgs,
     },
     /// List keys (ids and workspaces, never the secrets).
     Ls {
         #[arg(long, env = "AGENTD_DATA_DIR")]
         data_dir: Option<PathBuf>,
+        #[command(flatten)]
+        database: crate::database::DatabaseArgs,
     },
 }
 
-fn open(data_dir: Option<PathBuf>) -> anyhow::Result<Store> {
+async fn open(
+    data_dir: Option<PathBuf>,
+    database: &crate::database::DatabaseArgs,
+) -> anyhow::Result<Arc<dyn Storage>> {
     let dir = data_dir.unwrap_or_else(crate::default_data_dir);
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let db = dir.join("agentd.db");
-    Store::open(&db).with_context(|| format!("cannot open {}", db.display()))
+    Ok(crate::database::open(database, &dir).await?.0)
 }
 
 pub async fn run(c: Command) -> anyhow::Result<ExitCode> {
@@ -41,8 +45,9 @@ pub async fn run(c: Command) -> anyhow::Result<ExitCode> {
             workspace,
             name,
             data_dir,
+            database,
         } => {
-            let store = open(data_dir)?;
+            let store = open(data_dir, &database).await?;
             let (info, key) = store.create_key(&workspace, name.as_deref()).await?;
             eprintln!(
                 "created key {} in workspace {:?} ({}); store it now, it is not shown again:",
@@ -50,8 +55,8 @@ pub async fn run(c: Command) -> anyhow::Result<ExitCode> {
             );
             println!("{key}");
         }
-        Command::Ls { data_dir } => {
-            let store = open(data_dir)?;
+        Command::Ls { data_dir, database } => {
+            let store = open(data_dir, &database).await?;
             for k in store.list_keys().await? {
                 println!(
                     "{}\t{}\t{}\t{}",

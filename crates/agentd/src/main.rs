@@ -4,6 +4,7 @@
 
 mod apply;
 mod client;
+mod database;
 mod keys;
 mod models;
 mod run;
@@ -127,5 +128,14 @@ fn sandbox_helper(args: Vec<String>) -> std::process::ExitCode {
             eprintln!("agentd sandbox-helper: {e}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Clap checks a command line's definition only when it is built: every subcommand here.
+    #[test]
+    fn the_command_line_is_well_formed() {
+        <super::Cli as clap::CommandFactory>::command().debug_assert();
     }
 }

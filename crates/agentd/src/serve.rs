@@ -1,4 +1,5 @@
-//! `agentd serve`: the API and the harness in one process over the embedded SQLite store.
+//! `agentd serve`: the API and the harness in one process, over the embedded SQLite store or a
+//! PostgreSQL database that other agentd processes share.
 
 use std::net::SocketAddr;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -16,16 +17,18 @@ use agentd_catalog::{DEFAULT_WORKSPACE, Storage};
 use agentd_hands::Limits;
 use agentd_hands::bwrap::{Bwrap, HelperCommand};
 use agentd_models::{Registry, RegistryConfig};
-use agentd_store::Store;
 
 #[derive(clap::Args)]
 pub struct Args {
     /// Address to listen on.
     #[arg(long, env = "AGENTD_LISTEN", default_value = crate::DEFAULT_LISTEN)]
     listen: SocketAddr,
-    /// Directory for the database (default: $XDG_DATA_HOME/agentd or ~/.local/share/agentd).
+    /// Directory for the embedded database, sandboxes and models (default:
+    /// $XDG_DATA_HOME/agentd or ~/.local/share/agentd).
     #[arg(long, env = "AGENTD_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    database: crate::database::DatabaseArgs,
     /// Directory of scripted-model YAML files, used by models named `scripted/<name>`
     /// (default: <data-dir>/scripts).
     #[arg(long, env = "AGENTD_SCRIPTS_DIR")]
@@ -205,7 +208,7 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create the data dir {}", data_dir.display()))?;
     let sandboxes = sandboxes(&a, &data_dir)?;
-    let store = open_store(&data_dir)?;
+    let (store, location) = crate::database::open(&a.database, &data_dir).await?;
     first_key(store.as_ref(), a.api_key.as_deref(), &data_dir).await?;
     let models = models(&a, &data_dir)?;
     let previews = Previews::default();
@@ -223,7 +226,8 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
     resume(store.as_ref(), &runner).await?;
 
     eprintln!(
-        "agentd: listening on http://{addr} (data in {})",
+        "agentd: listening on http://{addr} (database {}, data in {})",
+        location.shown(),
         data_dir.display()
     );
     // Stream events go out as they happen; Nagle would hold small SSE frames back.
@@ -235,21 +239,6 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
         .await
         .context("server failed")?;
     Ok(ExitCode::SUCCESS)
-}
-
-fn open_store(data_dir: &Path) -> anyhow::Result<Arc<dyn Storage>> {
-    let db = data_dir.join("agentd.db");
-    let store: Arc<dyn Storage> =
-        Arc::new(Store::open(&db).with_context(|| format!("cannot open {}", db.display()))?);
-    // Transcripts and key hashes are agentd's alone.
-    for f in ["agentd.db", "agentd.db-wal", "agentd.db-shm"] {
-        let p = data_dir.join(f);
-        if p.exists() {
-            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))
-                .with_context(|| format!("cannot restrict {}", p.display()))?;
-        }
-    }
-    Ok(store)
 }
 
 /// Registers `--api-key`; without one, a store with no keys gets a new key, written next to

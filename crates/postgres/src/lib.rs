@@ -37,16 +37,52 @@ pub struct PgStore {
     tails: notify::Tails,
 }
 
+/// How to open the database.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Most connections the pool opens (the `LISTEN` connection is one more).
+    pub pool_size: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { pool_size: 16 }
+    }
+}
+
+/// Why the database could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The URL is not one PostgreSQL's client understands.
+    #[error("not a PostgreSQL URL ({0}); expected postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE")]
+    Url(String),
+    /// No server answered: it may be starting, or the host or port is wrong. Worth retrying.
+    #[error("cannot reach the server: {0}")]
+    Unreachable(String),
+    /// The server answered and refused (authentication, a missing database, a newer schema…).
+    #[error(transparent)]
+    Refused(#[from] Error),
+}
+
 impl PgStore {
     /// Connect to the database at `url` (`postgres://user@host:port/db`), migrating it.
-    pub async fn open(url: &str) -> Result<PgStore> {
-        let config: tokio_postgres::Config = url.parse().map_err(storage)?;
-        PgStore::connect(config).await
+    pub async fn open(url: &str, options: Options) -> Result<PgStore, OpenError> {
+        let config: tokio_postgres::Config =
+            url.parse().map_err(|e| OpenError::Url(format!("{e}")))?;
+        PgStore::connect_with(config, options).await
+    }
+
+    /// [`PgStore::open`] with a parsed config and the default options.
+    pub async fn connect(config: tokio_postgres::Config) -> Result<PgStore, OpenError> {
+        PgStore::connect_with(config, Options::default()).await
     }
 
     /// Connect with `config`, migrating the database and starting to `LISTEN` for appends
     /// made by other processes before returning.
-    pub async fn connect(mut config: tokio_postgres::Config) -> Result<PgStore> {
+    pub async fn connect_with(
+        mut config: tokio_postgres::Config,
+        options: Options,
+    ) -> Result<PgStore, OpenError> {
         harden(&mut config);
         let manager = Manager::from_config(
             config.clone(),
@@ -56,17 +92,28 @@ impl PgStore {
             },
         );
         let pool = Pool::builder(manager)
-            .max_size(16)
+            .max_size(options.pool_size.max(1))
             .runtime(deadpool_postgres::Runtime::Tokio1)
             // A database that cannot be reached is an error, not a request that hangs.
             .wait_timeout(Some(CHECKOUT_TIMEOUT))
             .create_timeout(Some(CHECKOUT_TIMEOUT))
             .build()
-            .map_err(storage)?;
-        let mut client = pool.get().await.map_err(storage)?;
+            .map_err(|e| OpenError::Url(e.to_string()))?;
+        let mut client = pool.get().await.map_err(opening)?;
         migrate::run(&mut client).await?;
         let tails = notify::Tails::listen(config, pool.clone()).await?;
         Ok(PgStore { pool, tails })
+    }
+}
+
+/// A failure to get the first connection: the server's refusal, or no server at all.
+fn opening(e: deadpool_postgres::PoolError) -> OpenError {
+    use deadpool_postgres::PoolError;
+    match e {
+        PoolError::Backend(e) if e.as_db_error().is_some() => OpenError::Refused(pg(e)),
+        PoolError::Backend(e) => OpenError::Unreachable(e.to_string()),
+        PoolError::Timeout(_) => OpenError::Unreachable("timed out connecting".into()),
+        e => OpenError::Refused(storage(e)),
     }
 }
 
