@@ -75,10 +75,10 @@ fn redact(url: &str) -> String {
         return url.to_owned();
     };
     match rest.split_once('@') {
-        Some((user, host)) => {
-            let user = user.split_once(':').map_or(user, |(u, _)| u);
-            format!("{scheme}://{user}:***@{host}")
-        }
+        Some((user, host)) => match user.split_once(':') {
+            Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
+            None => url.to_owned(),
+        },
         None => url.to_owned(),
     }
 }
@@ -158,6 +158,8 @@ mod tests {
         );
         let pg = Location::parse(Some("postgres://u:secret@h:5432/db"), dir).unwrap();
         assert_eq!(pg.shown(), "postgres://u:***@h:5432/db");
+        let plain = Location::parse(Some("postgres://u@h/db"), dir).unwrap();
+        assert_eq!(plain.shown(), "postgres://u@h/db");
         let bad = Location::parse(Some("mysql://u:secret@h/db"), dir).unwrap_err();
         assert!(!bad.to_string().contains("secret"), "{bad}");
         assert!(Location::parse(Some("sqlite:"), dir).is_err());

@@ -1,10 +1,12 @@
 //! The `agentd` binary: wiring only. `serve` runs the API and the harness over the embedded
 //! store; the other subcommands are clients of a running server (`apply`, `run`,
-//! `sessions`) or administer a data dir (`keys`) or the local models (`models`).
+//! `sessions`) or administer a data dir or database (`keys`, `db`) or the local models
+//! (`models`).
 
 mod apply;
 mod client;
 mod database;
+mod db;
 mod keys;
 mod models;
 mod run;
@@ -43,6 +45,9 @@ enum Command {
     /// Manage API keys of a data dir.
     #[command(subcommand)]
     Keys(keys::Command),
+    /// Move an installation between databases (SQLite to PostgreSQL).
+    #[command(subcommand)]
+    Db(db::Command),
     /// Local models (`local/<name>`): fetch and list them.
     #[command(subcommand)]
     Models(models::Command),
@@ -99,6 +104,7 @@ fn main() -> std::process::ExitCode {
             Command::Run(a) => run::run(a).await,
             Command::Sessions(c) => sessions::run(c).await,
             Command::Keys(c) => keys::run(c).await,
+            Command::Db(c) => db::run(c).await,
             Command::Models(c) => models::run(c).await,
             Command::SandboxHelper { .. } => Ok(std::process::ExitCode::SUCCESS),
         }

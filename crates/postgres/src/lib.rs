@@ -13,6 +13,7 @@
 
 mod agents;
 mod catalog;
+pub mod copy;
 mod environments;
 mod files;
 mod keys;

@@ -42,6 +42,9 @@ async fn apply(client: &mut Client, target: i32) -> Result<(), tokio_postgres::E
         let tx = client.transaction().await?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK])
             .await?;
+        // Not a notice per start that the table below already exists.
+        tx.batch_execute("SET LOCAL client_min_messages = warning")
+            .await?;
         tx.batch_execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations (
                 version     INTEGER PRIMARY KEY,

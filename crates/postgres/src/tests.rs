@@ -252,3 +252,94 @@ async fn an_old_database_is_migrated_and_keeps_its_sessions() {
     assert_eq!(e.len(), 1);
     assert_eq!(e[0].event.id, "sevt_1");
 }
+
+/// A SQLite installation copied into an empty database reads back the same through every
+/// interface, each log byte for byte; a second copy into it is refused and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_installation_copies_whole_into_an_empty_database() {
+    use agentd_catalog::{Agents, Files, Keys, NewFile};
+
+    let Some(config) = fresh_database().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agentd.db");
+    let sqlite = agentd_store::Store::open(&path).unwrap();
+    let seed = conformance::seed(&sqlite, "default").await;
+    let (_, key) = sqlite.create_key("team", Some("ci")).await.unwrap();
+    let mut sessions = Vec::new();
+    for i in 0..3 {
+        let sid = seed.session(&sqlite).await;
+        for j in 0..5 {
+            let text = format!("message {i}.{j} ✓ \"quoted\"");
+            let msg = NewEvent::new(EventBody::UserMessage {
+                content: vec![ContentBlock::text(&text)],
+            });
+            sqlite.append(&sid, events(vec![msg])).await.unwrap();
+        }
+        sessions.push(sid);
+    }
+    let file = NewFile {
+        filename: "r.bin".into(),
+        mime_type: "application/octet-stream".into(),
+        content: vec![0, 1, 2, 255],
+        expires_at: None,
+    };
+    let file = sqlite.create_file(&seed.ws, file).await.unwrap();
+    drop(sqlite);
+
+    let pg = PgStore::connect(config).await.unwrap();
+    let copied = crate::copy::from_sqlite(&path, &pg, |_, _| {})
+        .await
+        .unwrap();
+    let events_copied = copied.iter().find(|(t, _)| *t == "events").unwrap().1;
+    assert_eq!(events_copied, 15);
+
+    let sqlite = agentd_store::Store::open(&path).unwrap();
+    for sid in &sessions {
+        assert_eq!(
+            pg.read(sid, 0, 100).await.unwrap(),
+            sqlite.read(sid, 0, 100).await.unwrap()
+        );
+        let (a, b) = (
+            pg.get_session(&seed.ws, sid).await.unwrap(),
+            sqlite.get_session(&seed.ws, sid).await.unwrap(),
+        );
+        assert_eq!(
+            (a.agent, a.metadata, a.created_at),
+            (b.agent, b.metadata, b.created_at)
+        );
+    }
+    let c = pg.pool.get().await.unwrap();
+    let text: String = c
+        .query_one(
+            "SELECT body::text FROM events WHERE log_id = $1 AND seq = 1",
+            &[&sessions[0]],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    let original: String = raw
+        .query_row(
+            "SELECT body FROM events WHERE session_id = ?1 AND seq = 1",
+            [&sessions[0]],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(text, original, "the same bytes");
+    assert_eq!(pg.authenticate(&key).await.unwrap().unwrap().name, "team");
+    let agent = pg.get_agent(&seed.ws, &seed.agent.id, None).await.unwrap();
+    assert_eq!(agent.spec, seed.agent.spec);
+    assert_eq!(
+        pg.file_content(&seed.ws, &file.id).await.unwrap().1,
+        vec![0, 1, 2, 255]
+    );
+
+    let again = crate::copy::from_sqlite(&path, &pg, |_, _| {}).await;
+    let Err(crate::copy::CopyError::NotEmpty(held)) = again else {
+        panic!("a copy into a database with data went ahead: {again:?}");
+    };
+    assert!(held.contains("3 sessions"), "{held}");
+    assert_eq!(pg.read(&sessions[0], 0, 100).await.unwrap().len(), 5);
+}
