@@ -29,6 +29,10 @@ pub struct Args {
     data_dir: Option<PathBuf>,
     #[command(flatten)]
     database: crate::database::DatabaseArgs,
+    /// Seconds a process's hold on a running session lasts unless renewed: how soon another
+    /// process sharing the database takes over the sessions of one that died.
+    #[arg(long, env = "AGENTD_LEASE_SECS", default_value_t = 10)]
+    lease_secs: u64,
     /// Directory of scripted-model YAML files, used by models named `scripted/<name>`
     /// (default: <data-dir>/scripts).
     #[arg(long, env = "AGENTD_SCRIPTS_DIR")]
@@ -212,7 +216,9 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
     first_key(store.as_ref(), a.api_key.as_deref(), &data_dir).await?;
     let models = models(&a, &data_dir)?;
     let previews = Previews::default();
-    let runner = Runner::new(harness(&a, &store, models.clone(), &previews, sandboxes));
+    let lease = Duration::from_secs(a.lease_secs.max(1));
+    let harness = harness(&a, &store, models.clone(), &previews, sandboxes);
+    let runner = Runner::new(harness, store.clone(), lease);
     let rate = RateLimit {
         per_second: a.rate_limit,
         burst: a.rate_limit * 2.0,
@@ -223,7 +229,11 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("cannot listen on {} (is another agentd running?)", a.listen))?;
     let addr = listener.local_addr()?;
-    resume(store.as_ref(), &runner).await?;
+    // Sessions left running by this process's last run, or by another that died, carry on.
+    runner
+        .take_over()
+        .await
+        .context("cannot look for sessions to resume")?;
 
     eprintln!(
         "agentd: listening on http://{addr} (database {}, data in {})",
@@ -345,22 +355,6 @@ fn harness(
         }
     });
     harness.with_sandboxes(sb)
-}
-
-/// Sessions that were running when the last process died carry on from their logs.
-async fn resume(store: &dyn Storage, runner: &Runner) -> anyhow::Result<()> {
-    let running = store.running_sessions().await?;
-    if !running.is_empty() {
-        tracing::info!(count = running.len(), "resuming sessions that were running");
-    }
-    for sid in &running {
-        runner.notify(sid);
-    }
-    // So do the threads at work in them; a coordinator waiting on its threads wakes those too.
-    for tid in store.running_threads().await? {
-        runner.notify(&tid);
-    }
-    Ok(())
 }
 
 fn init_tracing() {

@@ -31,7 +31,7 @@ mod tool_name;
 pub use agentd_session::catalog::{Catalog, ThreadInfo};
 pub use harness::{Compaction, Harness, HarnessConfig, RetryPolicy};
 pub use previews::{Previews, Published};
-pub use runner::Runner;
+pub use runner::{DEFAULT_LEASE, Runner};
 pub use sandboxes::Sandboxes;
 
 #[derive(Debug, thiserror::Error)]

@@ -629,6 +629,74 @@ pub async fn another_workspace_sees_nothing(s: &dyn Storage) {
     assert!(s.list_sessions(&other, all).await.unwrap().items.is_empty());
 }
 
+pub async fn a_lease_has_one_holder_until_released_or_expired(s: &dyn Storage) {
+    use std::time::Duration;
+    let seed = seed(s, "default").await;
+    let sid = seed.session(s).await;
+    let long = Duration::from_secs(60);
+    assert!(s.acquire(&sid, "a", long).await.unwrap());
+    assert!(!s.acquire(&sid, "b", long).await.unwrap(), "held by a");
+    assert!(
+        s.acquire(&sid, "a", long).await.unwrap(),
+        "a extends its own"
+    );
+    s.release(&sid, "b").await.unwrap();
+    assert!(
+        !s.acquire(&sid, "b", long).await.unwrap(),
+        "only the holder releases"
+    );
+    s.release(&sid, "a").await.unwrap();
+    assert!(
+        s.acquire(&sid, "b", Duration::from_millis(50))
+            .await
+            .unwrap()
+    );
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert!(
+        s.acquire(&sid, "c", long).await.unwrap(),
+        "an expired lease is free"
+    );
+}
+
+pub async fn running_logs_no_live_lease_holds_are_orphaned(s: &dyn Storage) {
+    use std::time::Duration;
+    let seed = seed(s, "default").await;
+    let (idle, running) = (seed.session(s).await, seed.session(s).await);
+    let tid = start_thread(s, &seed, &running).await;
+    for log in [&running, &tid] {
+        let run = NewEvent::new(EventBody::SessionStatusRunning {});
+        s.append(log, events(vec![run])).await.unwrap();
+    }
+    let mut orphans = s.orphaned().await.unwrap();
+    orphans.sort();
+    let mut expected = vec![running.clone(), tid.clone()];
+    expected.sort();
+    assert_eq!(orphans, expected, "{idle} is idle");
+    assert!(
+        s.acquire(&running, "a", Duration::from_millis(50))
+            .await
+            .unwrap()
+    );
+    assert_eq!(s.orphaned().await.unwrap(), vec![tid.clone()]);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(
+        s.orphaned().await.unwrap().len(),
+        2,
+        "its holder stopped renewing"
+    );
+}
+
+pub async fn nudges_reach_every_listener(s: &dyn Storage) {
+    use agentd_session::lease::Nudge;
+    let mut nudges = s.nudges();
+    s.nudge("sesn_x", Nudge::Interrupt).await.unwrap();
+    let got = tokio::time::timeout(std::time::Duration::from_secs(5), nudges.recv()).await;
+    assert_eq!(
+        got.expect("in time").unwrap(),
+        ("sesn_x".to_owned(), Nudge::Interrupt)
+    );
+}
+
 /// One `#[tokio::test]` per check, on a backend `$fresh().await` makes: `None` skips the test,
 /// `Some((storage, keep))` runs it, holding `keep` (a temporary directory, say) until it ends.
 #[macro_export]
@@ -648,7 +716,10 @@ macro_rules! catalog_conformance_tests {
             the_harness_reads_rows_by_log_id,
             a_deleted_session_takes_its_logs_and_tells_subscribers,
             files_keep_their_bytes_until_deleted_or_expired,
-            another_workspace_sees_nothing
+            another_workspace_sees_nothing,
+            a_lease_has_one_holder_until_released_or_expired,
+            running_logs_no_live_lease_holds_are_orphaned,
+            nudges_reach_every_listener
         );
     };
     (@each $fresh:path; $($check:ident),*) => {

@@ -159,11 +159,12 @@ pub trait Files: Send + Sync {
     async fn delete_file(&self, ws: &str, id: &str) -> Result<()>;
 }
 
-/// A whole backend: the session log, the harness's read view and the catalog. The API and
+/// A whole backend: the session log, the harness's read view, the leases and the catalog. The API and
 /// the binary hold an `Arc<dyn Storage>`; anything implementing the parts is one.
 pub trait Storage:
     SessionLog
     + agentd_session::catalog::Catalog
+    + agentd_session::lease::Leases
     + Keys
     + Agents
     + Environments
@@ -178,6 +179,7 @@ pub trait Storage:
 impl<T> Storage for T where
     T: SessionLog
         + agentd_session::catalog::Catalog
+        + agentd_session::lease::Leases
         + Keys
         + Agents
         + Environments

@@ -17,6 +17,7 @@ pub mod copy;
 mod environments;
 mod files;
 mod keys;
+mod lease;
 mod log;
 pub mod migrate;
 mod notify;

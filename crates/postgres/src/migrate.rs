@@ -7,6 +7,7 @@ use tokio_postgres::Client;
 const STEPS: &[&str] = &[
     include_str!("migrations/0001_session_log.sql"),
     include_str!("migrations/0002_catalog.sql"),
+    include_str!("migrations/0003_leases.sql"),
 ];
 
 /// The schema version this build writes.

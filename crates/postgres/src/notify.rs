@@ -11,16 +11,28 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use futures::StreamExt;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio_postgres::{AsyncMessage, Client, NoTls, Notification};
 
 use deadpool_postgres::{GenericClient, Pool};
 
 use agentd_session::Result;
+use agentd_session::lease::Nudge;
 
 use crate::pg;
 
 const CHANNEL: &str = "agentd_log";
+/// Where `agentd_session::lease::Nudge`s go: `'<kind> <log id>'`.
+const NUDGES: &str = "agentd_nudge";
+
+/// Nudge the owner of `log_id`, whichever process it is.
+pub async fn nudge(c: &impl GenericClient, log_id: &str, nudge: Nudge) -> Result<()> {
+    let payload = format!("{} {log_id}", nudge.as_str());
+    c.execute("SELECT pg_notify($1, $2)", &[&NUDGES, &payload])
+        .await
+        .map_err(pg)?;
+    Ok(())
+}
 
 fn payload(log_id: &str, tail: u64) -> String {
     format!("{log_id} {tail}")
@@ -46,6 +58,7 @@ pub async fn send(c: &impl GenericClient, tails: &[(String, u64)]) -> Result<()>
 #[derive(Clone)]
 pub struct Tails {
     tails: Arc<Mutex<HashMap<String, watch::Sender<u64>>>>,
+    nudges: broadcast::Sender<(String, Nudge)>,
     _listener: Arc<Listener>,
 }
 
@@ -61,12 +74,24 @@ impl Tails {
     /// Start listening on a connection of its own; returns once `LISTEN` is in effect.
     pub async fn listen(config: tokio_postgres::Config, pool: Pool) -> Result<Tails> {
         let tails: Arc<Mutex<HashMap<String, watch::Sender<u64>>>> = Arc::default();
+        let nudges = broadcast::channel(1024).0;
         let first = listening(&config).await.map_err(pg)?;
-        let task = tokio::spawn(relay(config, pool, Arc::clone(&tails), first));
+        let task = tokio::spawn(relay(
+            config,
+            pool,
+            Arc::clone(&tails),
+            nudges.clone(),
+            first,
+        ));
         Ok(Tails {
             tails,
+            nudges,
             _listener: Arc::new(Listener(task)),
         })
+    }
+
+    pub fn nudges(&self) -> broadcast::Receiver<(String, Nudge)> {
+        self.nudges.subscribe()
     }
 
     pub fn subscribe(&self, log_id: &str) -> watch::Receiver<u64> {
@@ -129,7 +154,9 @@ async fn listening(config: &tokio_postgres::Config) -> Result<Listening, tokio_p
             }
         }
     });
-    client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+    client
+        .batch_execute(&format!("LISTEN {CHANNEL}; LISTEN {NUDGES}"))
+        .await?;
     Ok((client, rx))
 }
 
@@ -138,10 +165,24 @@ async fn relay(
     config: tokio_postgres::Config,
     pool: Pool,
     tails: Arc<Mutex<HashMap<String, watch::Sender<u64>>>>,
+    nudges: broadcast::Sender<(String, Nudge)>,
     mut current: Listening,
 ) {
     loop {
         while let Some(n) = current.1.recv().await {
+            if n.channel() == NUDGES {
+                match n
+                    .payload()
+                    .split_once(' ')
+                    .and_then(|(kind, log)| Some((log.to_owned(), Nudge::parse(kind)?)))
+                {
+                    Some(nudge) => {
+                        let _ = nudges.send(nudge);
+                    }
+                    None => tracing::warn!(payload = n.payload(), "an unknown nudge"),
+                }
+                continue;
+            }
             let parsed = n
                 .payload()
                 .rsplit_once(' ')

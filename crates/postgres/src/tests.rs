@@ -139,7 +139,7 @@ async fn a_subscriber_catches_up_after_the_listening_connection_drops() {
     let c = writer.pool.get().await.unwrap();
     let dropped = c
         .execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND query = 'LISTEN agentd_log'",
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN agentd_log%'",
             &[],
         )
         .await
@@ -202,7 +202,7 @@ async fn a_deletion_reaches_another_processs_subscribers() {
     let mut missed_tail = other.subscribe(&missed);
     let c = one.store.pool.get().await.unwrap();
     c.execute(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND query = 'LISTEN agentd_log'",
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN agentd_log%'",
         &[],
     )
     .await
@@ -342,4 +342,25 @@ async fn a_sqlite_installation_copies_whole_into_an_empty_database() {
     };
     assert!(held.contains("3 sessions"), "{held}");
     assert_eq!(pg.read(&sessions[0], 0, 100).await.unwrap().len(), 5);
+}
+
+/// A nudge one process sends reaches another's listeners, and a lease one process holds is
+/// refused to the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_and_nudges_span_processes() {
+    use agentd_session::lease::{Leases, Nudge};
+
+    let Some(config) = fresh_database().await else {
+        return;
+    };
+    let one = Pg::seeded(PgStore::connect(config.clone()).await.unwrap()).await;
+    let other = PgStore::connect(config).await.unwrap();
+    let sid = one.session().await;
+    let ttl = Duration::from_secs(60);
+    assert!(one.store.acquire(&sid, "one", ttl).await.unwrap());
+    assert!(!other.acquire(&sid, "other", ttl).await.unwrap());
+    let mut heard = one.store.nudges();
+    other.nudge(&sid, Nudge::Wake).await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(5), heard.recv()).await;
+    assert_eq!(got.expect("in time").unwrap(), (sid, Nudge::Wake));
 }

@@ -20,6 +20,7 @@ pub mod catalog;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod inbox;
+pub mod lease;
 pub mod projection;
 
 use async_trait::async_trait;

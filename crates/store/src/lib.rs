@@ -13,6 +13,7 @@ mod db;
 mod environments;
 mod files;
 mod keys;
+mod lease;
 mod log;
 pub mod migrate;
 mod sessions;
@@ -31,6 +32,7 @@ pub(crate) use agentd_catalog::{Error, Page, Result};
 pub struct Store {
     db: db::Db,
     tails: Arc<Mutex<HashMap<String, watch::Sender<u64>>>>,
+    held: lease::Held,
 }
 
 impl Store {
@@ -39,6 +41,7 @@ impl Store {
         Ok(Store {
             db: db::Db::open(path)?,
             tails: Arc::default(),
+            held: lease::Held::default(),
         })
     }
 }

@@ -122,7 +122,7 @@ impl World {
             ));
         }
         World {
-            runner: Runner::new(harness),
+            runner: Runner::new(harness, store.clone(), agentd_brain::DEFAULT_LEASE),
             previews,
             agent: SessionAgent {
                 id: agent.id,

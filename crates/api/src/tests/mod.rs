@@ -64,7 +64,7 @@ impl TestApi {
         let store: Arc<dyn Storage> = Arc::new(store);
         let state = AppState::new(
             store.clone(),
-            Runner::new(harness),
+            Runner::new(harness, store.clone(), agentd_brain::DEFAULT_LEASE),
             previews,
             models,
             RateLimit {

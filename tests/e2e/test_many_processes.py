@@ -1,0 +1,102 @@
+"""Many agentd processes over one PostgreSQL database, driven through the SDK.
+
+Claims under test: a client may talk to any process about any session; a session another
+process is running is left to it (its lease), and work posted elsewhere reaches it (a
+nudge), interrupts included; when a process is SIGKILLed mid-turn, another takes its
+sessions over once their leases expire, and every session ends with exactly one answer per
+message and a log without duplicates.
+
+Needs AGENTD_TEST_POSTGRES_URL (./scripts/test.sh starts a throwaway server); skipped
+without it.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import time
+
+import pytest
+
+from conftest import list_raw_events, make_agent, make_env, send_text, wait_idle, wait_until, write_script
+
+ADMIN = os.environ.get("AGENTD_TEST_POSTGRES_URL")
+pytestmark = pytest.mark.skipif(not ADMIN, reason="needs AGENTD_TEST_POSTGRES_URL")
+
+LEASE_SECS = 2
+SLOW_ECHO = """
+delay_ms: 700
+turns:
+  - {echo: true}
+  - {echo: true}
+  - {echo: true}
+"""
+
+
+def new_database() -> str:
+    name = f"many_{secrets.token_hex(6)}"
+    subprocess.run(["psql", ADMIN, "-qc", f"CREATE DATABASE {name}"], check=True, capture_output=True)
+    return ADMIN.rsplit("/", 1)[0] + "/" + name
+
+
+def cluster(server_factory, n: int):
+    db = new_database()
+    env = {"AGENTD_DATABASE_URL": db, "AGENTD_LEASE_SECS": str(LEASE_SECS)}
+    first = server_factory(env=env)
+    return [first] + [server_factory(env=env, key=first.key) for _ in range(n - 1)]
+
+
+def answers(client, sid) -> list:
+    return [e["content"][0]["text"] for e in list_raw_events(client, sid) if e["type"] == "agent.message"]
+
+
+def assert_one_history(client, sid):
+    evs = list_raw_events(client, sid)
+    ids = [e["id"] for e in evs]
+    assert len(ids) == len(set(ids)), f"duplicate events in {sid}"
+
+
+def test_any_process_serves_any_session_and_the_dead_ones_sessions_move(server_factory, scripts_dir):
+    model = write_script(scripts_dir, "slow_echo", SLOW_ECHO)
+    procs = cluster(server_factory, 3)
+    clients = [p.client() for p in procs]
+    agent = make_agent(clients[0], model=model)
+    env = make_env(clients[1])
+    sessions = [
+        clients[i % 3].beta.sessions.create(agent=agent.id, environment_id=env.id).id for i in range(6)
+    ]
+    # Posted to one process, watched through the next.
+    for i, sid in enumerate(sessions):
+        send_text(clients[i % 3], sid, f"first {i}")
+    for i, sid in enumerate(sessions):
+        wait_idle(clients[(i + 1) % 3], sid, timeout=30)
+        assert answers(clients[(i + 2) % 3], sid) == [f"echo: first {i}"]
+
+    # Every second message goes through the process about to die, mid-turn.
+    doomed = procs[0]
+    for i, sid in enumerate(sessions):
+        send_text(clients[0], sid, f"second {i}")
+    time.sleep(0.3)
+    doomed.kill()
+    survivor = clients[1]
+    for i, sid in enumerate(sessions):
+        wait_idle(survivor, sid, count=2, timeout=LEASE_SECS * 10 + 20)
+        assert answers(clients[2], sid) == [f"echo: first {i}", f"echo: second {i}"]
+        assert_one_history(survivor, sid)
+
+
+def test_an_interrupt_posted_anywhere_stops_the_owners_turn(server_factory, scripts_dir):
+    model = write_script(scripts_dir, "very_slow", "delay_ms: 20000\nturns:\n  - {text: too late}\n")
+    owner, other = cluster(server_factory, 2)
+    a, b = owner.client(), other.client()
+    agent = make_agent(a, model=model)
+    sid = a.beta.sessions.create(agent=agent.id, environment_id=make_env(a).id).id
+    send_text(a, sid, "take your time")
+    wait_until(lambda: a.beta.sessions.retrieve(sid).status == "running", 10, what="running")
+    started = time.monotonic()
+    b.beta.sessions.events.send(sid, events=[{"type": "user.interrupt"}])
+    wait_idle(b, sid, timeout=15)
+    assert time.monotonic() - started < 10, "the owner's model call was not cancelled"
+    assert answers(a, sid) == []
+    assert_one_history(a, sid)
