@@ -179,7 +179,7 @@ def test_unknown_agent_is_404(client):
 def test_agent_validation_errors_name_the_field(client):
     with pytest.raises(anthropic.BadRequestError) as ei:
         client.beta.agents.create(name="x", model="gpt-4o")
-    assert ei.value.message.startswith("model") or "model:" in ei.value.message
+    assert ei.value.body["error"]["message"].startswith("model") or "model:" in ei.value.message
     with pytest.raises(anthropic.BadRequestError) as ei:
         client.beta.agents.create(name="x", model="scripted/no-such-script")
     assert "model" in ei.value.message
@@ -224,3 +224,55 @@ def test_a_broken_script_is_refused_at_create(client, scripts_dir):
     assert "turns[0]" in ei.value.body["error"]["message"]
     good = write_script(scripts_dir, "fixed", "turns:\n  - text: hi\n")
     assert client.beta.agents.create(name="x", model=good).model.id == "scripted/fixed"
+
+
+@pytest.mark.parametrize("field,value,where", [
+    ("mcp_servers", [{"type": "url", "name": "docs", "url": "https://mcp.example.com"}], "mcp_servers"),
+    ("tools", [{"type": "mcp_toolset", "mcp_server_name": "docs"}], "tools[0].type"),
+    ("skills", [{"type": "anthropic", "skill_id": "xlsx"}], "skills"),
+    ("tools", [{"type": "agent_toolset_20260401", "default_config": {"permission_policy": {"type": "auto"}}}],
+     "tools[0].default_config.permission_policy"),
+    ("tools", [{"type": "agent_toolset_20260401", "configs": [{"name": "shell"}]}], "tools[0].configs[0].name"),
+    ("execution_identity", {"type": "aws_role", "role_arn": "arn:aws:iam::123456789012:role/r"},
+     "execution_identity"),
+])
+def test_what_agentd_cannot_honour_is_refused(client, field, value, where):
+    with pytest.raises(anthropic.BadRequestError) as ei:
+        client.beta.agents.create(name="x", model="scripted/echo", **{field: value})
+    assert ei.value.body["error"]["message"].startswith(where), ei.value.message
+    assert "not" in ei.value.message
+    assert list(client.beta.agents.list()) == []
+
+
+def test_an_unknown_config_names_the_known_tools(client):
+    with pytest.raises(anthropic.BadRequestError) as ei:
+        client.beta.agents.create(name="x", model="scripted/echo",
+                                  tools=[{"type": "agent_toolset_20260401", "configs": [{"name": "shell"}]}])
+    assert "bash, edit, read, write, glob, grep, web_fetch, web_search" in ei.value.message
+
+
+def test_null_where_the_sdk_allows_it_and_update_null_clears(client):
+    a = client.beta.agents.create(
+        name="n", model="scripted/echo", skills=[], mcp_servers=[], execution_identity=None,
+        tools=[{"type": "agent_toolset_20260401", "default_config": None,
+                "configs": [{"name": "bash", "enabled": None, "permission_policy": None}]}, CUSTOM_TOOL],
+    )
+    assert a.execution_identity.type == "service_account"
+    assert a.tools[0].default_config.enabled is True
+    assert a.tools[0].configs[0].permission_policy.type == "always_allow"
+    validate_model(BetaManagedAgentsAgent, client.beta.agents.with_raw_response.retrieve(a.id).json())
+    b = client.beta.agents.update(a.id, version=1, tools=None, mcp_servers=None, skills=None)
+    assert b.version == 2 and b.tools == []
+
+
+def test_sdk_limits_are_enforced(client):
+    with pytest.raises(anthropic.BadRequestError) as ei:
+        client.beta.agents.create(name="x", model="scripted/echo", metadata={f"k{i}": "v" for i in range(17)})
+    assert "metadata" in ei.value.message and "16" in ei.value.message
+    with pytest.raises(anthropic.BadRequestError) as ei:
+        client.beta.agents.create(name="x", model="scripted/echo", metadata={"k": "v" * 513})
+    assert "512" in ei.value.message
+    many = [{**CUSTOM_TOOL, "name": f"t{i}"} for i in range(257)]
+    with pytest.raises(anthropic.BadRequestError) as ei:
+        client.beta.agents.create(name="x", model="scripted/echo", tools=many)
+    assert ei.value.body["error"]["message"].startswith("tools:") and "256" in ei.value.message

@@ -132,3 +132,28 @@ def test_delete_of_an_environment_in_use_is_refused(client):
         client.beta.environments.delete(e.id)
     client.beta.sessions.delete(s.id)
     assert client.beta.environments.delete(e.id).id == e.id
+
+
+def test_self_hosted_is_refused(client):
+    with pytest.raises(anthropic.BadRequestError) as ei:
+        client.beta.environments.create(name="mine", config={"type": "self_hosted"})
+    assert ei.value.body["error"]["message"].startswith("config.type: self_hosted")
+    e = make_env(client)
+    with pytest.raises(anthropic.BadRequestError):
+        client.beta.environments.update(e.id, config={"type": "self_hosted"})
+    assert client.beta.environments.retrieve(e.id).config.type == "cloud"
+
+
+def test_null_config_fields_and_an_update_that_keeps_what_it_omits(client):
+    e = client.beta.environments.create(name="n", config={
+        "type": "cloud",
+        "networking": {"type": "limited", "allowed_hosts": None, "allow_mcp_servers": None,
+                       "allow_package_managers": True},
+        "packages": {"pip": ["requests"], "npm": None},
+    })
+    assert e.config.networking.allowed_hosts == [] and e.config.packages.npm == []
+    u = client.beta.environments.update(e.id, config={"type": "cloud", "networking": None,
+                                                      "packages": {"apt": ["git"]}})
+    assert u.config.networking == e.config.networking
+    assert u.config.packages.pip == ["requests"] and u.config.packages.apt == ["git"]
+    validate_model(BetaEnvironment, client.beta.environments.with_raw_response.retrieve(e.id).json())

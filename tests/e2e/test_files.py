@@ -123,3 +123,15 @@ def test_one_request_cannot_copy_a_rubric_file_without_bound(client):
     with pytest.raises(anthropic.BadRequestError) as ei:
         client.beta.sessions.events.send(s.id, events=[{**outcome, "rubric": {"type": "file", "file_id": too_big.id}}])
     assert "at most 262144" in ei.value.message
+
+
+def test_files_list_by_ids_and_scope(client):
+    a = upload(client, "a.md", b"a")
+    b = upload(client, "b.md", b"b")
+    upload(client, "c.md", b"c")
+    page = client.beta.files.list(ids=[a.id, b.id, a.id, "file_missing"])
+    assert sorted(f.id for f in page.data) == sorted([a.id, b.id])
+    assert not page.has_next_page()
+    with pytest.raises(anthropic.BadRequestError) as ei:
+        client.beta.files.list(scope_id="sesn_x")
+    assert ei.value.body["error"]["message"].startswith("scope_id:") and "not supported" in ei.value.message

@@ -157,10 +157,27 @@ def test_unsupported_session_features_are_refused(client):
         client.beta.sessions.create(agent=a.id, environment_id=env.id, vault_ids=["vlt_1"])
     assert "vault_ids" in ei.value.message
     with pytest.raises(anthropic.BadRequestError) as ei:
-        client.beta.sessions.create(agent={"type": "agent_with_overrides", "id": a.id, "system": "x"},
-                                    environment_id=env.id)
-    assert ei.value.message and "agent" in ei.value.body["error"]["message"]
+        client.beta.sessions.create(agent={"type": "agent_v9", "id": a.id}, environment_id=env.id)
+    assert ei.value.body["error"]["message"].startswith("agent.type:") and "agent_with_overrides" in ei.value.message
+    for f in ["memory_store_id", "deployment_id"]:
+        with pytest.raises(anthropic.BadRequestError) as ei:
+            client.beta.sessions.list(**{f: "x"})
+        assert ei.value.body["error"]["message"].startswith(f)
+    with pytest.raises(anthropic.BadRequestError) as ei:
+        client.beta.sessions.create(agent=a.id, environment_id=env.id,
+                                    initial_events=[user_message("hi")] * 51)
+    assert ei.value.body["error"]["message"].startswith("initial_events") and "50" in ei.value.message
     assert list(client.beta.sessions.list()) == []
+
+
+def test_agent_with_overrides_changes_the_session_not_the_agent(client):
+    a = make_agent(client, system="be terse")
+    s = client.beta.sessions.create(agent={"type": "agent_with_overrides", "id": a.id, "system": "be kind",
+                                           "tools": [{"type": "agent_toolset_20260401"}]},
+                                    environment_id=make_env(client).id)
+    assert (s.agent.id, s.agent.version, s.agent.system) == (a.id, 1, "be kind")
+    assert [t.type for t in s.agent.tools] == ["agent_toolset_20260401"]
+    assert client.beta.agents.retrieve(a.id).system == "be terse"
 
 
 def test_list_filters_order_and_pagination(client, scripts_dir):

@@ -260,7 +260,7 @@ async fn apply_environment(
     let mut body = json!({
         "name": e.name,
         "description": e.description,
-        "config": e.config.unwrap_or_default(),
+        "config": e.config.map(|c| c.apply(None)).unwrap_or_default(),
         "metadata": e.metadata,
     });
     if let Some(scope) = e.scope {

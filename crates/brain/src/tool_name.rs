@@ -111,4 +111,15 @@ mod tests {
             ToolName::Other("my_tool".into())
         );
     }
+
+    /// The API refuses a toolset config naming a tool outside the wire's list, so the list
+    /// must be exactly the tools the harness runs.
+    #[test]
+    fn the_wire_names_the_tools_the_hands_run() {
+        let mut ours: Vec<&str> = SANDBOX_TOOLS.iter().chain(HOST_TOOLS).copied().collect();
+        let mut wire = agentd_wire::agent::AGENT_TOOLSET_20260401_TOOLS.to_vec();
+        ours.sort_unstable();
+        wire.sort_unstable();
+        assert_eq!(ours, wire);
+    }
 }

@@ -298,6 +298,140 @@ pub struct McpToolset {
     pub default_config: DefaultToolConfig,
 }
 
+/// The tools of `agent_toolset_20260401`, as the SDK names them in a toolset's `configs`.
+pub const AGENT_TOOLSET_20260401_TOOLS: &[&str] = &[
+    "bash",
+    "edit",
+    "read",
+    "write",
+    "glob",
+    "grep",
+    "web_fetch",
+    "web_search",
+];
+
+/// A tool as a client sends it (the SDK's `…Params`): optional fields may be absent or
+/// `null`. Stored and shown as a `Tool`, with every default resolved.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ToolParam {
+    Custom(CustomTool),
+    #[serde(rename = "agent_toolset_20260401")]
+    AgentToolset20260401(ToolsetParams),
+    McpToolset(McpToolsetParams),
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolsetParams {
+    #[serde(default)]
+    pub configs: Vec<ToolConfigParams>,
+    #[serde(default)]
+    pub default_config: Option<DefaultToolConfigParams>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct McpToolsetParams {
+    pub mcp_server_name: String,
+    #[serde(default)]
+    pub configs: Vec<ToolConfigParams>,
+    #[serde(default)]
+    pub default_config: Option<DefaultToolConfigParams>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ToolConfigParams {
+    pub name: String,
+    /// Absent or `null`: the toolset's default.
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    #[serde(default)]
+    pub permission_policy: Option<PermissionPolicy>,
+    #[serde(flatten)]
+    pub rest: serde_json::Map<String, Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DefaultToolConfigParams {
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    #[serde(default)]
+    pub permission_policy: Option<PermissionPolicy>,
+}
+
+impl DefaultToolConfigParams {
+    fn resolve(self) -> DefaultToolConfig {
+        let d = DefaultToolConfig::default();
+        DefaultToolConfig {
+            enabled: self.enabled.unwrap_or(d.enabled),
+            permission_policy: self.permission_policy.unwrap_or(d.permission_policy),
+        }
+    }
+}
+
+/// A per-tool override keeps what it sets and takes the rest from the toolset's default, so
+/// what is stored (and shown) is what each tool gets. A built-in tool's config is shown with
+/// its `type`, which the SDK's response type requires.
+fn resolve_configs(
+    configs: Vec<ToolConfigParams>,
+    d: &DefaultToolConfig,
+    typed: bool,
+) -> Vec<ToolConfig> {
+    configs
+        .into_iter()
+        .map(|mut c| {
+            if typed {
+                c.rest
+                    .entry("type")
+                    .or_insert_with(|| Value::String(c.name.clone()));
+            }
+            ToolConfig {
+                name: c.name,
+                enabled: c.enabled.unwrap_or(d.enabled),
+                permission_policy: c.permission_policy.unwrap_or(d.permission_policy),
+                rest: c.rest,
+            }
+        })
+        .collect()
+}
+
+impl From<ToolParam> for Tool {
+    fn from(p: ToolParam) -> Tool {
+        match p {
+            ToolParam::Custom(c) => Tool::Custom(c),
+            ToolParam::AgentToolset20260401(t) => {
+                let default_config = t.default_config.unwrap_or_default().resolve();
+                Tool::AgentToolset20260401(Toolset {
+                    configs: resolve_configs(t.configs, &default_config, true),
+                    default_config,
+                })
+            }
+            ToolParam::McpToolset(t) => {
+                let default_config = t.default_config.unwrap_or_default().resolve();
+                Tool::McpToolset(McpToolset {
+                    mcp_server_name: t.mcp_server_name,
+                    configs: resolve_configs(t.configs, &default_config, false),
+                    default_config,
+                })
+            }
+        }
+    }
+}
+
+fn tools_of(params: Vec<ToolParam>) -> Vec<Tool> {
+    params.into_iter().map(Tool::from).collect()
+}
+
+/// `execution_identity` as a client sends it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ExecutionIdentity {
+    ServiceAccount {},
+    AwsRole { role_arn: String },
+}
+
 /// `POST /v1/agents`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -309,7 +443,7 @@ pub struct CreateAgent {
     #[serde(default)]
     pub system: Option<String>,
     #[serde(default)]
-    pub tools: Vec<Tool>,
+    pub tools: Vec<ToolParam>,
     #[serde(default)]
     pub mcp_servers: Vec<McpServer>,
     #[serde(default)]
@@ -319,7 +453,7 @@ pub struct CreateAgent {
     #[serde(default)]
     pub multiagent: Option<MultiagentParams>,
     #[serde(default)]
-    pub execution_identity: Option<Value>,
+    pub execution_identity: Option<ExecutionIdentity>,
 }
 
 impl CreateAgent {
@@ -330,14 +464,12 @@ impl CreateAgent {
             description: self.description,
             system: self.system,
             model: self.model.into(),
-            tools: self.tools,
+            tools: tools_of(self.tools),
             mcp_servers: self.mcp_servers,
             skills: self.skills,
             metadata: self.metadata,
             multiagent: None,
-            execution_identity: self
-                .execution_identity
-                .unwrap_or_else(default_execution_identity),
+            execution_identity: identity_of(self.execution_identity),
         };
         (spec, self.multiagent)
     }
@@ -353,6 +485,11 @@ pub fn default_execution_identity() -> Value {
     serde_json::json!({"type": "service_account"})
 }
 
+fn identity_of(e: Option<ExecutionIdentity>) -> Value {
+    e.and_then(|e| serde_json::to_value(e).ok())
+        .unwrap_or_else(default_execution_identity)
+}
+
 /// `POST /v1/agents/{id}`: every field optional; `version` guards against lost updates.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -364,8 +501,12 @@ pub struct UpdateAgent {
     pub description: Option<Option<String>>,
     #[serde(default, deserialize_with = "double_option")]
     pub system: Option<Option<String>>,
-    pub tools: Option<Option<Vec<Tool>>>,
+    /// `null` clears, as an empty list does.
+    #[serde(default, deserialize_with = "double_option")]
+    pub tools: Option<Option<Vec<ToolParam>>>,
+    #[serde(default, deserialize_with = "double_option")]
     pub mcp_servers: Option<Option<Vec<McpServer>>>,
+    #[serde(default, deserialize_with = "double_option")]
     pub skills: Option<Option<Vec<Value>>>,
     /// A `null` value deletes that key.
     pub metadata: Option<Option<BTreeMap<String, Option<String>>>>,
@@ -373,7 +514,7 @@ pub struct UpdateAgent {
     #[serde(default, deserialize_with = "double_option")]
     pub multiagent: Option<Option<MultiagentParams>>,
     #[serde(default, deserialize_with = "double_option")]
-    pub execution_identity: Option<Option<Value>>,
+    pub execution_identity: Option<Option<ExecutionIdentity>>,
 }
 
 impl UpdateAgent {
@@ -386,14 +527,15 @@ impl UpdateAgent {
         if let Some(m) = self.model {
             s.model = m.into();
         }
+        // The SDK clears these with an empty string as with `null`.
         if let Some(d) = self.description {
-            s.description = d;
+            s.description = d.filter(|d| !d.is_empty());
         }
         if let Some(d) = self.system {
-            s.system = d;
+            s.system = d.filter(|d| !d.is_empty());
         }
         if let Some(t) = self.tools {
-            s.tools = t.unwrap_or_default();
+            s.tools = tools_of(t.unwrap_or_default());
         }
         if let Some(t) = self.mcp_servers {
             s.mcp_servers = t.unwrap_or_default();
@@ -405,7 +547,7 @@ impl UpdateAgent {
             merge_metadata(&mut s.metadata, m);
         }
         if let Some(e) = self.execution_identity {
-            s.execution_identity = e.unwrap_or_else(default_execution_identity);
+            s.execution_identity = identity_of(e);
         }
         s
     }
@@ -528,6 +670,58 @@ mod tests {
         assert_eq!(s.name, "a");
         let same = UpdateAgent::default().apply(&base);
         assert_eq!(same, base);
+    }
+
+    #[test]
+    fn null_in_an_optional_toolset_field_means_its_default() {
+        let a: CreateAgent = serde_json::from_str(
+            r#"{"name":"a","model":"m","execution_identity":null,"tools":[{"type":"agent_toolset_20260401",
+                "default_config":null,"configs":[{"name":"bash","enabled":null,"permission_policy":null}]}]}"#,
+        )
+        .unwrap();
+        let spec = a.into_spec();
+        let Tool::AgentToolset20260401(t) = &spec.tools[0] else {
+            panic!("{:?}", spec.tools)
+        };
+        assert_eq!(t.default_config, DefaultToolConfig::default());
+        assert!(t.configs[0].enabled);
+        assert_eq!(spec.execution_identity, default_execution_identity());
+    }
+
+    #[test]
+    fn a_tool_config_takes_what_it_does_not_set_from_the_default() {
+        let t: ToolParam = serde_json::from_str(
+            r#"{"type":"agent_toolset_20260401","default_config":{"enabled":false,"permission_policy":{"type":"always_ask"}},
+                "configs":[{"name":"bash","enabled":true},{"name":"read","permission_policy":{"type":"always_allow"}}]}"#,
+        )
+        .unwrap();
+        let Tool::AgentToolset20260401(t) = Tool::from(t) else {
+            panic!()
+        };
+        assert!(t.configs[0].enabled);
+        assert_eq!(t.configs[0].permission_policy, PermissionPolicy::AlwaysAsk);
+        assert!(!t.configs[1].enabled);
+        assert_eq!(
+            t.configs[1].permission_policy,
+            PermissionPolicy::AlwaysAllow
+        );
+    }
+
+    #[test]
+    fn update_with_null_lists_clears_them() {
+        let base = serde_json::from_str::<CreateAgent>(
+            r#"{"name":"a","model":"m","tools":[{"type":"agent_toolset_20260401"}],"skills":[{"type":"anthropic","skill_id":"x"}]}"#,
+        )
+        .unwrap()
+        .into_spec();
+        let u: UpdateAgent =
+            serde_json::from_str(r#"{"tools":null,"mcp_servers":null,"skills":null}"#).unwrap();
+        let s = u.apply(&base);
+        assert!(s.tools.is_empty() && s.skills.is_empty() && s.mcp_servers.is_empty());
+        let kept = serde_json::from_str::<UpdateAgent>("{}")
+            .unwrap()
+            .apply(&base);
+        assert_eq!(kept.tools.len(), 1);
     }
 
     #[test]

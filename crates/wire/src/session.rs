@@ -73,29 +73,78 @@ pub struct Stats {
     pub duration_seconds: f64,
 }
 
-/// `agent` in a session create request: an agent's id (its latest version) or a pinned
-/// version. Resolved, it is an `agent::AgentRef`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
+/// `agent` in a session create request: an agent's id (its latest version), a reference to a
+/// version, or a reference with overrides. Parsed apart from the rest of the request, by its
+/// `type`, so that an error inside it names its full path.
+#[derive(Debug, Clone)]
 pub enum AgentParam {
     Id(String),
-    Pinned(PinnedAgent),
+    Agent(PinnedAgent),
+    WithOverrides(AgentWithOverrides),
 }
 
+impl AgentParam {
+    /// The `type`s of the object forms.
+    pub const TYPES: &[&str] = &["agent", "agent_with_overrides"];
+}
+
+/// `{"type": "agent", ...}` without its `type`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PinnedAgent {
     pub id: String,
-    #[serde(rename = "type")]
-    pub kind: crate::agent::AgentTag,
     #[serde(default)]
     pub version: Option<u32>,
 }
 
+/// `{"type": "agent_with_overrides", ...}` without its `type`: each field given replaces the
+/// agent's for this session only.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentWithOverrides {
+    pub id: String,
+    #[serde(default)]
+    pub version: Option<u32>,
+    #[serde(default)]
+    pub model: Option<crate::agent::ModelParam>,
+    /// `null` clears the agent's system prompt.
+    #[serde(default, deserialize_with = "crate::agent::double_option")]
+    pub system: Option<Option<String>>,
+    #[serde(default)]
+    pub tools: Option<Vec<crate::agent::ToolParam>>,
+    #[serde(default)]
+    pub mcp_servers: Option<Vec<crate::agent::McpServer>>,
+    #[serde(default)]
+    pub skills: Option<Vec<Value>>,
+}
+
+impl AgentWithOverrides {
+    /// `base` with these overrides applied.
+    pub fn apply(self, base: &crate::agent::AgentSpec) -> crate::agent::AgentSpec {
+        let mut s = base.clone();
+        if let Some(m) = self.model {
+            s.model = m.into();
+        }
+        if let Some(p) = self.system {
+            s.system = p;
+        }
+        if let Some(t) = self.tools {
+            s.tools = t.into_iter().map(Into::into).collect();
+        }
+        if let Some(m) = self.mcp_servers {
+            s.mcp_servers = m;
+        }
+        if let Some(k) = self.skills {
+            s.skills = k;
+        }
+        s
+    }
+}
+
+/// A session create request but its `agent` (see `AgentParam`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSession {
-    pub agent: AgentParam,
     pub environment_id: String,
     #[serde(default)]
     pub title: Option<String>,

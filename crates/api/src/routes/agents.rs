@@ -6,8 +6,9 @@ use axum::{Extension, Json, Router};
 
 use agentd_catalog::AgentFilter;
 use agentd_wire::agent::{
-    AgentRef, AgentSpec, AgentTag, CreateAgent, Multiagent, MultiagentParams, RosterEntryParam,
-    RosterMember, RosterParam, SelfRef, SelfTag, Tool, UpdateAgent,
+    AGENT_TOOLSET_20260401_TOOLS, AgentRef, AgentSpec, AgentTag, CreateAgent, ExecutionIdentity,
+    Multiagent, MultiagentParams, PermissionPolicy, RosterEntryParam, RosterMember, RosterParam,
+    SelfRef, SelfTag, Tool, Toolset, UpdateAgent,
 };
 use agentd_wire::{Agent, Page};
 
@@ -15,6 +16,7 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Body, Query};
+use crate::limits;
 use crate::routes::page;
 
 pub fn routes() -> Router<AppState> {
@@ -25,7 +27,8 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/agents/{id}/versions", get(versions))
 }
 
-/// What serde cannot check: a usable model, sane tool names.
+/// What serde cannot check: a usable model, sane tool names, the SDK's limits, and nothing
+/// this agentd would store without acting on it.
 pub fn validate(state: &AppState, spec: &AgentSpec) -> ApiResult<()> {
     if spec.name.trim().is_empty() {
         return Err(ApiError::invalid("name: must not be empty"));
@@ -33,29 +36,140 @@ pub fn validate(state: &AppState, spec: &AgentSpec) -> ApiResult<()> {
     if let Err(e) = state.models.resolve(&spec.model.id) {
         return Err(ApiError::invalid(format!("model: {e}")));
     }
+    limits::metadata("metadata", &spec.metadata)?;
+    unsupported(spec)?;
+    validate_tools(&spec.tools)
+}
+
+/// Fields an agent could carry that this agentd cannot act on: refused, so that no agent
+/// appears to have what its runs would silently lack.
+fn unsupported(spec: &AgentSpec) -> ApiResult<()> {
+    if !spec.mcp_servers.is_empty() {
+        return Err(ApiError::invalid(
+            "mcp_servers: MCP servers are not supported by this agentd yet; omit the field or send an empty list",
+        ));
+    }
+    if !spec.skills.is_empty() {
+        return Err(ApiError::invalid(
+            "skills: skills are not supported by this agentd yet; omit the field or send an empty list",
+        ));
+    }
+    if let Ok(ExecutionIdentity::AwsRole { .. }) =
+        serde_json::from_value::<ExecutionIdentity>(spec.execution_identity.clone())
+    {
+        return Err(ApiError::invalid(
+            "execution_identity: aws_role is not supported by this agentd, whose runs carry no AWS principal; omit it or send {\"type\": \"service_account\"}",
+        ));
+    }
+    Ok(())
+}
+
+/// Tool names, the number of tools, and toolset configs this agentd can honour.
+fn validate_tools(tools: &[Tool]) -> ApiResult<()> {
+    let total: usize = tools
+        .iter()
+        .map(|t| match t {
+            Tool::AgentToolset20260401(_) => AGENT_TOOLSET_20260401_TOOLS.len(),
+            _ => 1,
+        })
+        .sum();
+    if total > limits::TOOLS {
+        return Err(ApiError::invalid(format!(
+            "tools: {total} tools across all toolsets is over the limit of {}",
+            limits::TOOLS
+        )));
+    }
     let mut seen = std::collections::HashSet::new();
-    for (i, t) in spec.tools.iter().enumerate() {
-        if let Tool::Custom(c) = t {
-            let ok = !c.name.is_empty()
-                && c.name.len() <= 64
-                && c.name
-                    .chars()
-                    .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-');
-            if !ok {
-                return Err(ApiError::invalid(format!(
-                    "tools[{i}].name: {:?} must be 1-64 characters of letters, digits, '_' or '-'",
-                    c.name
-                )));
+    let mut toolset = false;
+    for (i, t) in tools.iter().enumerate() {
+        match t {
+            Tool::Custom(c) => {
+                let max = limits::TOOL_NAME_CHARS;
+                let ok = !c.name.is_empty()
+                    && c.name.len() <= max
+                    && c.name
+                        .chars()
+                        .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-');
+                if !ok {
+                    return Err(ApiError::invalid(format!(
+                        "tools[{i}].name: {:?} must be 1-{max} characters of letters, digits, '_' or '-'",
+                        c.name
+                    )));
+                }
+                if !seen.insert(c.name.clone()) {
+                    return Err(ApiError::invalid(format!(
+                        "tools[{i}].name: {:?} is declared twice",
+                        c.name
+                    )));
+                }
             }
-            if !seen.insert(c.name.clone()) {
+            Tool::AgentToolset20260401(set) => {
+                if std::mem::replace(&mut toolset, true) {
+                    return Err(ApiError::invalid(format!(
+                        "tools[{i}]: agent_toolset_20260401 is listed twice; list it once and configure each tool in its configs"
+                    )));
+                }
+                validate_toolset(&format!("tools[{i}]"), set)?;
+            }
+            Tool::McpToolset(_) => {
                 return Err(ApiError::invalid(format!(
-                    "tools[{i}].name: {:?} is declared twice",
-                    c.name
+                    "tools[{i}].type: mcp_toolset is not supported by this agentd yet; MCP servers cannot be connected"
                 )));
             }
         }
     }
     Ok(())
+}
+
+fn validate_toolset(at: &str, set: &Toolset) -> ApiResult<()> {
+    policy(
+        &format!("{at}.default_config.permission_policy"),
+        set.default_config.permission_policy,
+    )?;
+    let mut seen = std::collections::HashSet::new();
+    for (j, c) in set.configs.iter().enumerate() {
+        let at = format!("{at}.configs[{j}]");
+        if !AGENT_TOOLSET_20260401_TOOLS.contains(&c.name.as_str()) {
+            return Err(ApiError::invalid(format!(
+                "{at}.name: {:?} is not a tool of agent_toolset_20260401; expected one of {}",
+                c.name,
+                AGENT_TOOLSET_20260401_TOOLS.join(", ")
+            )));
+        }
+        if !seen.insert(c.name.as_str()) {
+            return Err(ApiError::invalid(format!(
+                "{at}.name: {:?} is configured twice",
+                c.name
+            )));
+        }
+        policy(&format!("{at}.permission_policy"), c.permission_policy)?;
+        for (k, v) in &c.rest {
+            if k == "type" && v.as_str() == Some(c.name.as_str()) {
+                continue;
+            }
+            if k == "type" {
+                return Err(ApiError::invalid(format!(
+                    "{at}.type: must equal the name {:?}",
+                    c.name
+                )));
+            }
+            return Err(ApiError::invalid(format!(
+                "{at}.{k}: not supported by this agentd yet; omit it"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn policy(at: &str, p: PermissionPolicy) -> ApiResult<()> {
+    match p {
+        PermissionPolicy::AlwaysAllow | PermissionPolicy::AlwaysAsk => Ok(()),
+        // `auto` means a server-side judge of each call's risk; this agentd has none, and
+        // asking the user instead would be a different policy under the same name.
+        PermissionPolicy::Auto => Err(ApiError::invalid(format!(
+            "{at}: auto is not supported by this agentd, which has no judge of a call's risk; use always_allow or always_ask"
+        ))),
+    }
 }
 
 /// The most agents a roster may list.

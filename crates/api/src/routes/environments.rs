@@ -4,7 +4,9 @@ use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 
-use agentd_wire::environment::{CreateEnvironment, EnvironmentTag, UpdateEnvironment};
+use agentd_wire::environment::{
+    CreateEnvironment, EnvironmentConfig, EnvironmentTag, UpdateEnvironment,
+};
 use agentd_wire::ids::Kind;
 use agentd_wire::{Environment, Page};
 
@@ -32,7 +34,8 @@ async fn create(
     if req.name.trim().is_empty() {
         return Err(ApiError::invalid("name: must not be empty"));
     }
-    let config = req.config.unwrap_or_default();
+    let config = req.config.map(|c| c.apply(None)).unwrap_or_default();
+    supported(&config)?;
     config.validate().map_err(ApiError::invalid)?;
     let env = st
         .store
@@ -55,6 +58,17 @@ async fn create(
     Ok(Json(env))
 }
 
+/// What this agentd cannot do with a config it would otherwise store.
+fn supported(config: &EnvironmentConfig) -> ApiResult<()> {
+    match config {
+        EnvironmentConfig::Cloud { .. } => Ok(()),
+        // Tools would run in agentd's own sandbox, not on the user's host: not what was asked.
+        EnvironmentConfig::SelfHosted {} => Err(ApiError::invalid(
+            "config.type: self_hosted environments are not supported by this agentd yet; use {\"type\": \"cloud\"}",
+        )),
+    }
+}
+
 async fn retrieve(
     State(st): State<AppState>,
     Extension(Caller(ws)): Extension<Caller>,
@@ -69,9 +83,6 @@ async fn update(
     Path(id): Path<String>,
     Body(req): Body<UpdateEnvironment>,
 ) -> ApiResult<Json<Environment>> {
-    if let Some(Some(c)) = &req.config {
-        c.validate().map_err(ApiError::invalid)?;
-    }
     if let Some(Some(n)) = &req.name
         && n.trim().is_empty()
     {
@@ -90,7 +101,10 @@ async fn update(
                     env.description = d;
                 }
                 if let Some(c) = req.config {
-                    env.config = c.unwrap_or_default();
+                    let config = c.map(|c| c.apply(Some(&env.config))).unwrap_or_default();
+                    supported(&config).map_err(|e| agentd_catalog::Error::Invalid(e.message))?;
+                    config.validate().map_err(agentd_catalog::Error::Invalid)?;
+                    env.config = config;
                 }
                 if let Some(m) = req.metadata {
                     agentd_wire::agent::merge_metadata(&mut env.metadata, m);

@@ -132,11 +132,53 @@ async fn list(
     Extension(Caller(ws)): Extension<Caller>,
     q: Query,
 ) -> ApiResult<Json<Page<FileMetadata>>> {
+    if q.get("scope_id").is_some() {
+        return Err(ApiError::invalid(
+            "scope_id: session-scoped files are not supported by this agentd yet",
+        ));
+    }
+    if q.get("ids").is_some() {
+        return by_ids(&st, &ws.id, &q).await.map(Json);
+    }
     let p = st
         .store
         .list_files(&ws.id, q.limit_up_to(1000)?, q.id_page(Kind::File)?)
         .await?;
     Ok(Json(page(p, |f| f)))
+}
+
+/// The most ids one `ids` filter may name.
+const MAX_IDS: usize = 100;
+
+/// `files.list(ids=[...])`: one page of the named files that exist, in list order; an id that
+/// names nothing visible is left out, as the SDK documents.
+async fn by_ids(st: &AppState, ws: &str, q: &Query) -> ApiResult<Page<FileMetadata>> {
+    if q.get("page").is_some() || q.get("limit").is_some() {
+        return Err(ApiError::invalid(
+            "ids: cannot be combined with page or limit; the named files come as one page",
+        ));
+    }
+    let mut ids = q.all("ids");
+    ids.sort_unstable();
+    ids.dedup();
+    if ids.len() > MAX_IDS {
+        return Err(ApiError::invalid(format!(
+            "ids: {} distinct ids is over the limit of {MAX_IDS}",
+            ids.len()
+        )));
+    }
+    let mut data = Vec::with_capacity(ids.len());
+    for id in ids.iter().rev() {
+        match st.store.get_file(ws, id).await {
+            Ok(f) => data.push(f),
+            Err(agentd_catalog::Error::NotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(Page {
+        data,
+        next_page: None,
+    })
 }
 
 async fn retrieve(

@@ -14,9 +14,12 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Body, Query, parse_at};
+use crate::limits;
 use crate::routes::{Deleted, page};
 use crate::user_events::{file_rubrics, user_events, validate_events};
 use agentd_wire::agent::{Multiagent, RosterMember};
+use agentd_wire::environment::EnvironmentConfig;
+use serde_json::Value;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -33,11 +36,15 @@ async fn create(
     Extension(Caller(ws)): Extension<Caller>,
     Body(mut body): Body<serde_json::Value>,
 ) -> ApiResult<Json<Session>> {
-    let initial = match body
-        .as_object_mut()
-        .and_then(|o| o.remove("initial_events"))
-    {
-        Some(serde_json::Value::Array(events)) => user_events(events, "initial_events")?,
+    let (agent, initial) = match body.as_object_mut() {
+        Some(o) => (o.remove("agent"), o.remove("initial_events")),
+        None => (None, None),
+    };
+    let initial = match initial {
+        Some(serde_json::Value::Array(events)) => {
+            limits::count("initial_events", events.len(), limits::INITIAL_EVENTS)?;
+            user_events(events, "initial_events")?
+        }
         Some(serde_json::Value::Null) | None => vec![],
         Some(_) => {
             return Err(ApiError::invalid(
@@ -47,21 +54,15 @@ async fn create(
     };
     let mut req: CreateSession = parse_at(body, "")?;
     req.initial_events = initial;
-    let (agent_id, version) = match req.agent {
-        AgentParam::Id(id) => (id, None),
-        AgentParam::Pinned(p) => (p.id, p.version),
-    };
-    let agent = st
-        .store
-        .get_agent(&ws.id, &agent_id, version)
-        .await
-        .map_err(|e| match e {
-            agentd_catalog::Error::NotFound(m) => ApiError::not_found(format!("agent: {m}")),
-            other => other.into(),
-        })?;
-    if agent.archived_at.is_some() {
+    limits::metadata("metadata", &req.metadata)?;
+    let agent = session_agent(&st, &ws.id, agent_param(agent)?).await?;
+    let env = st.store.get_environment(&ws.id, &req.environment_id).await;
+    if let Ok(e) = &env
+        && matches!(e.config, EnvironmentConfig::SelfHosted {})
+    {
         return Err(ApiError::invalid(format!(
-            "agent: {agent_id} is archived; sessions cannot start with it"
+            "environment_id: {} is a self_hosted environment, which this agentd does not support yet",
+            e.id
         )));
     }
     if req.budget.is_some() {
@@ -87,7 +88,7 @@ async fn create(
         .create_session(
             &ws.id,
             NewSession {
-                agent: pin(&st, &ws.id, agent).await?,
+                agent,
                 environment_id: req.environment_id,
                 title: req.title,
                 metadata: req.metadata,
@@ -100,6 +101,90 @@ async fn create(
         st.runner.notify(&session.id);
     }
     Ok(Json(session))
+}
+
+/// `agent` of a session create, parsed by its form so an error names its path.
+fn agent_param(v: Option<Value>) -> ApiResult<AgentParam> {
+    let types = AgentParam::TYPES.join(", ");
+    let p = match v {
+        Some(Value::String(id)) => AgentParam::Id(id),
+        Some(Value::Object(mut o)) => {
+            let kind = match o.remove("type") {
+                Some(Value::String(t)) => t,
+                None => {
+                    return Err(ApiError::invalid(format!(
+                        "agent.type: missing; expected one of {types}"
+                    )));
+                }
+                Some(other) => {
+                    return Err(ApiError::invalid(format!(
+                        "agent.type: {other} is not one of {types}"
+                    )));
+                }
+            };
+            let rest = Value::Object(o);
+            match kind.as_str() {
+                "agent" => AgentParam::Agent(parse_at(rest, "agent")?),
+                "agent_with_overrides" => AgentParam::WithOverrides(parse_at(rest, "agent")?),
+                other => {
+                    return Err(ApiError::invalid(format!(
+                        "agent.type: {other:?} is not one of {types}"
+                    )));
+                }
+            }
+        }
+        None => {
+            return Err(ApiError::invalid(
+                "agent: missing; expected an agent id or an object such as {\"type\": \"agent\", \"id\": ...}",
+            ));
+        }
+        Some(other) => {
+            return Err(ApiError::invalid(format!(
+                "agent: {other} is neither an agent id nor an object whose type is one of {types}"
+            )));
+        }
+    };
+    Ok(p)
+}
+
+/// The agent version a session will run, with any overrides applied and its roster pinned.
+async fn session_agent(st: &AppState, ws: &str, p: AgentParam) -> ApiResult<SessionAgent> {
+    let (agent_id, version, overrides) = match p {
+        AgentParam::Id(id) => (id, None, None),
+        AgentParam::Agent(a) => (a.id, a.version, None),
+        AgentParam::WithOverrides(o) => (o.id.clone(), o.version, Some(o)),
+    };
+    if version == Some(0) {
+        return Err(ApiError::invalid("agent.version: must be at least 1"));
+    }
+    let mut agent = st
+        .store
+        .get_agent(ws, &agent_id, version)
+        .await
+        .map_err(|e| match e {
+            agentd_catalog::Error::NotFound(m) => ApiError::not_found(format!("agent: {m}")),
+            other => other.into(),
+        })?;
+    if agent.archived_at.is_some() {
+        return Err(ApiError::invalid(format!(
+            "agent: {agent_id} is archived; sessions cannot start with it"
+        )));
+    }
+    if let Some(o) = overrides {
+        if let Some(Some(system)) = &o.system {
+            let n = system.chars().count();
+            if n > limits::SYSTEM_CHARS {
+                return Err(ApiError::invalid(format!(
+                    "agent.system: {n} characters is over the limit of {}",
+                    limits::SYSTEM_CHARS
+                )));
+            }
+        }
+        agent.spec = o.apply(&agent.spec);
+        crate::routes::agents::validate(st, &agent.spec)
+            .map_err(|e| ApiError::invalid(format!("agent.{}", e.message)))?;
+    }
+    pin(st, ws, agent).await
 }
 
 /// The agent a session runs, with its roster pinned whole: each member's definition is copied
@@ -147,6 +232,15 @@ async fn list(
     Extension(Caller(ws)): Extension<Caller>,
     q: Query,
 ) -> ApiResult<Json<Page<Session>>> {
+    // Memory stores and deployments do not exist here: filtering by one would answer an
+    // empty list that looks like a real answer.
+    for f in ["memory_store_id", "deployment_id"] {
+        if q.get(f).is_some() {
+            return Err(ApiError::invalid(format!(
+                "{f}: this filter is not supported by this agentd yet"
+            )));
+        }
+    }
     let statuses = q
         .all("statuses")
         .into_iter()
@@ -184,6 +278,12 @@ async fn update(
         return Err(ApiError::invalid(
             "vault_ids: vaults are not supported by this agentd yet",
         ));
+    }
+    if let Some(patch) = &req.metadata {
+        // Checked against the bag as it stands; a concurrent patch may slip past the count.
+        let mut bag = st.store.get_session(&ws.id, &id).await?.metadata;
+        agentd_wire::agent::merge_metadata(&mut bag, patch.clone());
+        limits::metadata("metadata", &bag)?;
     }
     Ok(Json(
         st.store

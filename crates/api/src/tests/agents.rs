@@ -92,7 +92,7 @@ async fn custom_tool_names_must_be_usable_and_distinct() {
     };
     with_tools(json!([custom_tool("ok"), custom_tool("has space")]))
         .await
-        .invalid("tools[1].name: \"has space\" must be 1-64 characters");
+        .invalid("tools[1].name: \"has space\" must be 1-128 characters");
     with_tools(json!([custom_tool("dup"), custom_tool("dup")]))
         .await
         .invalid("tools[1].name: \"dup\" is declared twice");
@@ -159,4 +159,207 @@ async fn unknown_agents_are_404_and_updates_check_the_version() {
     )
     .await
     .err(409, "conflict_error", "is at version 1, not 7");
+}
+
+/// A create body with `extra` merged in.
+fn agent_with(extra: Value) -> Value {
+    let mut body = json!({"name": "a", "model": "scripted/echo"});
+    for (k, v) in extra.as_object().expect("an object") {
+        body[k] = v.clone();
+    }
+    body
+}
+
+fn toolset(extra: Value) -> Value {
+    let mut t = json!({"type": "agent_toolset_20260401"});
+    for (k, v) in extra.as_object().expect("an object") {
+        t[k] = v.clone();
+    }
+    t
+}
+
+#[tokio::test]
+async fn what_this_agentd_cannot_act_on_is_refused_not_stored() {
+    let api = TestApi::new().await;
+    let mcp = json!({"type": "url", "name": "docs", "url": "https://mcp.example.com"});
+    for (extra, msg) in [
+        (
+            json!({"mcp_servers": [mcp]}),
+            "mcp_servers: MCP servers are not supported by this agentd yet",
+        ),
+        (
+            json!({"tools": [{"type": "mcp_toolset", "mcp_server_name": "docs"}]}),
+            "tools[0].type: mcp_toolset is not supported by this agentd yet",
+        ),
+        (
+            json!({"skills": [{"type": "anthropic", "skill_id": "xlsx"}]}),
+            "skills: skills are not supported by this agentd yet",
+        ),
+        (
+            json!({"tools": [toolset(json!({"default_config": {"permission_policy": {"type": "auto"}}}))]}),
+            "tools[0].default_config.permission_policy: auto is not supported",
+        ),
+        (
+            json!({"tools": [toolset(json!({"configs": [{"name": "bash", "permission_policy": {"type": "auto"}}]}))]}),
+            "tools[0].configs[0].permission_policy: auto is not supported",
+        ),
+        (
+            json!({"tools": [toolset(json!({"configs": [{"name": "web_fetch", "allowed_domains": ["a.com"]}]}))]}),
+            "tools[0].configs[0].allowed_domains: not supported by this agentd yet",
+        ),
+        (
+            json!({"execution_identity": {"type": "aws_role", "role_arn": "arn:aws:iam::1:role/r"}}),
+            "execution_identity: aws_role is not supported",
+        ),
+    ] {
+        api.post("/v1/agents", agent_with(extra)).await.invalid(msg);
+    }
+    api.post(
+        "/v1/agents",
+        agent_with(json!({"execution_identity": {"type": "root"}})),
+    )
+    .await
+    .invalid(
+        "execution_identity.type: unknown variant `root`, expected `service_account` or `aws_role`",
+    );
+    // An empty list says nothing this agentd cannot honour.
+    let a = api
+        .post(
+            "/v1/agents",
+            agent_with(json!({"skills": [], "mcp_servers": [], "execution_identity": {"type": "service_account"}})),
+        )
+        .await
+        .ok();
+    assert_eq!(a["execution_identity"], json!({"type": "service_account"}));
+    // Nor may an update bring them in.
+    let id = a["id"].as_str().expect("id");
+    api.post(
+        &format!("/v1/agents/{id}"),
+        json!({"skills": [{"type": "custom", "skill_id": "skill_1"}]}),
+    )
+    .await
+    .invalid("skills: skills are not supported");
+}
+
+#[tokio::test]
+async fn a_toolset_config_must_name_a_tool_of_the_toolset_once() {
+    let api = TestApi::new().await;
+    let with_configs = |configs: Value| {
+        api.post(
+            "/v1/agents",
+            agent_with(json!({"tools": [toolset(json!({"configs": configs}))]})),
+        )
+    };
+    let msg = with_configs(json!([{"name": "bash"}, {"name": "shell"}]))
+        .await
+        .invalid("tools[0].configs[1].name: \"shell\" is not a tool of agent_toolset_20260401");
+    assert!(
+        msg.contains("bash, edit, read, write, glob, grep, web_fetch, web_search"),
+        "{msg}"
+    );
+    with_configs(json!([{"name": "bash"}, {"name": "bash", "enabled": false}]))
+        .await
+        .invalid("tools[0].configs[1].name: \"bash\" is configured twice");
+    with_configs(json!([{"name": "bash", "type": "read"}]))
+        .await
+        .invalid("tools[0].configs[0].type: must equal the name \"bash\"");
+    with_configs(json!([{"name": "bash", "type": "bash"}]))
+        .await
+        .ok();
+    api.post(
+        "/v1/agents",
+        agent_with(json!({"tools": [toolset(json!({})), toolset(json!({}))]})),
+    )
+    .await
+    .invalid("tools[1]: agent_toolset_20260401 is listed twice");
+}
+
+#[tokio::test]
+async fn null_is_accepted_where_the_sdk_allows_it() {
+    let api = TestApi::new().await;
+    let a = api
+        .post(
+            "/v1/agents",
+            agent_with(json!({
+                "description": null, "system": null, "multiagent": null, "execution_identity": null,
+                "tools": [toolset(json!({
+                    "default_config": {"enabled": null, "permission_policy": {"type": "always_ask"}},
+                    "configs": [{"name": "read", "enabled": null, "permission_policy": null}],
+                }))],
+            })),
+        )
+        .await
+        .ok();
+    // What is stored and shown is what each tool gets.
+    let t = &a["tools"][0];
+    assert_eq!(t["default_config"]["enabled"], true);
+    assert_eq!(t["configs"][0]["enabled"], true);
+    assert_eq!(t["configs"][0]["permission_policy"]["type"], "always_ask");
+    assert_eq!(a["execution_identity"], json!({"type": "service_account"}));
+    let id = a["id"].as_str().expect("id");
+    api.post(
+        "/v1/agents",
+        agent_with(json!({"tools": [toolset(json!({"default_config": null}))]})),
+    )
+    .await
+    .ok();
+    // `null` clears a list on update, as the SDK documents.
+    let u = api
+        .post(
+            &format!("/v1/agents/{id}"),
+            json!({"tools": null, "mcp_servers": null, "skills": null}),
+        )
+        .await
+        .ok();
+    assert_eq!(u["tools"], json!([]));
+    assert_eq!(u["version"], 2);
+}
+
+#[tokio::test]
+async fn the_sdk_limits_are_enforced_and_named() {
+    let api = TestApi::new().await;
+    let many: serde_json::Map<String, Value> =
+        (0..17).map(|i| (format!("k{i}"), json!("v"))).collect();
+    api.post("/v1/agents", agent_with(json!({"metadata": many})))
+        .await
+        .invalid("metadata: 17 pairs is over the limit of 16");
+    api.post(
+        "/v1/agents",
+        agent_with(json!({"metadata": {"k".repeat(65): "v"}})),
+    )
+    .await
+    .invalid("must be 1 to 64 characters, not 65");
+    api.post(
+        "/v1/agents",
+        agent_with(json!({"metadata": {"k": "v".repeat(513)}})),
+    )
+    .await
+    .invalid("metadata.k: the value is 513 characters, over the limit of 512");
+    let tools: Vec<Value> = (0..249).map(|i| custom_tool(&format!("t{i}"))).collect();
+    let mut with_toolset = tools.clone();
+    with_toolset.push(toolset(json!({})));
+    api.post("/v1/agents", agent_with(json!({"tools": with_toolset})))
+        .await
+        .invalid("tools: 257 tools across all toolsets is over the limit of 256");
+    api.post("/v1/agents", agent_with(json!({"tools": tools})))
+        .await
+        .ok();
+    api.post(
+        "/v1/agents",
+        agent_with(json!({"tools": [custom_tool(&"n".repeat(129))]})),
+    )
+    .await
+    .invalid("must be 1-128 characters");
+    // An update is held to the limits of the agent it makes.
+    let id = api.agent("scripted/echo").await;
+    let half: serde_json::Map<String, Value> =
+        (0..9).map(|i| (format!("a{i}"), json!("v"))).collect();
+    api.post(&format!("/v1/agents/{id}"), json!({"metadata": half}))
+        .await
+        .ok();
+    let other: serde_json::Map<String, Value> =
+        (0..8).map(|i| (format!("b{i}"), json!("v"))).collect();
+    api.post(&format!("/v1/agents/{id}"), json!({"metadata": other}))
+        .await
+        .invalid("metadata: 17 pairs is over the limit of 16");
 }

@@ -1,6 +1,6 @@
 //! List endpoints: `limit`, `order`, flags, dates, and the cursor.
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::TestApi;
 
@@ -152,4 +152,67 @@ async fn a_cursor_no_endpoint_returned_is_refused_everywhere() {
     api.get(&format!("/v1/agents?page={sid}"))
         .await
         .invalid("is not a cursor this endpoint returned");
+}
+
+#[tokio::test]
+async fn filters_for_what_does_not_exist_here_are_refused() {
+    let api = TestApi::new().await;
+    for f in ["memory_store_id", "deployment_id"] {
+        api.get(&format!("/v1/sessions?{f}=x"))
+            .await
+            .invalid(&format!("{f}: this filter is not supported"));
+    }
+    api.get("/v1/files?scope_id=sesn_1")
+        .await
+        .invalid("scope_id: session-scoped files are not supported by this agentd yet");
+}
+
+#[tokio::test]
+async fn files_list_by_ids_gives_the_named_files_that_exist() {
+    let api = TestApi::new().await;
+    let ws = api
+        .store
+        .register_key("another-key", agentd_catalog::DEFAULT_WORKSPACE)
+        .await
+        .expect("the test key's workspace")
+        .id;
+    let mut ids = Vec::new();
+    for name in ["a.txt", "b.txt", "c.txt"] {
+        let f = api
+            .store
+            .create_file(
+                &ws,
+                agentd_catalog::NewFile {
+                    filename: name.into(),
+                    mime_type: "text/plain".into(),
+                    content: b"x".to_vec(),
+                    expires_at: None,
+                },
+            )
+            .await
+            .expect("create a file");
+        ids.push(f.id);
+    }
+    let p = api
+        .get(&format!(
+            "/v1/files?ids[]={}&ids[]={}&ids[]={}&ids[]=file_missing",
+            ids[0], ids[2], ids[0]
+        ))
+        .await
+        .ok();
+    let got: Vec<&str> = p["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .map(|f| f["id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(got, [ids[2].as_str(), ids[0].as_str()]);
+    assert_eq!(p["next_page"], Value::Null);
+    api.get(&format!("/v1/files?ids={}&limit=2", ids[0]))
+        .await
+        .invalid("ids: cannot be combined with page or limit");
+    let many: Vec<String> = (0..101).map(|i| format!("ids=file_{i}")).collect();
+    api.get(&format!("/v1/files?{}", many.join("&")))
+        .await
+        .invalid("ids: 101 distinct ids is over the limit of 100");
 }

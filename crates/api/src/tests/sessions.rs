@@ -24,7 +24,7 @@ async fn create_names_what_is_missing_or_unknown() {
     let agent = api.agent("scripted/echo").await;
     api.post("/v1/sessions", json!({"environment_id": env}))
         .await
-        .invalid("missing field `agent`");
+        .invalid("agent: missing; expected an agent id or an object");
     api.post("/v1/sessions", json!({"agent": agent}))
         .await
         .invalid("missing field `environment_id`");
@@ -238,4 +238,105 @@ async fn update_refuses_vaults_and_unknown_fields() {
         .invalid("unknown field `status`");
     let s = api.post(&path, json!({"title": "named"})).await.ok();
     assert_eq!(s["title"], "named");
+}
+
+#[tokio::test]
+async fn the_agent_parse_names_its_type_and_path() {
+    let api = TestApi::new().await;
+    let env = api.environment().await;
+    let agent = api.agent("scripted/echo").await;
+    let create = |a: Value| api.post("/v1/sessions", json!({"agent": a, "environment_id": env}));
+    create(json!({"type": "agent_v2", "id": agent}))
+        .await
+        .invalid("agent.type: \"agent_v2\" is not one of agent, agent_with_overrides");
+    create(json!({"id": agent}))
+        .await
+        .invalid("agent.type: missing; expected one of agent, agent_with_overrides");
+    create(json!({"type": "agent", "id": agent, "colour": "blue"}))
+        .await
+        .invalid("agent.colour: unknown field `colour`, expected `id` or `version`");
+    create(json!({"type": "agent", "id": agent, "version": 0}))
+        .await
+        .invalid("agent.version: must be at least 1");
+    create(json!(7))
+        .await
+        .invalid("agent: 7 is neither an agent id nor an object");
+    create(json!({"type": "agent_with_overrides", "id": agent, "tools": [{"type": "custom", "name": "x"}]}))
+        .await
+        .invalid("agent.tools[0]: missing field `description`");
+}
+
+#[tokio::test]
+async fn overrides_replace_the_agents_fields_for_the_session_only() {
+    let api = TestApi::new().await;
+    let env = api.environment().await;
+    let a = api
+        .post(
+            "/v1/agents",
+            json!({"name": "a", "model": "scripted/echo", "system": "be terse",
+                   "tools": [{"type": "agent_toolset_20260401"}]}),
+        )
+        .await
+        .ok();
+    let id = a["id"].as_str().expect("id");
+    let s = api
+        .post(
+            "/v1/sessions",
+            json!({"environment_id": env, "agent": {
+                "type": "agent_with_overrides", "id": id, "version": 1,
+                "system": null, "tools": [],
+            }}),
+        )
+        .await
+        .ok();
+    assert_eq!(s["agent"]["id"], id);
+    assert_eq!(s["agent"]["version"], 1);
+    assert_eq!(s["agent"]["system"], Value::Null);
+    assert_eq!(s["agent"]["tools"], json!([]));
+    assert_eq!(s["agent"]["model"]["id"], "scripted/echo");
+    let kept = api.get(&format!("/v1/agents/{id}")).await.ok();
+    assert_eq!(kept, a);
+    // Overrides are held to what an agent is.
+    let create = |o: Value| {
+        let mut agent = json!({"type": "agent_with_overrides", "id": id});
+        for (k, v) in o.as_object().expect("an object") {
+            agent[k] = v.clone();
+        }
+        api.post(
+            "/v1/sessions",
+            json!({"environment_id": env, "agent": agent}),
+        )
+    };
+    create(json!({"model": "gpt-4o"}))
+        .await
+        .invalid("agent.model: unknown model \"gpt-4o\"");
+    create(json!({"skills": [{"type": "anthropic", "skill_id": "xlsx"}]}))
+        .await
+        .invalid("agent.skills: skills are not supported");
+    create(json!({"system": "x".repeat(100_001)}))
+        .await
+        .invalid("agent.system: 100001 characters is over the limit of 100000");
+}
+
+#[tokio::test]
+async fn create_holds_to_the_sdk_limits() {
+    let api = TestApi::new().await;
+    let msg = json!({"type": "user.message", "content": [{"type": "text", "text": "hi"}]});
+    let body = create_body(&api, json!({"initial_events": vec![msg; 51]})).await;
+    api.post("/v1/sessions", body)
+        .await
+        .invalid("initial_events: 51 entries is over the limit of 50");
+    let many: serde_json::Map<String, Value> =
+        (0..17).map(|i| (format!("k{i}"), json!("v"))).collect();
+    let body = create_body(&api, json!({"metadata": many})).await;
+    api.post("/v1/sessions", body)
+        .await
+        .invalid("metadata: 17 pairs is over the limit of 16");
+    let sid = api.session().await;
+    api.post(
+        &format!("/v1/sessions/{sid}"),
+        json!({"metadata": {"k": "v".repeat(513)}}),
+    )
+    .await
+    .invalid("metadata.k: the value is 513 characters");
 }

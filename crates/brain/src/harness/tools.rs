@@ -310,7 +310,8 @@ impl Toolbox {
                         } else if enabled {
                             let permission = match policy {
                                 PermissionPolicy::AlwaysAllow => Permission::Allow,
-                                // No classifier decides `auto` yet, so the user does.
+                                // `auto` is refused when an agent is written; an agent
+                                // stored before that keeps the safer reading.
                                 PermissionPolicy::AlwaysAsk | PermissionPolicy::Auto => {
                                     Permission::Ask
                                 }
@@ -319,6 +320,7 @@ impl Toolbox {
                         }
                     }
                 }
+                // Refused when an agent is written; only an agent stored before that has one.
                 Tool::McpToolset(_) => {}
             }
         }
