@@ -10,6 +10,8 @@ use agentd_wire::{ErrorBody, ErrorKind};
 pub struct ApiError {
     pub kind: ErrorKind,
     pub message: String,
+    /// A 503 with `Retry-After` instead of the kind's status: storage is briefly unavailable.
+    pub unavailable: bool,
 }
 
 impl ApiError {
@@ -17,6 +19,16 @@ impl ApiError {
         ApiError {
             kind,
             message: message.into(),
+            unavailable: false,
+        }
+    }
+
+    /// Nothing was done and the client should try again shortly (the SDKs retry a 503 and
+    /// honour `Retry-After`).
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        ApiError {
+            unavailable: true,
+            ..Self::new(ErrorKind::ApiError, message)
         }
     }
 
@@ -35,9 +47,14 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let body = Json(ErrorBody::new(self.kind, self.message));
+        if self.unavailable {
+            let retry = [(axum::http::header::RETRY_AFTER, "2")];
+            return (StatusCode::SERVICE_UNAVAILABLE, retry, body).into_response();
+        }
         let status =
             StatusCode::from_u16(self.kind.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        (status, Json(ErrorBody::new(self.kind, self.message))).into_response()
+        (status, body).into_response()
     }
 }
 
@@ -54,6 +71,12 @@ impl From<agentd_catalog::Error> for ApiError {
                 ApiError::conflict("the session is terminated and accepts no more events")
             }
             E::Log(L::Refused(r)) => ApiError::conflict(r.to_string()),
+            E::Unavailable(m) | E::Log(L::Unavailable(m)) => {
+                tracing::warn!(error = %m, "storage unavailable");
+                ApiError::unavailable(
+                    "the database is unavailable; nothing was changed, retry shortly",
+                )
+            }
             E::Storage(m) | E::Log(L::Storage(m)) => {
                 tracing::error!(error = %m, "storage failure");
                 ApiError::new(
@@ -72,3 +95,21 @@ impl From<agentd_session::Error> for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unavailable_storage_is_a_503_the_client_may_retry() {
+        let lost = agentd_session::Error::Unavailable("connection refused".into());
+        let r = ApiError::from(lost).into_response();
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(r.headers()["retry-after"], "2");
+        let broken = agentd_catalog::Error::Storage("corrupt".into());
+        assert_eq!(
+            ApiError::from(broken).into_response().status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+    }
+}

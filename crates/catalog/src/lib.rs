@@ -30,6 +30,9 @@ pub enum Error {
     Invalid(String),
     #[error("storage failure: {0}")]
     Storage(String),
+    /// See `agentd_session::Error::Unavailable`.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
     /// A session-log operation failed; kept typed so callers can tell refusals apart.
     #[error(transparent)]
     Log(#[from] agentd_session::Error),
@@ -38,7 +41,11 @@ pub enum Error {
 #[cfg(feature = "rusqlite")]
 impl From<rusqlite::Error> for Error {
     fn from(e: rusqlite::Error) -> Self {
-        Error::Storage(e.to_string())
+        // A full disk refuses writes until an operator frees space: a pause, not a bug.
+        match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DiskFull) => Error::Unavailable(e.to_string()),
+            _ => Error::Storage(e.to_string()),
+        }
     }
 }
 

@@ -214,7 +214,7 @@ pub async fn from_sqlite(
             .map_err(source_error)?;
     agentd_store::migrate::run(&mut source).map_err(source_error)?;
 
-    let mut client = to.pool.get().await.map_err(crate::storage)?;
+    let mut client = to.pool.get().await.map_err(crate::checkout)?;
     let tx = client.transaction().await.map_err(pg)?;
     refuse_if_not_empty(&tx).await?;
     let mut copied = Vec::new();

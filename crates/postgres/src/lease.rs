@@ -9,13 +9,13 @@ use tokio::sync::broadcast;
 use agentd_session::Result;
 use agentd_session::lease::{Leases, Nudge};
 
-use crate::{PgStore, notify, pg, storage};
+use crate::{PgStore, checkout, notify, pg};
 
 #[async_trait]
 impl Leases for PgStore {
     async fn acquire(&self, log_id: &str, owner: &str, ttl: Duration) -> Result<bool> {
         let ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
-        let client = self.pool.get().await.map_err(storage)?;
+        let client = self.pool.get().await.map_err(checkout)?;
         let row = client
             .query_opt(
                 "INSERT INTO leases (log_id, owner, expires_at)
@@ -31,7 +31,7 @@ impl Leases for PgStore {
     }
 
     async fn release(&self, log_id: &str, owner: &str) -> Result<()> {
-        let client = self.pool.get().await.map_err(storage)?;
+        let client = self.pool.get().await.map_err(checkout)?;
         client
             .execute(
                 "DELETE FROM leases WHERE log_id = $1 AND owner = $2",
@@ -43,7 +43,7 @@ impl Leases for PgStore {
     }
 
     async fn orphaned(&self) -> Result<Vec<String>> {
-        let client = self.pool.get().await.map_err(storage)?;
+        let client = self.pool.get().await.map_err(checkout)?;
         let rows = client
             .query(
                 "SELECT id FROM sessions s WHERE status = 'running'
@@ -59,7 +59,7 @@ impl Leases for PgStore {
     }
 
     async fn nudge(&self, log_id: &str, nudge: Nudge) -> Result<()> {
-        let client = self.pool.get().await.map_err(storage)?;
+        let client = self.pool.get().await.map_err(checkout)?;
         notify::nudge(&client, log_id, nudge).await
     }
 

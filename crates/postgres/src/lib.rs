@@ -140,13 +140,27 @@ fn harden(config: &mut tokio_postgres::Config) {
 /// leaves out.
 fn pg(e: tokio_postgres::Error) -> Error {
     match e.as_db_error() {
+        Some(db) if unavailable(db.code()) => Error::Unavailable(db.to_string()),
         Some(db) => Error::Storage(db.to_string()),
-        None => Error::Storage(e.to_string()),
+        // No answer from the server: the connection broke or could not be made.
+        None => Error::Unavailable(e.to_string()),
     }
+}
+
+/// Errors the server gives while it cannot serve at all, rather than for this statement:
+/// connection trouble, shutting down, out of disk, memory or connections.
+fn unavailable(code: &tokio_postgres::error::SqlState) -> bool {
+    let code = code.code();
+    code.starts_with("08") || code.starts_with("53") || code.starts_with("57P")
 }
 
 fn storage(e: impl std::fmt::Display) -> Error {
     Error::Storage(e.to_string())
+}
+
+/// A failure to get a connection from the pool: the database is out of reach.
+fn checkout(e: deadpool_postgres::PoolError) -> Error {
+    Error::Unavailable(e.to_string())
 }
 
 /// The catalog's results from the driver's and the pool's.
@@ -158,6 +172,7 @@ impl<T> Db<T> for std::result::Result<T, tokio_postgres::Error> {
     fn db(self) -> agentd_catalog::Result<T> {
         self.map_err(|e| match pg(e) {
             Error::Storage(m) => agentd_catalog::Error::Storage(m),
+            Error::Unavailable(m) => agentd_catalog::Error::Unavailable(m),
             other => other.into(),
         })
     }
@@ -165,7 +180,7 @@ impl<T> Db<T> for std::result::Result<T, tokio_postgres::Error> {
 
 impl<T> Db<T> for std::result::Result<T, deadpool_postgres::PoolError> {
     fn db(self) -> agentd_catalog::Result<T> {
-        self.map_err(|e| agentd_catalog::Error::Storage(e.to_string()))
+        self.map_err(|e| agentd_catalog::Error::Unavailable(e.to_string()))
     }
 }
 

@@ -21,12 +21,12 @@ use agentd_session::{
 };
 use agentd_wire::{Event, SessionStatus, Usage};
 
-use crate::{PgStore, notify, pg, storage};
+use crate::{PgStore, checkout, notify, pg, storage};
 
 #[async_trait]
 impl SessionLog for PgStore {
     async fn append(&self, log_id: &str, guard: Guard) -> Result<(Head, Vec<StoredEvent>)> {
-        let mut client = self.pool.get().await.map_err(storage)?;
+        let mut client = self.pool.get().await.map_err(checkout)?;
         let tx = client.transaction().await.map_err(pg)?;
         let (out, touched) = append_in(&tx, log_id, guard).await?;
         tx.commit().await.map_err(pg)?;
@@ -35,7 +35,7 @@ impl SessionLog for PgStore {
     }
 
     async fn read(&self, log_id: &str, after: u64, limit: usize) -> Result<Vec<StoredEvent>> {
-        let client = self.pool.get().await.map_err(storage)?;
+        let client = self.pool.get().await.map_err(checkout)?;
         let stmt = client
             .prepare_cached(
                 "SELECT seq, id, processed_at, body::text, private::text FROM events WHERE log_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
@@ -52,7 +52,7 @@ impl SessionLog for PgStore {
     }
 
     async fn head(&self, log_id: &str) -> Result<Head> {
-        let client = self.pool.get().await.map_err(storage)?;
+        let client = self.pool.get().await.map_err(checkout)?;
         Ok(load(&client, log_id, false).await?.projection.head())
     }
 
@@ -63,7 +63,7 @@ impl SessionLog for PgStore {
 
 /// The last position of `log_id`, as of the last commit.
 pub(crate) async fn tail(pool: &Pool, log_id: &str) -> Result<u64> {
-    let client = pool.get().await.map_err(storage)?;
+    let client = pool.get().await.map_err(checkout)?;
     Ok(load(&client, log_id, false).await?.projection.last_seq)
 }
 

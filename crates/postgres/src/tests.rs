@@ -364,3 +364,78 @@ async fn leases_and_nudges_span_processes() {
     let got = tokio::time::timeout(Duration::from_secs(5), heard.recv()).await;
     assert_eq!(got.expect("in time").unwrap(), (sid, Nudge::Wake));
 }
+
+/// A TCP relay in front of the server that the test can cut, as a network failure would.
+struct Relay {
+    port: u16,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    async fn start(to: (String, u16), port: u16) -> Relay {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let task = tokio::spawn(async move {
+            let mut links = tokio::task::JoinSet::new();
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let to = to.clone();
+                links.spawn(async move {
+                    if let Ok(mut out) = tokio::net::TcpStream::connect(to).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                    }
+                });
+            }
+        });
+        Relay { port, task }
+    }
+
+    /// Cut every link and stop accepting: aborting the task drops its sockets.
+    fn cut(self) -> u16 {
+        self.task.abort();
+        self.port
+    }
+}
+
+/// When the database cannot be reached, the catalog and the log say so as `Unavailable`
+/// (the API's 503), not as a storage failure; once it is back, they work again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_database_is_unavailable_and_recovers() {
+    use tokio_postgres::config::Host;
+
+    let Some(direct) = fresh_database().await else {
+        return;
+    };
+    let host = match &direct.get_hosts()[0] {
+        Host::Tcp(h) => h.clone(),
+        Host::Unix(_) => return,
+    };
+    let server = (host, direct.get_ports()[0]);
+    let relay = Relay::start(server.clone(), 0).await;
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host("127.0.0.1")
+        .port(relay.port)
+        .user(direct.get_user().unwrap())
+        .dbname(direct.get_dbname().unwrap());
+    let pg = Pg::seeded(PgStore::connect(config).await.unwrap()).await;
+    let sid = pg.session().await;
+
+    let port = relay.cut();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let lost = pg.store.get_session(&pg.seed.ws, &sid).await;
+    assert!(
+        matches!(lost, Err(agentd_catalog::Error::Unavailable(_))),
+        "{lost:?}"
+    );
+    let append = pg.store.append(&sid, events(vec![])).await;
+    assert!(
+        matches!(append, Err(agentd_session::Error::Unavailable(_))),
+        "{append:?}"
+    );
+
+    let _back = Relay::start(server, port).await;
+    let again = pg.store.get_session(&pg.seed.ws, &sid).await;
+    assert_eq!(again.unwrap().id, sid);
+}

@@ -130,6 +130,10 @@ pub enum Error {
     Refused(#[from] Refusal),
     #[error("storage failure: {0}")]
     Storage(String),
+    /// The database cannot be reached, or cannot take writes (a full disk): nothing was
+    /// stored, and the same request may succeed shortly.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
