@@ -52,6 +52,9 @@ pub struct Limits {
     pub file_bytes: u64,
     /// Size of the sandbox's private `/tmp`, bytes.
     pub tmp_bytes: u64,
+    /// Size of the sandbox's `/dev/shm`, bytes: a tmpfs of its own, so POSIX shared memory
+    /// works but cannot take half the host's RAM as bwrap's bare `/dev` would.
+    pub shm_bytes: u64,
     /// CPU the whole sandbox may use, in percent of one core (cgroups only).
     pub cpu_percent: u64,
 }
@@ -64,6 +67,8 @@ impl Default for Limits {
             cpu_seconds: 3600,
             file_bytes: 1 << 30,
             tmp_bytes: 512 << 20,
+            // Docker's default: enough for Python's multiprocessing and browsers' IPC.
+            shm_bytes: 64 << 20,
             cpu_percent: 100,
         }
     }

@@ -32,6 +32,7 @@ fn limits() -> Limits {
         cpu_seconds: 60,
         file_bytes: 64 << 20,
         tmp_bytes: 16 << 20,
+        shm_bytes: 4 << 20,
         cpu_percent: 100,
     }
 }
@@ -406,4 +407,40 @@ async fn nothing_inside_can_write_to_the_helpers_channel() {
         bash(&f.sb, "echo still fine").await.text.trim(),
         "still fine"
     );
+}
+
+#[tokio::test]
+async fn shared_memory_and_dev_are_capped_not_half_the_hosts_ram() {
+    let f = fixture().await;
+    // The fixture gives /dev/shm 4 MiB; 8 MiB does not fit.
+    let o = bash(
+        &f.sb,
+        "head -c 8000000 /dev/zero > /dev/shm/bomb; echo rc=$?; stat -c %s /dev/shm/bomb",
+    )
+    .await;
+    assert!(o.text.contains("No space left on device"), "{o:?}");
+    let kept: u64 = o
+        .text
+        .lines()
+        .last()
+        .unwrap()
+        .trim()
+        .parse()
+        .expect(&o.text);
+    assert!(kept <= 4 << 20, "{o:?}");
+    // Shared memory within the cap still works, as Python's multiprocessing uses it.
+    let o = bash(
+        &f.sb,
+        "rm /dev/shm/bomb; python3 -c 'from multiprocessing import shared_memory as s; m = s.SharedMemory(create=True, size=1 << 20); m.buf[0] = 7; print(\"shm\", m.buf[0]); m.close(); m.unlink()'",
+    )
+    .await;
+    assert_eq!(o.text.trim(), "shm 7", "{o:?}");
+    // /dev itself was a second uncapped tmpfs; now nothing new lands there, yet devices work.
+    let o = bash(
+        &f.sb,
+        "head -c 1000000 /dev/zero > /dev/bomb 2>&1; echo hi > /dev/null && echo null ok",
+    )
+    .await;
+    assert!(o.text.contains("Read-only file system"), "{o:?}");
+    assert!(o.text.contains("null ok"), "{o:?}");
 }
