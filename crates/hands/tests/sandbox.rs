@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use agentd_hands::bwrap::{Bwrap, HelperCommand};
-use agentd_hands::cgroup::Cgroups;
+use agentd_hands::cgroup::{Cgroups, Totals};
 use agentd_hands::{Limits, Output, Provider, Sandbox, Spec};
 
 fn provider() -> Bwrap {
@@ -443,4 +443,33 @@ async fn shared_memory_and_dev_are_capped_not_half_the_hosts_ram() {
     .await;
     assert!(o.text.contains("Read-only file system"), "{o:?}");
     assert!(o.text.contains("null ok"), "{o:?}");
+}
+
+#[tokio::test]
+async fn all_sandboxes_together_sit_in_a_capped_parent_group() {
+    let provider = provider();
+    let (memory, pids) = match provider.cgroups() {
+        Cgroups::V2 { base } => (base.join("memory.max"), base.join("pids.max")),
+        Cgroups::V1 { memory, pids, .. } => {
+            (memory.join("memory.limit_in_bytes"), pids.join("pids.max"))
+        }
+        Cgroups::Unavailable(why) => {
+            eprintln!("skipped: no cgroups here: {why}");
+            return;
+        }
+    };
+    let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap().trim().to_owned();
+    // By default a share of this machine, never the unlimited parent it used to be.
+    let t = Totals::for_this_machine();
+    let mem_total: u64 = read(&memory).parse().expect("memory is capped");
+    assert!(mem_total < t.memory_bytes / 3 * 4 && mem_total >= t.memory_bytes / 2);
+    assert_eq!(read(&pids), t.processes.to_string());
+    // Each sandbox's group lives inside it.
+    let f = fixture().await;
+    assert!(!bash(&f.sb, "echo hi").await.is_error);
+    let inside = std::fs::read_dir(memory.parent().unwrap())
+        .unwrap()
+        .flatten()
+        .any(|e| e.file_name().to_string_lossy().starts_with("sbx-"));
+    assert!(inside, "no sandbox group under {}", memory.display());
 }

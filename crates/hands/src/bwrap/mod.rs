@@ -21,7 +21,7 @@ use async_trait::async_trait;
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
-use crate::cgroup::Cgroups;
+use crate::cgroup::{Cgroups, Totals};
 use crate::connection::start;
 use crate::{Error, Provider, Sandbox, Spec};
 use etc::Etc;
@@ -68,6 +68,10 @@ impl Bwrap {
         let cgroups = Cgroups::detect();
         // Groups left by a previous agentd that died are empty now; clear them away.
         cgroups.remove_stale();
+        // Capped from the start; an operator's own totals come through `limit_total`.
+        if let Err(e) = cgroups.limit_total(&Totals::for_this_machine()) {
+            tracing::warn!(error = %e, "cannot cap all sandboxes together");
+        }
         match &cgroups {
             Cgroups::Unavailable(why) => {
                 tracing::warn!(%why, "sandboxes get rlimits but no cgroup limits")
@@ -85,6 +89,13 @@ impl Bwrap {
     /// The cgroup mechanism sandboxes get here.
     pub fn cgroups(&self) -> &Cgroups {
         &self.cgroups
+    }
+
+    /// Cap what all sandboxes together may use (where cgroups are available).
+    pub fn limit_total(&self, totals: &Totals) -> Result<(), Error> {
+        self.cgroups
+            .limit_total(totals)
+            .map_err(|e| Error::Spawn(format!("cannot cap all sandboxes together: {e}")))
     }
 
     fn prepare_workspace(&self, dir: &Path) -> Result<(), Error> {
