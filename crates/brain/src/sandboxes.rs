@@ -179,9 +179,8 @@ impl Sandboxes {
     pub async fn destroy(&self, session_id: &str) {
         self.release_session(session_id).await;
         let dir = self.workspace(session_id);
-        if let Err(e) = tokio::fs::remove_dir_all(&dir).await
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
+        // The provider may have made more than a directory (a filesystem of its own).
+        if let Err(e) = self.provider.remove_workspace(&dir).await {
             tracing::warn!(dir = %dir.display(), error = %e, "cannot remove a workspace");
         }
     }

@@ -23,7 +23,8 @@ use tokio::process::Command;
 
 use crate::cgroup::{Cgroups, Totals};
 use crate::connection::start;
-use crate::{Error, Provider, Sandbox, Spec};
+use crate::disk::Disks;
+use crate::{Error, Limits, Provider, Sandbox, Spec};
 use etc::Etc;
 
 pub use command::WORKSPACE;
@@ -40,6 +41,7 @@ pub struct Bwrap {
     host_user: Option<(u32, u32)>,
     etc: Etc,
     cgroups: Cgroups,
+    disks: Disks,
 }
 
 impl Bwrap {
@@ -83,6 +85,7 @@ impl Bwrap {
             host_user,
             etc,
             cgroups,
+            disks: Disks::detect(),
         })
     }
 
@@ -98,12 +101,23 @@ impl Bwrap {
             .map_err(|e| Error::Spawn(format!("cannot cap all sandboxes together: {e}")))
     }
 
-    fn prepare_workspace(&self, dir: &Path) -> Result<(), Error> {
+    /// How workspaces get their disk quota here.
+    pub fn disks(&self) -> &Disks {
+        &self.disks
+    }
+
+    async fn prepare_workspace(&self, dir: &Path, limits: &Limits) -> Result<(), Error> {
         let err = |source| Error::Workspace {
             path: dir.to_owned(),
             source,
         };
         std::fs::create_dir_all(dir).map_err(err)?;
+        // Mounting runs mkfs and mount; keep the runtime's threads free meanwhile.
+        let (disks, d, l) = (self.disks.clone(), dir.to_owned(), *limits);
+        tokio::task::spawn_blocking(move || disks.attach(&d, &l))
+            .await
+            .map_err(|e| err(std::io::Error::other(e)))?
+            .map_err(err)?;
         if let Some((uid, gid)) = self.host_user {
             // lchown: never follow a link, whoever made it.
             std::os::unix::fs::lchown(dir, Some(uid), Some(gid)).map_err(err)?;
@@ -118,7 +132,8 @@ impl Bwrap {
 #[async_trait]
 impl Provider for Bwrap {
     async fn provision(&self, spec: &Spec) -> Result<Arc<dyn Sandbox>, Error> {
-        self.prepare_workspace(&spec.workspace)?;
+        self.prepare_workspace(&spec.workspace, &spec.limits)
+            .await?;
         let group = self
             .cgroups
             .create(&Cgroups::group_name(), &spec.limits)
@@ -171,5 +186,12 @@ impl Provider for Bwrap {
             }
         }
         Ok(sb)
+    }
+
+    async fn remove_workspace(&self, dir: &Path) -> std::io::Result<()> {
+        let (disks, d) = (self.disks.clone(), dir.to_owned());
+        tokio::task::spawn_blocking(move || disks.remove(&d))
+            .await
+            .map_err(std::io::Error::other)?
     }
 }
