@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 use agentd_egress::{Policy, Proxy};
 use agentd_hands::{Limits, Provider, Sandbox, Spec};
 
+pub use crate::admission::Caps;
+use crate::admission::{Admission, Slot};
+
 /// A live sandbox, the egress proxy that is its only way out, and when it was last used.
 struct Live {
     /// The session whose workspace it mounts.
@@ -25,6 +28,8 @@ struct Live {
     used: Instant,
     /// Calls running now; an idle sweep never takes a sandbox that is working.
     busy: usize,
+    /// Its place under the caps, given back when it goes.
+    _slot: Slot,
 }
 
 pub struct Sandboxes {
@@ -35,6 +40,7 @@ pub struct Sandboxes {
     limits: Limits,
     /// Most bytes a workspace may hold; checked around tool calls.
     disk_quota: Option<u64>,
+    admission: Admission,
     live: Mutex<HashMap<String, Live>>,
 }
 
@@ -45,8 +51,15 @@ impl Sandboxes {
             root,
             limits,
             disk_quota: None,
+            admission: Admission::new(Caps::NONE),
             live: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Cap how many sandboxes live at once; past a cap a tool call gets an error saying so.
+    pub fn with_caps(mut self, caps: Caps) -> Self {
+        self.admission = Admission::new(caps);
+        self
     }
 
     /// Limit what each workspace may hold. Enforced at the tool layer: once a workspace is
@@ -106,6 +119,10 @@ impl Sandboxes {
         }
         // Dead, or made under a network policy the environment no longer has.
         self.release(log_id).await;
+        let slot = self
+            .admission
+            .take(session_id)
+            .map_err(agentd_hands::Error::Spawn)?;
         let t0 = Instant::now();
         // Short names: a Unix socket path must fit in 108 bytes.
         let n: u32 = rand::random();
@@ -136,6 +153,7 @@ impl Sandboxes {
                 policy,
                 used: Instant::now(),
                 busy: 1,
+                _slot: slot,
             },
         );
         Ok(sandbox)
