@@ -142,17 +142,25 @@ fn sandboxes(a: &Args, data_dir: &Path) -> anyhow::Result<Option<Arc<Sandboxes>>
     let provider = Bwrap::new(helper)
         .context("cannot use bubblewrap sandboxes (or start with --sandbox none)")?;
     let machine = Totals::for_this_machine();
-    provider.limit_total(&Totals {
+    let totals = Totals {
         memory_bytes: a
             .sandboxes_memory_mb
             .map_or(machine.memory_bytes, |mb| mb << 20),
         processes: a.sandboxes_processes.unwrap_or(machine.processes),
-    })?;
-    if a.sandbox_disk_mb > 0
-        && let Disks::Unavailable(why) = provider.disks()
-    {
-        tracing::warn!(%why, "the workspace disk quota is enforced only by the write and edit tools: bash can write past it");
+    };
+    // Sandboxes still get their own groups; a host that refuses the parent's caps is told.
+    if let Err(e) = provider.limit_total(&totals) {
+        tracing::warn!(error = %e, "all sandboxes together are not capped");
     }
+    // Where the workspace's own filesystem holds the quota, every tool meets ENOSPC and the
+    // brain's check (a walk of the workspace around each call) would only cost time.
+    let tools_only = match provider.disks() {
+        Disks::Unavailable(why) if a.sandbox_disk_mb > 0 => {
+            tracing::warn!(%why, "the workspace disk quota is enforced only by the write and edit tools: bash can write past it");
+            true
+        }
+        _ => false,
+    };
     let limits = Limits {
         memory_bytes: a.sandbox_memory_mb << 20,
         processes: a.sandbox_processes,
@@ -162,7 +170,7 @@ fn sandboxes(a: &Args, data_dir: &Path) -> anyhow::Result<Option<Arc<Sandboxes>>
     };
     tracing::info!(dir = %root.display(), "sandboxes keep their workspaces here");
     let mut sandboxes = Sandboxes::new(Arc::new(provider), root, limits).with_caps(caps(a));
-    if a.sandbox_disk_mb > 0 {
+    if tools_only {
         sandboxes = sandboxes.with_disk_quota(a.sandbox_disk_mb << 20);
     }
     Ok(Some(Arc::new(sandboxes)))
