@@ -54,7 +54,7 @@ impl Disks {
 
     /// Make `dir` (which exists) a filesystem capped by `limits`' disk quota, unless it is one
     /// already. False when it stays a plain directory: no quota asked, none possible here, or
-    /// files from before quotas that do not fit in one (logged).
+    /// files from before quotas that do not fit in one (logged: nothing bounds that workspace).
     pub fn attach(&self, dir: &Path, limits: &Limits) -> std::io::Result<bool> {
         let Disks::Images { mkfs } = self else {
             return Ok(false);
@@ -74,7 +74,7 @@ impl Disks {
                 if !has_files {
                     return Err(e);
                 }
-                tracing::warn!(dir = %dir.display(), error = %e, "the workspace's files do not fit in its disk quota; it stays without one, so only the write and edit tools check it");
+                tracing::warn!(dir = %dir.display(), error = %e, "the workspace's files do not fit in its disk quota; it stays a plain directory, without one");
                 return Ok(false);
             }
             if has_files {

@@ -2,11 +2,11 @@
 //!
 //! Owns: the sandbox interface (`Provider::provision`, `Sandbox::execute`, `Sandbox::release`),
 //! the built-in toolset's definitions and input checks (`tools`), the bubblewrap provider
-//! (`bwrap`) and its whole-sandbox limits (`cgroup`) and workspace quotas (`disk`), an unconfined provider for measuring what
-//! the sandbox costs (`unconfined`), the helper that runs inside every sandbox (`helper`): a
-//! persistent bash and the file tools, and agentd's end of the pipe to it (`connection`,
-//! speaking `protocol`). Must not touch: sessions, the log, models, or any credential — a
-//! sandbox gets a workspace directory and a policy, nothing else.
+//! (`bwrap`) with its whole-sandbox limits (`cgroup`) and workspace quotas (`disk`), an
+//! unconfined provider for measuring what the sandbox costs (`unconfined`), the helper that
+//! runs inside every sandbox (`helper`): a persistent bash and the file tools, and agentd's end
+//! of the pipe to it (`connection`, speaking `protocol`). Must not touch: sessions, the log,
+//! models, or any credential — a sandbox gets a workspace directory and a policy, nothing else.
 
 pub mod bwrap;
 pub mod cgroup;
