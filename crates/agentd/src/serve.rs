@@ -111,8 +111,8 @@ pub struct Args {
     /// the kernel allows.
     #[arg(long, env = "AGENTD_SANDBOXES_PROCESSES")]
     sandboxes_processes: Option<u64>,
-    /// Sandboxes that may run at once; past it a tool call gets an error saying so. Default:
-    /// one per 512 MiB of this machine's memory, at least 4.
+    /// Sandboxes that may run at once; at it an idle one makes room, and if all are at work a
+    /// tool call gets an error saying so. Default: one per 512 MiB of memory, at least 4.
     #[arg(long, env = "AGENTD_MAX_SANDBOXES")]
     max_sandboxes: Option<usize>,
     /// Sandboxes that may run at once over one session's workspace (one per thread calling

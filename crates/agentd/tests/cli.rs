@@ -65,6 +65,12 @@ fn serve_with(env: &[(&str, &str)]) -> Server {
         "turns:\n  - tool_use: {name: bash, input: {command: 'dd if=/dev/zero of=bomb bs=1M count=64 2>&1 | grep -o \"No space left on device\" | head -1; echo wrote $(( $(stat -c %s bomb) >> 20 )) MiB'}}\n  - text: done\n",
     )
     .unwrap();
+    // A tool call that keeps its sandbox at work, saying when it has started.
+    std::fs::write(
+        dir.path().join("scripts/busy.yaml"),
+        "turns:\n  - tool_use: {name: bash, input: {command: 'touch started && sleep 30'}}\n  - text: done\n",
+    )
+    .unwrap();
     // A worker slow enough that its reply comes after the lead's turn that started it.
     std::fs::write(
         dir.path().join("scripts/slow-echo.yaml"),
@@ -608,7 +614,7 @@ fn serve_gives_each_workspace_its_disk_quota_and_caps_the_sandboxes() {
     let file = write(
         tmp.path(),
         "b.yaml",
-        "kind: agent\nname: bomber\nmodel: scripted/bomb\ntools:\n  - type: agent_toolset_20260401\n",
+        "kind: agent\nname: bomber\nmodel: scripted/bomb\ntools:\n  - type: agent_toolset_20260401\n---\nkind: agent\nname: busy\nmodel: scripted/busy\ntools:\n  - type: agent_toolset_20260401\n",
     );
     assert!(agentd(&s, &["apply", "-f", &file]).status.success());
     let out = agentd(&s, &["run", "bomber", "fill the disk"]);
@@ -624,8 +630,27 @@ fn serve_gives_each_workspace_its_disk_quota_and_caps_the_sandboxes() {
     } else {
         eprintln!("not root: the quota binds only write and edit; bash wrote {err}");
     }
-    // The first session's sandbox is still there (idle), so a second session finds none free.
+    // The bomber's sandbox is idle now and makes way; one at work does not.
+    let mut busy = Command::new(BIN)
+        .args(["run", "busy", "work"])
+        .env("AGENTD_URL", &s.url)
+        .env("AGENTD_API_KEY", KEY)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let workspaces = s._dir.path().join("sandbox/workspaces");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_dir(&workspaces)
+        .unwrap()
+        .flatten()
+        .any(|e| e.path().join("started").exists())
+    {
+        assert!(Instant::now() < deadline, "the busy session never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let out = agentd(&s, &["run", "bomber", "again"]);
     let err = text(&out.stderr);
+    let _ = busy.kill();
+    let _ = busy.wait();
     assert!(err.contains("the most it allows at once"), "{err}");
 }

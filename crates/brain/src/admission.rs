@@ -1,7 +1,8 @@
 //! How many sandboxes may exist at once: on this server, and over one session's workspace.
 //! A slot is taken before a sandbox is provisioned and held until it is released, so a flood
 //! of sessions is refused at the cap — with an error the model reads — instead of piling up
-//! processes until the host gives out.
+//! processes until the host gives out. (`Sandboxes` first releases an idle sandbox to make
+//! room; only sandboxes at work hold a newcomer off.)
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

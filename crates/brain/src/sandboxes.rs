@@ -119,10 +119,7 @@ impl Sandboxes {
         }
         // Dead, or made under a network policy the environment no longer has.
         self.release(log_id).await;
-        let slot = self
-            .admission
-            .take(session_id)
-            .map_err(agentd_hands::Error::Spawn)?;
+        let slot = self.slot(session_id).await?;
         let t0 = Instant::now();
         // Short names: a Unix socket path must fit in 108 bytes.
         let n: u32 = rand::random();
@@ -157,6 +154,30 @@ impl Sandboxes {
             },
         );
         Ok(sandbox)
+    }
+
+    /// A place under the caps for a new sandbox over `session_id`'s workspace. At a cap, an
+    /// idle sandbox (this session's first) makes way: only sandboxes at work refuse a new one.
+    async fn slot(&self, session_id: &str) -> Result<Slot, agentd_hands::Error> {
+        let refused = match self.admission.take(session_id) {
+            Ok(slot) => return Ok(slot),
+            Err(why) => why,
+        };
+        let idle = {
+            let live = self.live();
+            let mut idle: Vec<(&String, &Live)> =
+                live.iter().filter(|(_, l)| l.busy == 0).collect();
+            idle.sort_by_key(|(_, l)| (l.session != session_id, l.used));
+            idle.first().map(|(id, _)| (*id).clone())
+        };
+        let Some(idle) = idle else {
+            return Err(agentd_hands::Error::Spawn(refused));
+        };
+        tracing::info!(log = %idle, "releasing an idle sandbox to make room for a new one");
+        self.release(&idle).await;
+        self.admission
+            .take(session_id)
+            .map_err(agentd_hands::Error::Spawn)
     }
 
     /// A call that `get` started is over.

@@ -506,6 +506,7 @@ async fn past_the_sandbox_caps_a_new_sandbox_is_refused_at_once_with_a_reason() 
             .expect("a refusal must not wait")
         }
     };
+    // Every sandbox is at work (a call is running in each).
     assert!(get("sesn_a", "sesn_a").await.is_ok());
     // A worker thread of the same session would be a second sandbox over its workspace.
     let e = get("sthr_a", "sesn_a").await.err().unwrap().to_string();
@@ -513,9 +514,10 @@ async fn past_the_sandbox_caps_a_new_sandbox_is_refused_at_once_with_a_reason() 
     assert!(get("sesn_b", "sesn_b").await.is_ok());
     let e = get("sesn_c", "sesn_c").await.err().unwrap().to_string();
     assert!(e.contains("running 2 sandboxes, the most it allows"), "{e}");
-    // The session that has one keeps using it; a released one makes room.
+    // The session that has one keeps using it.
     assert!(get("sesn_a", "sesn_a").await.is_ok());
-    sandboxes.release("sesn_b").await;
+    // An idle sandbox makes way for a new one rather than holding its place until swept.
+    sandboxes.done("sesn_b");
     assert!(get("sesn_c", "sesn_c").await.is_ok());
     assert_eq!(sandboxes.count(), 2);
 }
