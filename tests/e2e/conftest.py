@@ -288,6 +288,19 @@ class AgentdServer:
             except Exception:
                 pass
         self.kill()
+        _unmount_workspaces(self.data_dir)
+
+
+def _unmount_workspaces(data_dir: Path) -> None:
+    """As root, each workspace is a loop-mounted filesystem that outlives agentd (until its
+    session is deleted); a test's server is killed, so take its mounts down with it, or its
+    temp dir could not be removed and the loop devices would pile up."""
+    top = str(Path(data_dir).resolve())
+    with open("/proc/self/mountinfo") as f:
+        points = [line.split(" ")[4] for line in f]
+    for p in points:
+        if p == top or p.startswith(top + "/"):
+            subprocess.run(["umount", "--lazy", p], capture_output=True)
 
 
 @pytest.fixture

@@ -12,10 +12,13 @@ use anyhow::Context;
 use axum::serve::ListenerExt;
 
 use agentd_api::{AppState, RateLimit};
+use agentd_brain::sandboxes::Caps;
 use agentd_brain::{Compaction, Harness, HarnessConfig, Previews, RetryPolicy, Runner, Sandboxes};
 use agentd_catalog::{DEFAULT_WORKSPACE, Storage};
 use agentd_hands::Limits;
 use agentd_hands::bwrap::{Bwrap, HelperCommand};
+use agentd_hands::cgroup::Totals;
+use agentd_hands::disk::Disks;
 use agentd_models::{Registry, RegistryConfig};
 
 #[derive(clap::Args)]
@@ -99,9 +102,30 @@ pub struct Args {
     /// Most threads a coordinator agent may start in one session.
     #[arg(long, env = "AGENTD_MAX_THREADS", default_value_t = 16)]
     max_threads: usize,
-    /// Most a session's workspace may hold, MiB; 0 for no limit.
+    /// Most a session's workspace may hold, MiB; 0 for no limit. As root, its own filesystem
+    /// enforces it for every tool; otherwise only write and edit check it.
     #[arg(long, env = "AGENTD_SANDBOX_DISK_MB", default_value_t = 10240)]
     sandbox_disk_mb: u64,
+    /// Most files and directories a session's workspace may hold (as root); 0 for ext4's
+    /// default of one per 16 KiB of the quota.
+    #[arg(long, env = "AGENTD_SANDBOX_DISK_INODES", default_value_t = 500_000)]
+    sandbox_disk_inodes: u64,
+    /// Memory all sandboxes together may use, MiB (as root, by cgroup); default: three
+    /// quarters of this machine's.
+    #[arg(long, env = "AGENTD_SANDBOXES_MEMORY_MB")]
+    sandboxes_memory_mb: Option<u64>,
+    /// Processes all sandboxes together may run (as root, by cgroup); default: half of what
+    /// the kernel allows.
+    #[arg(long, env = "AGENTD_SANDBOXES_PROCESSES")]
+    sandboxes_processes: Option<u64>,
+    /// Sandboxes that may run at once; at it an idle one makes room, and if all are at work a
+    /// tool call gets an error saying so. Default: one per 512 MiB of memory, at least 4.
+    #[arg(long, env = "AGENTD_MAX_SANDBOXES")]
+    max_sandboxes: Option<usize>,
+    /// Sandboxes that may run at once over one session's workspace (one per thread calling
+    /// tools); default: --max-threads + 1.
+    #[arg(long, env = "AGENTD_MAX_SANDBOXES_PER_SESSION")]
+    max_sandboxes_per_session: Option<usize>,
     /// Processes a sandbox may run at once.
     #[arg(long, env = "AGENTD_SANDBOX_PROCESSES", default_value_t = 256)]
     sandbox_processes: u64,
@@ -124,17 +148,50 @@ fn sandboxes(a: &Args, data_dir: &Path) -> anyhow::Result<Option<Arc<Sandboxes>>
     };
     let provider = Bwrap::new(helper)
         .context("cannot use bubblewrap sandboxes (or start with --sandbox none)")?;
+    let machine = Totals::for_this_machine();
+    let totals = Totals {
+        memory_bytes: a
+            .sandboxes_memory_mb
+            .map_or(machine.memory_bytes, |mb| mb << 20),
+        processes: a.sandboxes_processes.unwrap_or(machine.processes),
+    };
+    // Sandboxes still get their own groups; a host that refuses the parent's caps is told.
+    if let Err(e) = provider.limit_total(&totals) {
+        tracing::warn!(error = %e, "all sandboxes together are not capped");
+    }
+    // Where the workspace's own filesystem holds the quota, every tool meets ENOSPC and the
+    // brain's check (a walk of the workspace around each call) would only cost time.
+    let tools_only = match provider.disks() {
+        Disks::Unavailable(why) if a.sandbox_disk_mb > 0 => {
+            tracing::warn!(%why, "the workspace disk quota is enforced only by the write and edit tools: bash can write past it");
+            true
+        }
+        _ => false,
+    };
     let limits = Limits {
         memory_bytes: a.sandbox_memory_mb << 20,
         processes: a.sandbox_processes,
+        disk_bytes: a.sandbox_disk_mb << 20,
+        disk_inodes: a.sandbox_disk_inodes,
         ..Limits::default()
     };
     tracing::info!(dir = %root.display(), "sandboxes keep their workspaces here");
-    Ok(Some(Arc::new(Sandboxes::new(
-        Arc::new(provider),
-        root,
-        limits,
-    ))))
+    let mut sandboxes = Sandboxes::new(Arc::new(provider), root, limits).with_caps(caps(a));
+    if tools_only {
+        sandboxes = sandboxes.with_disk_quota(a.sandbox_disk_mb << 20);
+    }
+    Ok(Some(Arc::new(sandboxes)))
+}
+
+/// How many sandboxes may run at once, from the flags or this machine's memory.
+fn caps(a: &Args) -> Caps {
+    let per_512_mib = Totals::for_this_machine().memory_bytes / 3 * 4 / (512 << 20);
+    Caps {
+        total: a
+            .max_sandboxes
+            .unwrap_or_else(|| usize::try_from(per_512_mib).unwrap_or(usize::MAX).max(4)),
+        per_workspace: a.max_sandboxes_per_session.unwrap_or(a.max_threads + 1),
+    }
 }
 
 /// Whether a user other than the owner can walk down to `path`.

@@ -18,6 +18,15 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // As root, workspaces are filesystems of their own, mounted until their session is
+        // deleted; a killed server leaves them, and the data dir could not be removed.
+        let dir = self._dir.path().display().to_string();
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        for m in mounts.lines().filter_map(|l| l.split(' ').nth(4)) {
+            if m.starts_with(&dir) {
+                let _ = Command::new("umount").args(["--lazy", m]).status();
+            }
+        }
     }
 }
 
@@ -48,6 +57,18 @@ fn serve_with(env: &[(&str, &str)]) -> Server {
     std::fs::write(
         dir.path().join("scripts/lead.yaml"),
         "turns:\n  - content:\n      - tool_use: {name: start_thread, input: {agent: researcher, message: find facts}}\n      - tool_use: {name: start_thread, input: {agent: critic, message: find flaws}}\n  - text: waiting\n  - echo: true\n",
+    )
+    .unwrap();
+    // More than a small workspace quota can hold, written by bash.
+    std::fs::write(
+        dir.path().join("scripts/bomb.yaml"),
+        "turns:\n  - tool_use: {name: bash, input: {command: 'dd if=/dev/zero of=bomb bs=1M count=64 2>&1 | grep -o \"No space left on device\" | head -1; echo wrote $(( $(stat -c %s bomb) >> 20 )) MiB'}}\n  - text: done\n",
+    )
+    .unwrap();
+    // A tool call that keeps its sandbox at work, saying when it has started.
+    std::fs::write(
+        dir.path().join("scripts/busy.yaml"),
+        "turns:\n  - tool_use: {name: bash, input: {command: 'touch started && sleep 30'}}\n  - text: done\n",
     )
     .unwrap();
     // A worker slow enough that its reply comes after the lead's turn that started it.
@@ -581,4 +602,55 @@ fn apply_resolves_a_roster_by_name_and_run_shows_the_threads() {
     );
     let err = text(&agentd(&s, &["apply", "-f", &bad]).stderr);
     assert!(err.contains("no agent named \"nobody\""), "{err}");
+}
+
+#[test]
+fn serve_gives_each_workspace_its_disk_quota_and_caps_the_sandboxes() {
+    let s = serve_with(&[
+        ("AGENTD_SANDBOX_DISK_MB", "16"),
+        ("AGENTD_MAX_SANDBOXES", "1"),
+    ]);
+    let tmp = tempfile::tempdir().unwrap();
+    let file = write(
+        tmp.path(),
+        "b.yaml",
+        "kind: agent\nname: bomber\nmodel: scripted/bomb\ntools:\n  - type: agent_toolset_20260401\n---\nkind: agent\nname: busy\nmodel: scripted/busy\ntools:\n  - type: agent_toolset_20260401\n",
+    );
+    assert!(agentd(&s, &["apply", "-f", &file]).status.success());
+    let out = agentd(&s, &["run", "bomber", "fill the disk"]);
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    if nix::unistd::geteuid().is_root() {
+        assert!(err.contains("No space left on device"), "{err}");
+        let mib: u64 = err
+            .rsplit_once("wrote ")
+            .and_then(|(_, r)| r.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("{err}"));
+        assert!(mib <= 16, "{err}");
+    } else {
+        eprintln!("not root: the quota binds only write and edit; bash wrote {err}");
+    }
+    // The bomber's sandbox is idle now and makes way; one at work does not.
+    let mut busy = Command::new(BIN)
+        .args(["run", "busy", "work"])
+        .env("AGENTD_URL", &s.url)
+        .env("AGENTD_API_KEY", KEY)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let workspaces = s._dir.path().join("sandbox/workspaces");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_dir(&workspaces)
+        .unwrap()
+        .flatten()
+        .any(|e| e.path().join("started").exists())
+    {
+        assert!(Instant::now() < deadline, "the busy session never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = agentd(&s, &["run", "bomber", "again"]);
+    let err = text(&out.stderr);
+    let _ = busy.kill();
+    let _ = busy.wait();
+    assert!(err.contains("the most it allows at once"), "{err}");
 }

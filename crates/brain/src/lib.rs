@@ -11,13 +11,15 @@
 //! - `outcomes`: the pure parts of grading (prompts, verdicts, checks); `threads`: the events
 //!   that start and message worker threads; `tool_name`: tool names, parsed once;
 //! - `runner`: the scheduler that runs one wake per log at a time; `previews`: live previews of
-//!   messages still streaming; `sandboxes`: per-log sandboxes over a session's workspace;
+//!   messages still streaming; `sandboxes`: per-log sandboxes over a session's workspace,
+//!   under the caps `admission` keeps;
 //!   `packages`: an environment's packages.
 //!
 //! Must not touch: SQL, HTTP serving, upstream wire formats. Holds nothing the log cannot
 //! rebuild: kill the process at any line and the next `wake` carries on from the last durable
 //! event.
 
+mod admission;
 pub mod context;
 mod harness;
 pub mod outcomes;

@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 use agentd_egress::{Policy, Proxy};
 use agentd_hands::{Limits, Provider, Sandbox, Spec};
 
+pub use crate::admission::Caps;
+use crate::admission::{Admission, Slot};
+
 /// A live sandbox, the egress proxy that is its only way out, and when it was last used.
 struct Live {
     /// The session whose workspace it mounts.
@@ -25,6 +28,8 @@ struct Live {
     used: Instant,
     /// Calls running now; an idle sweep never takes a sandbox that is working.
     busy: usize,
+    /// Its place under the caps, given back when it goes.
+    _slot: Slot,
 }
 
 pub struct Sandboxes {
@@ -35,6 +40,7 @@ pub struct Sandboxes {
     limits: Limits,
     /// Most bytes a workspace may hold; checked around tool calls.
     disk_quota: Option<u64>,
+    admission: Admission,
     live: Mutex<HashMap<String, Live>>,
 }
 
@@ -45,8 +51,15 @@ impl Sandboxes {
             root,
             limits,
             disk_quota: None,
+            admission: Admission::new(Caps::NONE),
             live: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Cap how many sandboxes live at once; past a cap a tool call gets an error saying so.
+    pub fn with_caps(mut self, caps: Caps) -> Self {
+        self.admission = Admission::new(caps);
+        self
     }
 
     /// Limit what each workspace may hold. Enforced at the tool layer: once a workspace is
@@ -106,6 +119,7 @@ impl Sandboxes {
         }
         // Dead, or made under a network policy the environment no longer has.
         self.release(log_id).await;
+        let slot = self.slot(session_id).await?;
         let t0 = Instant::now();
         // Short names: a Unix socket path must fit in 108 bytes.
         let n: u32 = rand::random();
@@ -136,9 +150,34 @@ impl Sandboxes {
                 policy,
                 used: Instant::now(),
                 busy: 1,
+                _slot: slot,
             },
         );
         Ok(sandbox)
+    }
+
+    /// A place under the caps for a new sandbox over `session_id`'s workspace. At a cap, an
+    /// idle sandbox (this session's first) makes way: only sandboxes at work refuse a new one.
+    async fn slot(&self, session_id: &str) -> Result<Slot, agentd_hands::Error> {
+        let refused = match self.admission.take(session_id) {
+            Ok(slot) => return Ok(slot),
+            Err(why) => why,
+        };
+        let idle = {
+            let live = self.live();
+            let mut idle: Vec<(&String, &Live)> =
+                live.iter().filter(|(_, l)| l.busy == 0).collect();
+            idle.sort_by_key(|(_, l)| (l.session != session_id, l.used));
+            idle.first().map(|(id, _)| (*id).clone())
+        };
+        let Some(idle) = idle else {
+            return Err(agentd_hands::Error::Spawn(refused));
+        };
+        tracing::info!(log = %idle, "releasing an idle sandbox to make room for a new one");
+        self.release(&idle).await;
+        self.admission
+            .take(session_id)
+            .map_err(agentd_hands::Error::Spawn)
     }
 
     /// A call that `get` started is over.
@@ -179,9 +218,8 @@ impl Sandboxes {
     pub async fn destroy(&self, session_id: &str) {
         self.release_session(session_id).await;
         let dir = self.workspace(session_id);
-        if let Err(e) = tokio::fs::remove_dir_all(&dir).await
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
+        // The provider may have made more than a directory (a filesystem of its own).
+        if let Err(e) = self.provider.remove_workspace(&dir).await {
             tracing::warn!(dir = %dir.display(), error = %e, "cannot remove a workspace");
         }
     }

@@ -481,3 +481,43 @@ async fn an_idle_sweep_never_takes_a_sandbox_in_the_middle_of_a_call() {
     w.interrupt(&sid).await;
     w.settle(&sid, Duration::from_secs(2)).await;
 }
+
+#[tokio::test]
+async fn past_the_sandbox_caps_a_new_sandbox_is_refused_at_once_with_a_reason() {
+    use agentd_brain::sandboxes::Caps;
+    let dir = tempfile::tempdir().unwrap();
+    let sandboxes = agentd_brain::Sandboxes::new(
+        Arc::new(FakeProvider(Arc::default())),
+        dir.path().to_owned(),
+        agentd_hands::Limits::default(),
+    )
+    .with_caps(Caps {
+        total: 2,
+        per_workspace: 1,
+    });
+    let get = |log: &'static str, session: &'static str| {
+        let sandboxes = &sandboxes;
+        async move {
+            tokio::time::timeout(
+                Duration::from_secs(5),
+                sandboxes.get(log, session, agentd_egress::Policy::none(), None),
+            )
+            .await
+            .expect("a refusal must not wait")
+        }
+    };
+    // Every sandbox is at work (a call is running in each).
+    assert!(get("sesn_a", "sesn_a").await.is_ok());
+    // A worker thread of the same session would be a second sandbox over its workspace.
+    let e = get("sthr_a", "sesn_a").await.err().unwrap().to_string();
+    assert!(e.contains("this session already has 1 sandboxes"), "{e}");
+    assert!(get("sesn_b", "sesn_b").await.is_ok());
+    let e = get("sesn_c", "sesn_c").await.err().unwrap().to_string();
+    assert!(e.contains("running 2 sandboxes, the most it allows"), "{e}");
+    // The session that has one keeps using it.
+    assert!(get("sesn_a", "sesn_a").await.is_ok());
+    // An idle sandbox makes way for a new one rather than holding its place until swept.
+    sandboxes.done("sesn_b");
+    assert!(get("sesn_c", "sesn_c").await.is_ok());
+    assert_eq!(sandboxes.count(), 2);
+}

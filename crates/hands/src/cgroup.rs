@@ -2,6 +2,10 @@
 //! cgroups where the host lets agentd use them: v2 when the unified hierarchy has the
 //! controllers, else v1. Per-process rlimits (set by the helper) apply either way.
 //!
+//! Every sandbox's group sits in one parent group, `agentd`, capped by `Totals`: however many
+//! sandboxes run, together they leave the host memory and process ids of its own. The parent
+//! is shared by every agentd on the host; the last to start sets its caps.
+//!
 //! A sandbox joins its group before bwrap starts: bwrap is exec'd by a shell that waits for a
 //! line on stdin, and agentd writes that line only after moving the shell into the group, so no
 //! process of the sandbox ever runs outside it.
@@ -14,6 +18,36 @@ const V2_ROOT: &str = "/sys/fs/cgroup";
 const V1_ROOT: &str = "/sys/fs/cgroup";
 /// CPU period for quotas, microseconds.
 const PERIOD_US: u64 = 100_000;
+
+/// What all sandboxes together may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Totals {
+    pub memory_bytes: u64,
+    pub processes: u64,
+}
+
+impl Totals {
+    /// Three quarters of this machine's memory and half the tasks its kernel allows: the host
+    /// keeps room for agentd itself and an operator's shell.
+    pub fn for_this_machine() -> Totals {
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        let mem_kib: u64 = meminfo
+            .lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(4 << 20);
+        let sysctl = |name: &str| -> u64 {
+            std::fs::read_to_string(format!("/proc/sys/kernel/{name}"))
+                .ok()
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(32_768)
+        };
+        Totals {
+            memory_bytes: mem_kib * 1024 / 4 * 3,
+            processes: sysctl("threads-max").min(sysctl("pid_max")) / 2,
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Cgroups {
@@ -58,6 +92,24 @@ impl Cgroups {
         match (v1("memory"), v1("pids"), v1("cpu")) {
             (Some(memory), Some(pids), Some(cpu)) => Cgroups::V1 { memory, pids, cpu },
             _ => Cgroups::Unavailable("no writable cgroup v2 controllers or v1 hierarchies".into()),
+        }
+    }
+
+    /// Cap what all sandboxes together may use; nothing to do where cgroups are unavailable.
+    pub fn limit_total(&self, t: &Totals) -> std::io::Result<()> {
+        match self {
+            Cgroups::Unavailable(_) => Ok(()),
+            Cgroups::V2 { base } => {
+                std::fs::write(base.join("memory.max"), t.memory_bytes.to_string())?;
+                std::fs::write(base.join("pids.max"), t.processes.to_string())
+            }
+            Cgroups::V1 { memory, pids, .. } => {
+                std::fs::write(
+                    memory.join("memory.limit_in_bytes"),
+                    t.memory_bytes.to_string(),
+                )?;
+                std::fs::write(pids.join("pids.max"), t.processes.to_string())
+            }
         }
     }
 

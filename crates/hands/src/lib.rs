@@ -2,21 +2,22 @@
 //!
 //! Owns: the sandbox interface (`Provider::provision`, `Sandbox::execute`, `Sandbox::release`),
 //! the built-in toolset's definitions and input checks (`tools`), the bubblewrap provider
-//! (`bwrap`) and its whole-sandbox limits (`cgroup`), an unconfined provider for measuring what
-//! the sandbox costs (`unconfined`), the helper that runs inside every sandbox (`helper`): a
-//! persistent bash and the file tools, and agentd's end of the pipe to it (`connection`,
-//! speaking `protocol`). Must not touch: sessions, the log, models, or any credential — a
-//! sandbox gets a workspace directory and a policy, nothing else.
+//! (`bwrap`) with its whole-sandbox limits (`cgroup`) and workspace quotas (`disk`), an
+//! unconfined provider for measuring what the sandbox costs (`unconfined`), the helper that
+//! runs inside every sandbox (`helper`): a persistent bash and the file tools, and agentd's end
+//! of the pipe to it (`connection`, speaking `protocol`). Must not touch: sessions, the log,
+//! models, or any credential — a sandbox gets a workspace directory and a policy, nothing else.
 
 pub mod bwrap;
 pub mod cgroup;
 mod connection;
+pub mod disk;
 pub mod helper;
 mod protocol;
 pub mod tools;
 mod unconfined;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -52,8 +53,16 @@ pub struct Limits {
     pub file_bytes: u64,
     /// Size of the sandbox's private `/tmp`, bytes.
     pub tmp_bytes: u64,
+    /// Size of the sandbox's `/dev/shm`, bytes: a tmpfs of its own, so POSIX shared memory
+    /// works but cannot take half the host's RAM as bwrap's bare `/dev` would.
+    pub shm_bytes: u64,
     /// CPU the whole sandbox may use, in percent of one core (cgroups only).
     pub cpu_percent: u64,
+    /// What the workspace may hold, bytes; 0 for no quota. Enforced by the workspace's own
+    /// filesystem where `disk::Disks` can make one, else not by the hands at all.
+    pub disk_bytes: u64,
+    /// Files and directories the workspace may hold; 0 for ext4's default (one per 16 KiB).
+    pub disk_inodes: u64,
 }
 
 impl Default for Limits {
@@ -64,7 +73,11 @@ impl Default for Limits {
             cpu_seconds: 3600,
             file_bytes: 1 << 30,
             tmp_bytes: 512 << 20,
+            // Docker's default: enough for Python's multiprocessing and browsers' IPC.
+            shm_bytes: 64 << 20,
             cpu_percent: 100,
+            disk_bytes: 0,
+            disk_inodes: 0,
         }
     }
 }
@@ -86,6 +99,15 @@ pub enum Error {
 #[async_trait]
 pub trait Provider: Send + Sync + 'static {
     async fn provision(&self, spec: &Spec) -> Result<Arc<dyn Sandbox>, Error>;
+
+    /// Delete a workspace, with whatever this provider made to hold it. No sandbox may be
+    /// using it any more.
+    async fn remove_workspace(&self, dir: &Path) -> std::io::Result<()> {
+        match tokio::fs::remove_dir_all(dir).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// One live sandbox. Calls are serialised; a dead sandbox answers every call with an error

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use agentd_hands::bwrap::{Bwrap, HelperCommand};
-use agentd_hands::cgroup::Cgroups;
+use agentd_hands::cgroup::{Cgroups, Totals};
+use agentd_hands::disk::Disks;
 use agentd_hands::{Limits, Output, Provider, Sandbox, Spec};
 
 fn provider() -> Bwrap {
@@ -32,7 +33,10 @@ fn limits() -> Limits {
         cpu_seconds: 60,
         file_bytes: 64 << 20,
         tmp_bytes: 16 << 20,
+        shm_bytes: 4 << 20,
         cpu_percent: 100,
+        disk_bytes: 0,
+        disk_inodes: 0,
     }
 }
 
@@ -406,4 +410,214 @@ async fn nothing_inside_can_write_to_the_helpers_channel() {
         bash(&f.sb, "echo still fine").await.text.trim(),
         "still fine"
     );
+}
+
+#[tokio::test]
+async fn shared_memory_and_dev_are_capped_not_half_the_hosts_ram() {
+    let f = fixture().await;
+    // The fixture gives /dev/shm 4 MiB; 8 MiB does not fit.
+    let o = bash(
+        &f.sb,
+        "head -c 8000000 /dev/zero > /dev/shm/bomb; echo rc=$?; stat -c %s /dev/shm/bomb",
+    )
+    .await;
+    assert!(o.text.contains("No space left on device"), "{o:?}");
+    let kept: u64 = o
+        .text
+        .lines()
+        .last()
+        .unwrap()
+        .trim()
+        .parse()
+        .expect(&o.text);
+    assert!(kept <= 4 << 20, "{o:?}");
+    // Shared memory within the cap still works, as Python's multiprocessing uses it.
+    let o = bash(
+        &f.sb,
+        "rm /dev/shm/bomb; python3 -c 'from multiprocessing import shared_memory as s; m = s.SharedMemory(create=True, size=1 << 20); m.buf[0] = 7; print(\"shm\", m.buf[0]); m.close(); m.unlink()'",
+    )
+    .await;
+    assert_eq!(o.text.trim(), "shm 7", "{o:?}");
+    // /dev itself was a second uncapped tmpfs; now nothing new lands there, yet devices work.
+    let o = bash(
+        &f.sb,
+        "head -c 1000000 /dev/zero > /dev/bomb 2>&1; echo hi > /dev/null && echo null ok",
+    )
+    .await;
+    assert!(o.text.contains("Read-only file system"), "{o:?}");
+    assert!(o.text.contains("null ok"), "{o:?}");
+}
+
+/// The fixture's limits with a workspace quota of 16 MiB and 300 files.
+fn quota() -> Limits {
+    Limits {
+        disk_bytes: 16 << 20,
+        disk_inodes: 300,
+        ..limits()
+    }
+}
+
+/// A test that fails half-way must not leave its workspace mounted on the host.
+struct Unmount(PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        if self.0.exists() {
+            let _ = std::process::Command::new("umount")
+                .arg("--lazy")
+                .arg(&self.0)
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+    }
+}
+
+/// Host bytes the workspace's image really takes (it is sparse).
+fn image_bytes(dir: &tempfile::TempDir) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let image = agentd_hands::disk::image_path(&dir.path().join("ws"));
+    std::fs::metadata(image)
+        .map(|m| m.blocks() * 512)
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn the_workspace_quota_binds_bash_in_bytes_and_in_files() {
+    let provider = provider();
+    if let Disks::Unavailable(why) = provider.disks() {
+        eprintln!("skipped: no filesystem quota here: {why}");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let _unmount = Unmount(dir.path().join("ws"));
+    let spec = Spec {
+        limits: quota(),
+        ..spec(&dir)
+    };
+    let sb = provider.provision(&spec).await.expect("provision");
+    // Work within the quota goes on as before.
+    let o = bash(
+        &sb,
+        "head -c 4000000 /dev/urandom > ok.bin && mkdir -p src && echo hi > src/a && ls",
+    )
+    .await;
+    assert_eq!(o.text.trim(), "ok.bin\nsrc", "{o:?}");
+    // A disk bomb in bash stops at the quota, and so does the host's disk use.
+    let o = bash(&sb, "dd if=/dev/zero of=bomb bs=1M count=200 2>&1; head -c 50000000 /dev/zero > bomb2; echo done").await;
+    assert!(o.text.contains("No space left on device"), "{o:?}");
+    assert!(
+        image_bytes(&dir) <= 17 << 20,
+        "the host holds {} bytes",
+        image_bytes(&dir)
+    );
+    // The write tool is refused, and says why.
+    let w = sb
+        .execute(
+            "write",
+            &json!({"file_path": "more.txt", "content": "y".repeat(1 << 20)}),
+        )
+        .await;
+    assert!(w.is_error && w.text.contains("disk quota"), "{w:?}");
+    // Deleting frees the space again, on the host too.
+    let o = bash(
+        &sb,
+        "rm -f bomb bomb2 more.txt && head -c 1000000 /dev/zero > after && echo ok",
+    )
+    .await;
+    assert_eq!(o.text.trim(), "ok", "{o:?}");
+    // Empty files cost no bytes but each takes an inode: the 301st cannot be made.
+    let o = bash(&sb, "mkdir many && cd many && for i in $(seq 1 1000); do : > f$i 2>/dev/null || { echo stopped at $i; break; }; done; cd ..; touch one-more 2>&1").await;
+    let stopped: u64 = o
+        .text
+        .split_once("stopped at ")
+        .and_then(|(_, n)| n.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no file was refused: {o:?}"));
+    assert!(stopped <= 300, "{o:?}");
+    assert!(o.text.contains("No space left on device"), "{o:?}");
+    assert!(!bash(&sb, "rm -r many && touch one-more").await.is_error);
+    // The files and their quota outlive the sandbox.
+    sb.release().await;
+    let again = provider.provision(&spec).await.expect("provision again");
+    let o = bash(
+        &again,
+        "wc -c < ok.bin; ls; df -B1M --output=size . | tail -1",
+    )
+    .await;
+    let lines: Vec<&str> = o.text.lines().map(str::trim).collect();
+    assert_eq!(
+        lines[..5],
+        ["4000000", "after", "ok.bin", "one-more", "src"],
+        "{o:?}"
+    );
+    assert!(lines[5].parse::<u64>().unwrap() <= 16, "{o:?}");
+    again.release().await;
+    // Removing the workspace takes its filesystem with it.
+    let ws = dir.path().join("ws");
+    provider.remove_workspace(&ws).await.unwrap();
+    assert!(!ws.exists() && !agentd_hands::disk::image_path(&ws).exists());
+}
+
+#[tokio::test]
+async fn all_sandboxes_together_sit_in_a_capped_parent_group() {
+    let provider = provider();
+    let (memory, pids) = match provider.cgroups() {
+        Cgroups::V2 { base } => (base.join("memory.max"), base.join("pids.max")),
+        Cgroups::V1 { memory, pids, .. } => {
+            (memory.join("memory.limit_in_bytes"), pids.join("pids.max"))
+        }
+        Cgroups::Unavailable(why) => {
+            eprintln!("skipped: no cgroups here: {why}");
+            return;
+        }
+    };
+    let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap().trim().to_owned();
+    // By default a share of this machine, never the unlimited parent it used to be.
+    let t = Totals::for_this_machine();
+    let mem_total: u64 = read(&memory).parse().expect("memory is capped");
+    assert!(mem_total < t.memory_bytes / 3 * 4 && mem_total >= t.memory_bytes / 2);
+    assert_eq!(read(&pids), t.processes.to_string());
+    // Each sandbox's group lives inside it.
+    let f = fixture().await;
+    assert!(!bash(&f.sb, "echo hi").await.is_error);
+    let inside = std::fs::read_dir(memory.parent().unwrap())
+        .unwrap()
+        .flatten()
+        .any(|e| e.file_name().to_string_lossy().starts_with("sbx-"));
+    assert!(inside, "no sandbox group under {}", memory.display());
+}
+
+#[tokio::test]
+async fn a_workspace_from_before_quotas_keeps_its_files_under_one() {
+    let provider = provider();
+    if let Disks::Unavailable(why) = provider.disks() {
+        eprintln!("skipped: no filesystem quota here: {why}");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path().join("ws");
+    let _unmount = Unmount(ws.clone());
+    std::fs::create_dir_all(ws.join("src")).unwrap();
+    std::fs::write(ws.join("src/main.py"), "print('kept')\n").unwrap();
+    let spec = Spec {
+        limits: quota(),
+        ..spec(&dir)
+    };
+    let sb = provider.provision(&spec).await.expect("provision");
+    let o = bash(
+        &sb,
+        "python3 src/main.py; ls -A; df -B1M --output=size . | tail -1",
+    )
+    .await;
+    let lines: Vec<&str> = o.text.lines().map(str::trim).collect();
+    assert_eq!(lines[..2], ["kept", "src"], "{o:?}");
+    assert!(lines[2].parse::<u64>().unwrap() <= 16, "{o:?}");
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "ws" && n != "ws.ext4")
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    sb.release().await;
+    provider.remove_workspace(&ws).await.unwrap();
 }

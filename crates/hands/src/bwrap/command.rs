@@ -88,6 +88,17 @@ fn mounts(helper: &HelperCommand, etc: &Path, spec: &Spec) -> Vec<String> {
         ]);
     }
     push(&["--proc", "/proc", "--dev", "/dev"]);
+    // bwrap's /dev is a writable tmpfs sized at half the host's RAM, /dev/shm a directory in
+    // it: shared memory gets a capped tmpfs of its own, and the rest of /dev goes read-only
+    // (device nodes stay usable; only new files are refused).
+    push(&[
+        "--size",
+        &spec.limits.shm_bytes.to_string(),
+        "--tmpfs",
+        "/dev/shm",
+        "--remount-ro",
+        "/dev",
+    ]);
     push(&[
         "--size",
         &spec.limits.tmp_bytes.to_string(),

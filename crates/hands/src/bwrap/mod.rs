@@ -21,9 +21,10 @@ use async_trait::async_trait;
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
-use crate::cgroup::Cgroups;
+use crate::cgroup::{Cgroups, Totals};
 use crate::connection::start;
-use crate::{Error, Provider, Sandbox, Spec};
+use crate::disk::Disks;
+use crate::{Error, Limits, Provider, Sandbox, Spec};
 use etc::Etc;
 
 pub use command::WORKSPACE;
@@ -40,6 +41,7 @@ pub struct Bwrap {
     host_user: Option<(u32, u32)>,
     etc: Etc,
     cgroups: Cgroups,
+    disks: Disks,
 }
 
 impl Bwrap {
@@ -68,6 +70,10 @@ impl Bwrap {
         let cgroups = Cgroups::detect();
         // Groups left by a previous agentd that died are empty now; clear them away.
         cgroups.remove_stale();
+        // Capped from the start; an operator's own totals come through `limit_total`.
+        if let Err(e) = cgroups.limit_total(&Totals::for_this_machine()) {
+            tracing::warn!(error = %e, "cannot cap all sandboxes together");
+        }
         match &cgroups {
             Cgroups::Unavailable(why) => {
                 tracing::warn!(%why, "sandboxes get rlimits but no cgroup limits")
@@ -79,6 +85,7 @@ impl Bwrap {
             host_user,
             etc,
             cgroups,
+            disks: Disks::detect(),
         })
     }
 
@@ -87,12 +94,30 @@ impl Bwrap {
         &self.cgroups
     }
 
-    fn prepare_workspace(&self, dir: &Path) -> Result<(), Error> {
+    /// Cap what all sandboxes together may use (where cgroups are available).
+    pub fn limit_total(&self, totals: &Totals) -> Result<(), Error> {
+        self.cgroups
+            .limit_total(totals)
+            .map_err(|e| Error::Spawn(format!("cannot cap all sandboxes together: {e}")))
+    }
+
+    /// How workspaces get their disk quota here.
+    pub fn disks(&self) -> &Disks {
+        &self.disks
+    }
+
+    async fn prepare_workspace(&self, dir: &Path, limits: &Limits) -> Result<(), Error> {
         let err = |source| Error::Workspace {
             path: dir.to_owned(),
             source,
         };
         std::fs::create_dir_all(dir).map_err(err)?;
+        // Mounting runs mkfs and mount; keep the runtime's threads free meanwhile.
+        let (disks, d, l) = (self.disks.clone(), dir.to_owned(), *limits);
+        tokio::task::spawn_blocking(move || disks.attach(&d, &l))
+            .await
+            .map_err(|e| err(std::io::Error::other(e)))?
+            .map_err(err)?;
         if let Some((uid, gid)) = self.host_user {
             // lchown: never follow a link, whoever made it.
             std::os::unix::fs::lchown(dir, Some(uid), Some(gid)).map_err(err)?;
@@ -107,7 +132,8 @@ impl Bwrap {
 #[async_trait]
 impl Provider for Bwrap {
     async fn provision(&self, spec: &Spec) -> Result<Arc<dyn Sandbox>, Error> {
-        self.prepare_workspace(&spec.workspace)?;
+        self.prepare_workspace(&spec.workspace, &spec.limits)
+            .await?;
         let group = self
             .cgroups
             .create(&Cgroups::group_name(), &spec.limits)
@@ -160,5 +186,12 @@ impl Provider for Bwrap {
             }
         }
         Ok(sb)
+    }
+
+    async fn remove_workspace(&self, dir: &Path) -> std::io::Result<()> {
+        let (disks, d) = (self.disks.clone(), dir.to_owned());
+        tokio::task::spawn_blocking(move || disks.remove(&d))
+            .await
+            .map_err(std::io::Error::other)?
     }
 }

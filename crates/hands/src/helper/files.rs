@@ -29,6 +29,10 @@ fn fs_error(op: &str, path: &str, e: &std::io::Error) -> Output {
     let why = match e.kind() {
         std::io::ErrorKind::NotFound => "no such file or directory".to_owned(),
         std::io::ErrorKind::PermissionDenied => "permission denied".to_owned(),
+        // The workspace's quota (bytes or files) is what usually runs out; say how to go on.
+        std::io::ErrorKind::StorageFull => format!(
+            "{e}: the workspace is at its disk quota (bytes or number of files); delete files to make room"
+        ),
         _ => e.to_string(),
     };
     Output::error(format!("{op}: {path}: {why}"))
