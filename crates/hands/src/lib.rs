@@ -5,13 +5,15 @@
 //! (`bwrap`) and its whole-sandbox limits (`cgroup`), an unconfined provider for measuring what
 //! the sandbox costs (`unconfined`), the helper that runs inside every sandbox (`helper`): a
 //! persistent bash and the file tools, and agentd's end of the pipe to it (`connection`,
-//! speaking `protocol`). Must not touch: sessions, the log, models, or any credential — a
-//! sandbox gets a workspace directory and a policy, nothing else.
+//! speaking `protocol`), and the launcher that starts bwrap with no inherited descriptor
+//! (`launch`). Must not touch: sessions, the log, models, or any credential — a sandbox gets a
+//! workspace directory and a policy, nothing else.
 
 pub mod bwrap;
 pub mod cgroup;
 mod connection;
 pub mod helper;
+pub mod launch;
 mod protocol;
 pub mod tools;
 mod unconfined;

@@ -407,3 +407,24 @@ async fn nothing_inside_can_write_to_the_helpers_channel() {
         "still fine"
     );
 }
+
+#[tokio::test]
+async fn descriptors_agentd_inherited_stay_outside() {
+    let dir = tempfile::tempdir().unwrap();
+    let probe = dir.path().join("leak-probe");
+    std::fs::write(&probe, "").unwrap();
+    // Without O_CLOEXEC, like a descriptor left open by whatever launched agentd.
+    let _leaked = nix::fcntl::open(
+        &probe,
+        nix::fcntl::OFlag::O_RDONLY,
+        nix::sys::stat::Mode::empty(),
+    )
+    .unwrap();
+    let f = fixture().await;
+    // 3 is the directory ls opens to list itself.
+    let o = bash(&f.sb, "ls /proc/self/fd | xargs").await;
+    assert_eq!(o.text.trim(), "0 1 2 3", "{o:?}");
+    // Nor does bwrap's own process inside hold it.
+    let o = bash(&f.sb, "ls -l /proc/[0-9]*/fd/ 2>/dev/null").await;
+    assert!(!o.text.contains("leak-probe"), "{o:?}");
+}

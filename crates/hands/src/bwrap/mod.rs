@@ -23,6 +23,7 @@ use tokio::process::Command;
 
 use crate::cgroup::Cgroups;
 use crate::connection::start;
+use crate::launch;
 use crate::{Error, Provider, Sandbox, Spec};
 use etc::Etc;
 
@@ -112,16 +113,15 @@ impl Provider for Bwrap {
             .cgroups
             .create(&Cgroups::group_name(), &spec.limits)
             .map_err(|e| Error::Spawn(format!("cannot create the sandbox's cgroup: {e}")))?;
-        // With a cgroup, a shell holds bwrap back until it has joined the group.
-        let mut cmd = match &group {
-            Some(_) => {
-                let mut c = Command::new("/bin/sh");
-                c.args(["-c", "read _ && exec \"$0\" \"$@\"", "bwrap"]);
-                c
-            }
-            None => Command::new("bwrap"),
-        };
-        cmd.args(command::args(&self.helper, self.etc.path(), spec))
+        // The launcher closes what agentd inherited, then becomes bwrap; with a cgroup it
+        // first waits until it has joined the group.
+        let mut cmd = Command::new(&self.helper.exe);
+        cmd.args(&self.helper.args).arg(launch::LAUNCH);
+        if group.is_some() {
+            cmd.arg(launch::AFTER_GO);
+        }
+        cmd.arg("bwrap")
+            .args(command::args(&self.helper, self.etc.path(), spec))
             .env_clear()
             .env("PATH", "/usr/bin:/bin")
             .stdin(Stdio::piped())
