@@ -428,3 +428,36 @@ async fn descriptors_agentd_inherited_stay_outside() {
     let o = bash(&f.sb, "ls -l /proc/[0-9]*/fd/ 2>/dev/null").await;
     assert!(!o.text.contains("leak-probe"), "{o:?}");
 }
+
+#[tokio::test]
+async fn a_check_runs_apart_from_the_agents_shell() {
+    let f = fixture().await;
+    // What an agent could leave in its shell to make a failing check pass.
+    let o = bash(
+        &f.sb,
+        "test() { return 0; }; export -f test; alias test=true; trap 'exit 0' EXIT; echo ok",
+    )
+    .await;
+    assert_eq!(o.text.trim(), "ok", "{o:?}");
+    let check = |command: &str| {
+        let input = json!({"command": command, "timeout_ms": 20_000});
+        let sb = f.sb.clone();
+        async move { sb.execute(agentd_hands::tools::CHECK, &input).await }
+    };
+    let o = check("test -f missing.txt").await;
+    assert_eq!((o.exit_code, o.is_error), (Some(1), false), "{o:?}");
+    let o = check("declare -F; alias; echo $PWD").await;
+    assert_eq!(
+        (o.text.trim(), o.exit_code),
+        ("/workspace", Some(0)),
+        "{o:?}"
+    );
+    // The agent's shell is as it left it.
+    assert_eq!(
+        bash(&f.sb, "test -f missing.txt; echo $?")
+            .await
+            .text
+            .trim(),
+        "0"
+    );
+}
