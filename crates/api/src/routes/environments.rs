@@ -4,7 +4,9 @@ use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 
-use agentd_wire::environment::{CreateEnvironment, EnvironmentTag, UpdateEnvironment};
+use agentd_wire::environment::{
+    CreateEnvironment, EnvironmentConfig, EnvironmentTag, Networking, UpdateEnvironment,
+};
 use agentd_wire::ids::Kind;
 use agentd_wire::{Environment, Page};
 
@@ -34,6 +36,7 @@ async fn create(
     }
     let config = req.config.unwrap_or_default();
     config.validate().map_err(ApiError::invalid)?;
+    reachable(&st, &config)?;
     let env = st
         .store
         .create_environment(
@@ -55,6 +58,26 @@ async fn create(
     Ok(Json(env))
 }
 
+/// Refuses `allowed_hosts` entries no sandbox may ever reach (this host, its link, private
+/// space the operator did not open): a clear 400 now rather than a refusal at each connect.
+fn reachable(st: &AppState, config: &EnvironmentConfig) -> ApiResult<()> {
+    let EnvironmentConfig::Cloud {
+        networking: Networking::Limited { allowed_hosts, .. },
+        ..
+    } = config
+    else {
+        return Ok(());
+    };
+    for (i, h) in allowed_hosts.iter().enumerate() {
+        if let Some(why) = st.runner.harness().unreachable_host(h) {
+            return Err(ApiError::invalid(format!(
+                "config.networking.allowed_hosts[{i}]: {why}"
+            )));
+        }
+    }
+    Ok(())
+}
+
 async fn retrieve(
     State(st): State<AppState>,
     Extension(Caller(ws)): Extension<Caller>,
@@ -71,6 +94,7 @@ async fn update(
 ) -> ApiResult<Json<Environment>> {
     if let Some(Some(c)) = &req.config {
         c.validate().map_err(ApiError::invalid)?;
+        reachable(&st, c)?;
     }
     if let Some(Some(n)) = &req.name
         && n.trim().is_empty()

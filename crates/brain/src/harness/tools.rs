@@ -115,7 +115,7 @@ impl Harness {
                 return Output::error(format!("Cannot read the session's environment: {e}"));
             }
         };
-        let policy = policy(&env);
+        let policy = policy(&env, &self.cfg.egress_private);
         if let Some(out) = self.outside_sandbox(w, &policy).await {
             return out;
         }
@@ -208,7 +208,7 @@ impl Harness {
                 return Output::error(format!("Cannot read the session's environment: {e}"));
             }
         };
-        let policy = policy(&env);
+        let policy = policy(&env, &self.cfg.egress_private);
         let (sandboxes, sb) = match self.sandbox(log_id, log_id, &env, policy).await {
             Ok(s) => s,
             Err(out) => return out,
@@ -412,9 +412,9 @@ pub(super) fn tool_defs(tb: &Toolbox) -> Vec<ToolDef> {
         .collect()
 }
 
-/// The egress policy an environment asks for.
-fn policy(env: &EnvironmentConfig) -> agentd_egress::Policy {
-    match env {
+/// The egress policy an environment asks for, within what the operator opened.
+fn policy(env: &EnvironmentConfig, operator: &[agentd_egress::Cidr]) -> agentd_egress::Policy {
+    let p = match env {
         EnvironmentConfig::Cloud {
             networking: Networking::Unrestricted,
             ..
@@ -429,7 +429,8 @@ fn policy(env: &EnvironmentConfig) -> agentd_egress::Policy {
             ..
         } => agentd_egress::Policy::limited(allowed_hosts, *allow_package_managers),
         EnvironmentConfig::SelfHosted {} => agentd_egress::Policy::none(),
-    }
+    };
+    p.with_operator_ranges(operator)
 }
 
 /// A call the harness itself makes in the sandbox (outcome checks, the grader's view).
