@@ -148,3 +148,15 @@ async fn fetch_follows_policy_on_every_redirect() {
     let e = fetch("file:///etc/passwd", &allowed, 10).await.unwrap_err();
     assert!(e.to_string().contains("only http"), "{e}");
 }
+
+#[test]
+fn the_proxy_socket_is_its_owners_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let _guard = rt.enter();
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("proxy.sock");
+    let _p = Proxy::bind(&sock, Policy::none()).unwrap();
+    let mode = std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{mode:o}");
+}

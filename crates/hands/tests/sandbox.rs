@@ -461,3 +461,47 @@ async fn a_check_runs_apart_from_the_agents_shell() {
         "0"
     );
 }
+
+#[tokio::test]
+async fn the_egress_socket_is_the_sandbox_users_alone() {
+    use std::io::{Read, Write};
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let dir = tempfile::tempdir().unwrap();
+    let egress = dir.path().join("egress");
+    std::fs::create_dir(&egress).unwrap();
+    let sock = egress.join("proxy.sock");
+    // A stand-in proxy that answers one request, with the mode agentd's proxy binds with.
+    let l = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    std::fs::set_permissions(&sock, PermissionsExt::from_mode(0o600)).unwrap();
+    std::thread::spawn(move || {
+        if let Ok((mut c, _)) = l.accept() {
+            let _ = c.read(&mut [0u8; 1024]);
+            let _ = c.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nproxy");
+        }
+    });
+    let provider = provider();
+    let sb = provider
+        .provision(&Spec {
+            egress: Some(egress.clone()),
+            ..spec(&dir)
+        })
+        .await
+        .expect("provision");
+    let expected_owner = if nix::unistd::geteuid().is_root() {
+        65534
+    } else {
+        nix::unistd::geteuid().as_raw()
+    };
+    for (path, mode) in [(&egress, 0o700), (&sock, 0o600)] {
+        let m = std::fs::metadata(path).unwrap();
+        assert_eq!(m.mode() & 0o777, mode, "{}", path.display());
+        assert_eq!(m.uid(), expected_owner, "{}", path.display());
+    }
+    // The sandbox itself still reaches its proxy.
+    let o = bash(
+        &sb,
+        "exec 3<>/dev/tcp/127.0.0.1/3128; printf 'GET http://x/ HTTP/1.1\\r\\n\\r\\n' >&3; cat <&3",
+    )
+    .await;
+    assert!(o.text.ends_with("proxy"), "{o:?}");
+}

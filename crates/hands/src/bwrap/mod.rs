@@ -103,12 +103,29 @@ impl Bwrap {
             .map_err(err)?;
         Ok(())
     }
+
+    /// The egress directory and its socket belong to the sandbox's user alone: anyone else
+    /// who could connect would get this sandbox's network allow-list.
+    fn prepare_egress(&self, dir: &Path) -> Result<(), Error> {
+        let err =
+            |e: std::io::Error| Error::Spawn(format!("cannot hand over the egress socket: {e}"));
+        if let Some((uid, gid)) = self.host_user {
+            for p in [dir.to_owned(), dir.join(command::EGRESS_SOCKET)] {
+                std::os::unix::fs::lchown(&p, Some(uid), Some(gid)).map_err(err)?;
+            }
+        }
+        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .map_err(err)
+    }
 }
 
 #[async_trait]
 impl Provider for Bwrap {
     async fn provision(&self, spec: &Spec) -> Result<Arc<dyn Sandbox>, Error> {
         self.prepare_workspace(&spec.workspace)?;
+        if let Some(dir) = &spec.egress {
+            self.prepare_egress(dir)?;
+        }
         let group = self
             .cgroups
             .create(&Cgroups::group_name(), &spec.limits)
