@@ -2,6 +2,7 @@
 //! upstream. They cover validation and routing; whole agent turns are the e2e suite's.
 
 mod agents;
+mod downloads;
 mod egress;
 mod events;
 mod lists;
