@@ -239,7 +239,9 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    axum::serve(listener, agentd_api::router(state))
+    // The client's address keys the throttle on failed authentication.
+    let app = agentd_api::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown())
         .await
         .context("server failed")?;

@@ -8,6 +8,7 @@ mod events;
 mod lists;
 mod requests;
 mod sessions;
+mod throttle;
 
 use std::sync::Arc;
 
