@@ -133,3 +133,25 @@ turns:
     [end] = [e for e in raw if e["type"] == "span.outcome_evaluation_end"]
     assert end["result"] == "max_iterations_reached"
     assert "host-only-secret" not in str(raw), "a host file leaked through a check"
+
+
+def test_a_shell_function_the_agent_defined_cannot_pass_a_check(client, scripts_dir):
+    """Checks run in a fresh shell: a function the agent left in its own shell to shadow the
+    check's command changes nothing."""
+    model = write_script(scripts_dir, "shadower", """
+turns:
+  - tool_use: {name: bash, input: {command: "test() { return 0; }; export -f test; echo shadowed"}}
+  - text: "done"
+""")
+    agent = client.beta.agents.create(name="shadower", model=model, tools=[{"type": "agent_toolset_20260401"}])
+    s = client.beta.sessions.create(agent=agent.id, environment_id=make_env(client).id)
+    client.beta.sessions.events.send(s.id, events=[{
+        "type": "user.define_outcome", "description": "write out.json", "max_iterations": 1,
+        "rubric": {"type": "text", "content": "", "checks": [
+            {"type": "command", "command": "test -s out.json"}]},
+    }])
+    wait_until(lambda: settled(client, s.id), timeout=30, what="the outcome to settle")
+    raw = list_raw_events(client, s.id)
+    [end] = [e for e in raw if e["type"] == "span.outcome_evaluation_end"]
+    assert end["result"] == "max_iterations_reached", end
+    assert "`test -s out.json` exited 1" in end["explanation"], end

@@ -118,8 +118,16 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-/// Inside a sandbox: a single-threaded runtime is all the helper needs.
+/// Inside a sandbox: a single-threaded runtime is all the helper needs. Before one, the same
+/// command launches bwrap (`agentd_hands::launch`).
 fn sandbox_helper(args: Vec<String>) -> std::process::ExitCode {
+    if let Some(launch) = agentd_hands::launch::requested(&args) {
+        eprintln!(
+            "agentd sandbox-helper: {}",
+            agentd_hands::launch::exec(launch)
+        );
+        return std::process::ExitCode::FAILURE;
+    }
     let run = || -> Result<(), String> {
         let cfg = agentd_hands::helper::Config::from_args(args)?;
         tokio::runtime::Builder::new_current_thread()

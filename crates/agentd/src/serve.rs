@@ -129,6 +129,15 @@ pub struct Args {
     /// Processes a sandbox may run at once.
     #[arg(long, env = "AGENTD_SANDBOX_PROCESSES", default_value_t = 256)]
     sandbox_processes: u64,
+    /// Non-public address ranges (CIDR, comma-separated, e.g. 10.0.0.0/8) that sandboxes and
+    /// web_fetch may reach when an environment's policy names the host. None by default:
+    /// private networks, and this host's own loopback, stay out of every tenant's reach.
+    #[arg(
+        long = "egress-allow-private",
+        env = "AGENTD_EGRESS_ALLOW_PRIVATE",
+        value_delimiter = ','
+    )]
+    egress_allow_private: Vec<agentd_egress::Cidr>,
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -301,7 +310,9 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    axum::serve(listener, agentd_api::router(state))
+    // The client's address keys the throttle on failed authentication.
+    let app = agentd_api::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown())
         .await
         .context("server failed")?;
@@ -397,6 +408,7 @@ fn harness(
                 keep_messages: a.compact_keep_messages,
             }),
             max_threads: a.max_threads,
+            egress_private: a.egress_allow_private.clone(),
             ..HarnessConfig::default()
         },
     );

@@ -320,6 +320,11 @@ fn outward_ip() -> std::net::IpAddr {
     ip
 }
 
+/// A server whose operator opened `ip`, likely private, to environments that name it.
+fn serve_opening(ip: std::net::IpAddr) -> Server {
+    serve_with(&[("AGENTD_EGRESS_ALLOW_PRIVATE", &ip.to_string())])
+}
+
 /// A one-line HTTP server on every interface.
 fn upstream() -> u16 {
     use std::io::{Read, Write};
@@ -342,8 +347,8 @@ fn upstream() -> u16 {
 
 #[test]
 fn the_network_policy_is_the_only_way_out() {
-    let s = serve();
     let ip = outward_ip();
+    let s = serve_opening(ip);
     let port = upstream();
     let via_proxy = format!(
         "python3 -c \"import urllib.request; print(urllib.request.urlopen('http://{ip}:{port}/', timeout=5).read().decode())\" 2>&1 | tail -1"
@@ -449,9 +454,9 @@ with zipfile.ZipFile({out:?}, "w") as z:
 
 #[test]
 fn environment_packages_are_installed_when_the_sandbox_is_made() {
-    let s = serve();
-    let tmp = tempfile::tempdir().unwrap();
     let ip = outward_ip();
+    let s = serve_opening(ip);
+    let tmp = tempfile::tempdir().unwrap();
     let port = serve_bytes(demo_wheel(tmp.path()));
     std::fs::write(
         s._dir.path().join("scripts/pkg.yaml"),

@@ -1,10 +1,12 @@
-//! API keys (`x-api-key` or `Authorization: Bearer`) and per-key rate limits.
+//! API keys (`x-api-key` or `Authorization: Bearer`), per-key rate limits, and the throttle
+//! on failed attempts (`failures`).
 
 use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
@@ -12,6 +14,7 @@ use sha2::{Digest, Sha256};
 use agentd_catalog::Workspace;
 use agentd_wire::ErrorKind;
 
+use crate::failures::Failures;
 use crate::{AppState, error::ApiError};
 
 /// Requests per second each key may make, with bursts up to `burst`. Zero disables it.
@@ -43,6 +46,7 @@ struct Bucket {
 pub(crate) struct KeyCache {
     inner: Arc<Mutex<HashMap<KeyHash, (Workspace, Bucket)>>>,
     rate: RateLimit,
+    failures: Failures,
 }
 
 impl KeyCache {
@@ -50,6 +54,7 @@ impl KeyCache {
         KeyCache {
             inner: Arc::default(),
             rate,
+            failures: Failures::default(),
         }
     }
 
@@ -88,8 +93,66 @@ impl KeyCache {
 pub struct Caller(pub Workspace);
 
 pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let headers = req.headers();
-    let key = headers
+    // Without connection info (in-process callers) every client shares one address.
+    let ip = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
+    let Some(key) = presented_key(req.headers()) else {
+        return refuse(
+            &state,
+            ip,
+            "missing API key: send it in the x-api-key header or as Authorization: Bearer <key>",
+        );
+    };
+    let hash: [u8; 32] = Sha256::digest(key.as_bytes()).into();
+    let admitted = match state.keys.admit(&hash) {
+        Some(a) => a,
+        None => {
+            if let Some(secs) = state.keys.failures.retry_after(ip) {
+                return too_many(
+                    format!("too many failed authentications from {ip}; retry in {secs} s"),
+                    secs,
+                );
+            }
+            match state.store.authenticate(&key).await {
+                Ok(Some(ws)) => {
+                    state.keys.insert(hash, ws);
+                    match state.keys.admit(&hash) {
+                        Some(a) => a,
+                        None => {
+                            return ApiError::new(ErrorKind::ApiError, "key cache failure")
+                                .into_response();
+                        }
+                    }
+                }
+                Ok(None) => {
+                    return refuse(
+                        &state,
+                        ip,
+                        "invalid API key: it is not registered with this agentd (create one with `agentd keys create`)",
+                    );
+                }
+                Err(e) => return ApiError::from(e).into_response(),
+            }
+        }
+    };
+    let (ws, ok) = admitted;
+    if !ok {
+        return too_many(
+            format!(
+                "rate limit of {} requests per second for this API key exceeded; retry after a short pause",
+                state.keys.rate.per_second
+            ),
+            1,
+        );
+    }
+    req.extensions_mut().insert(Caller(ws));
+    next.run(req).await
+}
+
+fn presented_key(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
         .get("x-api-key")
         .and_then(|v| v.to_str().ok())
         .or_else(|| {
@@ -100,52 +163,20 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         })
         .map(str::trim)
         .filter(|k| !k.is_empty())
-        .map(str::to_owned);
-    let Some(key) = key else {
-        return ApiError::new(
-            ErrorKind::AuthenticationError,
-            "missing API key: send it in the x-api-key header or as Authorization: Bearer <key>",
-        )
-        .into_response();
-    };
-    let hash: [u8; 32] = Sha256::digest(key.as_bytes()).into();
-    let admitted = match state.keys.admit(&hash) {
-        Some(a) => a,
-        None => match state.store.authenticate(&key).await {
-            Ok(Some(ws)) => {
-                state.keys.insert(hash, ws);
-                match state.keys.admit(&hash) {
-                    Some(a) => a,
-                    None => {
-                        return ApiError::new(ErrorKind::ApiError, "key cache failure")
-                            .into_response();
-                    }
-                }
-            }
-            Ok(None) => {
-                return ApiError::new(
-                    ErrorKind::AuthenticationError,
-                    "invalid API key: it is not registered with this agentd (create one with `agentd keys create`)",
-                )
-                .into_response();
-            }
-            Err(e) => return ApiError::from(e).into_response(),
-        },
-    };
-    let (ws, ok) = admitted;
-    if !ok {
-        let mut r = ApiError::new(
-            ErrorKind::RateLimitError,
-            format!(
-                "rate limit of {} requests per second for this API key exceeded; retry after a short pause",
-                state.keys.rate.per_second
-            ),
-        )
-        .into_response();
-        r.headers_mut()
-            .insert("retry-after", axum::http::HeaderValue::from_static("1"));
-        return r;
-    }
-    req.extensions_mut().insert(Caller(ws));
-    next.run(req).await
+        .map(str::to_owned)
+}
+
+/// A 401, counted against the client's address.
+fn refuse(state: &AppState, ip: IpAddr, why: &str) -> Response {
+    state.keys.failures.record(ip);
+    ApiError::new(ErrorKind::AuthenticationError, why).into_response()
+}
+
+fn too_many(why: String, retry_after_secs: u64) -> Response {
+    let mut r = ApiError::new(ErrorKind::RateLimitError, why).into_response();
+    r.headers_mut().insert(
+        "retry-after",
+        axum::http::HeaderValue::from(retry_after_secs),
+    );
+    r
 }

@@ -10,6 +10,7 @@
 mod auth;
 mod error;
 mod extract;
+mod failures;
 mod limits;
 mod routes;
 mod sse;

@@ -40,6 +40,9 @@ enum Cli {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if let Cli::SandboxHelper { args } = cli {
+        if let Some(launch) = agentd_hands::launch::requested(&args) {
+            anyhow::bail!("{}", agentd_hands::launch::exec(launch));
+        }
         let cfg = agentd_hands::helper::Config::from_args(args).map_err(anyhow::Error::msg)?;
         return tokio::runtime::Builder::new_current_thread()
             .enable_all()

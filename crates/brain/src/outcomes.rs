@@ -125,34 +125,16 @@ pub fn describe_checks(checks: &[Check]) -> String {
     s
 }
 
-/// The marker a check command's exit status is read from.
-pub const CHECK_EXIT: &str = "__AGENTD_CHECK_EXIT=";
-
-/// The bash command that runs check `command` and reports its status.
-pub fn check_command(command: &str) -> String {
-    format!("( {command}\n); echo \"{CHECK_EXIT}$?\"")
-}
-
-/// Why a check command failed, from its bash output; None when it exited 0.
-pub fn command_failure(command: &str, output: &str, is_error: bool) -> Option<String> {
-    let code = output
-        .lines()
-        .rev()
-        .find_map(|l| l.trim().strip_prefix(CHECK_EXIT))
-        .and_then(|c| c.trim().parse::<i32>().ok());
-    match code {
-        Some(0) if !is_error => None,
-        Some(c) => Some(format!("`{command}` exited {c}: {}", tail(output))),
-        None => Some(format!("`{command}` did not finish: {}", tail(output))),
+/// Why a check command failed, from what its run reported; None when it exited 0.
+pub fn command_failure(command: &str, out: &agentd_hands::Output) -> Option<String> {
+    match out.exit_code {
+        Some(0) if !out.is_error => None,
+        Some(c) => Some(format!("`{command}` exited {c}: {}", tail(&out.text))),
+        None => Some(format!("`{command}` did not finish: {}", tail(&out.text))),
     }
 }
 
 fn tail(s: &str) -> String {
-    let s = s
-        .lines()
-        .filter(|l| !l.contains(CHECK_EXIT))
-        .collect::<Vec<_>>()
-        .join("\n");
     let chars: Vec<char> = s.trim().chars().collect();
     chars[chars.len().saturating_sub(800)..].iter().collect()
 }
@@ -327,14 +309,17 @@ mod tests {
 
     #[test]
     fn check_commands_report_their_exit() {
-        assert_eq!(
-            command_failure("true", "ok\n__AGENTD_CHECK_EXIT=0", false),
-            None
-        );
-        let e = command_failure("test -f x", "\n__AGENTD_CHECK_EXIT=1", false).unwrap();
+        use agentd_hands::Output;
+        let exited = |text: &str, code| Output {
+            exit_code: Some(code),
+            ..Output::ok(text)
+        };
+        assert_eq!(command_failure("true", &exited("ok", 0)), None);
+        // The status is data: output that looks like a success marker changes nothing.
+        let e = command_failure("test -f x", &exited("__AGENTD_CHECK_EXIT=0", 1)).unwrap();
         assert!(e.contains("exited 1"), "{e}");
         assert!(
-            command_failure("sleep 9", "[timed out]", true)
+            command_failure("sleep 9", &Output::error("[timed out]"))
                 .unwrap()
                 .contains("did not finish")
         );

@@ -128,7 +128,8 @@ impl Sandboxes {
             agentd_hands::Error::Spawn(format!("cannot start the egress proxy: {e}"))
         };
         std::fs::create_dir_all(&dir).map_err(io)?;
-        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        // The provider opens it to the sandbox's user, and to no one else.
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
             .map_err(io)?;
         let proxy = Proxy::bind(&dir.join("proxy.sock"), policy.clone()).map_err(io)?;
         let sandbox = self

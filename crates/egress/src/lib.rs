@@ -4,15 +4,20 @@
 //! that enforces it (`Proxy`, CONNECT tunnels and plain-HTTP forwarding), and `fetch`, which
 //! runs `web_fetch` from outside the sandbox under the same policy, and `search`, which runs
 //! `web_search` against the operator's search backend. Must not touch: sessions,
-//! models, the sandbox's internals. Private, loopback and link-local addresses are refused
-//! unless the host is named exactly, so a sandbox cannot reach services on agentd's own host.
+//! models, the sandbox's internals. Every resolved address is checked when connecting
+//! (`class`): loopback and link-local ones are refused whatever an environment names, and
+//! private ones unless the operator opened their range (`cidr`), so a tenant cannot reach
+//! agentd's own host or the networks around it.
 
+mod cidr;
+mod class;
 mod fetch;
 mod policy;
 mod proxy;
 mod search;
 
+pub use cidr::{BadCidr, Cidr};
 pub use fetch::{FetchError, fetch};
-pub use policy::{Denied, Policy};
+pub use policy::{Denied, Policy, unreachable_entry};
 pub use proxy::Proxy;
 pub use search::search;

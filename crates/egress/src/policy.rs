@@ -2,6 +2,9 @@
 
 use std::net::IpAddr;
 
+use crate::cidr::Cidr;
+use crate::class::{Class, classify};
+
 /// Hosts of the common package registries, allowed when an environment asks for package
 /// managers.
 pub const PACKAGE_HOSTS: &[&str] = &[
@@ -26,6 +29,9 @@ pub struct Policy {
     any_public: bool,
     /// `example.com` matches that host; `*.example.com` matches its subdomains.
     hosts: Vec<String>,
+    /// Non-public ranges the operator opened (`--egress-allow-private`); an environment's
+    /// own entries never open one.
+    operator_ranges: Vec<Cidr>,
 }
 
 /// Why a destination was refused; the text is what the tool reports.
@@ -38,6 +44,7 @@ impl Policy {
         Policy {
             any_public: true,
             hosts: vec![],
+            operator_ranges: vec![],
         }
     }
 
@@ -52,6 +59,7 @@ impl Policy {
         Policy {
             any_public: false,
             hosts,
+            operator_ranges: vec![],
         }
     }
 
@@ -60,21 +68,17 @@ impl Policy {
         Self::limited(&[], false)
     }
 
+    /// Also reach addresses in the operator's `ranges`, which may be private.
+    pub fn with_operator_ranges(mut self, ranges: &[Cidr]) -> Policy {
+        self.operator_ranges = ranges.to_vec();
+        self
+    }
+
     fn named(&self, host: &str) -> bool {
-        self.matches(host, true)
-    }
-
-    /// Whether an entry names `host` exactly (not through a `*.` pattern).
-    fn named_exactly(&self, host: &str) -> bool {
-        self.matches(host, false)
-    }
-
-    fn matches(&self, host: &str, wildcards: bool) -> bool {
         let host = host.trim_end_matches('.').to_ascii_lowercase();
         self.hosts.iter().any(|p| match p.strip_prefix("*.") {
             Some(suffix) => {
-                wildcards
-                    && host.len() > suffix.len()
+                host.len() > suffix.len()
                     && host.ends_with(suffix)
                     && host[..host.len() - suffix.len()].ends_with('.')
             }
@@ -94,57 +98,53 @@ impl Policy {
         }
     }
 
-    /// May `host`, resolved to `addrs`, be reached?
+    /// May `host`, resolved to `addrs`, be reached? Every address must be public or in a
+    /// range the operator opened: what the environment names does not matter here, so neither
+    /// an entry nor a name that resolves to this host reaches it.
     pub fn check(&self, host: &str, addrs: &[IpAddr]) -> Result<(), Denied> {
         self.check_name(host)?;
-        // A name the operator listed exactly may be private (an internal mirror); anything
-        // else — a `*.` match included — must be public, or it could reach agentd's own host.
-        if !self.named_exactly(host)
-            && let Some(a) = addrs.iter().find(|a| !is_public(a))
-        {
-            return Err(Denied(format!(
-                "blocked by the environment's network policy: {host} resolves to the non-public address {a}"
-            )));
+        for a in addrs {
+            if let Some(why) = refusal(*a, &self.operator_ranges) {
+                return Err(Denied(format!(
+                    "blocked by the network policy: {host} resolves to {why}"
+                )));
+            }
         }
         Ok(())
     }
 }
 
-fn is_public(a: &IpAddr) -> bool {
-    match a {
-        IpAddr::V4(v) => {
-            !(v.is_private()
-                || v.is_loopback()
-                || v.is_link_local()
-                || v.is_unspecified()
-                || v.is_broadcast()
-                || v.is_multicast()
-                || v.is_documentation()
-                || v.octets()[0] == 100 && (v.octets()[1] & 0xc0) == 64
-                // 192.0.0.0/24 (protocol assignments), 198.18.0.0/15 (benchmarking), 240/4.
-                || v.octets()[..3] == [192, 0, 0]
-                || v.octets()[0] == 198 && (v.octets()[1] & 0xfe) == 18
-                || v.octets()[0] >= 240)
-        }
-        IpAddr::V6(v) => {
-            if let Some(v4) = v.to_ipv4_mapped() {
-                return is_public(&IpAddr::V4(v4));
-            }
-            // NAT64 (64:ff9b::/96) reaches the IPv4 address in its last 32 bits.
-            let seg = v.segments();
-            if seg[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
-                let o = v.octets();
-                return is_public(&IpAddr::V4(std::net::Ipv4Addr::new(
-                    o[12], o[13], o[14], o[15],
-                )));
-            }
-            !(v.is_loopback()
-                || v.is_unspecified()
-                || v.is_multicast()
-                || (v.segments()[0] & 0xfe00) == 0xfc00
-                || (v.segments()[0] & 0xffc0) == 0xfe80)
-        }
+/// Why address `a` may not be reached, unless it is public or in one of `ranges`.
+fn refusal(a: IpAddr, ranges: &[Cidr]) -> Option<String> {
+    if ranges.iter().any(|r| r.contains(a)) {
+        return None;
     }
+    match classify(a) {
+        Class::Public => None,
+        Class::Private => Some(format!(
+            "the private address {a}; private destinations are reachable only when the operator allows them (agentd serve --egress-allow-private)"
+        )),
+        Class::Local => Some(format!(
+            "{a}, an address of the host itself or its link, which no environment may reach"
+        )),
+    }
+}
+
+/// Why an `allowed_hosts` entry could never be reached, if it names such a destination
+/// outright: a loopback name, or a non-public address outside the operator's `ranges`. Names
+/// that merely resolve to one are caught at connect time.
+pub fn unreachable_entry(entry: &str, ranges: &[Cidr]) -> Option<String> {
+    let host = entry.trim_end_matches('.').to_ascii_lowercase();
+    let name = host.strip_prefix("*.").unwrap_or(&host);
+    let addr = if name == "localhost" || name.ends_with(".localhost") {
+        IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
+    } else {
+        name.trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            .ok()?
+    };
+    refusal(addr, ranges).map(|why| format!("{entry} names {why}"))
 }
 
 #[cfg(test)]
@@ -175,31 +175,70 @@ mod tests {
     }
 
     #[test]
-    fn private_addresses_need_an_exact_name() {
+    fn non_public_addresses_need_the_operator_whatever_the_environment_names() {
         let any = Policy::unrestricted();
         assert!(any.check("example.com", &ip("93.184.216.34")).is_ok());
-        for a in [
+        for a in ["127.0.0.1", "10.1.2.3", "169.254.169.254", "::1", "fd00::1"] {
+            assert!(any.check("sneaky.example", &ip(a)).is_err(), "{a}");
+        }
+        // Named exactly, by address or by a name that resolves there: still refused.
+        let named = Policy::limited(
+            &[
+                "127.0.0.1".into(),
+                "169.254.169.254".into(),
+                "mirror.internal".into(),
+            ],
+            false,
+        );
+        let e = named.check("127.0.0.1", &ip("127.0.0.1")).unwrap_err();
+        assert!(e.0.contains("no environment may reach"), "{e}");
+        assert!(
+            named
+                .check("169.254.169.254", &ip("169.254.169.254"))
+                .is_err()
+        );
+        let e = named.check("mirror.internal", &ip("10.0.0.5")).unwrap_err();
+        assert!(e.0.contains("--egress-allow-private"), "{e}");
+        // One bad address among several refuses the name.
+        let mixed = [ip("93.184.216.34"), ip("127.0.0.1")].concat();
+        assert!(any.check("rebind.example", &mixed).is_err());
+        // The operator opens ranges; the environment still decides which names.
+        let opened = named.with_operator_ranges(&["10.0.0.0/8".parse().unwrap()]);
+        assert!(opened.check("mirror.internal", &ip("10.0.0.5")).is_ok());
+        assert!(opened.check("other.internal", &ip("10.0.0.5")).is_err());
+        assert!(opened.check("127.0.0.1", &ip("127.0.0.1")).is_err());
+    }
+
+    #[test]
+    fn entries_naming_this_host_or_private_space_are_caught_before_use() {
+        let none: &[Cidr] = &[];
+        for e in [
+            "localhost",
+            "LocalHost.",
+            "*.localhost",
             "127.0.0.1",
-            "10.1.2.3",
-            "192.168.0.1",
+            "[::1]",
             "169.254.169.254",
-            "::1",
+            "0.0.0.0",
+            "10.0.0.1",
             "fd00::1",
-            "::ffff:127.0.0.1",
-            "100.64.0.1",
         ] {
-            assert!(any.check("sneaky.example", &ip(a)).is_err(), "{a}");
+            assert!(unreachable_entry(e, none).is_some(), "{e}");
         }
-        // A wildcard match is not an exact name: private addresses stay out of reach.
-        let wild = Policy::limited(&["*.example.com".into()], false);
-        assert!(wild.check("x.example.com", &ip("93.184.216.34")).is_ok());
-        assert!(wild.check("x.example.com", &ip("169.254.169.254")).is_err());
-        assert!(wild.check("x.example.com", &ip("10.0.0.1")).is_err());
-        for a in ["64:ff9b::a00:1", "198.18.0.1", "192.0.0.8", "240.0.0.1"] {
-            assert!(any.check("sneaky.example", &ip(a)).is_err(), "{a}");
+        for e in [
+            "example.com",
+            "*.example.com",
+            "8.8.8.8",
+            "localhost.example.com",
+        ] {
+            assert_eq!(unreachable_entry(e, none), None, "{e}");
         }
-        let mirror = Policy::limited(&["127.0.0.1".into(), "mirror.internal".into()], false);
-        assert!(mirror.check("127.0.0.1", &ip("127.0.0.1")).is_ok());
-        assert!(mirror.check("mirror.internal", &ip("10.0.0.5")).is_ok());
+        let ten = ["10.0.0.0/8".parse().unwrap()];
+        assert_eq!(unreachable_entry("10.0.0.1", &ten), None);
+        assert!(
+            unreachable_entry("127.0.0.1", &ten)
+                .unwrap()
+                .contains("no environment may reach")
+        );
     }
 }

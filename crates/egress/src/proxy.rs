@@ -30,8 +30,9 @@ impl Proxy {
     /// Listen on `path` (which must not exist) and serve `policy`.
     pub fn bind(path: &Path, policy: Policy) -> std::io::Result<Proxy> {
         let listener = UnixListener::bind(path)?;
-        // The sandbox's user is not agentd's; the socket's directory decides who reaches it.
-        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o666))?;
+        // Whoever may connect uses this sandbox's allow-list: its owner alone, until the
+        // provider hands it to the sandbox's user.
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
         let policy = Arc::new(policy);
         // A sandbox must not exhaust agentd's file descriptors through its proxy.
         let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));

@@ -1,11 +1,23 @@
-//! The proxy and `fetch` against real HTTP servers on loopback.
+//! The proxy and `fetch` against real HTTP servers on loopback, which only the operator's
+//! ranges open (`operator_loopback`).
 
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, UnixStream};
 
-use agentd_egress::{Policy, Proxy, fetch};
+use agentd_egress::{Cidr, Policy, Proxy, fetch};
+
+/// What the operator opens for these tests, whose upstreams listen on loopback.
+fn operator_loopback() -> Vec<Cidr> {
+    vec!["127.0.0.1/32".parse().unwrap()]
+}
+
+/// `hosts`, with the operator's loopback range opened.
+fn limited(hosts: &[&str]) -> Policy {
+    let hosts: Vec<String> = hosts.iter().map(|h| (*h).to_owned()).collect();
+    Policy::limited(&hosts, false).with_operator_ranges(&operator_loopback())
+}
 
 /// A tiny HTTP server answering every request with `body` (or a redirect to `redirect`).
 async fn upstream(body: &'static str, redirect: Option<String>) -> u16 {
@@ -46,7 +58,7 @@ async fn the_proxy_forwards_allowed_hosts_and_refuses_the_rest() {
     let port = upstream("<p>hello from upstream</p>", None).await;
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("proxy.sock");
-    let _p = Proxy::bind(&sock, Policy::limited(&["127.0.0.1".into()], false)).unwrap();
+    let _p = Proxy::bind(&sock, limited(&["127.0.0.1"])).unwrap();
 
     let get = through(&sock, format!("GET http://127.0.0.1:{port}/x HTTP/1.1\r\nHost: 127.0.0.1\r\nProxy-Connection: keep-alive\r\n\r\n")).await;
     assert!(
@@ -83,21 +95,28 @@ async fn the_proxy_forwards_allowed_hosts_and_refuses_the_rest() {
 }
 
 #[tokio::test]
-async fn unrestricted_still_keeps_the_host_machine_out_of_reach() {
+async fn no_environment_reaches_the_host_machine_without_the_operator() {
     let port = upstream("secret admin page", None).await;
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("p.sock");
-    let _p = Proxy::bind(&sock, Policy::unrestricted()).unwrap();
-    let r = through(
-        &sock,
-        format!("GET http://127.0.0.1:{port}/ HTTP/1.1\r\n\r\n"),
-    )
-    .await;
-    assert!(
-        r.starts_with("HTTP/1.1 403") && r.contains("non-public"),
-        "{r}"
-    );
-    assert!(!r.contains("secret admin page"));
+    let named = Policy::limited(&["127.0.0.1".into(), "localhost".into()], false);
+    for (i, policy) in [Policy::unrestricted(), named].into_iter().enumerate() {
+        let sock = sock.with_extension(i.to_string());
+        let _p = Proxy::bind(&sock, policy.clone()).unwrap();
+        // By address, and by a name that resolves to it.
+        for host in ["127.0.0.1", "localhost"] {
+            let r = through(&sock, format!("GET http://{host}:{port}/ HTTP/1.1\r\n\r\n")).await;
+            assert!(
+                r.starts_with("HTTP/1.1 403") && r.contains("no environment may reach"),
+                "{host}: {r}"
+            );
+            assert!(!r.contains("secret admin page"));
+            let e = fetch(&format!("http://{host}:{port}/"), &policy, 1000)
+                .await
+                .unwrap_err();
+            assert!(e.to_string().contains("no environment may reach"), "{e}");
+        }
+    }
 }
 
 #[tokio::test]
@@ -107,7 +126,7 @@ async fn fetch_follows_policy_on_every_redirect() {
         None,
     )
     .await;
-    let allowed = Policy::limited(&["127.0.0.1".into()], false);
+    let allowed = limited(&["127.0.0.1"]);
     let text = fetch(&format!("http://127.0.0.1:{port}/"), &allowed, 10_000)
         .await
         .unwrap();
@@ -128,4 +147,16 @@ async fn fetch_follows_policy_on_every_redirect() {
     assert!(e.to_string().contains("localhost"), "{e}");
     let e = fetch("file:///etc/passwd", &allowed, 10).await.unwrap_err();
     assert!(e.to_string().contains("only http"), "{e}");
+}
+
+#[test]
+fn the_proxy_socket_is_its_owners_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let _guard = rt.enter();
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("proxy.sock");
+    let _p = Proxy::bind(&sock, Policy::none()).unwrap();
+    let mode = std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{mode:o}");
 }

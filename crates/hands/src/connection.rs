@@ -242,7 +242,7 @@ fn deadline(tool: &str, input: &Value) -> Duration {
         .unwrap_or(BASH_DEFAULT_TIMEOUT_MS)
         .min(BASH_MAX_TIMEOUT_MS);
     match tool {
-        "bash" => Duration::from_millis(bash) + Duration::from_secs(15),
+        "bash" | crate::tools::CHECK => Duration::from_millis(bash) + Duration::from_secs(15),
         _ => Duration::from_secs(120),
     }
 }

@@ -5,14 +5,16 @@
 //! (`bwrap`) with its whole-sandbox limits (`cgroup`) and workspace quotas (`disk`), an
 //! unconfined provider for measuring what the sandbox costs (`unconfined`), the helper that
 //! runs inside every sandbox (`helper`): a persistent bash and the file tools, and agentd's end
-//! of the pipe to it (`connection`, speaking `protocol`). Must not touch: sessions, the log,
-//! models, or any credential — a sandbox gets a workspace directory and a policy, nothing else.
+//! of the pipe to it (`connection`, speaking `protocol`), and the launcher that starts bwrap
+//! with no inherited descriptor (`launch`). Must not touch: sessions, the log, models, or any
+//! credential — a sandbox gets a workspace directory and a policy, nothing else.
 
 pub mod bwrap;
 pub mod cgroup;
 mod connection;
 pub mod disk;
 pub mod helper;
+pub mod launch;
 mod protocol;
 pub mod tools;
 mod unconfined;

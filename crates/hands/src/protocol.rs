@@ -11,14 +11,17 @@ pub struct Request {
     pub input: Value,
 }
 
-/// A tool's answer: text for the model, whether it is an error, and an image when the tool
-/// read one.
+/// A tool's answer: text for the model, whether it is an error, an image when the tool read
+/// one, and a check's exit status.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Output {
     pub text: String,
     pub is_error: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<Image>,
+    /// A check command's exit status (the `check` call only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
 }
 
 /// An image as the Messages API takes it: a media type and base64 data.
@@ -34,6 +37,7 @@ impl Output {
             text: text.into(),
             is_error: false,
             image: None,
+            exit_code: None,
         }
     }
 
@@ -42,6 +46,7 @@ impl Output {
             text: text.into(),
             is_error: true,
             image: None,
+            exit_code: None,
         }
     }
 }

@@ -37,6 +37,16 @@ pub const GREP_MAX_LINE: usize = 2000;
 pub const GLOB_RESULT_LIMIT: usize = 200;
 pub const WALK_MAX_ENTRIES: usize = 50_000;
 
+/// Not a model's tool: an outcome's check command, run in a fresh shell (`helper::check`).
+pub const CHECK: &str = "check";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckInput {
+    pub command: String,
+    pub timeout_ms: Option<u64>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BashInput {

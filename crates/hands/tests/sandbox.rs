@@ -621,3 +621,101 @@ async fn a_workspace_from_before_quotas_keeps_its_files_under_one() {
     sb.release().await;
     provider.remove_workspace(&ws).await.unwrap();
 }
+
+#[tokio::test]
+async fn descriptors_agentd_inherited_stay_outside() {
+    let dir = tempfile::tempdir().unwrap();
+    let probe = dir.path().join("leak-probe");
+    std::fs::write(&probe, "").unwrap();
+    // Without O_CLOEXEC, like a descriptor left open by whatever launched agentd.
+    let _leaked = nix::fcntl::open(
+        &probe,
+        nix::fcntl::OFlag::O_RDONLY,
+        nix::sys::stat::Mode::empty(),
+    )
+    .unwrap();
+    let f = fixture().await;
+    // 3 is the directory ls opens to list itself.
+    let o = bash(&f.sb, "ls /proc/self/fd | xargs").await;
+    assert_eq!(o.text.trim(), "0 1 2 3", "{o:?}");
+    // Nor does bwrap's own process inside hold it.
+    let o = bash(&f.sb, "ls -l /proc/[0-9]*/fd/ 2>/dev/null").await;
+    assert!(!o.text.contains("leak-probe"), "{o:?}");
+}
+
+#[tokio::test]
+async fn a_check_runs_apart_from_the_agents_shell() {
+    let f = fixture().await;
+    // What an agent could leave in its shell to make a failing check pass.
+    let o = bash(
+        &f.sb,
+        "test() { return 0; }; export -f test; alias test=true; trap 'exit 0' EXIT; echo ok",
+    )
+    .await;
+    assert_eq!(o.text.trim(), "ok", "{o:?}");
+    let check = |command: &str| {
+        let input = json!({"command": command, "timeout_ms": 20_000});
+        let sb = f.sb.clone();
+        async move { sb.execute(agentd_hands::tools::CHECK, &input).await }
+    };
+    let o = check("test -f missing.txt").await;
+    assert_eq!((o.exit_code, o.is_error), (Some(1), false), "{o:?}");
+    let o = check("declare -F; alias; echo $PWD").await;
+    assert_eq!(
+        (o.text.trim(), o.exit_code),
+        ("/workspace", Some(0)),
+        "{o:?}"
+    );
+    // The agent's shell is as it left it.
+    assert_eq!(
+        bash(&f.sb, "test -f missing.txt; echo $?")
+            .await
+            .text
+            .trim(),
+        "0"
+    );
+}
+
+#[tokio::test]
+async fn the_egress_socket_is_the_sandbox_users_alone() {
+    use std::io::{Read, Write};
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let dir = tempfile::tempdir().unwrap();
+    let egress = dir.path().join("egress");
+    std::fs::create_dir(&egress).unwrap();
+    let sock = egress.join("proxy.sock");
+    // A stand-in proxy that answers one request, with the mode agentd's proxy binds with.
+    let l = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    std::fs::set_permissions(&sock, PermissionsExt::from_mode(0o600)).unwrap();
+    std::thread::spawn(move || {
+        if let Ok((mut c, _)) = l.accept() {
+            let _ = c.read(&mut [0u8; 1024]);
+            let _ = c.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nproxy");
+        }
+    });
+    let provider = provider();
+    let sb = provider
+        .provision(&Spec {
+            egress: Some(egress.clone()),
+            ..spec(&dir)
+        })
+        .await
+        .expect("provision");
+    let expected_owner = if nix::unistd::geteuid().is_root() {
+        65534
+    } else {
+        nix::unistd::geteuid().as_raw()
+    };
+    for (path, mode) in [(&egress, 0o700), (&sock, 0o600)] {
+        let m = std::fs::metadata(path).unwrap();
+        assert_eq!(m.mode() & 0o777, mode, "{}", path.display());
+        assert_eq!(m.uid(), expected_owner, "{}", path.display());
+    }
+    // The sandbox itself still reaches its proxy.
+    let o = bash(
+        &sb,
+        "exec 3<>/dev/tcp/127.0.0.1/3128; printf 'GET http://x/ HTTP/1.1\\r\\n\\r\\n' >&3; cat <&3",
+    )
+    .await;
+    assert!(o.text.ends_with("proxy"), "{o:?}");
+}

@@ -13,6 +13,8 @@ use crate::sse::{Decoder, Frame};
 use crate::{Delta, Error, Response, Result};
 
 mod status;
+#[cfg(test)]
+mod tests;
 
 /// How long to wait for the end of the body after the stream said it was complete; reading it
 /// to the end lets the connection go back to the pool instead of paying a new TLS handshake
@@ -35,9 +37,12 @@ pub(crate) trait Assemble {
 }
 
 /// The HTTP client providers share. No overall request timeout: long generations
-/// legitimately stream for many minutes; stalls are caught per chunk.
+/// legitimately stream for many minutes; stalls are caught per chunk. No redirects: reqwest
+/// strips only standard credential headers when a redirect leaves the origin, so a key in
+/// `x-api-key` would follow a model upstream's redirect anywhere; a 3xx is an error instead.
 pub fn client() -> Result<reqwest::Client> {
     reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(Duration::from_secs(10))
         .tcp_keepalive(Duration::from_secs(30))
         .pool_idle_timeout(Duration::from_secs(90))

@@ -5,7 +5,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 
 use agentd_wire::environment::{
-    CreateEnvironment, EnvironmentConfig, EnvironmentTag, UpdateEnvironment,
+    CreateEnvironment, EnvironmentConfig, EnvironmentTag, Networking, UpdateEnvironment,
 };
 use agentd_wire::ids::Kind;
 use agentd_wire::{Environment, Page};
@@ -37,6 +37,7 @@ async fn create(
     let config = req.config.map(|c| c.apply(None)).unwrap_or_default();
     supported(&config)?;
     config.validate().map_err(ApiError::invalid)?;
+    reachable(&st, &config)?;
     let env = st
         .store
         .create_environment(
@@ -69,6 +70,26 @@ fn supported(config: &EnvironmentConfig) -> ApiResult<()> {
     }
 }
 
+/// Refuses `allowed_hosts` entries no sandbox may ever reach (this host, its link, private
+/// space the operator did not open): a clear 400 now rather than a refusal at each connect.
+fn reachable(st: &AppState, config: &EnvironmentConfig) -> ApiResult<()> {
+    let EnvironmentConfig::Cloud {
+        networking: Networking::Limited { allowed_hosts, .. },
+        ..
+    } = config
+    else {
+        return Ok(());
+    };
+    for (i, h) in allowed_hosts.iter().enumerate() {
+        if let Some(why) = st.runner.harness().unreachable_host(h) {
+            return Err(ApiError::invalid(format!(
+                "config.networking.allowed_hosts[{i}]: {why}"
+            )));
+        }
+    }
+    Ok(())
+}
+
 async fn retrieve(
     State(st): State<AppState>,
     Extension(Caller(ws)): Extension<Caller>,
@@ -88,6 +109,7 @@ async fn update(
     {
         return Err(ApiError::invalid("name: must not be empty"));
     }
+    let state = st.clone();
     let env = st
         .store
         .update_environment(
@@ -104,6 +126,8 @@ async fn update(
                     let config = c.map(|c| c.apply(Some(&env.config))).unwrap_or_default();
                     supported(&config).map_err(|e| agentd_catalog::Error::Invalid(e.message))?;
                     config.validate().map_err(agentd_catalog::Error::Invalid)?;
+                    reachable(&state, &config)
+                        .map_err(|e| agentd_catalog::Error::Invalid(e.message))?;
                     env.config = config;
                 }
                 if let Some(m) = req.metadata {

@@ -195,7 +195,28 @@ async fn download(
     Path(id): Path<String>,
 ) -> ApiResult<axum::response::Response> {
     let (meta, bytes) = st.store.file_content(&ws.id, &id).await?;
-    Ok(([(header::CONTENT_TYPE, meta.mime_type)], bytes).into_response())
+    // The type and name are the uploader's: a browser must save the file, never sniff it
+    // into something it runs (an HTML "image" rendered on agentd's origin).
+    let headers = [
+        (header::CONTENT_TYPE, meta.mime_type),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
+        (header::CONTENT_DISPOSITION, attachment(&meta.filename)),
+    ];
+    Ok((headers, bytes).into_response())
+}
+
+/// `Content-Disposition: attachment` naming `filename` in RFC 5987 form, so no byte of the
+/// name can end the header value or add a parameter.
+fn attachment(filename: &str) -> String {
+    let mut v = String::from("attachment; filename*=UTF-8''");
+    for b in filename.bytes() {
+        if b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b) {
+            v.push(char::from(b));
+        } else {
+            v.push_str(&format!("%{b:02X}"));
+        }
+    }
+    v
 }
 
 async fn delete(

@@ -2,11 +2,14 @@
 //! upstream. They cover validation and routing; whole agent turns are the e2e suite's.
 
 mod agents;
+mod downloads;
+mod egress;
 mod environments;
 mod events;
 mod lists;
 mod requests;
 mod sessions;
+mod throttle;
 
 use std::sync::Arc;
 

@@ -187,15 +187,8 @@ impl Harness {
         for c in &o.checks {
             match c {
                 Check::Command { command } => {
-                    let input = serde_json::json!({"command": crate::outcomes::check_command(command), "timeout_ms": 300_000});
-                    let out = self
-                        .execute(log_id, log_id, &host_call(ToolName::Bash, input))
-                        .await;
-                    failures.extend(crate::outcomes::command_failure(
-                        command,
-                        &out.text,
-                        out.is_error,
-                    ));
+                    let out = self.run_check(log_id, command).await;
+                    failures.extend(crate::outcomes::command_failure(command, &out));
                 }
                 Check::JsonSchema { file, schema } => {
                     // Read through the sandbox, as the agent would: a symlink the agent

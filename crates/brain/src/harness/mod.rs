@@ -64,6 +64,8 @@ pub struct HarnessConfig {
     pub outcome_heartbeat: Duration,
     /// Most threads a coordinator may start in one session.
     pub max_threads: usize,
+    /// Non-public ranges the operator lets environments reach (`--egress-allow-private`).
+    pub egress_private: Vec<agentd_egress::Cidr>,
 }
 
 /// Context compaction: once a request's prompt reaches `at_tokens`, older turns are replaced
@@ -87,6 +89,7 @@ impl Default for HarnessConfig {
             }),
             outcome_heartbeat: Duration::from_secs(10),
             max_threads: 16,
+            egress_private: vec![],
         }
     }
 }
@@ -156,6 +159,12 @@ impl Harness {
     pub fn with_sandboxes(mut self, sandboxes: Arc<Sandboxes>) -> Self {
         self.sandboxes = Some(sandboxes);
         self
+    }
+
+    /// Why an environment's `allowed_hosts` entry could never be reached from here (it
+    /// names this host, its link, or private space the operator did not open), if it could not.
+    pub fn unreachable_host(&self, entry: &str) -> Option<String> {
+        agentd_egress::unreachable_entry(entry, &self.cfg.egress_private)
     }
 
     pub fn sandboxes(&self) -> Option<&Arc<Sandboxes>> {

@@ -2,12 +2,14 @@
 //! answers the built-in ones — in the sandbox, on the host (`web_fetch`, `web_search`), or, for
 //! a coordinator's thread tools, by logging the thread's creation or message.
 
+use std::sync::Arc;
+
 use tokio_util::sync::CancellationToken;
 
-use agentd_hands::Output;
 use agentd_hands::tools::{
     HOST_TOOLS, SANDBOX_TOOLS, WEB_FETCH_LIMIT, WebFetchInput, WebSearchInput,
 };
+use agentd_hands::{Output, Sandbox};
 use agentd_models::ToolDef;
 use agentd_session::{NewEvent, at_tail, events};
 use agentd_wire::agent::{PermissionPolicy, SessionAgent, Tool};
@@ -18,7 +20,11 @@ use agentd_wire::{ContentBlock, EventBody};
 use super::{Appended, Flow, Harness};
 use crate::Result;
 use crate::context::{Fold, ToolAction, ToolWork};
+use crate::sandboxes::Sandboxes;
 use crate::tool_name::ToolName;
+
+/// How long one outcome check command may run.
+const CHECK_TIMEOUT_MS: u64 = 300_000;
 
 impl Harness {
     /// Answer built-in tool calls in order. Each call is logged as started before it runs, and
@@ -109,39 +115,13 @@ impl Harness {
                 return Output::error(format!("Cannot read the session's environment: {e}"));
             }
         };
-        let policy = policy(&env);
+        let policy = policy(&env, &self.cfg.egress_private);
         if let Some(out) = self.outside_sandbox(w, &policy).await {
             return out;
         }
-        let Some(sandboxes) = &self.sandboxes else {
-            return Output::error(
-                "This agentd runs without sandboxes, so built-in tools are unavailable.",
-            );
-        };
-        match crate::packages::missing_apt(&env).await {
-            Ok(m) if m.is_empty() => {}
-            Ok(m) => {
-                return Output::error(format!(
-                    "The environment needs apt packages this host lacks: {}. Sandboxes use the host's system packages; the operator installs them with `apt-get install {}`.",
-                    m.join(", "),
-                    m.join(" ")
-                ));
-            }
-            Err(e) => return Output::error(e),
-        }
-        let sb = match sandboxes
-            .get(
-                log_id,
-                workspace,
-                policy,
-                crate::packages::setup_script(&env),
-            )
-            .await
-        {
-            Ok(sb) => sb,
-            Err(e) => {
-                return Output::error(format!("Could not start a sandbox for this tool: {e}"));
-            }
+        let (sandboxes, sb) = match self.sandbox(log_id, workspace, &env, policy).await {
+            Ok(s) => s,
+            Err(out) => return out,
         };
         let quota = sandboxes.disk_quota();
         let mib = |b: u64| b >> 20;
@@ -174,6 +154,70 @@ impl Harness {
                     mib(q)
                 ));
             }
+        }
+        out
+    }
+
+    /// The sandbox of log `log_id` over session `workspace`'s files, provisioned if need be;
+    /// or the error output that says why there is none.
+    async fn sandbox(
+        &self,
+        log_id: &str,
+        workspace: &str,
+        env: &EnvironmentConfig,
+        policy: agentd_egress::Policy,
+    ) -> std::result::Result<(&Arc<Sandboxes>, Arc<dyn Sandbox>), Output> {
+        let Some(sandboxes) = &self.sandboxes else {
+            return Err(Output::error(
+                "This agentd runs without sandboxes, so built-in tools are unavailable.",
+            ));
+        };
+        match crate::packages::missing_apt(env).await {
+            Ok(m) if m.is_empty() => {}
+            Ok(m) => {
+                return Err(Output::error(format!(
+                    "The environment needs apt packages this host lacks: {}. Sandboxes use the host's system packages; the operator installs them with `apt-get install {}`.",
+                    m.join(", "),
+                    m.join(" ")
+                )));
+            }
+            Err(e) => return Err(Output::error(e)),
+        }
+        match sandboxes
+            .get(
+                log_id,
+                workspace,
+                policy,
+                crate::packages::setup_script(env),
+            )
+            .await
+        {
+            Ok(sb) => Ok((sandboxes, sb)),
+            Err(e) => Err(Output::error(format!(
+                "Could not start a sandbox for this tool: {e}"
+            ))),
+        }
+    }
+
+    /// Run an outcome's check `command` in the sandbox of session `log_id`, apart from the
+    /// agent's shell (`agentd_hands::tools::CHECK`).
+    pub(super) async fn run_check(&self, log_id: &str, command: &str) -> Output {
+        let env = match self.catalog.session_environment(log_id).await {
+            Ok(env) => env,
+            Err(e) => {
+                return Output::error(format!("Cannot read the session's environment: {e}"));
+            }
+        };
+        let policy = policy(&env, &self.cfg.egress_private);
+        let (sandboxes, sb) = match self.sandbox(log_id, log_id, &env, policy).await {
+            Ok(s) => s,
+            Err(out) => return out,
+        };
+        let input = serde_json::json!({"command": command, "timeout_ms": CHECK_TIMEOUT_MS});
+        let out = sb.execute(agentd_hands::tools::CHECK, &input).await;
+        sandboxes.done(log_id);
+        if !sb.alive() {
+            sandboxes.release(log_id).await;
         }
         out
     }
@@ -370,9 +414,9 @@ pub(super) fn tool_defs(tb: &Toolbox) -> Vec<ToolDef> {
         .collect()
 }
 
-/// The egress policy an environment asks for.
-fn policy(env: &EnvironmentConfig) -> agentd_egress::Policy {
-    match env {
+/// The egress policy an environment asks for, within what the operator opened.
+fn policy(env: &EnvironmentConfig, operator: &[agentd_egress::Cidr]) -> agentd_egress::Policy {
+    let p = match env {
         EnvironmentConfig::Cloud {
             networking: Networking::Unrestricted,
             ..
@@ -387,7 +431,8 @@ fn policy(env: &EnvironmentConfig) -> agentd_egress::Policy {
             ..
         } => agentd_egress::Policy::limited(allowed_hosts, *allow_package_managers),
         EnvironmentConfig::SelfHosted {} => agentd_egress::Policy::none(),
-    }
+    };
+    p.with_operator_ranges(operator)
 }
 
 /// A call the harness itself makes in the sandbox (outcome checks, the grader's view).

@@ -2,7 +2,15 @@
 //! runs the same code from the one agentd binary.
 
 fn main() -> std::process::ExitCode {
-    let cfg = match agentd_hands::helper::Config::from_args(std::env::args().skip(1)) {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(launch) = agentd_hands::launch::requested(&args) {
+        eprintln!(
+            "agentd-sandbox-helper: {}",
+            agentd_hands::launch::exec(launch)
+        );
+        return std::process::ExitCode::FAILURE;
+    }
+    let cfg = match agentd_hands::helper::Config::from_args(args) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("agentd-sandbox-helper: {e}");

@@ -14,6 +14,8 @@ const HELPER: &str = "/run/agentd/helper";
 /// listens inside the sandbox's own network namespace.
 const EGRESS_DIR: &str = "/run/agentd/egress";
 const PROXY_ADDR: &str = "127.0.0.1:3128";
+/// The socket's name in that directory.
+pub(super) const EGRESS_SOCKET: &str = "proxy.sock";
 /// Where packages installed at provision live, first on PATH.
 const PACKAGE_BINS: &str = "/workspace/.venv/bin:/workspace/.npm-global/bin:/workspace/.cargo/bin:/workspace/.gem/bin:/workspace/go/bin";
 /// The uid and gid the sandbox's user has inside.
@@ -175,7 +177,7 @@ fn run_helper(helper: &HelperCommand, spec: &Spec) -> Vec<String> {
             limits: Some(spec.limits),
             egress: spec.egress.as_ref().map(|_| {
                 (
-                    format!("{EGRESS_DIR}/proxy.sock").into(),
+                    format!("{EGRESS_DIR}/{EGRESS_SOCKET}").into(),
                     PROXY_ADDR.to_owned(),
                 )
             }),

@@ -24,6 +24,7 @@ use tokio::process::Command;
 use crate::cgroup::{Cgroups, Totals};
 use crate::connection::start;
 use crate::disk::Disks;
+use crate::launch;
 use crate::{Error, Limits, Provider, Sandbox, Spec};
 use etc::Etc;
 
@@ -127,6 +128,20 @@ impl Bwrap {
             .map_err(err)?;
         Ok(())
     }
+
+    /// The egress directory and its socket belong to the sandbox's user alone: anyone else
+    /// who could connect would get this sandbox's network allow-list.
+    fn prepare_egress(&self, dir: &Path) -> Result<(), Error> {
+        let err =
+            |e: std::io::Error| Error::Spawn(format!("cannot hand over the egress socket: {e}"));
+        if let Some((uid, gid)) = self.host_user {
+            for p in [dir.to_owned(), dir.join(command::EGRESS_SOCKET)] {
+                std::os::unix::fs::lchown(&p, Some(uid), Some(gid)).map_err(err)?;
+            }
+        }
+        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .map_err(err)
+    }
 }
 
 #[async_trait]
@@ -134,20 +149,22 @@ impl Provider for Bwrap {
     async fn provision(&self, spec: &Spec) -> Result<Arc<dyn Sandbox>, Error> {
         self.prepare_workspace(&spec.workspace, &spec.limits)
             .await?;
+        if let Some(dir) = &spec.egress {
+            self.prepare_egress(dir)?;
+        }
         let group = self
             .cgroups
             .create(&Cgroups::group_name(), &spec.limits)
             .map_err(|e| Error::Spawn(format!("cannot create the sandbox's cgroup: {e}")))?;
-        // With a cgroup, a shell holds bwrap back until it has joined the group.
-        let mut cmd = match &group {
-            Some(_) => {
-                let mut c = Command::new("/bin/sh");
-                c.args(["-c", "read _ && exec \"$0\" \"$@\"", "bwrap"]);
-                c
-            }
-            None => Command::new("bwrap"),
-        };
-        cmd.args(command::args(&self.helper, self.etc.path(), spec))
+        // The launcher closes what agentd inherited, then becomes bwrap; with a cgroup it
+        // first waits until it has joined the group.
+        let mut cmd = Command::new(&self.helper.exe);
+        cmd.args(&self.helper.args).arg(launch::LAUNCH);
+        if group.is_some() {
+            cmd.arg(launch::AFTER_GO);
+        }
+        cmd.arg("bwrap")
+            .args(command::args(&self.helper, self.etc.path(), spec))
             .env_clear()
             .env("PATH", "/usr/bin:/bin")
             .stdin(Stdio::piped())

@@ -1,8 +1,10 @@
 //! The helper: the one long-lived process inside a sandbox. It reads tool requests as JSON
 //! lines on stdin and answers on stdout, keeping one bash alive across calls and running the
 //! file tools beside it, so a call costs no new process beyond what the command itself starts.
+//! An outcome's checks run apart from that bash (`check`).
 
 mod bash;
+mod check;
 pub mod files;
 mod seccomp;
 
@@ -146,6 +148,14 @@ async fn dispatch(cfg: &Config, shell: &mut Option<bash::Shell>, req: &Request) 
         "edit" => tools::parse("edit", input).map_or_else(Output::error, |i| files::edit(root, i)),
         "glob" => tools::parse("glob", input).map_or_else(Output::error, |i| files::glob(root, i)),
         "grep" => tools::parse("grep", input).map_or_else(Output::error, |i| files::grep(root, i)),
+        tools::CHECK => match tools::parse::<tools::CheckInput>(tools::CHECK, input) {
+            Ok(i) => {
+                let ms = i.timeout_ms.unwrap_or(BASH_DEFAULT_TIMEOUT_MS);
+                let timeout = Duration::from_millis(ms.clamp(1, BASH_MAX_TIMEOUT_MS));
+                check::run(root, &i.command, timeout, BASH_OUTPUT_LIMIT).await
+            }
+            Err(e) => Output::error(e),
+        },
         // The provider's readiness check.
         "ping" => Output::ok("pong"),
         other => Output::error(format!("{other}: no such tool in this sandbox")),
