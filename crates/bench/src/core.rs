@@ -1,6 +1,6 @@
 //! `agentd-bench core`: the core's performance goals, measured in one process with a
-//! zero-latency fake Messages API on loopback, the real SQLite store (synchronous=FULL) and
-//! the real harness and Anthropic client.
+//! zero-latency fake Messages API on loopback, the real store (SQLite with synchronous=FULL,
+//! or PostgreSQL with `--postgres`) and the real harness and Anthropic client.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,11 +28,46 @@ pub struct Args {
     /// Upstream latency in the concurrency run, so every session is in flight at once.
     #[arg(long, default_value_t = 2000)]
     concurrent_latency_ms: u64,
+    /// Measure on PostgreSQL: a server on which the bench may create databases (one per
+    /// run), e.g. postgres://postgres@127.0.0.1:5432/postgres. Default: a SQLite file.
+    #[arg(long)]
+    postgres: Option<String>,
 }
 
-async fn world(fake: &FakeAnthropic) -> World {
+async fn world(fake: &FakeAnthropic, a: &Args) -> anyhow::Result<World> {
     let agent = json!({"name": "bench", "model": "claude-bench", "system": "be brief"});
-    World::start(&fake.base_url(), agent, HarnessConfig::default()).await
+    let cfg = HarnessConfig::default();
+    let Some(admin) = &a.postgres else {
+        return Ok(World::start(&fake.base_url(), agent, cfg).await);
+    };
+    let store = agentd_postgres::PgStore::open(&fresh_database(admin).await?, Default::default())
+        .await
+        .context("open the bench database")?;
+    Ok(World::start_on(Arc::new(store), &fake.base_url(), agent, cfg).await)
+}
+
+/// A new, empty database on the server `admin` names; its URL.
+async fn fresh_database(admin: &str) -> anyhow::Result<String> {
+    let (client, connection) = tokio_postgres::connect(admin, tokio_postgres::NoTls)
+        .await
+        .with_context(|| format!("connect to {admin}"))?;
+    tokio::spawn(connection);
+    let name = format!("bench_{:08x}", rand::random::<u32>());
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .context("create the bench database")?;
+    let base = admin.rsplit_once('/').map_or(admin, |(b, _)| b);
+    Ok(format!("{base}/{name}"))
+}
+
+/// What the figures were measured on.
+fn backend(a: &Args) -> &'static str {
+    if a.postgres.is_some() {
+        "PostgreSQL, fsync as the server is configured"
+    } else {
+        "SQLite WAL, synchronous=FULL"
+    }
 }
 
 fn pct(sorted: &[Duration], p: f64) -> Duration {
@@ -60,7 +95,7 @@ fn rss_kib() -> u64 {
 
 async fn overhead(a: &Args) -> anyhow::Result<()> {
     let fake = FakeAnthropic::start(vec![FakeReply::text("ok")]).await;
-    let w = world(&fake).await;
+    let w = world(&fake, a).await?;
     // Warm the connection pool, the page cache and the allocator.
     for _ in 0..20 {
         let s = w.session().await;
@@ -105,7 +140,7 @@ async fn overhead(a: &Args) -> anyhow::Result<()> {
 
 async fn append_rate(a: &Args) -> anyhow::Result<()> {
     let fake = FakeAnthropic::start(vec![FakeReply::text("ok")]).await;
-    let w = world(&fake).await;
+    let w = world(&fake, a).await?;
     let s = w.session().await;
     let body = || {
         NewEvent::new(EventBody::AgentMessage {
@@ -121,7 +156,7 @@ async fn append_rate(a: &Args) -> anyhow::Result<()> {
     }
     let seq_rate = a.appends as f64 / t0.elapsed().as_secs_f64();
     lat.sort();
-    println!("session log (SQLite WAL, synchronous=FULL, ~400-byte events):");
+    println!("session log ({}, ~400-byte events):", backend(a));
     println!(
         "  one writer, one event per append: {seq_rate:.0} appends/s, p50 {} p99 {}",
         ms(pct(&lat, 0.5)),
@@ -161,7 +196,7 @@ async fn append_rate(a: &Args) -> anyhow::Result<()> {
 
 async fn throughput_and_memory(a: &Args) -> anyhow::Result<()> {
     let fake = FakeAnthropic::start(vec![FakeReply::text("ok")]).await;
-    let w = world(&fake).await;
+    let w = world(&fake, a).await?;
     let s = w.session().await;
     w.say(&s, "warm").await;
     w.idle_at(&s, 0).await;
@@ -210,7 +245,7 @@ async fn concurrency(a: &Args) -> anyhow::Result<()> {
         vec![FakeReply::text("ok")],
     )
     .await;
-    let w = Arc::new(world(&fake).await);
+    let w = Arc::new(world(&fake, a).await?);
     let mut sids = Vec::new();
     for _ in 0..a.sessions {
         sids.push(w.session().await);

@@ -204,6 +204,7 @@ impl Inner {
         loop {
             if !self.lease(&log_id).await {
                 // Another live process owns the log: the work is theirs.
+                tracing::info!(log = %log_id, ?relay, "another process holds the log's lease");
                 self.lock().remove(&log_id);
                 if let Some(nudge) = relay
                     && let Err(e) = self.leases.nudge(&log_id, nudge).await

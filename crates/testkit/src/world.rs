@@ -61,13 +61,38 @@ impl World {
         Self::start_with_registry(registry, agent, cfg, provider).await
     }
 
+    /// As `start`, over `store` (an empty database) instead of a SQLite file of its own.
+    pub async fn start_on(
+        store: Arc<dyn Storage>,
+        upstream: &str,
+        agent: Value,
+        cfg: HarnessConfig,
+    ) -> World {
+        let registry = RegistryConfig {
+            anthropic_base_url: upstream.to_owned(),
+            anthropic_api_key: Some("test-upstream-key".into()),
+            scripts_dir: PathBuf::new(),
+        };
+        Self::build(registry, agent, cfg, None, Some(store)).await
+    }
+
     /// As `start_with`, with the models `registry` routes to (its scripts dir is replaced by
     /// the world's own, `scripts_dir()`).
     pub async fn start_with_registry(
+        registry: RegistryConfig,
+        agent: Value,
+        cfg: HarnessConfig,
+        provider: Option<Arc<dyn agentd_hands::Provider>>,
+    ) -> World {
+        Self::build(registry, agent, cfg, provider, None).await
+    }
+
+    async fn build(
         mut registry: RegistryConfig,
         agent: Value,
         cfg: HarnessConfig,
         provider: Option<Arc<dyn agentd_hands::Provider>>,
+        store: Option<Arc<dyn Storage>>,
     ) -> World {
         let dir = must(tempfile::tempdir(), "temp dir");
         registry.scripts_dir = dir.path().join("scripts");
@@ -75,10 +100,13 @@ impl World {
             std::fs::create_dir_all(&registry.scripts_dir),
             "scripts dir",
         );
-        let store: Arc<dyn Storage> = Arc::new(must(
-            Store::open(&dir.path().join("agentd.db")),
-            "open the store",
-        ));
+        let store: Arc<dyn Storage> = match store {
+            Some(store) => store,
+            None => Arc::new(must(
+                Store::open(&dir.path().join("agentd.db")),
+                "open the store",
+            )),
+        };
         let ws = must(
             store.register_key("test-key", "default").await,
             "register a key",
