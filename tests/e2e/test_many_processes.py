@@ -13,6 +13,7 @@ without it.
 from __future__ import annotations
 
 import os
+import signal
 import secrets
 import subprocess
 import time
@@ -100,3 +101,34 @@ def test_an_interrupt_posted_anywhere_stops_the_owners_turn(server_factory, scri
     assert time.monotonic() - started < 10, "the owner's model call was not cancelled"
     assert answers(a, sid) == []
     assert_one_history(a, sid)
+
+
+def test_a_paused_owner_loses_its_sessions_and_cannot_fork_their_logs(server_factory, scripts_dir):
+    """Split brain: the owner is stopped (SIGSTOP) mid-turn past its lease, another process
+    takes the sessions over and finishes them; when the paused one resumes, its late appends
+    are refused (the log names the tail each append expects), so every log stays one history."""
+    model = write_script(scripts_dir, "slow_echo2", SLOW_ECHO)
+    paused, other = cluster(server_factory, 2)
+    a, b = paused.client(), other.client()
+    agent = make_agent(a, model=model)
+    env = make_env(a)
+    sessions = [a.beta.sessions.create(agent=agent.id, environment_id=env.id).id for _ in range(4)]
+    for i, sid in enumerate(sessions):
+        send_text(a, sid, f"hello {i}")
+    time.sleep(0.3)
+    paused.proc.send_signal(signal.SIGSTOP)
+    try:
+        for i, sid in enumerate(sessions):
+            wait_idle(b, sid, timeout=LEASE_SECS * 10 + 20)
+    finally:
+        paused.proc.send_signal(signal.SIGCONT)
+    # Let the resumed process run into the refusals, then look again.
+    time.sleep(LEASE_SECS * 2)
+    for i, sid in enumerate(sessions):
+        assert answers(b, sid) == [f"echo: hello {i}"]
+        assert_one_history(b, sid)
+        assert b.beta.sessions.retrieve(sid).status == "idle"
+    assert paused.alive, "the resumed process keeps serving"
+    send_text(a, sessions[0], "after")
+    wait_idle(a, sessions[0], count=2, timeout=20)
+    assert answers(b, sessions[0]) == ["echo: hello 0", "echo: after"]

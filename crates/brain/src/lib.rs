@@ -42,6 +42,9 @@ pub enum Error {
     Log(#[from] agentd_session::Error),
     #[error("session {0} not found")]
     SessionNotFound(String),
+    /// Another process took the log's lease over: this one must stop working on it.
+    #[error("another process now runs {0}")]
+    Fenced(String),
     #[error("{0}")]
     Catalog(String),
 }

@@ -53,9 +53,10 @@ impl Runner {
     /// processes, and that keep leases alive and take over dead owners' logs.
     pub fn new(harness: Harness, leases: Arc<dyn Leases>, ttl: Duration) -> Self {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let owner = owner_id();
         let inner = Arc::new(Inner {
-            harness: harness.with_wakeups(tx),
-            owner: owner_id(),
+            harness: harness.with_wakeups(tx).with_owner(&owner),
+            owner,
             leases,
             ttl,
             active: Mutex::new(HashMap::new()),
@@ -226,6 +227,13 @@ impl Inner {
                     self.release(&log_id).await;
                     return;
                 }
+                Err(Error::Fenced(_)) => {
+                    // This process stalled past its lease and another took the log over.
+                    tracing::warn!(log = %log_id, "lost the log to another process; stopping here");
+                    lock(&self.held).remove(&log_id);
+                    self.lock().remove(&log_id);
+                    return;
+                }
                 Err(e) => {
                     // Storage trouble: the log still says what to do, so back off and retry
                     // rather than leave the session running with no one working on it.
@@ -291,7 +299,7 @@ impl Inner {
     async fn renew(&self) {
         let held: Vec<String> = lock(&self.held).iter().cloned().collect();
         for log in held {
-            match self.leases.acquire(&log, &self.owner, self.ttl).await {
+            match self.leases.renew(&log, &self.owner, self.ttl).await {
                 Ok(true) => {}
                 Ok(false) => {
                     tracing::warn!(log = %log, "lost the lease to another process; stopping here");

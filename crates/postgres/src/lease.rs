@@ -30,6 +30,20 @@ impl Leases for PgStore {
         Ok(row.is_some())
     }
 
+    async fn renew(&self, log_id: &str, owner: &str, ttl: Duration) -> Result<bool> {
+        let ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        let client = self.pool.get().await.map_err(checkout)?;
+        let n = client
+            .execute(
+                "UPDATE leases SET expires_at = now() + $3::bigint * interval '1 millisecond'
+                 WHERE log_id = $1 AND owner = $2 AND expires_at > now()",
+                &[&log_id, &owner, &ms],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(n == 1)
+    }
+
     async fn release(&self, log_id: &str, owner: &str) -> Result<()> {
         let client = self.pool.get().await.map_err(checkout)?;
         client

@@ -83,7 +83,8 @@ pub(crate) async fn append_in(
 ) -> Result<((Head, Vec<StoredEvent>), Vec<(String, u64)>)> {
     lock_session(c, log_id).await?;
     let target = load(c, log_id, true).await?;
-    let head = target.projection.head();
+    let mut head = target.projection.head();
+    head.holder = holder(c, log_id).await?;
     let batch = guard(&head)?;
     if batch.is_empty() {
         return Ok(((head, vec![]), vec![]));
@@ -101,6 +102,18 @@ pub(crate) async fn append_in(
     notify::send(c, &touched).await?;
     let stored = plan.stored().cloned().collect();
     Ok(((plan.head, stored), touched))
+}
+
+/// Who holds a live lease on `log_id`, for the guard to fence a harness that lost it. Read
+/// with the session's row locked, so no append by the new holder can land between this and
+/// the commit.
+async fn holder(c: &impl GenericClient, log_id: &str) -> Result<Option<u64>> {
+    let stmt = c
+        .prepare_cached("SELECT owner FROM leases WHERE log_id = $1 AND expires_at > now()")
+        .await
+        .map_err(pg)?;
+    let row = c.query_opt(&stmt, &[&log_id]).await.map_err(pg)?;
+    Ok(row.map(|r| agentd_session::lease::key(r.get(0))))
 }
 
 /// Lock the row of the session `log_id` belongs to, before any other row of the append.

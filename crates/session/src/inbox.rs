@@ -325,6 +325,7 @@ mod tests {
         (d.guard)(&Head {
             status,
             last_seq: 3,
+            holder: None,
         })
         .unwrap()
     }
@@ -360,6 +361,7 @@ mod tests {
         let head = Head {
             status: SessionStatus::Terminated,
             last_seq: 9,
+            holder: None,
         };
         assert!(matches!((d.guard)(&head), Err(Refusal::Terminated)));
     }

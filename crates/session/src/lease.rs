@@ -6,10 +6,12 @@
 //! work for a log another one owns (a client's message reached it) nudges the owner instead of
 //! running the log itself.
 //!
-//! The lease keeps work from being done twice; it is not what keeps the log whole. Every
-//! append the harness makes names the tail it expects (`at_tail`), so a former owner that
-//! wakes up after its lease was taken (a paused process, a partitioned host) has its next
-//! append refused as stale: the log stays one history, whoever appends.
+//! The lease is also a fence. Every append a harness makes for a lease holder is refused
+//! unless that holder's lease is still live at the moment of the append (`fenced`, checked
+//! in the append's transaction), and a lapsed lease is never renewed, only taken afresh
+//! before a new wake. So a former owner that wakes up after its lease lapsed (a paused
+//! process, a partitioned host) cannot log a reply another process made meanwhile: the log
+//! shows one answer, whoever made it.
 
 use std::time::Duration;
 
@@ -50,6 +52,11 @@ pub trait Leases: Send + Sync + 'static {
     /// from now; false if another owner's lease on it has not expired.
     async fn acquire(&self, log_id: &str, owner: &str, ttl: Duration) -> Result<bool>;
 
+    /// Extend the lease `owner` holds on `log_id` until `ttl` from now; false if it lapsed or
+    /// is another's. Unlike `acquire`, never takes a lease back after it expired: a process that
+    /// stalled past its lease must not resume work another process may have done meanwhile.
+    async fn renew(&self, log_id: &str, owner: &str, ttl: Duration) -> Result<bool>;
+
     /// Give the lease up, if `owner` holds it.
     async fn release(&self, log_id: &str, owner: &str) -> Result<()>;
 
@@ -62,4 +69,47 @@ pub trait Leases: Send + Sync + 'static {
 
     /// The nudges every process sent, this one's included.
     fn nudges(&self) -> broadcast::Receiver<(String, Nudge)>;
+}
+
+/// A lease owner's name as `Head::holder` carries it: FNV-1a, the same in every process.
+pub fn key(owner: &str) -> u64 {
+    owner.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// `guard`, refused unless `owner` holds a live lease on the log: what a harness running for
+/// a lease holder appends, so that one that stalled past its lease (a paused process, a
+/// partitioned host) cannot log a reply another process has made meanwhile, or is making.
+pub fn fenced(owner: u64, guard: crate::Guard) -> crate::Guard {
+    Box::new(move |head: &crate::Head| match head.holder {
+        Some(holder) if holder == owner => guard(head),
+        _ => Err(crate::Refusal::Fenced),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Head, Refusal, events};
+    use agentd_wire::SessionStatus;
+
+    fn head(holder: Option<u64>) -> Head {
+        Head {
+            status: SessionStatus::Running,
+            last_seq: 1,
+            holder,
+        }
+    }
+
+    #[test]
+    fn only_the_live_holder_appends() {
+        let me = key("host:1:a");
+        assert_ne!(me, key("host:1:b"));
+        assert!(fenced(me, events(vec![]))(&head(Some(me))).is_ok());
+        let lapsed = fenced(me, events(vec![]))(&head(None));
+        assert_eq!(lapsed.unwrap_err(), Refusal::Fenced);
+        let other = fenced(me, events(vec![]))(&head(Some(key("host:2:c"))));
+        assert_eq!(other.unwrap_err(), Refusal::Fenced);
+    }
 }

@@ -106,6 +106,10 @@ pub enum Private {
 pub struct Head {
     pub status: SessionStatus,
     pub last_seq: u64,
+    /// The process holding a live lease on the log, as `lease::key` of its owner name, as of
+    /// this append; filled in by the backend for the log appended to, so that a harness refuses
+    /// to append to a log another process now owns.
+    pub holder: Option<u64>,
 }
 
 /// Why a guard refused an append.
@@ -115,6 +119,9 @@ pub enum Refusal {
     Terminated,
     #[error("the log moved on (tail {actual}, expected {expected})")]
     Stale { expected: u64, actual: u64 },
+    /// The harness appending lost the log's lease to another process (see `lease`).
+    #[error("another process now runs this log")]
+    Fenced,
     #[error("{0}")]
     Invalid(String),
 }

@@ -44,6 +44,7 @@ impl Projection {
         Head {
             status: self.status,
             last_seq: self.last_seq,
+            holder: None,
         }
     }
 

@@ -1,5 +1,6 @@
 //! `agentd_session::lease::Leases` for the one process a SQLite file serves: the leases live
 //! in memory, since no other process could hold one, and nudges go round this process only.
+//! An append reports the holder of the log's live lease (`Head::holder`) from the same map.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -31,6 +32,13 @@ impl Default for Held {
 }
 
 impl Held {
+    /// The live lease holder of `log_id`, as `Head::holder` carries it.
+    pub(crate) fn holder(&self, log_id: &str) -> Option<u64> {
+        let leases = self.lock();
+        let (owner, until) = leases.get(log_id)?;
+        (*until > Instant::now()).then(|| agentd_session::lease::key(owner))
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (String, Instant)>> {
         self.leases.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -51,6 +59,18 @@ impl Leases for Store {
                 leases.insert(log_id.to_owned(), (owner.to_owned(), now + ttl));
                 Ok(true)
             }
+        }
+    }
+
+    async fn renew(&self, log_id: &str, owner: &str, ttl: Duration) -> Result<bool> {
+        let mut leases = self.held.lock();
+        let now = Instant::now();
+        match leases.get_mut(log_id) {
+            Some((holder, until)) if holder == owner && *until > now => {
+                *until = now + ttl;
+                Ok(true)
+            }
+            _ => Ok(false),
         }
     }
 

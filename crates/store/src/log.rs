@@ -15,6 +15,9 @@ use crate::{Store, time};
 impl SessionLog for Store {
     async fn append(&self, log_id: &str, guard: Guard) -> Result<(Head, Vec<StoredEvent>)> {
         let lid = log_id.to_owned();
+        // Leases live in this process, so their holder is known before the transaction.
+        let holder = self.held.holder(log_id);
+        let guard: Guard = Box::new(move |head: &Head| guard(&Head { holder, ..*head }));
         let (out, touched) = self
             .db
             .write(move |c| {

@@ -104,6 +104,9 @@ pub struct Harness {
     sandboxes: Option<Arc<Sandboxes>>,
     /// Where to ask for another log to be woken (a thread given work, a parent given a reply).
     wakeups: Option<tokio::sync::mpsc::UnboundedSender<String>>,
+    /// The lease owner this harness runs for (`lease::key`), when a runner holding leases
+    /// drives it: its appends are fenced against another owner.
+    owner: Option<u64>,
 }
 
 /// How a wake's attempt to append ended.
@@ -139,12 +142,19 @@ impl Harness {
             cfg: Arc::new(cfg),
             sandboxes: None,
             wakeups: None,
+            owner: None,
         }
     }
 
     /// Send the ids of logs this harness gives work to here, for a scheduler to wake them.
     pub fn with_wakeups(mut self, tx: tokio::sync::mpsc::UnboundedSender<String>) -> Self {
         self.wakeups = Some(tx);
+        self
+    }
+
+    /// Fence every append against a lease held by anyone but `owner`.
+    pub fn with_owner(mut self, owner: &str) -> Self {
+        self.owner = Some(agentd_session::lease::key(owner));
         self
     }
 
@@ -292,8 +302,13 @@ impl Harness {
     }
 
     async fn append(&self, log_id: &str, guard: agentd_session::Guard) -> Result<Appended> {
+        let guard = match self.owner {
+            Some(owner) => agentd_session::lease::fenced(owner, guard),
+            None => guard,
+        };
         match self.log.append(log_id, guard).await {
             Ok((head, _)) => Ok(Appended::Done(head)),
+            Err(LogError::Refused(Refusal::Fenced)) => Err(Error::Fenced(log_id.to_owned())),
             Err(LogError::Refused(Refusal::Stale { .. })) => Ok(Appended::Stale),
             Err(LogError::Refused(Refusal::Terminated)) => Ok(Appended::Terminated),
             Err(LogError::NotFound(id)) => Err(Error::SessionNotFound(id)),
