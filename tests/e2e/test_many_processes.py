@@ -13,6 +13,7 @@ without it.
 from __future__ import annotations
 
 import os
+import random
 import signal
 import secrets
 import subprocess
@@ -132,3 +133,54 @@ def test_a_paused_owner_loses_its_sessions_and_cannot_fork_their_logs(server_fac
     send_text(a, sessions[0], "after")
     wait_idle(a, sessions[0], count=2, timeout=20)
     assert answers(b, sessions[0]) == ["echo: hello 0", "echo: after"]
+
+
+def test_chaos_processes_killed_and_restarted_lose_and_repeat_nothing(server_factory, scripts_dir):
+    """Bounded chaos: three processes, one SIGKILLed and restarted every 1.5 s for about 20 s
+    while clients send each of 12 sessions three messages through whichever process is up.
+    Every session ends with exactly one answer per message, in order, and no event twice.
+    CHAOS_SECONDS makes the storm longer."""
+    rng = random.Random(int(os.environ.get("CHAOS_SEED", "0")) or None)
+    model = write_script(scripts_dir, "chaos_echo", SLOW_ECHO.replace("700", "300") + "  - {echo: true}\n")
+    procs = cluster(server_factory, 3)
+    agent = make_agent(procs[0].client(), model=model)
+    env = make_env(procs[0].client())
+    sessions = [procs[i % 3].client().beta.sessions.create(agent=agent.id, environment_id=env.id).id
+                for i in range(12)]
+    sent = {sid: 0 for sid in sessions}
+
+    def any_client():
+        live = [p for p in procs if p.alive]
+        return rng.choice(live).client()
+
+    def step():
+        for sid in sessions:
+            if sent[sid] >= 3:
+                continue
+            try:
+                c = any_client()
+                if c.beta.sessions.retrieve(sid).status != "idle" or len(answers(c, sid)) < sent[sid]:
+                    continue
+                send_text(c, sid, f"m{sent[sid]}")
+                sent[sid] += 1
+            except Exception:
+                pass  # that process just died; the next step goes elsewhere
+
+    deadline = time.monotonic() + float(os.environ.get("CHAOS_SECONDS", "20"))
+    next_kill = time.monotonic() + 1.5
+    while time.monotonic() < deadline or any(n < 3 for n in sent.values()):
+        step()
+        if time.monotonic() >= next_kill and time.monotonic() < deadline:
+            victim = rng.choice(procs)
+            victim.kill()
+            victim.restart()
+            next_kill = time.monotonic() + 1.5
+        if time.monotonic() > deadline + 60:
+            break
+        time.sleep(0.1)
+    assert all(n == 3 for n in sent.values()), sent
+    c = procs[1].client()
+    for sid in sessions:
+        wait_idle(c, sid, count=3, timeout=LEASE_SECS * 10 + 30)
+        assert answers(c, sid) == ["echo: m0", "echo: m1", "echo: m2"]
+        assert_one_history(c, sid)
