@@ -10,6 +10,7 @@ pub mod by_log;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod keys;
+pub mod rules;
 mod traits;
 mod types;
 

@@ -107,21 +107,9 @@ impl Agents for PgStore {
         .await
         .db()?;
         let current = get_in(&tx, ws, id, None).await?;
-        if let Some(v) = expected.filter(|v| *v != current.version) {
-            return Err(Error::Conflict(format!(
-                "agent {id} is at version {}, not {v}; retrieve it and apply your change again",
-                current.version
-            )));
-        }
-        if current.archived_at.is_some() {
-            return Err(Error::Conflict(format!(
-                "agent {id} is archived and cannot be updated"
-            )));
-        }
-        let next = f(&current.spec)?;
-        if next == current.spec {
+        let Some(next) = agentd_catalog::rules::next_version(&current, expected, f)? else {
             return Ok((current, false));
-        }
+        };
         let version = current.version + 1;
         let now = now();
         insert_version(&tx, id, version, &next, now).await?;

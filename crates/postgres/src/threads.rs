@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 
+use agentd_catalog::rules;
 use agentd_catalog::{Error, Page, Result, ThreadRow, Threads};
 use agentd_wire::thread::{SessionThread, ThreadStats, ThreadTag};
 use agentd_wire::{SessionStatus, Timestamp, Usage, ids};
@@ -78,8 +79,7 @@ async fn children(c: &impl GenericClient, sid: &str) -> Result<Vec<Raw>> {
     rows.iter().map(raw).collect()
 }
 
-/// The primary thread, drawn from its session: its own usage is the session's less its
-/// children's.
+/// The primary thread, drawn from its session (`agentd_catalog::rules::primary_thread`).
 async fn primary(
     c: &impl GenericClient,
     ws: &str,
@@ -87,30 +87,7 @@ async fn primary(
     kids: &[Raw],
 ) -> Result<SessionThread> {
     let s = get_session(c, Some(ws), sid, "").await?;
-    let mut usage = s.usage;
-    for k in kids {
-        usage.subtract(&k.usage);
-    }
-    usage.active_seconds = Some(s.stats.active_seconds);
-    let mut agent = s.agent;
-    agent.spec.multiagent = None;
-    Ok(SessionThread {
-        id: ids::primary_thread(sid),
-        kind: ThreadTag::SessionThread,
-        session_id: s.id,
-        parent_thread_id: None,
-        agent,
-        status: s.status,
-        usage: Some(usage),
-        stats: Some(ThreadStats {
-            active_seconds: s.stats.active_seconds,
-            duration_seconds: s.stats.duration_seconds,
-        }),
-        workflow_run_id: None,
-        created_at: s.created_at,
-        updated_at: s.updated_at,
-        archived_at: s.archived_at,
-    })
+    Ok(rules::primary_thread(s, kids.iter().map(|k| &k.usage)))
 }
 
 fn not_found(tid: &str) -> Error {

@@ -100,19 +100,9 @@ impl Agents for Store {
         self.db
             .write(move |c| {
                 let current = get_in(c, &ws, &id, None)?;
-                if let Some(v) = expected.filter(|v| *v != current.version) {
-                    return Err(Error::Conflict(format!(
-                        "agent {id} is at version {}, not {v}; retrieve it and apply your change again",
-                        current.version
-                    )));
-                }
-                if current.archived_at.is_some() {
-                    return Err(Error::Conflict(format!("agent {id} is archived and cannot be updated")));
-                }
-                let next = f(&current.spec)?;
-                if next == current.spec {
+                let Some(next) = agentd_catalog::rules::next_version(&current, expected, f)? else {
                     return Ok((current, false));
-                }
+                };
                 let version = current.version + 1;
                 let now = time::fmt(&time::now());
                 c.execute(

@@ -5,6 +5,7 @@
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 
+use agentd_catalog::rules;
 use agentd_catalog::{ThreadRow, Threads};
 use agentd_wire::Usage;
 use agentd_wire::ids;
@@ -97,34 +98,10 @@ fn children(c: &Connection, sid: &str) -> Result<Vec<Raw>> {
     Ok(out)
 }
 
-/// The primary thread, drawn from its session: its own usage is the session's less its
-/// children's.
+/// The primary thread, drawn from its session (`agentd_catalog::rules::primary_thread`).
 fn primary(c: &Connection, ws: &str, sid: &str, kids: &[Raw]) -> Result<SessionThread> {
     let s = get_in(c, Some(ws), sid)?;
-    let mut usage = s.usage;
-    for k in kids {
-        usage.subtract(&k.usage);
-    }
-    usage.active_seconds = Some(s.stats.active_seconds);
-    let mut agent = s.agent;
-    agent.spec.multiagent = None;
-    Ok(SessionThread {
-        id: ids::primary_thread(sid),
-        kind: ThreadTag::SessionThread,
-        session_id: s.id,
-        parent_thread_id: None,
-        agent,
-        status: s.status,
-        usage: Some(usage),
-        stats: Some(ThreadStats {
-            active_seconds: s.stats.active_seconds,
-            duration_seconds: s.stats.duration_seconds,
-        }),
-        workflow_run_id: None,
-        created_at: s.created_at,
-        updated_at: s.updated_at,
-        archived_at: s.archived_at,
-    })
+    Ok(rules::primary_thread(s, kids.iter().map(|k| &k.usage)))
 }
 
 fn not_found(tid: &str) -> Error {
