@@ -72,6 +72,9 @@ pub struct Args {
     /// than the open-file limit (raised to its hard limit at start) less 256.
     #[arg(long, env = "AGENTD_MAX_CONNECTIONS", default_value_t = 4096)]
     max_connections: usize,
+    /// Event streams one API key may hold open at once; past it a new one gets a 429.
+    #[arg(long, env = "AGENTD_MAX_STREAMS_PER_KEY", default_value_t = agentd_api::DEFAULT_STREAMS_PER_KEY)]
+    max_streams_per_key: usize,
     /// Attempts per model request before the session rests with `retries_exhausted`.
     #[arg(long, env = "AGENTD_MODEL_ATTEMPTS", default_value_t = 5)]
     model_attempts: u32,
@@ -304,7 +307,8 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
         per_second: a.rate_limit,
         burst: a.rate_limit * 2.0,
     };
-    let state = AppState::new(store.clone(), runner.clone(), previews, models, rate);
+    let state = AppState::new(store.clone(), runner.clone(), previews, models, rate)
+        .with_max_streams_per_key(a.max_streams_per_key.max(1));
 
     let listener = tokio::net::TcpListener::bind(a.listen)
         .await
