@@ -8,6 +8,7 @@ mod client;
 mod database;
 mod db;
 mod keys;
+mod listen;
 mod models;
 mod run;
 mod serve;

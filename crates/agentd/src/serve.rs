@@ -8,9 +8,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
-use axum::serve::ListenerExt;
-
 use agentd_api::{AppState, RateLimit};
 use agentd_brain::sandboxes::Caps;
 use agentd_brain::{Compaction, Harness, HarnessConfig, Previews, RetryPolicy, Runner, Sandboxes};
@@ -20,6 +17,7 @@ use agentd_hands::bwrap::{Bwrap, HelperCommand};
 use agentd_hands::cgroup::Totals;
 use agentd_hands::disk::Disks;
 use agentd_models::{Registry, RegistryConfig};
+use anyhow::Context;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -67,6 +65,16 @@ pub struct Args {
     /// Requests per second allowed per API key (bursts of twice that); 0 turns it off.
     #[arg(long, env = "AGENTD_RATE_LIMIT", default_value_t = 100.0)]
     rate_limit: f64,
+    /// Seconds a client has to send a whole request head before its connection is dropped.
+    #[arg(long, env = "AGENTD_HEADER_TIMEOUT_SECS", default_value_t = 10)]
+    header_timeout_secs: u64,
+    /// Connections served at once; past it new ones wait in the listen backlog. Never more
+    /// than the open-file limit (raised to its hard limit at start) less 256.
+    #[arg(long, env = "AGENTD_MAX_CONNECTIONS", default_value_t = 4096)]
+    max_connections: usize,
+    /// Event streams one API key may hold open at once; past it a new one gets a 429.
+    #[arg(long, env = "AGENTD_MAX_STREAMS_PER_KEY", default_value_t = agentd_api::DEFAULT_STREAMS_PER_KEY)]
+    max_streams_per_key: usize,
     /// Attempts per model request before the session rests with `retries_exhausted`.
     #[arg(long, env = "AGENTD_MODEL_ATTEMPTS", default_value_t = 5)]
     model_attempts: u32,
@@ -274,6 +282,16 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
             agentd_local::MIN_CONTEXT
         );
     }
+    let nofile = crate::listen::raise_nofile();
+    let max_connections = crate::listen::max_connections(a.max_connections, nofile);
+    if max_connections < a.max_connections {
+        tracing::warn!(
+            wanted = a.max_connections,
+            max_connections,
+            nofile,
+            "the open-file limit holds fewer connections than --max-connections"
+        );
+    }
     let data_dir = a.data_dir.clone().unwrap_or_else(crate::default_data_dir);
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create the data dir {}", data_dir.display()))?;
@@ -289,7 +307,8 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
         per_second: a.rate_limit,
         burst: a.rate_limit * 2.0,
     };
-    let state = AppState::new(store.clone(), runner.clone(), previews, models, rate);
+    let state = AppState::new(store.clone(), runner.clone(), previews, models, rate)
+        .with_max_streams_per_key(a.max_streams_per_key.max(1));
 
     let listener = tokio::net::TcpListener::bind(a.listen)
         .await
@@ -306,16 +325,11 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
         location.shown(),
         data_dir.display()
     );
-    // Stream events go out as they happen; Nagle would hold small SSE frames back.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    // The client's address keys the throttle on failed authentication.
-    let app = agentd_api::router(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown())
-        .await
-        .context("server failed")?;
+    let limits = crate::listen::ConnLimits {
+        header_timeout: Duration::from_secs(a.header_timeout_secs.max(1)),
+        max_connections,
+    };
+    crate::listen::serve(listener, agentd_api::router(state), limits, shutdown()).await;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -148,6 +148,7 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         );
     }
     req.extensions_mut().insert(Caller(ws));
+    req.extensions_mut().insert(crate::KeyId(hash));
     next.run(req).await
 }
 

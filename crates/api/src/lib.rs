@@ -15,6 +15,7 @@ mod limits;
 mod routes;
 mod sse;
 mod state;
+mod streams;
 #[cfg(test)]
 mod tests;
 mod user_events;
@@ -22,6 +23,7 @@ mod user_events;
 pub use auth::RateLimit;
 pub use error::ApiError;
 pub use state::AppState;
+pub use streams::{DEFAULT_STREAMS_PER_KEY, KeyId};
 
 use axum::Router;
 

@@ -8,15 +8,16 @@ use axum::http::HeaderMap;
 use axum::response::IntoResponse;
 use axum::response::sse::{Event as Sse, KeepAlive};
 use tokio::sync::{broadcast, mpsc};
+use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 
 use agentd_brain::Published;
 use agentd_session::StoredEvent;
 use agentd_wire::event::Preview;
 
-use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Query;
+use crate::{AppState, KeyId};
 
 fn sse_event(e: &StoredEvent) -> Sse {
     let data = serde_json::to_string(&e.event).unwrap_or_default();
@@ -30,9 +31,12 @@ fn sse_event(e: &StoredEvent) -> Sse {
 pub async fn stream_log(
     st: AppState,
     id: String,
+    key: KeyId,
     headers: HeaderMap,
     q: Query,
 ) -> ApiResult<axum::response::Response> {
+    // Held by the body, so it is let go when hyper drops a response whose client left.
+    let slot = st.streams.open(key)?;
     let mut kinds = HashSet::new();
     for k in q.all("event_deltas") {
         if !matches!(k.as_str(), "agent.message" | "agent.thinking") {
@@ -122,7 +126,11 @@ pub async fn stream_log(
             }
         }
     });
-    Ok(axum::response::Sse::new(ReceiverStream::new(rx))
+    let events = ReceiverStream::new(rx).map(move |e| {
+        let _ = &slot;
+        e
+    });
+    Ok(axum::response::Sse::new(events)
         .keep_alive(KeepAlive::default())
         .into_response())
 }

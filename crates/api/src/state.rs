@@ -7,6 +7,7 @@ use agentd_catalog::Storage;
 use agentd_models::Registry;
 
 use crate::auth::{KeyCache, RateLimit};
+use crate::streams::{DEFAULT_STREAMS_PER_KEY, StreamCaps};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -15,6 +16,7 @@ pub struct AppState {
     pub previews: Previews,
     pub models: Arc<Registry>,
     pub(crate) keys: KeyCache,
+    pub(crate) streams: StreamCaps,
 }
 
 impl AppState {
@@ -31,6 +33,14 @@ impl AppState {
             previews,
             models,
             keys: KeyCache::new(rate),
+            streams: StreamCaps::new(DEFAULT_STREAMS_PER_KEY),
         }
+    }
+
+    /// Event streams one API key may hold open at once; past it a new one gets a 429.
+    #[must_use]
+    pub fn with_max_streams_per_key(mut self, max: usize) -> Self {
+        self.streams = StreamCaps::new(max);
+        self
     }
 }

@@ -172,10 +172,11 @@ pub async fn list_log(
 async fn stream(
     State(st): State<AppState>,
     Extension(Caller(ws)): Extension<Caller>,
+    Extension(key): Extension<crate::KeyId>,
     Path(id): Path<String>,
     headers: HeaderMap,
     q: Query,
 ) -> ApiResult<axum::response::Response> {
     st.store.get_session(&ws.id, &id).await?;
-    crate::sse::stream_log(st, id, headers, q).await
+    crate::sse::stream_log(st, id, key, headers, q).await
 }

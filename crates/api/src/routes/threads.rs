@@ -84,10 +84,11 @@ async fn events(
 async fn stream(
     State(st): State<AppState>,
     Extension(Caller(ws)): Extension<Caller>,
+    Extension(key): Extension<crate::KeyId>,
     Path((id, tid)): Path<(String, String)>,
     headers: HeaderMap,
     q: Query,
 ) -> ApiResult<axum::response::Response> {
     let log = st.store.thread_log(&ws.id, &id, &tid).await?;
-    stream_log(st, log, headers, q).await
+    stream_log(st, log, key, headers, q).await
 }

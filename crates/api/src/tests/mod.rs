@@ -9,6 +9,7 @@ mod events;
 mod lists;
 mod requests;
 mod sessions;
+mod streams;
 mod throttle;
 
 use std::sync::Arc;
