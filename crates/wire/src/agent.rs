@@ -107,11 +107,61 @@ pub enum MultiagentParams {
 }
 
 /// A roster entry as a client sends it: an agent id, a reference, `self`, or an advisor.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum RosterParam {
     Id(String),
     Entry(RosterEntryParam),
+}
+
+impl<'de> Deserialize<'de> for RosterParam {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(IdOr::<RosterEntryParam>::new(
+            "an agent id or a roster entry object with a `type`",
+        ))
+        .map(|v| match v {
+            Either::Id(id) => RosterParam::Id(id),
+            Either::Object(e) => RosterParam::Entry(e),
+        })
+    }
+}
+
+/// A string or an object, told apart by the JSON's own type rather than by trying each form
+/// (serde's `untagged`), so that an error inside the object names its field instead of
+/// "data did not match any variant".
+enum Either<T> {
+    Id(String),
+    Object(T),
+}
+
+struct IdOr<T> {
+    expecting: &'static str,
+    object: std::marker::PhantomData<T>,
+}
+
+impl<T> IdOr<T> {
+    fn new(expecting: &'static str) -> Self {
+        IdOr {
+            expecting,
+            object: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for IdOr<T> {
+    type Value = Either<T>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(self.expecting)
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Either::Id(v.to_owned()))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        T::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Either::Object)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -169,11 +219,23 @@ pub enum Speed {
 }
 
 /// `model` in a request: a bare model id or a full config.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum ModelParam {
     Id(String),
     Config(ModelConfig),
+}
+
+impl<'de> Deserialize<'de> for ModelParam {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(IdOr::<ModelConfig>::new(
+            "a model id or a model config object ({\"id\": ...})",
+        ))
+        .map(|v| match v {
+            Either::Id(id) => ModelParam::Id(id),
+            Either::Object(c) => ModelParam::Config(c),
+        })
+    }
 }
 
 impl From<ModelParam> for ModelConfig {
@@ -733,5 +795,32 @@ mod tests {
             v["default_config"]["permission_policy"]["type"],
             "always_allow"
         );
+    }
+}
+
+#[cfg(test)]
+mod param_tests {
+    use super::*;
+
+    #[test]
+    fn a_model_or_roster_entry_error_names_what_is_wrong_inside_it() {
+        let bad: Result<ModelParam, _> = serde_json::from_str(r#"{"id": 5}"#);
+        let e = bad.unwrap_err().to_string();
+        assert!(
+            e.contains("invalid type: integer `5`, expected a string"),
+            "{e}"
+        );
+        let bad: Result<ModelParam, _> = serde_json::from_str("7");
+        let e = bad.unwrap_err().to_string();
+        assert!(
+            e.contains("expected a model id or a model config object"),
+            "{e}"
+        );
+        let ok: ModelParam = serde_json::from_str(r#""claude-x""#).unwrap();
+        assert_eq!(ok, ModelParam::Id("claude-x".into()));
+        let bad: Result<RosterParam, _> = serde_json::from_str(r#"{"type": "agent"}"#);
+        let e = bad.unwrap_err().to_string();
+        assert!(e.contains("missing field `id`"), "{e}");
+        assert!(!e.contains("did not match any variant"), "{e}");
     }
 }
