@@ -131,7 +131,8 @@ impl Sandboxes {
         // The provider opens it to the sandbox's user, and to no one else.
         std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
             .map_err(io)?;
-        let proxy = Proxy::bind(&dir.join("proxy.sock"), policy.clone()).map_err(io)?;
+        let proxy =
+            Proxy::bind(&dir.join(agentd_hands::EGRESS_SOCKET), policy.clone()).map_err(io)?;
         let sandbox = self
             .provider
             .provision(&Spec {

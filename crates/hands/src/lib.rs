@@ -28,13 +28,17 @@ pub use protocol::{Image, Output};
 
 /// What a sandbox is made from. The workspace survives the sandbox: a fresh sandbox over the
 /// same directory sees the same files.
+/// The name of the egress proxy's socket in `Spec::egress`: the brain binds it there, the
+/// provider mounts it into the sandbox.
+pub const EGRESS_SOCKET: &str = "proxy.sock";
+
 #[derive(Debug, Clone)]
 pub struct Spec {
     /// Host directory mounted read-write at `/workspace`.
     pub workspace: PathBuf,
     pub limits: Limits,
-    /// Host directory holding `proxy.sock`, the egress proxy for this sandbox. Without it the
-    /// sandbox has no network at all.
+    /// Host directory holding `EGRESS_SOCKET`, the egress proxy for this sandbox. Without it
+    /// the sandbox has no network at all.
     pub egress: Option<PathBuf>,
     /// A bash script run in the new sandbox before it is handed out (installing packages);
     /// if it fails, provisioning fails with its output.

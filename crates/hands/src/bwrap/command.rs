@@ -14,8 +14,7 @@ const HELPER: &str = "/run/agentd/helper";
 /// listens inside the sandbox's own network namespace.
 const EGRESS_DIR: &str = "/run/agentd/egress";
 const PROXY_ADDR: &str = "127.0.0.1:3128";
-/// The socket's name in that directory.
-pub(super) const EGRESS_SOCKET: &str = "proxy.sock";
+pub(super) use crate::EGRESS_SOCKET;
 /// Where packages installed at provision live, first on PATH.
 const PACKAGE_BINS: &str = "/workspace/.venv/bin:/workspace/.npm-global/bin:/workspace/.cargo/bin:/workspace/.gem/bin:/workspace/go/bin";
 /// The uid and gid the sandbox's user has inside.
