@@ -9,6 +9,7 @@
 pub mod by_log;
 #[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod cursor;
 pub mod keys;
 pub mod rules;
 mod traits;

@@ -175,14 +175,7 @@ impl Agents for PgStore {
         limit: usize,
         page: Option<String>,
     ) -> Result<Page<Agent>> {
-        let before: Option<u32> = match page {
-            Some(p) => Some(p.parse().map_err(|_| {
-                Error::Invalid(format!(
-                    "page: {p:?} is not a cursor this endpoint returned"
-                ))
-            })?),
-            None => None,
-        };
+        let before = agentd_catalog::cursor::version(page.as_deref())?;
         let c = self.client().await?;
         get_in(&c, ws, id, None).await?;
         let sql = format!(

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 
-use agentd_catalog::Error;
+use agentd_catalog::{Error, cursor};
 use agentd_catalog::{EventFilter, NewSession, Order, Page, Result, SessionFilter, Sessions};
 use agentd_session::projection::{self, Projection};
 use agentd_session::{Guard, StoredEvent};
@@ -80,20 +80,6 @@ async fn check_environment(c: &impl GenericClient, ws: &str, id: &str) -> Result
         )));
     }
     Ok(())
-}
-
-/// A page cursor of an event list: `pos_<position>`.
-fn position_cursor(page: Option<&String>) -> Result<Option<i64>> {
-    page.map(|p| {
-        p.strip_prefix("pos_")
-            .and_then(|n| n.parse().ok())
-            .ok_or_else(|| {
-                Error::Invalid(format!(
-                    "page: {p:?} is not a cursor this endpoint returned"
-                ))
-            })
-    })
-    .transpose()
 }
 
 #[async_trait]
@@ -283,7 +269,8 @@ impl Sessions for PgStore {
         log_id: &str,
         f: EventFilter,
     ) -> Result<Page<StoredEvent>> {
-        let cursor = position_cursor(f.page.as_ref())?;
+        let cursor =
+            cursor::position(f.page.as_deref())?.map(|seq| i64::try_from(seq).unwrap_or(i64::MAX));
         let c = self.client().await?;
         get(&c, Some(ws), sid, "").await?;
         let (cmp, dir) = match f.order {
@@ -322,7 +309,7 @@ impl Sessions for PgStore {
             .iter()
             .map(log::row_to_event)
             .collect::<agentd_session::Result<Vec<_>>>()?;
-        Ok(Page::of(events, f.limit, |e| format!("pos_{}", e.seq)))
+        Ok(Page::of(events, f.limit, |e| cursor::of_position(e.seq)))
     }
 
     async fn event_position(&self, log_id: &str, event_id: &str) -> Result<Option<u64>> {

@@ -170,14 +170,7 @@ impl Agents for Store {
         page: Option<String>,
     ) -> Result<Page<Agent>> {
         let (ws, id) = (ws.to_owned(), id.to_owned());
-        let before: Option<u32> = match page {
-            Some(p) => Some(p.parse().map_err(|_| {
-                Error::Invalid(format!(
-                    "page: {p:?} is not a cursor this endpoint returned"
-                ))
-            })?),
-            None => None,
-        };
+        let before = agentd_catalog::cursor::version(page.as_deref())?;
         self.db
             .read(move |c| {
                 get_in(c, &ws, &id, None)?;

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 
+use agentd_catalog::cursor;
 use agentd_catalog::{EventFilter, NewSession, Order, SessionFilter, Sessions};
 use agentd_session::projection::{self, Projection};
 use agentd_session::{Guard, StoredEvent};
@@ -269,18 +270,8 @@ impl Sessions for Store {
         f: EventFilter,
     ) -> Result<Page<StoredEvent>> {
         let (ws, sid, log_id) = (ws.to_owned(), sid.to_owned(), log_id.to_owned());
-        let cursor: Option<i64> = match &f.page {
-            Some(p) => Some(
-                p.strip_prefix("pos_")
-                    .and_then(|n| n.parse().ok())
-                    .ok_or_else(|| {
-                        Error::Invalid(format!(
-                            "page: {p:?} is not a cursor this endpoint returned"
-                        ))
-                    })?,
-            ),
-            None => None,
-        };
+        let cursor =
+            cursor::position(f.page.as_deref())?.map(|seq| i64::try_from(seq).unwrap_or(i64::MAX));
         self.db
             .read(move |c| {
                 get_in(c, Some(&ws), &sid)?;
@@ -322,7 +313,7 @@ impl Sessions for Store {
                 for r in rows {
                     out.push(r??);
                 }
-                Ok(Page::of(out, f.limit, |e| format!("pos_{}", e.seq)))
+                Ok(Page::of(out, f.limit, |e| cursor::of_position(e.seq)))
             })
             .await
     }
