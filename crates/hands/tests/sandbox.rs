@@ -689,8 +689,20 @@ async fn the_egress_socket_is_the_sandbox_users_alone() {
     std::fs::set_permissions(&sock, PermissionsExt::from_mode(0o600)).unwrap();
     std::thread::spawn(move || {
         if let Ok((mut c, _)) = l.accept() {
-            let _ = c.read(&mut [0u8; 1024]);
+            // Read the whole request and half-close after answering, as a real proxy does: a
+            // stand-in that closed after a partial read made the bridge's later write fail,
+            // and the answer was lost with it (seen under CI load).
+            let mut req = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                match c.read(&mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => req.extend_from_slice(&buf[..n]),
+                }
+            }
             let _ = c.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nproxy");
+            let _ = c.shutdown(std::net::Shutdown::Write);
+            let _ = c.read_to_end(&mut req);
         }
     });
     let provider = provider();
@@ -718,4 +730,43 @@ async fn the_egress_socket_is_the_sandbox_users_alone() {
     )
     .await;
     assert!(o.text.ends_with("proxy"), "{o:?}");
+}
+
+#[tokio::test]
+async fn an_early_answer_from_the_proxy_reaches_the_sandbox() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let egress = dir.path().join("egress");
+    std::fs::create_dir(&egress).unwrap();
+    let l = std::os::unix::net::UnixListener::bind(egress.join("proxy.sock")).unwrap();
+    // A proxy that refuses after the head, as the egress proxy does for a host it denies,
+    // and closes while the request's body is still coming.
+    std::thread::spawn(move || {
+        if let Ok((mut c, _)) = l.accept() {
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && c.read(&mut byte).unwrap_or(0) == 1 {
+                head.push(byte[0]);
+            }
+            let _ = c.write_all(
+                b"HTTP/1.1 403 Forbidden\r\nContent-Length: 6\r\nConnection: close\r\n\r\ndenied",
+            );
+        }
+    });
+    let sb = provider()
+        .provision(&Spec {
+            egress: Some(egress.clone()),
+            ..spec(&dir)
+        })
+        .await
+        .expect("provision");
+    let o = bash(
+        &sb,
+        "exec 3<>/dev/tcp/127.0.0.1/3128; \
+         { printf 'POST http://x/ HTTP/1.1\\r\\nContent-Length: 4000000\\r\\n\\r\\n'; \
+           head -c 4000000 /dev/zero; } >&3 2>/dev/null; cat <&3",
+    )
+    .await;
+    assert!(o.text.contains("403 Forbidden"), "{o:?}");
+    assert!(o.text.ends_with("denied"), "{o:?}");
 }

@@ -233,9 +233,7 @@ async fn bridge(sock: PathBuf, addr: &str) -> Result<(), String> {
             let sock = sock.clone();
             tokio::spawn(async move {
                 match tokio::net::UnixStream::connect(&sock).await {
-                    Ok(mut unix) => {
-                        let _ = tokio::io::copy_bidirectional(&mut tcp, &mut unix).await;
-                    }
+                    Ok(unix) => relay(tcp, unix).await,
                     Err(e) => {
                         let msg = format!(
                             "HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\nagentd egress proxy unavailable: {e}\n"
@@ -247,4 +245,25 @@ async fn bridge(sock: PathBuf, addr: &str) -> Result<(), String> {
         }
     });
     Ok(())
+}
+
+/// Copy both ways until both ends are done. Unlike `copy_bidirectional`, a failed write to
+/// the proxy (it answered early, say a 403 to a request whose body was still coming, and
+/// closed) does not drop what the proxy said: its answer still reaches the sandbox.
+async fn relay(tcp: tokio::net::TcpStream, unix: tokio::net::UnixStream) {
+    let (mut tcp_r, mut tcp_w) = tcp.into_split();
+    let (mut unix_r, mut unix_w) = unix.into_split();
+    let up = async {
+        if tokio::io::copy(&mut tcp_r, &mut unix_w).await.is_err() {
+            // Keep reading what the sandbox still sends, so that its writes do not block
+            // before it reads the answer.
+            let _ = tokio::io::copy(&mut tcp_r, &mut tokio::io::sink()).await;
+        }
+        let _ = unix_w.shutdown().await;
+    };
+    let down = async {
+        let _ = tokio::io::copy(&mut unix_r, &mut tcp_w).await;
+        let _ = tcp_w.shutdown().await;
+    };
+    tokio::join!(up, down);
 }
