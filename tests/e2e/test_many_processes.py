@@ -135,6 +135,55 @@ def test_a_paused_owner_loses_its_sessions_and_cannot_fork_their_logs(server_fac
     assert answers(b, sessions[0]) == ["echo: hello 0", "echo: after"]
 
 
+MOVING_WORKSPACE = """
+turns:
+  - {tool_use: {name: bash, input: {command: "echo kept > f.txt"}}}
+  - {text: wrote}
+  - {tool_use: {name: bash, input: {command: "cat f.txt"}}}
+  - {tool_use: {name: bash, input: {command: "cat f.txt 2>/dev/null || echo none; echo again > g.txt"}}}
+  - {text: done}
+"""
+TOOLSET = {"type": "agent_toolset_20260401",
+           "default_config": {"enabled": True, "permission_policy": {"type": "always_allow"}}}
+
+
+def tool_results(client, sid) -> list:
+    return [(e["is_error"], "".join(c.get("text", "") for c in e["content"] or []).strip())
+            for e in list_raw_events(client, sid) if e["type"] == "agent.tool_result"]
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["own-roots", "shared-root"])
+def test_a_session_that_moves_keeps_its_files_only_with_a_shared_workspace_root(
+        server_factory, scripts_dir, tmp_path, shared):
+    model = write_script(scripts_dir, "moving_workspace", MOVING_WORKSPACE)
+    db = new_database()
+    env = {"AGENTD_DATABASE_URL": db, "AGENTD_LEASE_SECS": str(LEASE_SECS)}
+    if shared:
+        env["AGENTD_WORKSPACE_ROOT"] = str(tmp_path / "shared-workspaces")
+    first = server_factory(env=env)
+    second = server_factory(env=env, key=first.key)
+    a, b = first.client(), second.client()
+    agent = make_agent(a, model=model, tools=[TOOLSET])
+    sid = a.beta.sessions.create(agent=agent.id, environment_id=make_env(a).id).id
+    send_text(a, sid, "write it")
+    wait_idle(a, sid, timeout=30)
+    assert tool_results(a, sid) == [(False, "")]
+    first.kill()
+
+    send_text(b, sid, "read it")
+    wait_idle(b, sid, count=2, timeout=LEASE_SECS * 10 + 30)
+    results = tool_results(b, sid)
+    if shared:
+        # The files followed the session.
+        assert results[1:] == [(False, "kept"), (False, "kept")], results
+    else:
+        # The model is told, the call did not run, and the next one gets a fresh workspace.
+        assert results[1][0] is True and "workspace of this session was lost" in results[1][1], results
+        assert results[2] == (False, "none"), results
+    assert answers(b, sid) == ["wrote", "done"]
+    assert_one_history(b, sid)
+
+
 def test_chaos_processes_killed_and_restarted_lose_and_repeat_nothing(server_factory, scripts_dir):
     """Bounded chaos: three processes, one SIGKILLed and restarted every 1.5 s for about 20 s
     while clients send each of 12 sessions three messages through whichever process is up.

@@ -118,6 +118,14 @@ pub struct Args {
     /// default of one per 16 KiB of the quota.
     #[arg(long, env = "AGENTD_SANDBOX_DISK_INODES", default_value_t = 500_000)]
     sandbox_disk_inodes: u64,
+    /// Keep sessions' workspaces in this directory (`<dir>/<session id>`) instead of under the
+    /// data dir. Give every agentd process over one database the same shared directory (an NFS
+    /// mount, say) and a session keeps its files when it moves to another process; without
+    /// one, the model is told its workspace was lost and gets a fresh one. Here the disk quota
+    /// is checked by write and edit only: a loop-mounted image must not be mounted by two
+    /// hosts at once.
+    #[arg(long, env = "AGENTD_WORKSPACE_ROOT", value_name = "DIR")]
+    workspace_root: Option<PathBuf>,
     /// Memory all sandboxes together may use, MiB (as root, by cgroup); default: three
     /// quarters of this machine's.
     #[arg(long, env = "AGENTD_SANDBOXES_MEMORY_MB")]
@@ -178,7 +186,18 @@ fn sandboxes(a: &Args, data_dir: &Path) -> anyhow::Result<Option<Arc<Sandboxes>>
     }
     // Where the workspace's own filesystem holds the quota, every tool meets ENOSPC and the
     // brain's check (a walk of the workspace around each call) would only cost time.
+    let shared = a
+        .workspace_root
+        .as_deref()
+        .map(shared_workspaces)
+        .transpose()?;
     let tools_only = match provider.disks() {
+        Disks::Images { .. } if shared.is_some() && a.sandbox_disk_mb > 0 => {
+            tracing::warn!(
+                "with --workspace-root the workspace disk quota is enforced only by the write and edit tools: bash can write past it"
+            );
+            true
+        }
         Disks::Unavailable(why) if a.sandbox_disk_mb > 0 => {
             tracing::warn!(%why, "the workspace disk quota is enforced only by the write and edit tools: bash can write past it");
             true
@@ -188,12 +207,24 @@ fn sandboxes(a: &Args, data_dir: &Path) -> anyhow::Result<Option<Arc<Sandboxes>>
     let limits = Limits {
         memory_bytes: a.sandbox_memory_mb << 20,
         processes: a.sandbox_processes,
-        disk_bytes: a.sandbox_disk_mb << 20,
+        disk_bytes: if shared.is_some() {
+            0
+        } else {
+            a.sandbox_disk_mb << 20
+        },
         disk_inodes: a.sandbox_disk_inodes,
         ..Limits::default()
     };
-    tracing::info!(dir = %root.display(), "sandboxes keep their workspaces here");
-    let mut sandboxes = Sandboxes::new(Arc::new(provider), root, limits).with_caps(caps(a));
+    let mut sandboxes = Sandboxes::new(Arc::new(provider), root.clone(), limits).with_caps(caps(a));
+    match shared {
+        Some(dir) => {
+            tracing::info!(dir = %dir.display(), "sandboxes keep their workspaces in the shared workspace root");
+            sandboxes = sandboxes.with_workspaces(dir);
+        }
+        None => {
+            tracing::info!(dir = %root.join("workspaces").display(), "sandboxes keep their workspaces here")
+        }
+    }
     if tools_only {
         sandboxes = sandboxes.with_disk_quota(a.sandbox_disk_mb << 20);
     }
@@ -249,6 +280,22 @@ fn sandbox_root(data_dir: &Path) -> anyhow::Result<PathBuf> {
         }
     }
     Ok(root)
+}
+
+/// The `--workspace-root` directory, made if need be, that sandboxes' users can reach.
+fn shared_workspaces(dir: &Path) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create the workspace root {}", dir.display()))?;
+    let dir = dir.canonicalize()?;
+    if nix::unistd::geteuid().is_root() && !reachable_by_others(&dir) {
+        anyhow::bail!(
+            "sandboxes run as nobody, who cannot reach the workspace root {}: open its parent directories to traversal (chmod o+x) or choose another",
+            dir.display()
+        );
+    }
+    // Others may pass through to what they own, not list it.
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711))?;
+    Ok(dir)
 }
 
 /// agentd's own binary, where a sandbox's user can read it (copied next to the sandboxes if

@@ -103,6 +103,9 @@ pub struct Fold {
     pub reply: Reply,
     /// Work from the coordinator that this (worker) thread has not answered yet.
     pub owes_reply: bool,
+    /// A built-in call of this log ran in a sandbox before, so its session's workspace was
+    /// made: finding none now means it was lost (another host, no shared workspace root).
+    pub used_sandbox: bool,
 }
 
 impl Fold {
@@ -495,6 +498,7 @@ impl State {
             children: self.threads.children,
             reply: self.threads.reply,
             owes_reply: self.threads.owes_reply,
+            used_sandbox: self.calls.used_sandbox,
         }
     }
 }
