@@ -59,6 +59,8 @@ pub async fn send(c: &impl GenericClient, tails: &[(String, u64)]) -> Result<()>
 pub struct Tails {
     tails: Arc<Mutex<HashMap<String, watch::Sender<u64>>>>,
     nudges: broadcast::Sender<(String, Nudge)>,
+    /// Counts the reconnections of the listener: nudges sent meanwhile were lost.
+    missed: watch::Sender<u64>,
     _listener: Arc<Listener>,
 }
 
@@ -75,23 +77,29 @@ impl Tails {
     pub async fn listen(config: tokio_postgres::Config, pool: Pool) -> Result<Tails> {
         let tails: Arc<Mutex<HashMap<String, watch::Sender<u64>>>> = Arc::default();
         let nudges = broadcast::channel(1024).0;
+        let missed = watch::channel(0).0;
         let first = listening(&config).await.map_err(pg)?;
         let task = tokio::spawn(relay(
             config,
             pool,
             Arc::clone(&tails),
-            nudges.clone(),
+            (nudges.clone(), missed.clone()),
             first,
         ));
         Ok(Tails {
             tails,
             nudges,
+            missed,
             _listener: Arc::new(Listener(task)),
         })
     }
 
     pub fn nudges(&self) -> broadcast::Receiver<(String, Nudge)> {
         self.nudges.subscribe()
+    }
+
+    pub fn nudges_missed(&self) -> watch::Receiver<u64> {
+        self.missed.subscribe()
     }
 
     pub fn subscribe(&self, log_id: &str) -> watch::Receiver<u64> {
@@ -135,6 +143,9 @@ type Listening = (Client, mpsc::UnboundedReceiver<Notification>);
 /// A connection that has run `LISTEN`, and the notifications it receives; the receiver ends
 /// when the connection does.
 async fn listening(config: &tokio_postgres::Config) -> Result<Listening, tokio_postgres::Error> {
+    let mut config = config.clone();
+    // So an operator (or a test) can tell this connection from the pool's.
+    config.application_name("agentd-listen");
     let (client, mut connection) = config.connect(NoTls).await?;
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
@@ -165,7 +176,7 @@ async fn relay(
     config: tokio_postgres::Config,
     pool: Pool,
     tails: Arc<Mutex<HashMap<String, watch::Sender<u64>>>>,
-    nudges: broadcast::Sender<(String, Nudge)>,
+    (nudges, missed): (broadcast::Sender<(String, Nudge)>, watch::Sender<u64>),
     mut current: Listening,
 ) {
     loop {
@@ -200,6 +211,7 @@ async fn relay(
             }
         };
         catch_up(&pool, &tails).await;
+        missed.send_modify(|n| *n += 1);
     }
 }
 

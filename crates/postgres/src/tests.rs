@@ -126,9 +126,12 @@ async fn a_subscriber_sees_another_processs_appends() {
     assert_eq!(text, serde_json::to_string(&stored[0].event.body).unwrap());
 }
 
-/// Appends made while the `LISTEN` connection was down are told once it is back.
+/// Appends made while the `LISTEN` connection was down are told once it is back, and lease
+/// owners hear that nudges may have been missed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscriber_catches_up_after_the_listening_connection_drops() {
+    use agentd_session::lease::Leases;
+
     let Some(config) = fresh_database().await else {
         return;
     };
@@ -136,6 +139,7 @@ async fn a_subscriber_catches_up_after_the_listening_connection_drops() {
     let reader = PgStore::connect(config).await.unwrap();
     let sid = Pg::seeded(writer.clone()).await.session().await;
     let mut tail = reader.subscribe(&sid);
+    let mut missed = reader.nudges_missed();
     let c = writer.pool.get().await.unwrap();
     let dropped = c
         .execute(
@@ -152,6 +156,10 @@ async fn a_subscriber_catches_up_after_the_listening_connection_drops() {
     tokio::time::timeout(Duration::from_secs(10), tail.wait_for(|t| *t == 1))
         .await
         .expect("told once listening again")
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), missed.changed())
+        .await
+        .expect("nudges said missed once listening again")
         .unwrap();
 }
 
