@@ -103,6 +103,9 @@ pub struct Fold {
     pub reply: Reply,
     /// Work from the coordinator that this (worker) thread has not answered yet.
     pub owes_reply: bool,
+    /// Input (a user message, a tool result) was logged after the open request started: the
+    /// request is made again without it, so its response must not rest the log.
+    pub input_since_request: bool,
     /// A built-in call of this log ran in a sandbox before, so its session's workspace was
     /// made: finding none now means it was lost (another host, no shared workspace root).
     pub used_sandbox: bool,
@@ -498,6 +501,7 @@ impl State {
             children: self.threads.children,
             reply: self.threads.reply,
             owes_reply: self.threads.owes_reply,
+            input_since_request: self.open_span.is_some() && self.needs_model,
             used_sandbox: self.calls.used_sandbox,
         }
     }
