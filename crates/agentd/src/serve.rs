@@ -75,6 +75,10 @@ pub struct Args {
     /// Event streams one API key may hold open at once; past it a new one gets a 429.
     #[arg(long, env = "AGENTD_MAX_STREAMS_PER_KEY", default_value_t = agentd_api::DEFAULT_STREAMS_PER_KEY)]
     max_streams_per_key: usize,
+    /// Seconds a self_hosted environment's worker keeps a work item without a heartbeat
+    /// before the item goes back to the queue (a worker may ask for another lease).
+    #[arg(long, env = "AGENTD_WORK_LEASE_TTL", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..=3600))]
+    work_lease_ttl: u32,
     /// Attempts per model request before the session rests with `retries_exhausted`.
     #[arg(long, env = "AGENTD_MODEL_ATTEMPTS", default_value_t = 5)]
     model_attempts: u32,
@@ -355,7 +359,9 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
         burst: a.rate_limit * 2.0,
     };
     let state = AppState::new(store.clone(), runner.clone(), previews, models, rate)
-        .with_max_streams_per_key(a.max_streams_per_key.max(1));
+        .with_max_streams_per_key(a.max_streams_per_key.max(1))
+        .with_work_lease_ttl(a.work_lease_ttl);
+    tokio::spawn(agentd_api::run_work_leases(state.clone()));
 
     let listener = tokio::net::TcpListener::bind(a.listen)
         .await

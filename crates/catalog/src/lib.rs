@@ -14,8 +14,9 @@ pub mod keys;
 pub mod rules;
 mod traits;
 mod types;
+pub mod work;
 
-pub use traits::{Agents, Environments, Files, Keys, Sessions, Storage, Threads};
+pub use traits::{Agents, Environments, Files, Keys, Sessions, Storage, Threads, WorkQueue};
 pub use types::{
     AgentEdit, AgentFilter, DEFAULT_WORKSPACE, EnvironmentEdit, EnvironmentMake, EventFilter,
     KeyInfo, NewFile, NewSession, Order, Page, SessionFilter, ThreadRow, Workspace,

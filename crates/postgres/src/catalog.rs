@@ -39,4 +39,8 @@ impl Catalog for PgStore {
     async fn thread(&self, log_id: &str) -> Result<Option<ThreadInfo>, Error> {
         by_log::thread_info(self, log_id).await
     }
+
+    async fn queue_session_work(&self, log_id: &str) -> Result<bool, Error> {
+        by_log::queue_work(self, log_id).await
+    }
 }

@@ -23,6 +23,7 @@ pub mod migrate;
 mod notify;
 mod sessions;
 mod threads;
+mod work;
 
 #[cfg(test)]
 mod tests;

@@ -8,6 +8,7 @@ const STEPS: &[&str] = &[
     include_str!("migrations/0001_session_log.sql"),
     include_str!("migrations/0002_catalog.sql"),
     include_str!("migrations/0003_leases.sql"),
+    include_str!("migrations/0004_self_hosted_work.sql"),
 ];
 
 /// The schema version this build writes.

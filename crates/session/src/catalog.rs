@@ -25,6 +25,10 @@ pub trait Catalog: Send + Sync + 'static {
 
     /// The worker thread whose log `log_id` is; None for a session's own log.
     async fn thread(&self, log_id: &str) -> Result<Option<ThreadInfo>, Error>;
+
+    /// Make sure the session of log `log_id`, whose environment is `self_hosted`, has a live
+    /// work item for a worker to claim; true when this call queued it. Durable when it returns.
+    async fn queue_session_work(&self, log_id: &str) -> Result<bool, Error>;
 }
 
 /// A worker thread, as the harness needs to know it.

@@ -200,7 +200,8 @@ impl State {
             | EventBody::ToolStarted { .. }
             | EventBody::AgentToolResult { .. }
             | EventBody::AgentCustomToolUse { .. }
-            | EventBody::UserCustomToolResult { .. } => self.tool_event(e),
+            | EventBody::UserCustomToolResult { .. }
+            | EventBody::UserToolResult { .. } => self.tool_event(e),
             EventBody::SpanModelRequestStart {} => self.request_started(id),
             EventBody::SpanModelRequestEnd { model_usage, .. } => self.request_ended(model_usage),
             EventBody::AgentThreadContextCompacted {} => self.compacted(e.private.as_ref()),
@@ -350,6 +351,16 @@ impl State {
                 is_error,
                 ..
             } => self.answer(custom_tool_use_id, content.as_deref(), *is_error),
+            // A worker of a self_hosted environment ran the call.
+            EventBody::UserToolResult {
+                tool_use_id,
+                content,
+                is_error,
+                ..
+            } => {
+                self.calls.answered(tool_use_id);
+                self.answer(tool_use_id, content.as_deref(), *is_error);
+            }
             _ => {}
         }
     }

@@ -40,7 +40,18 @@ impl Harness {
     ) -> Result<Flow> {
         let mut tail = f.tail;
         let mut started = f.children.len();
+        // A self_hosted environment's worker runs the sandbox tools: such a call stays open
+        // in the log until the worker's `user.tool_result` closes it.
+        let self_hosted = matches!(
+            self.catalog.session_environment(workspace).await,
+            Ok(EnvironmentConfig::SelfHosted {})
+        );
+        let mut remote = false;
         for w in work {
+            if self_hosted && w.action == ToolAction::Run && w.name.in_sandbox() {
+                remote = true;
+                continue;
+            }
             if w.name.is_thread_tool() && w.action == ToolAction::Run {
                 // The call's whole effect and its result land in one append.
                 let (events, wake) = match self.plan_thread_call(log_id, f, &w, started).await? {
@@ -112,6 +123,13 @@ impl Harness {
             {
                 tracing::warn!(session = workspace, error = %e, "cannot make a fresh workspace");
             }
+        }
+        if remote {
+            // Where a cloud session provisions its sandbox, this one makes sure a worker will
+            // come: the item is durable before the wake ends, and the wake ends without
+            // waiting (the worker's answer wakes the log again).
+            self.catalog.queue_session_work(log_id).await?;
+            return Ok(Flow::Stop);
         }
         Ok(Flow::Continue)
     }
