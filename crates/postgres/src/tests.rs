@@ -460,9 +460,11 @@ async fn tls_is_used_and_verified_when_the_url_asks_for_it() {
         return;
     };
     let Ok(ca) = std::env::var("AGENTD_TEST_POSTGRES_CA") else {
-        panic!(
-            "set AGENTD_TEST_POSTGRES_CA to the CA of the test server's TLS certificate (./scripts/test.sh does)"
+        // A server someone brought; ./scripts/test.sh's own always has TLS and sets this.
+        eprintln!(
+            "skipped: AGENTD_TEST_POSTGRES_CA (the CA of the server's certificate) is not set"
         );
+        return;
     };
     let url = format!(
         "postgres://postgres@127.0.0.1:{}/{}",
