@@ -68,6 +68,10 @@ pub struct Args {
     /// Seconds a client has to send a whole request head before its connection is dropped.
     #[arg(long, env = "AGENTD_HEADER_TIMEOUT_SECS", default_value_t = 10)]
     header_timeout_secs: u64,
+    /// Seconds a client has to send a request's whole body after its head (0: no limit); a
+    /// body trickled slower is refused with a 400 and the connection closed.
+    #[arg(long, env = "AGENTD_BODY_TIMEOUT_SECS", default_value_t = 120)]
+    body_timeout_secs: u64,
     /// Connections served at once; past it new ones wait in the listen backlog. Never more
     /// than the open-file limit (raised to its hard limit at start) less 256.
     #[arg(long, env = "AGENTD_MAX_CONNECTIONS", default_value_t = 4096)]
@@ -380,6 +384,7 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
     );
     let limits = crate::listen::ConnLimits {
         header_timeout: Duration::from_secs(a.header_timeout_secs.max(1)),
+        body_timeout: (a.body_timeout_secs > 0).then(|| Duration::from_secs(a.body_timeout_secs)),
         max_connections,
     };
     crate::listen::serve(listener, agentd_api::router(state), limits, shutdown()).await;
