@@ -387,7 +387,12 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
         body_timeout: (a.body_timeout_secs > 0).then(|| Duration::from_secs(a.body_timeout_secs)),
         max_connections,
     };
-    crate::listen::serve(listener, agentd_api::router(state), limits, shutdown()).await;
+    let streams = state.clone();
+    let stop = async move {
+        shutdown().await;
+        streams.close_streams();
+    };
+    crate::listen::serve(listener, agentd_api::router(state), limits, stop).await;
     Ok(ExitCode::SUCCESS)
 }
 

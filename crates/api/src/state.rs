@@ -46,6 +46,12 @@ impl AppState {
         self
     }
 
+    /// End every event stream (and any opened later): the server is shutting down, and a
+    /// stream never ends by itself, so its connection would hold the shutdown up forever.
+    pub fn close_streams(&self) {
+        self.streams.close_all();
+    }
+
     /// Event streams one API key may hold open at once; past it a new one gets a 429.
     #[must_use]
     pub fn with_max_streams_per_key(mut self, max: usize) -> Self {
