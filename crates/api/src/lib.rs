@@ -47,12 +47,47 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             auth::authenticate,
         ))
+        .layer(axum::middleware::from_fn(read_small_bodies))
         .with_state(state);
     Router::new()
         .route("/health", axum::routing::get(|| async { "ok" }))
         .merge(api)
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(method_not_allowed)
+}
+
+/// Bodies this small are read before anything may refuse the request.
+const EARLY_READ: u64 = 64 * 1024;
+
+/// Read a small request body whole before authentication runs. A refusal sent before the body
+/// was read leaves hyper unable to reuse the connection, so it closes it after the response;
+/// a client that had already sent its next request on that kept-alive connection then saw it
+/// fail with no response at all (seen in CI: a 401 to a POST, then a lost GET). Handlers read
+/// such bodies whole anyway; larger ones (file uploads) are still streamed.
+async fn read_small_bodies(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let small = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        .is_some_and(|n| n > 0 && n <= EARLY_READ);
+    if !small {
+        return next.run(req).await;
+    }
+    let (parts, body) = req.into_parts();
+    match axum::body::to_bytes(body, EARLY_READ as usize).await {
+        Ok(bytes) => {
+            next.run(axum::extract::Request::from_parts(
+                parts,
+                axum::body::Body::from(bytes),
+            ))
+            .await
+        }
+        Err(e) => ApiError::invalid(format!("cannot read the request body: {e}")).into_response(),
+    }
 }
 
 async fn method_not_allowed(
