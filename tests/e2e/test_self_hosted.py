@@ -103,6 +103,12 @@ def test_work_queue_endpoints_and_who_may_call_them(server, client, fake_upstrea
     result = {"type": "user.tool_result", "tool_use_id": use["id"], "content": [{"type": "text", "text": "hi"}]}
     with pytest.raises(anthropic.PermissionDeniedError):
         t.beta.sessions.events.send(s.id, events=[{"type": "user.message", "content": [{"type": "text", "text": "x"}]}])
+    # it reads its session, and can neither change nor delete it
+    assert t.beta.sessions.retrieve(s.id).id == s.id
+    with pytest.raises(anthropic.PermissionDeniedError):
+        t.beta.sessions.update(s.id, metadata={"owned": "yes"})
+    with pytest.raises(anthropic.PermissionDeniedError):
+        t.beta.sessions.delete(s.id)
     t.beta.sessions.events.send(s.id, events=[result])
     with pytest.raises(anthropic.ConflictError):
         t.beta.sessions.events.send(s.id, events=[result])
@@ -119,6 +125,9 @@ def test_work_queue_endpoints_and_who_may_call_them(server, client, fake_upstrea
     assert t.beta.environments.work.stop(item.id, environment_id=env.id, force=True).state == "stopped"
     with pytest.raises(anthropic.ConflictError):
         client.beta.environments.work.stop(item.id, environment_id=env.id)
+    # a stopped item's secret serves nothing more
+    with pytest.raises(anthropic.AuthenticationError):
+        t.beta.sessions.retrieve(s.id)
 
 
 def start_worker(server, env_id, key, workdir):

@@ -110,7 +110,7 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         || agentd_catalog::work::token_work_id(&key).is_some()
     {
         return match worker_principal(&state, &key).await {
-            Ok(Some(p)) => match scoped(&p, req.uri().path()) {
+            Ok(Some(p)) => match scoped(&p, req.method(), req.uri().path()) {
                 Ok(caller) => {
                     if let Some(c) = caller {
                         req.extensions_mut().insert(c);
@@ -207,6 +207,11 @@ async fn worker_principal(
             Err(agentd_catalog::Error::NotFound(_)) => return Ok(None),
             Err(e) => return Err(e),
         };
+        // A stopped item's secrets serve nothing: its worker has no more business with the
+        // session, and a leaked one must not outlive the work it was for.
+        if !item.state.is_live() {
+            return Ok(None);
+        }
         return Ok(item.claim_of(key).map(|claim| Principal::Work {
             workspace_id: item.workspace_id.clone(),
             environment_id: item.environment_id.clone(),
@@ -226,9 +231,15 @@ async fn worker_principal(
 }
 
 /// What a worker's credential may reach: its environment's work endpoints, and (a work
-/// secret) its session's retrieve and events. A session path gets the `Caller` the session
-/// handlers read.
-fn scoped(p: &Principal, path: &str) -> Result<Option<Caller>, ApiError> {
+/// secret) what the SDK's worker does with its session: retrieve it, list, stream and send its
+/// events. Never an update or a delete: the log is the session's only state. A session path
+/// gets the `Caller` the session handlers read.
+fn scoped(
+    p: &Principal,
+    method: &axum::http::Method,
+    path: &str,
+) -> Result<Option<Caller>, ApiError> {
+    use axum::http::Method;
     let (ws, env, session) = match p {
         Principal::ApiKey(_) => return Ok(None),
         Principal::Environment {
@@ -247,7 +258,12 @@ fn scoped(p: &Principal, path: &str) -> Result<Option<Caller>, ApiError> {
     }
     if let Some(sid) = session {
         let base = format!("/v1/sessions/{sid}");
-        if path == base || path.starts_with(&format!("{base}/events")) {
+        let allowed = match path.strip_prefix(base.as_str()) {
+            Some("" | "/events/stream") => method == Method::GET,
+            Some("/events") => method == Method::GET || method == Method::POST,
+            _ => false,
+        };
+        if allowed {
             return Ok(Some(Caller(Workspace {
                 id: ws.clone(),
                 name: String::new(),
@@ -256,7 +272,7 @@ fn scoped(p: &Principal, path: &str) -> Result<Option<Caller>, ApiError> {
         return Err(ApiError::new(
             ErrorKind::PermissionError,
             format!(
-                "a work item's secret only serves the work endpoints of environment {env} and session {sid}; use an API key for {path}"
+                "a work item's secret only serves the work endpoints of environment {env} and reading session {sid} and its events, and sending them; use an API key for {method} {path}"
             ),
         ));
     }

@@ -41,11 +41,14 @@ impl Harness {
         let mut tail = f.tail;
         let mut started = f.children.len();
         // A self_hosted environment's worker runs the sandbox tools: such a call stays open
-        // in the log until the worker's `user.tool_result` closes it.
-        let self_hosted = matches!(
-            self.catalog.session_environment(workspace).await,
-            Ok(EnvironmentConfig::SelfHosted {})
-        );
+        // in the log until the worker's `user.tool_result` closes it. A storage failure is an
+        // error the wake retries: guessing "cloud" would run a worker's call here as well. (A
+        // missing environment is not self_hosted; each call then says it cannot be read.)
+        let self_hosted = match self.catalog.session_environment(workspace).await {
+            Ok(env) => matches!(env, EnvironmentConfig::SelfHosted {}),
+            Err(agentd_session::catalog::Error::NotFound(_)) => false,
+            Err(e) => return Err(e.into()),
+        };
         let mut remote = false;
         for w in work {
             if self_hosted && w.action == ToolAction::Run && w.name.in_sandbox() {
