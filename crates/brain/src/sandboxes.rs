@@ -34,8 +34,8 @@ struct Live {
 
 pub struct Sandboxes {
     provider: Arc<dyn Provider>,
-    /// Workspaces live at `<root>/workspaces/<session id>`, egress sockets under
-    /// `<root>/egress/`.
+    /// Workspaces live at `<root>/workspaces/<session id>`, outputs at
+    /// `<root>/outputs/<session id>`, egress sockets under `<root>/egress/`.
     root: PathBuf,
     limits: Limits,
     /// Most bytes a workspace may hold; checked around tool calls.
@@ -100,6 +100,11 @@ impl Sandboxes {
         self.root.join("workspaces").join(session_id)
     }
 
+    /// The host directory the session's sandboxes see as `/mnt/session/outputs`.
+    pub fn outputs(&self, session_id: &str) -> PathBuf {
+        self.root.join("outputs").join(session_id)
+    }
+
     /// The sandbox of log `log_id` over session `session_id`'s workspace, provisioned now —
     /// behind a new egress proxy serving `policy` — if it has none or its last one died.
     pub async fn get(
@@ -137,6 +142,7 @@ impl Sandboxes {
             .provider
             .provision(&Spec {
                 workspace: self.workspace(session_id),
+                outputs: Some(self.outputs(session_id)),
                 limits: self.limits,
                 egress: Some(dir),
                 setup,
@@ -223,6 +229,13 @@ impl Sandboxes {
         // The provider may have made more than a directory (a filesystem of its own).
         if let Err(e) = self.provider.remove_workspace(&dir).await {
             tracing::warn!(dir = %dir.display(), error = %e, "cannot remove a workspace");
+        }
+        // What was collected from it stays in the Files API.
+        let dir = self.outputs(session_id);
+        if let Err(e) = tokio::fs::remove_dir_all(&dir).await
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot remove an outputs directory");
         }
     }
 

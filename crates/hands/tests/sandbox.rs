@@ -52,6 +52,7 @@ async fn fixture() -> Fixture {
 fn spec(dir: &tempfile::TempDir) -> Spec {
     Spec {
         workspace: dir.path().join("ws"),
+        outputs: Some(dir.path().join("out")),
         limits: limits(),
         egress: None,
         setup: None,
@@ -61,6 +62,38 @@ fn spec(dir: &tempfile::TempDir) -> Spec {
 async fn bash(sb: &Arc<dyn Sandbox>, cmd: &str) -> Output {
     sb.execute("bash", &json!({"command": cmd, "timeout_ms": 20_000}))
         .await
+}
+
+#[tokio::test]
+async fn the_outputs_directory_is_writable_and_lands_on_the_host_beside_the_workspace() {
+    let f = fixture().await;
+    let o = bash(
+        &f.sb,
+        "mkdir -p /mnt/session/outputs/charts && printf 'a,b\\n1,2\\n' > /mnt/session/outputs/data.csv && echo x > /mnt/session/outputs/charts/c.txt && echo ok",
+    )
+    .await;
+    assert_eq!(o.text.trim(), "ok", "{o:?}");
+    let out = f.dir.path().join("out");
+    assert_eq!(
+        std::fs::read_to_string(out.join("data.csv")).unwrap(),
+        "a,b\n1,2\n"
+    );
+    assert!(out.join("charts/c.txt").is_file());
+    // The file tools reach it too.
+    let o =
+        f.sb.execute(
+            "read",
+            &json!({"file_path": "/mnt/session/outputs/data.csv"}),
+        )
+        .await;
+    assert!(o.text.contains("1,2"), "{o:?}");
+    // Only the outputs directory is writable: not /mnt/session beside it, not the workspace's
+    // view of it.
+    for p in ["/mnt/session/other", "/mnt/x"] {
+        let o = bash(&f.sb, &format!("touch {p} 2>&1; echo rc=$?")).await;
+        assert!(o.text.contains("rc=1"), "{p}: {o:?}");
+    }
+    assert!(!f.dir.path().join("ws/charts").exists());
 }
 
 #[tokio::test]

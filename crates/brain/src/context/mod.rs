@@ -421,6 +421,7 @@ impl State {
             summary,
             upto,
             usage: spent,
+            ..
         }) = private
         {
             self.usage.add(spent);

@@ -63,9 +63,18 @@ impl Harness {
         if !is_child {
             toolbox.add_thread_tools(&agent);
         }
+        // An agent with a sandbox is told where its deliverables go.
+        let system = match (
+            &agent.spec.system,
+            toolbox.uses_sandbox() && self.sandboxes.is_some(),
+        ) {
+            (s, false) => s.clone(),
+            (None, true) => Some(crate::outputs::PROMPT.to_owned()),
+            (Some(s), true) => Some(format!("{s}\n\n{}", crate::outputs::PROMPT)),
+        };
         let request = Request {
             model: upstream_id,
-            system: agent.spec.system.clone(),
+            system,
             messages: f.messages.clone(),
             tools: tool_defs(&toolbox),
             max_tokens: self.cfg.max_tokens,
@@ -112,7 +121,8 @@ impl Harness {
         let tail = tail.into_inner();
         match result {
             Ok((resp, previews)) => {
-                let (evs, rest) = answered(f, me, &span, resp, &previews, &toolbox);
+                let cost = self.cost(&agent.spec.model.id, &resp.usage);
+                let (evs, rest) = answered(f, me, &span, (resp, cost), &previews, &toolbox);
                 self.finish(log_id, tail, evs, rest.filter(|_| may_rest))
                     .await?;
             }
@@ -145,6 +155,11 @@ impl Harness {
         mut evs: Vec<NewEvent>,
         rest: Option<StopReason>,
     ) -> Result<()> {
+        if rest.is_some() {
+            // Only a session's own log rests here (a worker rests through the fold): what its
+            // agent delivered is listed before the rest is.
+            self.collect_outputs(log_id).await?;
+        }
         let guard: agentd_session::Guard = Box::new(move |head: &Head| {
             if head.status == SessionStatus::Terminated {
                 return Err(Refusal::Terminated);
@@ -175,11 +190,11 @@ fn answered(
     f: &Fold,
     me: Option<&crate::ThreadInfo>,
     span: &str,
-    resp: agentd_models::Response,
+    (resp, cost): (agentd_models::Response, u64),
     previews: &PreviewIds<'_>,
     toolbox: &Toolbox,
 ) -> (Vec<NewEvent>, Option<StopReason>) {
-    let mut total = f.usage;
+    let mut total = f.usage.clone();
     total.add(&resp.usage);
     let (mut evs, calls) = response_events(resp.content, previews, toolbox);
     if let Some(t) = me {
@@ -192,7 +207,7 @@ fn answered(
             .collect();
         evs.extend(copies);
     }
-    evs.push(span_end_ok(span, resp.usage));
+    evs.push(span_end_ok(span, resp.usage).with_private(Private::Cost { pico_usd: cost }));
     evs.push(NewEvent::new(EventBody::SessionUsage {
         usage: snapshot(total),
     }));

@@ -1,5 +1,6 @@
 //! Sandboxes made with bubblewrap: new user, mount, PID, IPC, UTS, network and cgroup
-//! namespaces; a read-only system; one writable workspace; no other host path; no
+//! namespaces; a read-only system; one writable workspace and the session's outputs
+//! directory (`/mnt/session/outputs`); no other host path; no
 //! capabilities; no nested user namespaces; a cleared environment. When agentd runs as root the
 //! sandbox runs as an unprivileged host uid too, so its files are not root's and process limits
 //! apply.
@@ -107,6 +108,20 @@ impl Bwrap {
         &self.disks
     }
 
+    /// The outputs directory: made if new, the sandbox user's alone, like the workspace.
+    fn prepare_outputs(&self, dir: &Path) -> Result<(), Error> {
+        let err = |source| Error::Workspace {
+            path: dir.to_owned(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(err)?;
+        if let Some((uid, gid)) = self.host_user {
+            std::os::unix::fs::lchown(dir, Some(uid), Some(gid)).map_err(err)?;
+        }
+        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .map_err(err)
+    }
+
     async fn prepare_workspace(&self, dir: &Path, limits: &Limits) -> Result<(), Error> {
         let err = |source| Error::Workspace {
             path: dir.to_owned(),
@@ -149,6 +164,9 @@ impl Provider for Bwrap {
     async fn provision(&self, spec: &Spec) -> Result<Arc<dyn Sandbox>, Error> {
         self.prepare_workspace(&spec.workspace, &spec.limits)
             .await?;
+        if let Some(dir) = &spec.outputs {
+            self.prepare_outputs(dir)?;
+        }
         if let Some(dir) = &spec.egress {
             self.prepare_egress(dir)?;
         }
