@@ -36,7 +36,7 @@ def session_of(client, model):
 
 
 def test_two_output_files_are_listed_by_scope_and_download_intact(server, client, scripts_dir):
-    model = write_script(scripts_dir, "two-files", TWO_FILES)
+    model = write_script(scripts_dir, "two-files", TWO_FILES + '  - text: "Nothing new."\n')
     s = session_of(client, model)
     other = session_of(client, model)
     send_text(client, s.id, "write the report")
@@ -77,14 +77,21 @@ def test_two_output_files_are_listed_by_scope_and_download_intact(server, client
     stranger = server.client(key=server.create_key("elsewhere"))
     assert list(stranger.beta.files.list(scope_id=s.id)) == []
 
+    # A file the user deleted does not come back while its bytes stay as they were.
+    client.beta.files.delete(by_name["report.md"].id)
+    send_text(client, s.id, "anything else?")
+    wait_idle(client, s.id, count=2, timeout=30)
+    assert [f.filename for f in scoped(client, s.id)] == ["charts/data.csv"]
+
 
 def test_files_are_collected_at_archive_too(server, client, scripts_dir):
     # The agent leaves a file after its turn has ended (a background job); archiving collects it.
+    # A file over the upload limit (32 MiB) is not collected.
     script = f"""
 turns:
   - tool_use:
       name: bash
-      input: {{command: "(sleep 1; echo late > {OUT}/late.txt) > /dev/null 2>&1 &"}}
+      input: {{command: "head -c 34000000 /dev/zero > {OUT}/too-big.bin; (sleep 1; echo late > {OUT}/late.txt) > /dev/null 2>&1 &"}}
   - text: "started"
 """
     s = session_of(client, write_script(scripts_dir, "late", script))

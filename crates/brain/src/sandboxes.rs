@@ -74,13 +74,12 @@ impl Sandboxes {
         self.disk_quota
     }
 
-    /// Bytes in the session's workspace (files only, links not followed).
+    /// Bytes in the session's workspace and outputs (files only, links not followed).
     pub async fn disk_usage(&self, session_id: &str) -> u64 {
-        let dir = self.workspace(session_id);
+        let dirs = [self.workspace(session_id), self.outputs(session_id)];
         tokio::task::spawn_blocking(move || {
-            walkdir::WalkDir::new(dir)
-                .follow_links(false)
-                .into_iter()
+            dirs.iter()
+                .flat_map(|d| walkdir::WalkDir::new(d).follow_links(false))
                 .take(500_000)
                 .filter_map(Result::ok)
                 .filter(|e| e.file_type().is_file())
@@ -232,9 +231,7 @@ impl Sandboxes {
         }
         // What was collected from it stays in the Files API.
         let dir = self.outputs(session_id);
-        if let Err(e) = tokio::fs::remove_dir_all(&dir).await
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
+        if let Err(e) = self.provider.remove_workspace(&dir).await {
             tracing::warn!(dir = %dir.display(), error = %e, "cannot remove an outputs directory");
         }
     }

@@ -620,6 +620,22 @@ pub async fn outputs_are_files_scoped_to_their_session_one_per_path(s: &dyn Stor
         held,
         vec![("data/t.csv", "sha-of-a,b"), ("report.md", "sha-of-v2")]
     );
+    // A collected file the user deleted is not collected again from the same bytes; new
+    // bytes at its path are a new file.
+    let data = after.iter().find(|f| f.filename == "data/t.csv").unwrap();
+    s.delete_file(ws, &data.id).await.unwrap();
+    assert!(matches!(
+        s.get_file(ws, &data.id).await,
+        Err(Error::NotFound(_))
+    ));
+    assert!(matches!(
+        s.delete_file(ws, &data.id).await,
+        Err(Error::NotFound(_))
+    ));
+    s.put_output(&one, out("data/t.csv", "a,b")).await.unwrap();
+    assert_eq!(scoped(one.clone()).await.len(), 1);
+    s.put_output(&one, out("data/t.csv", "c,d")).await.unwrap();
+    assert_eq!(scoped(one.clone()).await.len(), 2);
     // Every file of the workspace without a scope; the other session's alone with its own;
     // a scope seen from another workspace holds nothing.
     assert_eq!(

@@ -135,6 +135,7 @@ const TABLES: &[Table] = &[
             ("scope_id", "scope_id", Text),
             ("scope_path", "scope_path", Text),
             ("sha256", "sha256", Text),
+            ("deleted_at", "deleted_at", Time),
         ],
         key: 1,
     },

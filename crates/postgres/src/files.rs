@@ -53,7 +53,7 @@ impl Files for PgStore {
     async fn get_file(&self, ws: &str, id: &str) -> Result<FileMetadata> {
         // A file past its expiry is gone, whether or not its row is.
         let sql = format!(
-            "{SELECT} WHERE id = $1 AND workspace_id = $2 AND (expires_at IS NULL OR expires_at > $3)"
+            "{SELECT} WHERE id = $1 AND workspace_id = $2 AND (expires_at IS NULL OR expires_at > $3) AND deleted_at IS NULL"
         );
         let row = self
             .client()
@@ -85,7 +85,7 @@ impl Files for PgStore {
         page: Option<String>,
     ) -> Result<Page<FileMetadata>> {
         let sql = format!(
-            "{SELECT} WHERE workspace_id = $1 AND (expires_at IS NULL OR expires_at > $2) AND ($3::text IS NULL OR id < $3) AND ($5::text IS NULL OR scope_id = $5) ORDER BY id DESC LIMIT $4"
+            "{SELECT} WHERE workspace_id = $1 AND (expires_at IS NULL OR expires_at > $2) AND ($3::text IS NULL OR id < $3) AND ($5::text IS NULL OR scope_id = $5) AND deleted_at IS NULL ORDER BY id DESC LIMIT $4"
         );
         let rows = self
             .client()
@@ -98,15 +98,24 @@ impl Files for PgStore {
     }
 
     async fn delete_file(&self, ws: &str, id: &str) -> Result<()> {
-        let n = self
-            .client()
-            .await?
+        let c = self.client().await?;
+        let mut n = c
             .execute(
-                "DELETE FROM files WHERE id = $1 AND workspace_id = $2",
+                "DELETE FROM files WHERE id = $1 AND workspace_id = $2 AND scope_id IS NULL",
                 &[&id, &ws],
             )
             .await
             .db()?;
+        if n == 0 {
+            // A collected output leaves a tombstone (see `put_output`).
+            n = c
+                .execute(
+                    "UPDATE files SET deleted_at = $3, content = ''::bytea WHERE id = $1 AND workspace_id = $2 AND scope_id IS NOT NULL AND deleted_at IS NULL",
+                    &[&id, &ws, &now()],
+                )
+                .await
+                .db()?;
+        }
         if n == 0 {
             return Err(not_found(id));
         }
@@ -115,7 +124,8 @@ impl Files for PgStore {
 }
 
 impl PgStore {
-    /// See `agentd_session::Catalog::outputs`.
+    /// See `agentd_session::Catalog::outputs`; a deleted one still holds its path, so the
+    /// same bytes are not collected again.
     pub(crate) async fn outputs(&self, session_id: &str) -> Result<Vec<CollectedOutput>> {
         let rows = self
             .client()

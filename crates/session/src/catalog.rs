@@ -26,13 +26,15 @@ pub trait Catalog: Send + Sync + 'static {
     /// The worker thread whose log `log_id` is; None for a session's own log.
     async fn thread(&self, log_id: &str) -> Result<Option<ThreadInfo>, Error>;
 
-    /// The output files collected so far for session `session_id`: one per path.
+    /// The output files collected so far for session `session_id`: one per path, those deleted
+    /// through the API since included (their bytes are not collected again).
     async fn outputs(&self, session_id: &str) -> Result<Vec<CollectedOutput>, Error>;
 
     /// Store `out` as a Files API file scoped to session `session_id` (in the session's
     /// workspace), in one transaction: the file that held its path before, if any, goes, and
     /// the new one takes its place under a new id. A path that already holds the same bytes
-    /// (by `sha256`) is left as it is, so collecting again after a crash adds nothing.
+    /// (by `sha256`) is left as it is, so collecting again after a crash adds nothing; so is
+    /// one whose file with those bytes was deleted.
     async fn put_output(&self, session_id: &str, out: NewOutput) -> Result<(), Error>;
 }
 

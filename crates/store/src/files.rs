@@ -64,7 +64,7 @@ impl Files for Store {
                 c.query_row(
                     // A file past its expiry is gone, whether or not its row is.
                     &format!(
-                        "{SELECT} WHERE id = ?1 AND workspace_id = ?2 AND (expires_at IS NULL OR expires_at > ?3)"
+                        "{SELECT} WHERE id = ?1 AND workspace_id = ?2 AND (expires_at IS NULL OR expires_at > ?3) AND deleted_at IS NULL"
                     ),
                     params![id, ws, time::fmt(&time::now())],
                     row,
@@ -102,7 +102,7 @@ impl Files for Store {
         self.db
             .read(move |c| {
                 let mut st = c.prepare_cached(&format!(
-                    "{SELECT} WHERE workspace_id = ?1 AND (expires_at IS NULL OR expires_at > ?2) AND (?3 IS NULL OR id < ?3) AND (?5 IS NULL OR scope_id = ?5) ORDER BY id DESC LIMIT ?4"
+                    "{SELECT} WHERE workspace_id = ?1 AND (expires_at IS NULL OR expires_at > ?2) AND (?3 IS NULL OR id < ?3) AND (?5 IS NULL OR scope_id = ?5) AND deleted_at IS NULL ORDER BY id DESC LIMIT ?4"
                 ))?;
                 let rows = st.query_map(
                     params![ws, time::fmt(&time::now()), page, (limit + 1) as i64, scope_id],
@@ -118,10 +118,17 @@ impl Files for Store {
         let (ws, id) = (ws.to_owned(), id.to_owned());
         self.db
             .write(move |c| {
-                let n = c.execute(
-                    "DELETE FROM files WHERE id = ?1 AND workspace_id = ?2",
+                let mut n = c.execute(
+                    "DELETE FROM files WHERE id = ?1 AND workspace_id = ?2 AND scope_id IS NULL",
                     params![id, ws],
                 )?;
+                if n == 0 {
+                    // A collected output leaves a tombstone (see `put_output`).
+                    n = c.execute(
+                        "UPDATE files SET deleted_at = ?3, content = x'' WHERE id = ?1 AND workspace_id = ?2 AND scope_id IS NOT NULL AND deleted_at IS NULL",
+                        params![id, ws, time::fmt(&time::now())],
+                    )?;
+                }
                 if n == 0 {
                     return Err(not_found(&id));
                 }
@@ -132,7 +139,8 @@ impl Files for Store {
 }
 
 impl Store {
-    /// See `agentd_session::Catalog::outputs`.
+    /// See `agentd_session::Catalog::outputs`; a deleted one still holds its path, so the
+    /// same bytes are not collected again.
     pub(crate) async fn outputs(&self, session_id: &str) -> Result<Vec<CollectedOutput>> {
         let sid = session_id.to_owned();
         self.db

@@ -206,7 +206,10 @@ async fn files_list_by_ids_gives_the_named_files_that_exist() {
     assert_eq!(got, [ids[2].as_str(), ids[0].as_str()]);
     assert_eq!(p["next_page"], Value::Null);
     // Uploads belong to no session: a scope leaves them out, by ids or not.
-    for q in [format!("ids={}&scope_id=sesn_1", ids[0]), "scope_id=sesn_1".into()] {
+    for q in [
+        format!("ids={}&scope_id=sesn_1", ids[0]),
+        "scope_id=sesn_1".into(),
+    ] {
         let p = api.get(&format!("/v1/files?{q}")).await.ok();
         assert_eq!(p["data"], serde_json::json!([]), "{q}");
     }

@@ -63,18 +63,9 @@ impl Harness {
         if !is_child {
             toolbox.add_thread_tools(&agent);
         }
-        // An agent with a sandbox is told where its deliverables go.
-        let system = match (
-            &agent.spec.system,
-            toolbox.uses_sandbox() && self.sandboxes.is_some(),
-        ) {
-            (s, false) => s.clone(),
-            (None, true) => Some(crate::outputs::PROMPT.to_owned()),
-            (Some(s), true) => Some(format!("{s}\n\n{}", crate::outputs::PROMPT)),
-        };
         let request = Request {
             model: upstream_id,
-            system,
+            system: self.system_prompt(&agent.spec.system, &toolbox),
             messages: f.messages.clone(),
             tools: tool_defs(&toolbox),
             max_tokens: self.cfg.max_tokens,
@@ -144,6 +135,18 @@ impl Harness {
             }
         }
         Ok(Flow::Continue)
+    }
+
+    /// The agent's system prompt; an agent whose tools run in a sandbox is also told where its
+    /// deliverables go.
+    fn system_prompt(&self, system: &Option<String>, toolbox: &Toolbox) -> Option<String> {
+        if !(toolbox.uses_sandbox() && self.sandboxes.is_some()) {
+            return system.clone();
+        }
+        Some(match system {
+            None => crate::outputs::PROMPT.to_owned(),
+            Some(s) => format!("{s}\n\n{}", crate::outputs::PROMPT),
+        })
     }
 
     /// Append a turn's outcome, and in the same transaction rest the log with `rest` if

@@ -108,20 +108,8 @@ impl Bwrap {
         &self.disks
     }
 
-    /// The outputs directory: made if new, the sandbox user's alone, like the workspace.
-    fn prepare_outputs(&self, dir: &Path) -> Result<(), Error> {
-        let err = |source| Error::Workspace {
-            path: dir.to_owned(),
-            source,
-        };
-        std::fs::create_dir_all(dir).map_err(err)?;
-        if let Some((uid, gid)) = self.host_user {
-            std::os::unix::fs::lchown(dir, Some(uid), Some(gid)).map_err(err)?;
-        }
-        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
-            .map_err(err)
-    }
-
+    /// A directory the sandbox writes (its workspace, its outputs): made if new, its quota
+    /// attached, the sandbox user's alone.
     async fn prepare_workspace(&self, dir: &Path, limits: &Limits) -> Result<(), Error> {
         let err = |source| Error::Workspace {
             path: dir.to_owned(),
@@ -165,7 +153,9 @@ impl Provider for Bwrap {
         self.prepare_workspace(&spec.workspace, &spec.limits)
             .await?;
         if let Some(dir) = &spec.outputs {
-            self.prepare_outputs(dir)?;
+            // Made like a workspace, with a filesystem of its own under the same quota, so
+            // the outputs are no way around it.
+            self.prepare_workspace(dir, &spec.limits).await?;
         }
         if let Some(dir) = &spec.egress {
             self.prepare_egress(dir)?;
