@@ -236,3 +236,38 @@ def test_tool_configs_round_trip_through_the_sdk_with_no_warning(client):
         assert again.tools[0].model_dump() == dumped[0]
         for c in again.tools[0].configs:
             validate_model(type(c), c.model_dump(mode="json"))
+
+
+def test_each_thread_is_priced_at_its_own_model_and_the_session_sums_them(server_factory, scripts_dir,
+                                                                          tmp_path):
+    prices = tmp_path / "prices.yaml"
+    prices.write_text("prices:\n  scripted/lead: {input: 2000, output: 6000}\n"
+                      "  scripted/helper: {input: 500, output: 500}\n")
+    srv = server_factory(env={"AGENTD_PRICES": str(prices)})
+    client = srv.client()
+    helper = client.beta.agents.create(name="helper", model=write_script(
+        scripts_dir, "helper", 'turns:\n  - text: "' + "Helped at length. " * 20 + '"\n'))
+    lead = client.beta.agents.create(
+        name="lead", model=write_script(scripts_dir, "lead", json.dumps({"turns": [
+            {"tool_use": {"name": "start_thread", "input": {"agent": "helper", "message": "help"}}},
+            {"text": "Waiting."},
+            {"echo": True}]})),
+        multiagent={"type": "coordinator", "agents": [helper.id]})
+    s = client.beta.sessions.create(agent=lead.id, environment_id=make_env(client).id)
+    send_text(client, s.id, "go")
+    wait_idle(client, s.id, timeout=30)
+
+    def pico(u, rate_in, rate_out):
+        return u.input_tokens * rate_in * 10**6 + u.output_tokens * rate_out * 10**6
+
+    def cents(p):
+        return str(p // 10**10 + (1 if p % 10**10 >= 5 * 10**9 else 0))
+
+    threads = client.beta.sessions.threads.list(s.id).data
+    primary = next(t for t in threads if t.parent_thread_id is None)
+    worker = next(t for t in threads if t.parent_thread_id is not None)
+    lead_pico, helper_pico = pico(primary.usage, 2000, 6000), pico(worker.usage, 500, 500)
+    assert helper_pico > 0 and lead_pico > 0
+    assert worker.usage.list_cost.amount == cents(helper_pico)
+    assert primary.usage.list_cost.amount == cents(lead_pico)
+    assert client.beta.sessions.retrieve(s.id).usage.list_cost.amount == cents(lead_pico + helper_pico)

@@ -685,6 +685,22 @@ pub async fn list_cost_is_kept_exactly_and_counted_in_the_session(s: &dyn Storag
     let primary = ids::primary_thread(&sid);
     let thread = s.get_thread(&seed.ws, &sid, &primary).await.unwrap();
     assert_eq!(thread.usage.unwrap().list_cost.unwrap().amount, "1");
+    // A worker thread's calls count in its session; the primary thread shows the rest.
+    let tid = start_thread(s, &seed, &sid).await;
+    s.append(&tid, events(vec![spend(PICO_USD_PER_CENT * 250)]))
+        .await
+        .unwrap();
+    let cents = |u: Option<agentd_wire::Usage>| u.unwrap().list_cost.unwrap().amount;
+    let session = s.get_session(&seed.ws, &sid).await.unwrap();
+    assert_eq!(cents(Some(session.usage)), "251");
+    assert_eq!(
+        cents(s.get_thread(&seed.ws, &sid, &tid).await.unwrap().usage),
+        "250"
+    );
+    assert_eq!(
+        cents(s.get_thread(&seed.ws, &sid, &primary).await.unwrap().usage),
+        "1"
+    );
 }
 
 pub async fn another_workspace_sees_nothing(s: &dyn Storage) {
