@@ -523,11 +523,15 @@ async fn the_workspace_quota_binds_bash_in_bytes_and_in_files() {
     }
     let dir = tempfile::tempdir().unwrap();
     let _unmount = Unmount(dir.path().join("ws"));
+    let _unmount_outputs = Unmount(dir.path().join("out"));
     let spec = Spec {
         limits: quota(),
         ..spec(&dir)
     };
     let sb = provider.provision(&spec).await.expect("provision");
+    // The outputs directory is no way around the quota: it has a filesystem of its own.
+    let o = bash(&sb, "{ head -c 50000000 /dev/zero > /mnt/session/outputs/bomb; } 2>&1; rm -f /mnt/session/outputs/bomb; echo done").await;
+    assert!(o.text.contains("No space left on device"), "{o:?}");
     // Work within the quota goes on as before.
     let o = bash(
         &sb,
@@ -588,6 +592,10 @@ async fn the_workspace_quota_binds_bash_in_bytes_and_in_files() {
     let ws = dir.path().join("ws");
     provider.remove_workspace(&ws).await.unwrap();
     assert!(!ws.exists() && !agentd_hands::disk::image_path(&ws).exists());
+    provider
+        .remove_workspace(&dir.path().join("out"))
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -633,6 +641,7 @@ async fn a_workspace_from_before_quotas_keeps_its_files_under_one() {
     std::fs::write(ws.join("src/main.py"), "print('kept')\n").unwrap();
     let spec = Spec {
         limits: quota(),
+        outputs: None,
         ..spec(&dir)
     };
     let sb = provider.provision(&spec).await.expect("provision");
