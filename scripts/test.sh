@@ -42,6 +42,20 @@ pg_bin() {
     return 1
 }
 
+# A CA (DIR/ca.pem) and a certificate it signed for 127.0.0.1 (DIR/server.pem, .key), so the
+# TLS tests verify a real chain.
+test_certificates() {
+    local d=$1
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=agentd-test-ca \
+        -keyout "$d/ca.key" -out "$d/ca.pem" 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 \
+        -keyout "$d/server.key" -out "$d/server.csr" 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$d/san.ext"
+    openssl x509 -req -in "$d/server.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial \
+        -days 2 -extfile "$d/san.ext" -out "$d/server.pem" 2>/dev/null
+    chmod 600 "$d/server.key"
+}
+
 # Start one throwaway PostgreSQL cluster for the whole run and export its URL; the EXIT trap
 # stops it and removes its directory, whether the run passes or fails.
 pg_dir=
@@ -60,9 +74,13 @@ start_postgres() {
     port=55432
     while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); done
     "${as[@]}" "$bin/initdb" -D "$pg_dir/data" -A trust -U postgres -E UTF8 --no-locale >/dev/null
+    test_certificates "$pg_dir"
+    [ "$(id -u)" = 0 ] && chown postgres "$pg_dir/server.key" "$pg_dir/server.pem"
     "${as[@]}" "$bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/log" -w -o \
-        "-k $pg_dir -p $port -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null
+        "-k $pg_dir -p $port -c listen_addresses=127.0.0.1 -c fsync=off -c ssl=on \
+         -c ssl_cert_file=$pg_dir/server.pem -c ssl_key_file=$pg_dir/server.key" start >/dev/null
     export AGENTD_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$port/postgres"
+    export AGENTD_TEST_POSTGRES_CA="$pg_dir/ca.pem"
     echo "PostgreSQL at $AGENTD_TEST_POSTGRES_URL"
 }
 stop_postgres() {
@@ -86,6 +104,7 @@ if ! $fast; then
     command -v bwrap >/dev/null || need+=(bubblewrap)
     command -v pgrep >/dev/null || need+=(procps)
     [ -n "${AGENTD_TEST_POSTGRES_URL:-}" ] || pg_bin >/dev/null || need+=(postgresql)
+    command -v openssl >/dev/null || need+=(openssl)
 fi
 command -v cc >/dev/null || need+=(build-essential)
 # llama.cpp (the local model) is C++ built by cmake, its bindings made by bindgen (libclang).

@@ -134,14 +134,11 @@ def test_delete_of_an_environment_in_use_is_refused(client):
     assert client.beta.environments.delete(e.id).id == e.id
 
 
-def test_self_hosted_is_refused(client):
-    with pytest.raises(anthropic.BadRequestError) as ei:
-        client.beta.environments.create(name="mine", config={"type": "self_hosted"})
-    assert ei.value.body["error"]["message"].startswith("config.type: self_hosted")
-    e = make_env(client)
-    with pytest.raises(anthropic.BadRequestError):
-        client.beta.environments.update(e.id, config={"type": "self_hosted"})
-    assert client.beta.environments.retrieve(e.id).config.type == "cloud"
+def test_self_hosted_environments_are_accepted(client):
+    e = client.beta.environments.create(name="mine", config={"type": "self_hosted"})
+    assert client.beta.environments.retrieve(e.id).config.type == "self_hosted"
+    c = make_env(client)
+    assert client.beta.environments.update(c.id, config={"type": "self_hosted"}).config.type == "self_hosted"
 
 
 def test_null_config_fields_and_an_update_that_keeps_what_it_omits(client):

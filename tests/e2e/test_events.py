@@ -438,3 +438,28 @@ def test_an_unknown_last_event_id_is_refused_not_silently_skipped(client, server
     r = raw_request(server, "GET", f"/v1/sessions/{s.id}/events/stream", headers={"Last-Event-ID": "sevt_not_here"})
     assert r.status_code == 400
     assert "Last-Event-ID" in r.json()["error"]["message"]
+
+
+def test_a_graceful_shutdown_ends_open_streams_instead_of_waiting_on_them(server):
+    """SIGTERM with event streams open: the streams end (their clients reconnect elsewhere
+    with Last-Event-ID) and the process exits cleanly, rather than waiting on streams that
+    never end by themselves until something kills it."""
+    client = server.client(timeout=30)
+    sids = [new_session(client).id for _ in range(3)]
+    ended = []
+
+    def follow(sid):
+        with client.beta.sessions.events.stream(sid) as s:
+            for _ in s:
+                pass
+        ended.append(sid)
+
+    readers = [threading.Thread(target=follow, args=(sid,), daemon=True) for sid in sids]
+    for r in readers:
+        r.start()
+    send_text(client, sids[0], "hello")
+    wait_idle(client, sids[0])
+    assert server.stop(timeout=8) == 0, "agentd did not exit on SIGTERM with streams open"
+    for r in readers:
+        r.join(5)
+    assert sorted(ended) == sorted(sids)

@@ -119,6 +119,7 @@ async fn open_postgres(a: &DatabaseArgs, url: &str) -> anyhow::Result<PgStore> {
     let shown = redact(url);
     let options = agentd_postgres::Options {
         pool_size: a.database_pool,
+        ..Default::default()
     };
     let deadline = Instant::now() + Duration::from_secs(a.database_wait_secs);
     loop {

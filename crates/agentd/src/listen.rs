@@ -22,6 +22,9 @@ pub struct ConnLimits {
     pub header_timeout: Duration,
     /// Connections served at once.
     pub max_connections: usize,
+    /// How long a request's body may take to arrive, from the end of its head; `None` for no
+    /// limit.
+    pub body_timeout: Option<Duration>,
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then waits for the connections
@@ -62,11 +65,17 @@ pub async fn serve(
         // Stream events go out as they happen; Nagle would hold small SSE frames back.
         let _ = tcp.set_nodelay(true);
         // The client's address keys the throttle on failed authentication.
+        let body_timeout = limits.body_timeout;
         let svc = router
             .clone()
-            .map_request(move |mut req: hyper::Request<Incoming>| {
-                req.extensions_mut().insert(ConnectInfo(addr));
-                req
+            .map_request(move |req: hyper::Request<Incoming>| {
+                let (mut parts, body) = req.into_parts();
+                parts.extensions.insert(ConnectInfo(addr));
+                let body = match body_timeout {
+                    Some(limit) => axum::body::Body::new(Deadline::new(body, limit)),
+                    None => axum::body::Body::new(body),
+                };
+                hyper::Request::from_parts(parts, body)
             });
         let mut stop = stop_rx.clone();
         let live = live_rx.clone();
@@ -93,6 +102,62 @@ pub async fn serve(
     let _ = stop_tx.send(());
     drop(live_rx);
     live_tx.closed().await;
+}
+
+/// A request body that must have arrived whole within a time from the end of its head. The
+/// header timeout bounds a client that trickles its head; without this, one that trickles a
+/// body (a byte every few seconds of a declared megabyte) would hold its connection, and the
+/// handler reading it, for as long as it liked. Past the deadline the read fails, the handler
+/// answers 400, and hyper closes the connection, whose body was never read to its end.
+struct Deadline<B> {
+    inner: B,
+    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+    limit: Duration,
+}
+
+impl<B> Deadline<B> {
+    fn new(inner: B, limit: Duration) -> Self {
+        Deadline {
+            inner,
+            sleep: Box::pin(tokio::time::sleep(limit)),
+            limit,
+        }
+    }
+}
+
+impl<B> hyper::body::Body for Deadline<B>
+where
+    B: hyper::body::Body<Data = axum::body::Bytes> + Unpin,
+    B::Error: Into<axum::BoxError>,
+{
+    type Data = axum::body::Bytes;
+    type Error = axum::BoxError;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        let this = self.get_mut();
+        if let std::task::Poll::Ready(frame) = std::pin::Pin::new(&mut this.inner).poll_frame(cx) {
+            return std::task::Poll::Ready(frame.map(|f| f.map_err(Into::into)));
+        }
+        match this.sleep.as_mut().poll(cx) {
+            std::task::Poll::Ready(()) => std::task::Poll::Ready(Some(Err(format!(
+                "the request body did not arrive within {} s (--body-timeout-secs)",
+                this.limit.as_secs()
+            )
+            .into()))),
+            std::task::Poll::Pending => std::task::Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// A connection reset before it was accepted costs nothing; anything else (above all

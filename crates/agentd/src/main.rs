@@ -7,6 +7,7 @@ mod apply;
 mod client;
 mod database;
 mod db;
+mod environments;
 mod keys;
 mod listen;
 mod models;
@@ -46,6 +47,9 @@ enum Command {
     /// Manage API keys of a data dir.
     #[command(subcommand)]
     Keys(keys::Command),
+    /// Environments: the keys of self_hosted environments' workers.
+    #[command(subcommand)]
+    Environments(environments::Command),
     /// Move an installation between databases (SQLite to PostgreSQL).
     #[command(subcommand)]
     Db(db::Command),
@@ -105,6 +109,7 @@ fn main() -> std::process::ExitCode {
             Command::Run(a) => run::run(a).await,
             Command::Sessions(c) => sessions::run(c).await,
             Command::Keys(c) => keys::run(c).await,
+            Command::Environments(c) => environments::run(c).await,
             Command::Db(c) => db::run(c).await,
             Command::Models(c) => models::run(c).await,
             Command::SandboxHelper { .. } => Ok(std::process::ExitCode::SUCCESS),

@@ -72,6 +72,10 @@ pub struct Args {
     /// Seconds a client has to send a whole request head before its connection is dropped.
     #[arg(long, env = "AGENTD_HEADER_TIMEOUT_SECS", default_value_t = 10)]
     header_timeout_secs: u64,
+    /// Seconds a client has to send a request's whole body after its head (0: no limit); a
+    /// body trickled slower is refused with a 400 and the connection closed.
+    #[arg(long, env = "AGENTD_BODY_TIMEOUT_SECS", default_value_t = 120)]
+    body_timeout_secs: u64,
     /// Connections served at once; past it new ones wait in the listen backlog. Never more
     /// than the open-file limit (raised to its hard limit at start) less 256.
     #[arg(long, env = "AGENTD_MAX_CONNECTIONS", default_value_t = 4096)]
@@ -79,6 +83,10 @@ pub struct Args {
     /// Event streams one API key may hold open at once; past it a new one gets a 429.
     #[arg(long, env = "AGENTD_MAX_STREAMS_PER_KEY", default_value_t = agentd_api::DEFAULT_STREAMS_PER_KEY)]
     max_streams_per_key: usize,
+    /// Seconds a self_hosted environment's worker keeps a work item without a heartbeat
+    /// before the item goes back to the queue (a worker may ask for another lease).
+    #[arg(long, env = "AGENTD_WORK_LEASE_TTL", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..=3600))]
+    work_lease_ttl: u32,
     /// Attempts per model request before the session rests with `retries_exhausted`.
     #[arg(long, env = "AGENTD_MODEL_ATTEMPTS", default_value_t = 5)]
     model_attempts: u32,
@@ -122,6 +130,14 @@ pub struct Args {
     /// default of one per 16 KiB of the quota.
     #[arg(long, env = "AGENTD_SANDBOX_DISK_INODES", default_value_t = 500_000)]
     sandbox_disk_inodes: u64,
+    /// Keep sessions' workspaces in this directory (`<dir>/<session id>`) instead of under the
+    /// data dir. Give every agentd process over one database the same shared directory (an NFS
+    /// mount, say) and a session keeps its files when it moves to another process; without
+    /// one, the model is told its workspace was lost and gets a fresh one. Here the disk quota
+    /// is checked by write and edit only: a loop-mounted image must not be mounted by two
+    /// hosts at once.
+    #[arg(long, env = "AGENTD_WORKSPACE_ROOT", value_name = "DIR")]
+    workspace_root: Option<PathBuf>,
     /// Memory all sandboxes together may use, MiB (as root, by cgroup); default: three
     /// quarters of this machine's.
     #[arg(long, env = "AGENTD_SANDBOXES_MEMORY_MB")]
@@ -182,7 +198,18 @@ fn sandboxes(a: &Args, data_dir: &Path) -> anyhow::Result<Option<Arc<Sandboxes>>
     }
     // Where the workspace's own filesystem holds the quota, every tool meets ENOSPC and the
     // brain's check (a walk of the workspace around each call) would only cost time.
+    let shared = a
+        .workspace_root
+        .as_deref()
+        .map(shared_workspaces)
+        .transpose()?;
     let tools_only = match provider.disks() {
+        Disks::Images { .. } if shared.is_some() && a.sandbox_disk_mb > 0 => {
+            tracing::warn!(
+                "with --workspace-root the workspace disk quota is enforced only by the write and edit tools: bash can write past it"
+            );
+            true
+        }
         Disks::Unavailable(why) if a.sandbox_disk_mb > 0 => {
             tracing::warn!(%why, "the workspace disk quota is enforced only by the write and edit tools: bash can write past it");
             true
@@ -192,12 +219,24 @@ fn sandboxes(a: &Args, data_dir: &Path) -> anyhow::Result<Option<Arc<Sandboxes>>
     let limits = Limits {
         memory_bytes: a.sandbox_memory_mb << 20,
         processes: a.sandbox_processes,
-        disk_bytes: a.sandbox_disk_mb << 20,
+        disk_bytes: if shared.is_some() {
+            0
+        } else {
+            a.sandbox_disk_mb << 20
+        },
         disk_inodes: a.sandbox_disk_inodes,
         ..Limits::default()
     };
-    tracing::info!(dir = %root.display(), "sandboxes keep their workspaces here");
-    let mut sandboxes = Sandboxes::new(Arc::new(provider), root, limits).with_caps(caps(a));
+    let mut sandboxes = Sandboxes::new(Arc::new(provider), root.clone(), limits).with_caps(caps(a));
+    match shared {
+        Some(dir) => {
+            tracing::info!(dir = %dir.display(), "sandboxes keep their workspaces in the shared workspace root");
+            sandboxes = sandboxes.with_workspaces(dir);
+        }
+        None => {
+            tracing::info!(dir = %root.join("workspaces").display(), "sandboxes keep their workspaces here")
+        }
+    }
     if tools_only {
         sandboxes = sandboxes.with_disk_quota(a.sandbox_disk_mb << 20);
     }
@@ -253,6 +292,22 @@ fn sandbox_root(data_dir: &Path) -> anyhow::Result<PathBuf> {
         }
     }
     Ok(root)
+}
+
+/// The `--workspace-root` directory, made if need be, that sandboxes' users can reach.
+fn shared_workspaces(dir: &Path) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create the workspace root {}", dir.display()))?;
+    let dir = dir.canonicalize()?;
+    if nix::unistd::geteuid().is_root() && !reachable_by_others(&dir) {
+        anyhow::bail!(
+            "sandboxes run as nobody, who cannot reach the workspace root {}: open its parent directories to traversal (chmod o+x) or choose another",
+            dir.display()
+        );
+    }
+    // Others may pass through to what they own, not list it.
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711))?;
+    Ok(dir)
 }
 
 /// agentd's own binary, where a sandbox's user can read it (copied next to the sandboxes if
@@ -316,7 +371,9 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
         burst: a.rate_limit * 2.0,
     };
     let state = AppState::new(store.clone(), runner.clone(), previews, models, rate)
-        .with_max_streams_per_key(a.max_streams_per_key.max(1));
+        .with_max_streams_per_key(a.max_streams_per_key.max(1))
+        .with_work_lease_ttl(a.work_lease_ttl);
+    tokio::spawn(agentd_api::run_work_leases(state.clone()));
 
     let listener = tokio::net::TcpListener::bind(a.listen)
         .await
@@ -335,9 +392,15 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
     );
     let limits = crate::listen::ConnLimits {
         header_timeout: Duration::from_secs(a.header_timeout_secs.max(1)),
+        body_timeout: (a.body_timeout_secs > 0).then(|| Duration::from_secs(a.body_timeout_secs)),
         max_connections,
     };
-    crate::listen::serve(listener, agentd_api::router(state), limits, shutdown()).await;
+    let streams = state.clone();
+    let stop = async move {
+        shutdown().await;
+        streams.close_streams();
+    };
+    crate::listen::serve(listener, agentd_api::router(state), limits, stop).await;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -121,3 +121,44 @@ fn past_the_connection_cap_a_new_client_waits_for_a_slot() {
     );
     drop(waiting);
 }
+
+#[test]
+fn a_client_that_trickles_its_request_body_is_answered_and_dropped() {
+    let s = serve(&["--body-timeout-secs", "1"]);
+    let mut c = TcpStream::connect(&s.addr).unwrap();
+    let head = format!(
+        "POST /v1/agents HTTP/1.1\r\nHost: agentd\r\nx-api-key: {KEY}\r\ncontent-type: application/json\r\nContent-Length: 1000\r\n\r\n"
+    );
+    c.write_all(head.as_bytes()).unwrap();
+    let mut reader = c.try_clone().unwrap();
+    let started = Instant::now();
+    // A byte every 100 ms: 1,000 of them would take 100 s.
+    let trickle = std::thread::spawn(move || {
+        for _ in 0..1000 {
+            if c.write_all(b" ").is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    reader
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut answer = Vec::new();
+    let r = reader.read_to_end(&mut answer);
+    let text = String::from_utf8_lossy(&answer);
+    assert!(
+        r.is_ok() || r.is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+        "the connection was not closed"
+    );
+    assert!(text.starts_with("HTTP/1.1 4"), "{text}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(trickle);
+    // A whole request is served as before.
+    let ok = request(TcpStream::connect(&s.addr).unwrap(), Duration::from_secs(5));
+    assert!(ok.as_deref().is_some_and(|l| l.contains(" 200 ")), "{ok:?}");
+}

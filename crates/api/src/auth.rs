@@ -106,6 +106,29 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         );
     };
     let hash: [u8; 32] = Sha256::digest(key.as_bytes()).into();
+    if agentd_catalog::work::is_environment_key(&key)
+        || agentd_catalog::work::token_work_id(&key).is_some()
+    {
+        return match worker_principal(&state, &key).await {
+            Ok(Some(p)) => match scoped(&p, req.uri().path()) {
+                Ok(caller) => {
+                    if let Some(c) = caller {
+                        req.extensions_mut().insert(c);
+                    }
+                    req.extensions_mut().insert(p);
+                    req.extensions_mut().insert(crate::KeyId(hash));
+                    next.run(req).await
+                }
+                Err(e) => e.into_response(),
+            },
+            Ok(None) => refuse(
+                &state,
+                ip,
+                "invalid credential: no such environment key (or it was revoked), and no such work item secret",
+            ),
+            Err(e) => ApiError::from(e).into_response(),
+        };
+    }
     let admitted = match state.keys.admit(&hash) {
         Some(a) => a,
         None => {
@@ -147,9 +170,102 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
             1,
         );
     }
+    req.extensions_mut().insert(Principal::ApiKey(ws.clone()));
     req.extensions_mut().insert(Caller(ws));
     req.extensions_mut().insert(crate::KeyId(hash));
     next.run(req).await
+}
+
+/// Who a request acts for: the operator (an API key), a worker of one environment (its
+/// environment key), or the worker holding one claim of a work item (the session token of
+/// the item's `secret`, good for that item's session only).
+#[derive(Debug, Clone)]
+pub enum Principal {
+    ApiKey(Workspace),
+    Environment {
+        workspace_id: String,
+        environment_id: String,
+    },
+    Work {
+        workspace_id: String,
+        environment_id: String,
+        work_id: String,
+        session_id: String,
+        claim: u32,
+    },
+}
+
+/// An environment key's or a work secret's principal, if the credential is known. Neither is
+/// cached: a key can be revoked and a claim can go stale at any time.
+async fn worker_principal(
+    state: &AppState,
+    key: &str,
+) -> Result<Option<Principal>, agentd_catalog::Error> {
+    if let Some(work_id) = agentd_catalog::work::token_work_id(key) {
+        let item = match state.store.get_work(work_id).await {
+            Ok(i) => i,
+            Err(agentd_catalog::Error::NotFound(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        return Ok(item.claim_of(key).map(|claim| Principal::Work {
+            workspace_id: item.workspace_id.clone(),
+            environment_id: item.environment_id.clone(),
+            work_id: item.id.clone(),
+            session_id: item.session_id.clone(),
+            claim,
+        }));
+    }
+    Ok(state
+        .store
+        .authenticate_environment_key(key)
+        .await?
+        .map(|o| Principal::Environment {
+            workspace_id: o.workspace_id,
+            environment_id: o.environment_id,
+        }))
+}
+
+/// What a worker's credential may reach: its environment's work endpoints, and (a work
+/// secret) its session's retrieve and events. A session path gets the `Caller` the session
+/// handlers read.
+fn scoped(p: &Principal, path: &str) -> Result<Option<Caller>, ApiError> {
+    let (ws, env, session) = match p {
+        Principal::ApiKey(_) => return Ok(None),
+        Principal::Environment {
+            workspace_id,
+            environment_id,
+        } => (workspace_id, environment_id, None),
+        Principal::Work {
+            workspace_id,
+            environment_id,
+            session_id,
+            ..
+        } => (workspace_id, environment_id, Some(session_id)),
+    };
+    if path.starts_with(&format!("/v1/environments/{env}/work")) {
+        return Ok(None);
+    }
+    if let Some(sid) = session {
+        let base = format!("/v1/sessions/{sid}");
+        if path == base || path.starts_with(&format!("{base}/events")) {
+            return Ok(Some(Caller(Workspace {
+                id: ws.clone(),
+                name: String::new(),
+            })));
+        }
+        return Err(ApiError::new(
+            ErrorKind::PermissionError,
+            format!(
+                "a work item's secret only serves the work endpoints of environment {env} and session {sid}; use an API key for {path}"
+            ),
+        ));
+    }
+    Err(ApiError::new(
+        ErrorKind::PermissionError,
+        format!(
+            "an environment key only serves the work endpoints of environment {env}; use an API key for {path}"
+        ),
+    ))
 }
 
 fn presented_key(headers: &axum::http::HeaderMap) -> Option<String> {

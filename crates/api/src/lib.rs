@@ -19,11 +19,15 @@ mod streams;
 #[cfg(test)]
 mod tests;
 mod user_events;
+mod work_leases;
+mod worker_results;
 
 pub use auth::RateLimit;
 pub use error::ApiError;
+pub use routes::work::WorkSettings;
 pub use state::AppState;
 pub use streams::{DEFAULT_STREAMS_PER_KEY, KeyId};
+pub use work_leases::run as run_work_leases;
 
 use axum::Router;
 
@@ -38,6 +42,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::events::routes())
         .merge(routes::threads::routes())
         .merge(routes::files::routes())
+        .merge(routes::work::routes())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,

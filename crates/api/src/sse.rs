@@ -37,6 +37,7 @@ pub async fn stream_log(
 ) -> ApiResult<axum::response::Response> {
     // Held by the body, so it is let go when hyper drops a response whose client left.
     let slot = st.streams.open(key)?;
+    let mut closing = st.streams.closing();
     let mut kinds = HashSet::new();
     for k in q.all("event_deltas") {
         if !matches!(k.as_str(), "agent.message" | "agent.thinking") {
@@ -123,6 +124,8 @@ pub async fn stream_log(
                 },
                 r = tail.changed() => if r.is_err() { return },
                 () = tx.closed() => return,
+                // The only change is to true: the server is shutting down.
+                _ = closing.changed() => return,
             }
         }
     });

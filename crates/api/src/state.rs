@@ -17,6 +17,7 @@ pub struct AppState {
     pub models: Arc<Registry>,
     pub(crate) keys: KeyCache,
     pub(crate) streams: StreamCaps,
+    pub(crate) work: crate::routes::work::WorkSettings,
 }
 
 impl AppState {
@@ -34,7 +35,21 @@ impl AppState {
             models,
             keys: KeyCache::new(rate),
             streams: StreamCaps::new(DEFAULT_STREAMS_PER_KEY),
+            work: crate::routes::work::WorkSettings::new(agentd_catalog::work::DEFAULT_TTL_SECONDS),
         }
+    }
+
+    /// The lease a work item of a self_hosted environment gets until its worker asks for one.
+    #[must_use]
+    pub fn with_work_lease_ttl(mut self, seconds: u32) -> Self {
+        self.work = crate::routes::work::WorkSettings::new(seconds);
+        self
+    }
+
+    /// End every event stream (and any opened later): the server is shutting down, and a
+    /// stream never ends by itself, so its connection would hold the shutdown up forever.
+    pub fn close_streams(&self) {
+        self.streams.close_all();
     }
 
     /// Event streams one API key may hold open at once; past it a new one gets a 429.

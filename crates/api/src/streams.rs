@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use agentd_wire::ErrorKind;
+use tokio::sync::watch;
 
 use crate::error::{ApiError, ApiResult};
 
@@ -20,6 +21,9 @@ pub struct KeyId(pub(crate) [u8; 32]);
 pub(crate) struct StreamCaps {
     max: usize,
     open: Arc<Mutex<HashMap<KeyId, usize>>>,
+    /// Set when the server shuts down: every stream ends, so that its connection can close
+    /// and the client reconnects (with Last-Event-ID) to a process that stays.
+    closing: Arc<watch::Sender<bool>>,
 }
 
 /// One open stream, counted against its key until dropped.
@@ -33,11 +37,32 @@ impl StreamCaps {
         StreamCaps {
             max,
             open: Arc::default(),
+            closing: Arc::new(watch::channel(false).0),
         }
+    }
+
+    /// Resolves to true once the server shuts down.
+    pub fn closing(&self) -> watch::Receiver<bool> {
+        let mut rx = self.closing.subscribe();
+        // Closed already (between a stream's opening and this call): say so at once.
+        if *rx.borrow() {
+            rx.mark_changed();
+        }
+        rx
+    }
+
+    /// End every open stream, and every stream opened from now on.
+    pub fn close_all(&self) {
+        self.closing.send_replace(true);
     }
 
     /// A slot for one more stream of `key`, or a 429 naming the limit.
     pub fn open(&self, key: KeyId) -> ApiResult<StreamSlot> {
+        if *self.closing.borrow() {
+            return Err(ApiError::unavailable(
+                "this server is shutting down; connect to another",
+            ));
+        }
         let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
         let n = open.entry(key).or_default();
         if *n >= self.max {

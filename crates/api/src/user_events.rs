@@ -39,6 +39,7 @@ fn user_event(v: Value, at: &str) -> ApiResult<UserEvent> {
         "user.interrupt" => UserEvent::Interrupt(parse_at(rest, at)?),
         "user.custom_tool_result" => UserEvent::CustomToolResult(parse_at(rest, at)?),
         "user.tool_confirmation" => UserEvent::ToolConfirmation(parse_at(rest, at)?),
+        "user.tool_result" => UserEvent::ToolResult(parse_at(rest, at)?),
         "user.define_outcome" => UserEvent::DefineOutcome(parse_at(rest, at)?),
         other => {
             return Err(ApiError::invalid(format!(
@@ -65,7 +66,9 @@ pub async fn validate_events(
                     "{field}[{i}].content: a user.message needs at least one content block"
                 )));
             }
-            UserEvent::CustomToolResult(_) | UserEvent::ToolConfirmation(_) => {
+            UserEvent::CustomToolResult(_)
+            | UserEvent::ToolConfirmation(_)
+            | UserEvent::ToolResult(_) => {
                 let Some(inbox::Answer {
                     call_id: id,
                     field: name,

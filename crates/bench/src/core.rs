@@ -47,7 +47,7 @@ async fn world(fake: &FakeAnthropic, a: &Args) -> anyhow::Result<World> {
 }
 
 /// A new, empty database on the server `admin` names; its URL.
-async fn fresh_database(admin: &str) -> anyhow::Result<String> {
+pub(crate) async fn fresh_database(admin: &str) -> anyhow::Result<String> {
     let (client, connection) = tokio_postgres::connect(admin, tokio_postgres::NoTls)
         .await
         .with_context(|| format!("connect to {admin}"))?;
@@ -70,7 +70,7 @@ fn backend(a: &Args) -> &'static str {
     }
 }
 
-fn pct(sorted: &[Duration], p: f64) -> Duration {
+pub(crate) fn pct(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
     }
@@ -78,7 +78,7 @@ fn pct(sorted: &[Duration], p: f64) -> Duration {
     sorted[i]
 }
 
-fn ms(d: Duration) -> String {
+pub(crate) fn ms(d: Duration) -> String {
     format!("{:.3} ms", d.as_secs_f64() * 1000.0)
 }
 

@@ -7,10 +7,13 @@
 //!   a command in the sandbox vs unsandboxed.
 //! - `agentd-bench outcomes`: success rate on structured-file tasks with and without an
 //!   outcome (scripted by default; any configured model with `--model`).
+//! - `agentd-bench cluster --postgres URL`: real `agentd serve` processes over HTTP, one on
+//!   SQLite against 1, 2 and 4 on one PostgreSQL database; failover time after kill -9.
 //! - `agentd-bench local`: the in-process model's load time and tokens per second.
 //!
-//! Run with `cargo run --release -p agentd-bench -- <core|hands|outcomes|local>`.
+//! Run with `cargo run --release -p agentd-bench -- <core|hands|outcomes|local|cluster>`.
 
+mod cluster;
 mod core;
 mod hands;
 mod local;
@@ -27,6 +30,9 @@ enum Cli {
     Hands(hands::Args),
     /// Outcomes: structured-file tasks with and without an outcome.
     Outcomes(outcomes::Args),
+    /// Many processes: turns/s and turn latency over HTTP, SQLite vs PostgreSQL with 1, 2, 4
+    /// processes; failover time.
+    Cluster(cluster::Args),
     /// The local model: load time, tokens per second.
     Local(local::Args),
     /// The sandbox helper (this binary plays it for the hands bench).
@@ -62,6 +68,7 @@ fn main() -> anyhow::Result<()> {
             Cli::Hands(a) => hands::run(a).await,
             Cli::Outcomes(a) => outcomes::run(a).await,
             Cli::Local(a) => local::run(a).await,
+            Cli::Cluster(a) => cluster::run(a).await,
             Cli::SandboxHelper { .. } => Ok(()),
         }
     })

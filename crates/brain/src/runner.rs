@@ -317,17 +317,36 @@ impl Inner {
 
 /// Act on other processes' nudges for the logs this one owns.
 async fn listen(inner: std::sync::Weak<Inner>) {
-    let Some(mut nudges) = inner.upgrade().map(|i| i.leases.nudges()) else {
+    let Some((mut nudges, mut missed)) = inner
+        .upgrade()
+        .map(|i| (i.leases.nudges(), i.leases.nudges_missed()))
+    else {
         return;
     };
     loop {
-        let (log, nudge) = match nudges.recv().await {
-            Ok(n) => n,
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        let heard = tokio::select! {
+            n = nudges.recv() => match n {
+                Ok(n) => Some(n),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => None,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            },
+            Ok(()) = missed.changed() => None,
         };
         let Some(inner) = inner.upgrade() else { return };
         let runner = Runner { inner };
+        let Some((log, nudge)) = heard else {
+            // Some nudges never arrived: wake every log held here, which finds any work they
+            // announced in the log itself.
+            let held: Vec<String> = lock(&runner.inner.held).iter().cloned().collect();
+            tracing::info!(
+                logs = held.len(),
+                "nudges may have been missed; waking the logs held here"
+            );
+            for log in held {
+                runner.start(&log, None);
+            }
+            continue;
+        };
         // Never relayed again: a process that does not own the log drops the nudge.
         if nudge == Nudge::Interrupt && runner.cancel(&log) {
             continue;

@@ -34,9 +34,14 @@ struct Live {
 
 pub struct Sandboxes {
     provider: Arc<dyn Provider>,
-    /// Workspaces live at `<root>/workspaces/<session id>`, outputs at
-    /// `<root>/outputs/<session id>`, egress sockets under `<root>/egress/`.
+    /// Egress sockets live under `<root>/egress/`.
     root: PathBuf,
+    /// Workspaces live at `<workspaces>/<session id>`: `<root>/workspaces` unless the operator
+    /// shares one directory between hosts (`with_workspaces`).
+    workspaces: PathBuf,
+    /// Outputs live at `<outputs>/<session id>`: `<root>/outputs`, or `.outputs` in a shared
+    /// workspace root, so that they follow a session that moves as its workspace does.
+    outputs: PathBuf,
     limits: Limits,
     /// Most bytes a workspace may hold; checked around tool calls.
     disk_quota: Option<u64>,
@@ -48,12 +53,22 @@ impl Sandboxes {
     pub fn new(provider: Arc<dyn Provider>, root: PathBuf, limits: Limits) -> Self {
         Sandboxes {
             provider,
+            workspaces: root.join("workspaces"),
+            outputs: root.join("outputs"),
             root,
             limits,
             disk_quota: None,
             admission: Admission::new(Caps::NONE),
             live: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Keep workspaces in `dir` instead of under the root: a directory every agentd process
+    /// sees (an NFS mount, say), so a session that moves between hosts keeps its files.
+    pub fn with_workspaces(mut self, dir: PathBuf) -> Self {
+        self.outputs = dir.join(".outputs");
+        self.workspaces = dir;
+        self
     }
 
     /// Cap how many sandboxes live at once; past a cap a tool call gets an error saying so.
@@ -96,12 +111,28 @@ impl Sandboxes {
     }
 
     pub fn workspace(&self, session_id: &str) -> PathBuf {
-        self.root.join("workspaces").join(session_id)
+        self.workspaces.join(session_id)
+    }
+
+    /// Whether session `session_id`'s workspace is missing from this host while log `log_id`
+    /// has no sandbox here: made on another host, which this one does not share a workspace
+    /// root with (or deleted by hand).
+    pub fn workspace_missing(&self, log_id: &str, session_id: &str) -> bool {
+        let dir = self.workspace(session_id);
+        !self.live().contains_key(log_id)
+            && !dir.exists()
+            && !agentd_hands::disk::image_path(&dir).exists()
+    }
+
+    /// Make session `session_id`'s workspace afresh, empty, after it was found missing.
+    pub fn recreate_workspace(&self, session_id: &str) -> std::io::Result<()> {
+        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+            .create(self.workspace(session_id))
     }
 
     /// The host directory the session's sandboxes see as `/mnt/session/outputs`.
     pub fn outputs(&self, session_id: &str) -> PathBuf {
-        self.root.join("outputs").join(session_id)
+        self.outputs.join(session_id)
     }
 
     /// The sandbox of log `log_id` over session `session_id`'s workspace, provisioned now —

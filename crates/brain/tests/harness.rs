@@ -186,6 +186,57 @@ async fn a_request_left_open_by_a_crash_is_made_again_under_the_same_span() {
 }
 
 #[tokio::test]
+async fn a_request_made_again_after_a_message_arrived_answers_that_message_before_resting() {
+    let fake = FakeAnthropic::start(vec![
+        FakeReply::text("to the first"),
+        FakeReply::text("to the second"),
+    ])
+    .await;
+    let w = world(&fake).await;
+    let sid = w.session().await;
+    // A process died mid-request, after which a second message arrived.
+    let say = |t: &str| {
+        NewEvent::new(EventBody::UserMessage {
+            content: vec![ContentBlock::text(t)],
+        })
+    };
+    w.store
+        .append(
+            &sid,
+            events(vec![
+                say("first"),
+                NewEvent::new(EventBody::SessionStatusRunning {}),
+                NewEvent::new(EventBody::SpanModelRequestStart {}),
+                say("second"),
+            ]),
+        )
+        .await
+        .unwrap();
+    w.runner.notify(&sid);
+    let log = w.settle(&sid, Duration::from_secs(5)).await;
+    let t = types(&log);
+    // One rest, at the end: never idle while "second" waits for its answer.
+    assert_eq!(
+        t.iter().filter(|t| **t == "session.status_idle").count(),
+        1,
+        "{t:?}"
+    );
+    assert_eq!(t.last(), Some(&"session.status_idle"));
+    let replies: Vec<_> = log
+        .iter()
+        .filter_map(|e| match &e.event.body {
+            EventBody::AgentMessage { content } => match &content[0] {
+                ContentBlock::Text { text } => Some(text.clone()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    assert_eq!(replies, ["to the first", "to the second"]);
+    assert_eq!(fake.request_count(), 2);
+}
+
+#[tokio::test]
 async fn overload_is_retried_then_exhausted() {
     let fake = FakeAnthropic::start(vec![
         FakeReply::error(529, "overloaded_error", "busy"),

@@ -28,8 +28,10 @@ struct FakeSandbox(Arc<Recorder>);
 
 #[async_trait]
 impl Provider for FakeProvider {
-    async fn provision(&self, _: &Spec) -> Result<Arc<dyn Sandbox>, agentd_hands::Error> {
+    async fn provision(&self, spec: &Spec) -> Result<Arc<dyn Sandbox>, agentd_hands::Error> {
         self.0.provisions.fetch_add(1, Ordering::SeqCst);
+        // As every provider does: the workspace exists once a sandbox mounts it.
+        std::fs::create_dir_all(&spec.workspace).unwrap();
         Ok(Arc::new(FakeSandbox(self.0.clone())))
     }
 }
@@ -455,6 +457,48 @@ async fn an_idle_sandbox_is_released_and_a_fresh_one_made_on_the_next_call() {
     w.settle(&sid, Duration::from_secs(5)).await;
     assert_eq!(rec.provisions.load(Ordering::SeqCst), 2);
     assert_eq!(rec.calls.lock().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn a_workspace_gone_from_this_host_is_reported_once_and_made_afresh() {
+    let fake = FakeAnthropic::start(vec![
+        FakeReply::tool_use("bash", json!({"command": "one"})),
+        FakeReply::text("a"),
+        FakeReply::tool_use("bash", json!({"command": "two"})),
+        FakeReply::tool_use("bash", json!({"command": "three"})),
+        FakeReply::text("b"),
+    ])
+    .await;
+    let (w, rec) = world(&fake, json!({"type": "agent_toolset_20260401"})).await;
+    let sid = w.session().await;
+    w.say(&sid, "first").await;
+    w.settle(&sid, Duration::from_secs(5)).await;
+    // As if the session had moved to a host that never had its workspace.
+    let sandboxes = w.sandboxes().unwrap();
+    sandboxes.release_idle(Duration::ZERO).await;
+    std::fs::remove_dir_all(sandboxes.workspace(&sid)).unwrap();
+    w.say(&sid, "second").await;
+    let log = w.settle(&sid, Duration::from_secs(5)).await;
+    let r = results(&log);
+    assert_eq!(r.len(), 3, "{r:?}");
+    assert!(
+        r[1].1 && r[1].0.contains("workspace of this session was lost"),
+        "{r:?}"
+    );
+    assert!(!r[2].1, "{r:?}");
+    let calls: Vec<_> = rec
+        .calls
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|c| c.1["command"].clone())
+        .collect();
+    assert_eq!(
+        calls,
+        vec![json!("one"), json!("three")],
+        "the reported call did not run"
+    );
+    assert!(sandboxes.workspace(&sid).is_dir());
 }
 
 #[tokio::test]

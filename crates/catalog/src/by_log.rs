@@ -89,3 +89,31 @@ pub async fn thread_info(
         archived: t.archived,
     }))
 }
+
+/// `Catalog::queue_work`: the session's live work item, queued if it has none.
+pub async fn queue_work(
+    rows: &(impl AnyWorkspace + crate::WorkQueue),
+    log_id: &str,
+) -> Result<bool, Error> {
+    let session_id = if is_thread(log_id) {
+        thread(rows, log_id).await?.session_id
+    } else {
+        log_id.to_owned()
+    };
+    let s = rows
+        .session_row(&session_id)
+        .await
+        .map_err(|e| gone(e, log_id))?;
+    let item = crate::work::WorkItem::new(
+        "",
+        &s.environment_id,
+        &session_id,
+        crate::work::DEFAULT_TTL_SECONDS,
+        chrono::Utc::now(),
+    );
+    let (_, queued) = rows
+        .queue_work(item)
+        .await
+        .map_err(|e| Error::Storage(e.to_string()))?;
+    Ok(queued)
+}

@@ -837,6 +837,143 @@ pub async fn nudges_reach_every_listener(s: &dyn Storage) {
     );
 }
 
+/// The harness queues work for a session at most once while an item lives; of two pollers
+/// racing for it, one gets it; a lapsed lease puts it back; a stopped item makes way for a new one.
+pub async fn a_session_has_one_live_work_item_and_one_poller_wins_it(s: &dyn Storage) {
+    use crate::work::WorkItem;
+    let seed = seed(s, "w").await;
+    let sid = seed.session(s).await;
+    let queued = futures::future::join_all((0..4).map(|_| s.queue_session_work(&sid))).await;
+    let made = queued.iter().filter(|r| matches!(r, Ok(true))).count();
+    assert_eq!(made, 1, "concurrent queueing makes one item: {queued:?}");
+    let live = s
+        .live_work(Some(&seed.environment_id))
+        .await
+        .expect("live work");
+    assert_eq!(live.len(), 1);
+    let (item, ws) = (live[0].clone(), live[0].workspace_id.clone());
+    assert_eq!(ws, seed.ws, "the item is in its session's workspace");
+    assert_eq!(item.session_id, sid);
+    let now = chrono::Utc::now();
+    let reclaim = chrono::Duration::seconds(5);
+    let race = futures::future::join_all((0..4).map(|n| {
+        let id = item.id.clone();
+        async move {
+            s.update_work(
+                &id,
+                Box::new(move |i| i.hand_out(now, reclaim, None, format!("h{n}"))),
+            )
+            .await
+            .expect("update")
+            .1
+        }
+    }))
+    .await;
+    assert_eq!(
+        race.iter().filter(|t| **t).count(),
+        1,
+        "one poller wins: {race:?}"
+    );
+    s.update_work(&item.id, Box::new(move |i| i.acknowledge(now).is_ok()))
+        .await
+        .expect("ack");
+    let later = now + chrono::Duration::seconds(i64::from(item.ttl_seconds) + 1);
+    let (back, changed) = s
+        .update_work(&item.id, Box::new(move |i| i.requeue_lapsed(later)))
+        .await
+        .expect("requeue");
+    assert!(changed && back.state == agentd_wire::work::WorkState::Queued);
+    assert_eq!(s.get_work(&item.id).await.expect("get").claim, 2);
+    s.update_work(
+        &item.id,
+        Box::new(move |i| i.request_stop(later, true).is_ok()),
+    )
+    .await
+    .expect("stop");
+    let (again, made) = s
+        .queue_work(WorkItem::new("", &seed.environment_id, &sid, 60, later))
+        .await
+        .expect("queue after a stop");
+    assert!(made && again.id != item.id);
+    let listed = s
+        .list_work(&seed.environment_id, 1, None)
+        .await
+        .expect("list");
+    assert_eq!(listed.items[0].id, again.id, "newest first");
+    let next = s
+        .list_work(&seed.environment_id, 1, listed.next.clone())
+        .await
+        .expect("page 2");
+    assert_eq!(next.items[0].id, item.id);
+    assert_eq!(s.session_work(&sid).await.expect("session work").len(), 2);
+    s.delete_session(&seed.ws, &sid).await.expect("delete");
+    assert!(matches!(
+        s.get_work(&item.id).await,
+        Err(Error::NotFound(_))
+    ));
+}
+
+/// Environment keys authenticate for their environment until revoked, and are stored hashed.
+pub async fn environment_keys_are_hashed_listed_and_revoked(s: &dyn Storage) {
+    let seed = seed(s, "k").await;
+    let env = &seed.environment_id;
+    let (info, key) = s
+        .create_environment_key(env, Some("laptop"))
+        .await
+        .expect("create");
+    assert!(crate::work::is_environment_key(&key));
+    let owner = s.authenticate_environment_key(&key).await.expect("auth");
+    assert_eq!(
+        owner.map(|o| (o.workspace_id, o.environment_id)),
+        Some((seed.ws.clone(), env.clone()))
+    );
+    assert_eq!(
+        s.authenticate(&key).await.expect("api auth"),
+        None,
+        "not an API key"
+    );
+    assert!(matches!(
+        s.create_environment_key("env_missing", None).await,
+        Err(Error::NotFound(_))
+    ));
+    let listed = s.list_environment_keys(env).await.expect("list");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].name.as_deref(), Some("laptop"));
+    let revoked = s
+        .revoke_environment_key(env, &info.id)
+        .await
+        .expect("revoke");
+    assert!(revoked.revoked_at.is_some());
+    assert_eq!(
+        s.authenticate_environment_key(&key).await.expect("auth"),
+        None
+    );
+    s.revoke_environment_key(env, &info.id)
+        .await
+        .expect("revoke twice");
+}
+
+/// A second `user.tool_result` for one call is refused by the store itself.
+pub async fn a_worker_answers_a_call_once(s: &dyn Storage) {
+    let seed = seed(s, "a").await;
+    let sid = seed.session(s).await;
+    let answer = || {
+        NewEvent::new(EventBody::UserToolResult {
+            tool_use_id: "sevt_call".into(),
+            content: Some(vec![ContentBlock::text("ok")]),
+            is_error: None,
+            session_thread_id: None,
+        })
+    };
+    s.append(&sid, events(vec![answer()]))
+        .await
+        .expect("first answer");
+    assert!(matches!(
+        s.append(&sid, events(vec![answer()])).await,
+        Err(agentd_session::Error::Refused(_))
+    ));
+}
+
 /// One `#[tokio::test]` per check, on a backend `$fresh().await` makes: `None` skips the test,
 /// `Some((storage, keep))` runs it, holding `keep` (a temporary directory, say) until it ends.
 #[macro_export]
@@ -861,7 +998,10 @@ macro_rules! catalog_conformance_tests {
             list_cost_is_kept_exactly_and_counted_in_the_session,
             a_lease_has_one_holder_until_released_or_expired,
             running_logs_no_live_lease_holds_are_orphaned,
-            nudges_reach_every_listener
+            nudges_reach_every_listener,
+            a_session_has_one_live_work_item_and_one_poller_wins_it,
+            environment_keys_are_hashed_listed_and_revoked,
+            a_worker_answers_a_call_once
         );
     };
     (@each $fresh:path; $($check:ident),*) => {

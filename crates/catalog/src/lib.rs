@@ -14,8 +14,9 @@ pub mod keys;
 pub mod rules;
 mod traits;
 mod types;
+pub mod work;
 
-pub use traits::{Agents, Environments, Files, Keys, Sessions, Storage, Threads};
+pub use traits::{Agents, Environments, Files, Keys, Sessions, Storage, Threads, WorkQueue};
 pub use types::{
     AgentEdit, AgentFilter, DEFAULT_WORKSPACE, EnvironmentEdit, EnvironmentMake, EventFilter,
     KeyInfo, NewFile, NewSession, Order, Page, SessionFilter, ThreadRow, Workspace,
@@ -43,6 +44,15 @@ pub enum Error {
 #[cfg(feature = "rusqlite")]
 impl From<rusqlite::Error> for Error {
     fn from(e: rusqlite::Error) -> Self {
+        Error::from_sqlite(&e)
+    }
+}
+
+impl Error {
+    /// The error a SQLite failure is to its callers; by reference, for a failed group commit
+    /// that every job in it must hear about.
+    #[cfg(feature = "rusqlite")]
+    pub fn from_sqlite(e: &rusqlite::Error) -> Self {
         // A full disk refuses writes until an operator frees space: a pause, not a bug.
         match e.sqlite_error_code() {
             Some(rusqlite::ErrorCode::DiskFull) => Error::Unavailable(e.to_string()),

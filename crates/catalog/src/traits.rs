@@ -14,6 +14,7 @@ use agentd_wire::file::FileMetadata;
 use agentd_wire::thread::SessionThread;
 use agentd_wire::{Session, SessionStatus};
 
+use crate::work::{EnvironmentKeyInfo, EnvironmentKeyOwner, WorkChange, WorkItem};
 use crate::{
     AgentEdit, AgentFilter, EnvironmentEdit, EnvironmentMake, EventFilter, KeyInfo, NewFile,
     NewSession, Page, Result, SessionFilter, ThreadRow, Workspace,
@@ -162,6 +163,42 @@ pub trait Files: Send + Sync {
     async fn delete_file(&self, ws: &str, id: &str) -> Result<()>;
 }
 
+/// The work queue of `self_hosted` environments and their keys (`crate::work`).
+#[async_trait]
+pub trait WorkQueue: Send + Sync {
+    /// Queue `item` unless its session already has a live (not stopped) item; returns the
+    /// session's live item and whether it is the new one. Two callers at once make one item.
+    /// The item's workspace is its session's, whatever `item` says.
+    async fn queue_work(&self, item: WorkItem) -> Result<(WorkItem, bool)>;
+    async fn get_work(&self, id: &str) -> Result<WorkItem>;
+    /// Apply `f` to item `id` under its row lock, storing the result when `f` returns true.
+    /// Returns the item as it stands afterwards and whether it was changed.
+    async fn update_work(&self, id: &str, f: WorkChange) -> Result<(WorkItem, bool)>;
+    /// An environment's items, newest first; the cursor is the last id of the page.
+    async fn list_work(
+        &self,
+        env: &str,
+        limit: usize,
+        page: Option<String>,
+    ) -> Result<Page<WorkItem>>;
+    /// Live items, oldest first: of environment `env`, or of every environment.
+    async fn live_work(&self, env: Option<&str>) -> Result<Vec<WorkItem>>;
+    /// Session `sid`'s items, oldest first.
+    async fn session_work(&self, sid: &str) -> Result<Vec<WorkItem>>;
+    /// Mint a key for environment `env`; returns it in plaintext once.
+    async fn create_environment_key(
+        &self,
+        env: &str,
+        name: Option<&str>,
+    ) -> Result<(EnvironmentKeyInfo, String)>;
+    /// Keys of environment `env`, revoked ones too, oldest first.
+    async fn list_environment_keys(&self, env: &str) -> Result<Vec<EnvironmentKeyInfo>>;
+    /// Revoke key `id` of environment `env`; revoking twice is not an error.
+    async fn revoke_environment_key(&self, env: &str, id: &str) -> Result<EnvironmentKeyInfo>;
+    /// What an unrevoked environment key is for, if `key` is one.
+    async fn authenticate_environment_key(&self, key: &str) -> Result<Option<EnvironmentKeyOwner>>;
+}
+
 /// A whole backend: the session log, the harness's read view, the leases and the catalog. The API and
 /// the binary hold an `Arc<dyn Storage>`; anything implementing the parts is one.
 pub trait Storage:
@@ -174,6 +211,7 @@ pub trait Storage:
     + Sessions
     + Threads
     + Files
+    + WorkQueue
     + Send
     + Sync
 {
@@ -189,6 +227,7 @@ impl<T> Storage for T where
         + Sessions
         + Threads
         + Files
+        + WorkQueue
         + Send
         + Sync
 {

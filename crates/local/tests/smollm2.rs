@@ -198,8 +198,10 @@ async fn dropping_the_call_stops_the_generation() {
     let cut =
         tokio::time::timeout(Duration::from_millis(300), l.complete(&long, &mut |_| {})).await;
     assert!(cut.is_err(), "a 4,000-token story took under 300 ms");
-    // The generation itself stops within a token or two, not at the end of the story.
-    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    // The generation itself stops at its next token, not at the end of the story (minutes
+    // away); the bound is loose because a token, or the prompt's batch, can take seconds on a
+    // loaded 2-core machine.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while l.running() > 0 {
         assert!(
             std::time::Instant::now() < deadline,

@@ -51,4 +51,8 @@ impl Catalog for PgStore {
             .await
             .map_err(by_log::error)
     }
+
+    async fn queue_session_work(&self, log_id: &str) -> Result<bool, Error> {
+        by_log::queue_work(self, log_id).await
+    }
 }

@@ -80,4 +80,8 @@ impl Leases for PgStore {
     fn nudges(&self) -> broadcast::Receiver<(String, Nudge)> {
         self.tails.nudges()
     }
+
+    fn nudges_missed(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.tails.nudges_missed()
+    }
 }

@@ -23,12 +23,13 @@ pub mod migrate;
 mod notify;
 mod sessions;
 mod threads;
+pub mod tls;
+mod work;
 
 #[cfg(test)]
 mod tests;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use tokio_postgres::NoTls;
 
 use agentd_session::{Error, Result};
 
@@ -44,11 +45,16 @@ pub struct PgStore {
 pub struct Options {
     /// Most connections the pool opens (the `LISTEN` connection is one more).
     pub pool_size: usize,
+    /// Whom to trust when the config's `sslmode` asks for TLS.
+    pub tls: tls::Tls,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { pool_size: 16 }
+        Options {
+            pool_size: 16,
+            tls: tls::Tls::default(),
+        }
     }
 }
 
@@ -61,17 +67,20 @@ pub enum OpenError {
     /// No server answered: it may be starting, or the host or port is wrong. Worth retrying.
     #[error("cannot reach the server: {0}")]
     Unreachable(String),
+    /// The URL's TLS settings cannot be used (an unreadable `sslrootcert`, say).
+    #[error("TLS to the database: {0}")]
+    Tls(String),
     /// The server answered and refused (authentication, a missing database, a newer schema…).
     #[error(transparent)]
     Refused(#[from] Error),
 }
 
 impl PgStore {
-    /// Connect to the database at `url` (`postgres://user@host:port/db`), migrating it.
+    /// Connect to the database at `url` (`postgres://user@host:port/db`, with TLS as its
+    /// `sslmode` and `sslrootcert` say; see [`tls`]), migrating it.
     pub async fn open(url: &str, options: Options) -> Result<PgStore, OpenError> {
-        let config: tokio_postgres::Config =
-            url.parse().map_err(|e| OpenError::Url(format!("{e}")))?;
-        PgStore::connect_with(config, options).await
+        let (config, tls) = tls::parse(url)?;
+        PgStore::connect_with(config, Options { tls, ..options }).await
     }
 
     /// [`PgStore::open`] with a parsed config and the default options.
@@ -86,9 +95,10 @@ impl PgStore {
         options: Options,
     ) -> Result<PgStore, OpenError> {
         harden(&mut config);
+        let connector = tls::connector(&options.tls)?;
         let manager = Manager::from_config(
             config.clone(),
-            NoTls,
+            connector.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -103,7 +113,7 @@ impl PgStore {
             .map_err(|e| OpenError::Url(e.to_string()))?;
         let mut client = pool.get().await.map_err(opening)?;
         migrate::run(&mut client).await?;
-        let tails = notify::Tails::listen(config, pool.clone()).await?;
+        let tails = notify::Tails::listen(config, connector, pool.clone()).await?;
         Ok(PgStore { pool, tails })
     }
 }
@@ -113,10 +123,27 @@ fn opening(e: deadpool_postgres::PoolError) -> OpenError {
     use deadpool_postgres::PoolError;
     match e {
         PoolError::Backend(e) if e.as_db_error().is_some() => OpenError::Refused(pg(e)),
+        // The server answered and its certificate was not one to trust: retrying cannot help.
+        PoolError::Backend(e) if e.to_string().contains("TLS") => OpenError::Tls(format!(
+            "{e}: {}. A server certificate signed by your own CA is trusted once the URL \
+                 names that CA: sslrootcert=/path/to/ca.pem",
+            source_chain(&e)
+        )),
         PoolError::Backend(e) => OpenError::Unreachable(e.to_string()),
         PoolError::Timeout(_) => OpenError::Unreachable("timed out connecting".into()),
         e => OpenError::Refused(storage(e)),
     }
+}
+
+/// What an error says below its own message (a TLS handshake's reason, say).
+fn source_chain(e: &dyn std::error::Error) -> String {
+    let mut out = Vec::new();
+    let mut next = e.source();
+    while let Some(s) = next {
+        out.push(s.to_string());
+        next = s.source();
+    }
+    out.join(": ")
 }
 
 /// Longest wait for a connection from the pool, or for a new one to open.

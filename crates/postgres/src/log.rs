@@ -225,7 +225,11 @@ fn answered_twice(err: tokio_postgres::Error, kind: &str) -> Error {
         *db.code() == SqlState::UNIQUE_VIOLATION
             && matches!(
                 db.constraint(),
-                Some("events_one_custom_tool_result" | "events_one_tool_confirmation")
+                Some(
+                    "events_one_custom_tool_result"
+                        | "events_one_tool_confirmation"
+                        | "events_one_tool_result"
+                )
             )
     });
     if answer_index {

@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use tokio::sync::{broadcast, mpsc, watch};
-use tokio_postgres::{AsyncMessage, Client, NoTls, Notification};
+use tokio_postgres::{AsyncMessage, Client, Notification};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use deadpool_postgres::{GenericClient, Pool};
 
@@ -59,6 +60,8 @@ pub async fn send(c: &impl GenericClient, tails: &[(String, u64)]) -> Result<()>
 pub struct Tails {
     tails: Arc<Mutex<HashMap<String, watch::Sender<u64>>>>,
     nudges: broadcast::Sender<(String, Nudge)>,
+    /// Counts the reconnections of the listener: nudges sent meanwhile were lost.
+    missed: watch::Sender<u64>,
     _listener: Arc<Listener>,
 }
 
@@ -72,26 +75,36 @@ impl Drop for Listener {
 
 impl Tails {
     /// Start listening on a connection of its own; returns once `LISTEN` is in effect.
-    pub async fn listen(config: tokio_postgres::Config, pool: Pool) -> Result<Tails> {
+    pub async fn listen(
+        config: tokio_postgres::Config,
+        tls: MakeRustlsConnect,
+        pool: Pool,
+    ) -> Result<Tails> {
         let tails: Arc<Mutex<HashMap<String, watch::Sender<u64>>>> = Arc::default();
         let nudges = broadcast::channel(1024).0;
-        let first = listening(&config).await.map_err(pg)?;
+        let missed = watch::channel(0).0;
+        let first = listening(&config, &tls).await.map_err(pg)?;
         let task = tokio::spawn(relay(
-            config,
+            (config, tls),
             pool,
             Arc::clone(&tails),
-            nudges.clone(),
+            (nudges.clone(), missed.clone()),
             first,
         ));
         Ok(Tails {
             tails,
             nudges,
+            missed,
             _listener: Arc::new(Listener(task)),
         })
     }
 
     pub fn nudges(&self) -> broadcast::Receiver<(String, Nudge)> {
         self.nudges.subscribe()
+    }
+
+    pub fn nudges_missed(&self) -> watch::Receiver<u64> {
+        self.missed.subscribe()
     }
 
     pub fn subscribe(&self, log_id: &str) -> watch::Receiver<u64> {
@@ -134,8 +147,14 @@ type Listening = (Client, mpsc::UnboundedReceiver<Notification>);
 
 /// A connection that has run `LISTEN`, and the notifications it receives; the receiver ends
 /// when the connection does.
-async fn listening(config: &tokio_postgres::Config) -> Result<Listening, tokio_postgres::Error> {
-    let (client, mut connection) = config.connect(NoTls).await?;
+async fn listening(
+    config: &tokio_postgres::Config,
+    tls: &MakeRustlsConnect,
+) -> Result<Listening, tokio_postgres::Error> {
+    let mut config = config.clone();
+    // So an operator (or a test) can tell this connection from the pool's.
+    config.application_name("agentd-listen");
+    let (client, mut connection) = config.connect(tls.clone()).await?;
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
@@ -162,10 +181,10 @@ async fn listening(config: &tokio_postgres::Config) -> Result<Listening, tokio_p
 
 /// Feed notifications to the subscribers, reconnecting when the connection drops.
 async fn relay(
-    config: tokio_postgres::Config,
+    (config, tls): (tokio_postgres::Config, MakeRustlsConnect),
     pool: Pool,
     tails: Arc<Mutex<HashMap<String, watch::Sender<u64>>>>,
-    nudges: broadcast::Sender<(String, Nudge)>,
+    (nudges, missed): (broadcast::Sender<(String, Nudge)>, watch::Sender<u64>),
     mut current: Listening,
 ) {
     loop {
@@ -194,12 +213,13 @@ async fn relay(
         }
         current = loop {
             tokio::time::sleep(Duration::from_secs(1)).await;
-            match listening(&config).await {
+            match listening(&config, &tls).await {
                 Ok(l) => break l,
                 Err(e) => tracing::warn!(error = %e, "cannot LISTEN again yet"),
             }
         };
         catch_up(&pool, &tails).await;
+        missed.send_modify(|n| *n += 1);
     }
 }
 

@@ -191,6 +191,9 @@ impl Sessions for PgStore {
         tx.execute("DELETE FROM threads WHERE session_id = $1", &[&id])
             .await
             .db()?;
+        tx.execute("DELETE FROM work_items WHERE session_id = $1", &[&id])
+            .await
+            .db()?;
         tx.execute("DELETE FROM sessions WHERE id = $1", &[&id])
             .await
             .db()?;

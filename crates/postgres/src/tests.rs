@@ -14,7 +14,7 @@ use agentd_wire::{ContentBlock, EventBody, Usage};
 use async_trait::async_trait;
 use tokio_postgres::NoTls;
 
-use crate::PgStore;
+use crate::{OpenError, Options, PgStore};
 
 /// The config of a new, empty database, or `None` when PostgreSQL tests are skipped.
 async fn fresh_database() -> Option<tokio_postgres::Config> {
@@ -29,7 +29,8 @@ async fn fresh_database() -> Option<tokio_postgres::Config> {
              ./scripts/test.sh starts a throwaway one), or AGENTD_TEST_POSTGRES=skip to skip them"
         );
     };
-    let mut config: tokio_postgres::Config = url.parse().expect("AGENTD_TEST_POSTGRES_URL");
+    // As agentd reads a URL: no TLS unless it asks (the test server offers TLS).
+    let (mut config, _) = crate::tls::parse(&url).expect("AGENTD_TEST_POSTGRES_URL");
     let (admin, connection) = config.connect(NoTls).await.expect("connect to the server");
     tokio::spawn(connection);
     let name = format!("t_{:016x}", rand::random::<u64>());
@@ -126,9 +127,12 @@ async fn a_subscriber_sees_another_processs_appends() {
     assert_eq!(text, serde_json::to_string(&stored[0].event.body).unwrap());
 }
 
-/// Appends made while the `LISTEN` connection was down are told once it is back.
+/// Appends made while the `LISTEN` connection was down are told once it is back, and lease
+/// owners hear that nudges may have been missed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscriber_catches_up_after_the_listening_connection_drops() {
+    use agentd_session::lease::Leases;
+
     let Some(config) = fresh_database().await else {
         return;
     };
@@ -136,6 +140,7 @@ async fn a_subscriber_catches_up_after_the_listening_connection_drops() {
     let reader = PgStore::connect(config).await.unwrap();
     let sid = Pg::seeded(writer.clone()).await.session().await;
     let mut tail = reader.subscribe(&sid);
+    let mut missed = reader.nudges_missed();
     let c = writer.pool.get().await.unwrap();
     let dropped = c
         .execute(
@@ -152,6 +157,10 @@ async fn a_subscriber_catches_up_after_the_listening_connection_drops() {
     tokio::time::timeout(Duration::from_secs(10), tail.wait_for(|t| *t == 1))
         .await
         .expect("told once listening again")
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), missed.changed())
+        .await
+        .expect("nudges said missed once listening again")
         .unwrap();
 }
 
@@ -415,6 +424,7 @@ async fn a_lost_database_is_unavailable_and_recovers() {
     let relay = Relay::start(server.clone(), 0).await;
     let mut config = tokio_postgres::Config::new();
     config
+        .ssl_mode(tokio_postgres::config::SslMode::Disable)
         .host("127.0.0.1")
         .port(relay.port)
         .user(direct.get_user().unwrap())
@@ -438,4 +448,67 @@ async fn a_lost_database_is_unavailable_and_recovers() {
     let _back = Relay::start(server, port).await;
     let again = pg.store.get_session(&pg.seed.ws, &sid).await;
     assert_eq!(again.unwrap().id, sid);
+}
+
+/// With `sslmode`, every connection (the pool's and the LISTEN one) is TLS, verified against
+/// `sslrootcert`; a certificate nothing trusts is refused at once with the reason, not retried
+/// as an unreachable server. Needs AGENTD_TEST_POSTGRES_CA, the CA that signed the test
+/// server's certificate (./scripts/test.sh makes both).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_is_used_and_verified_when_the_url_asks_for_it() {
+    let Some(config) = fresh_database().await else {
+        return;
+    };
+    let Ok(ca) = std::env::var("AGENTD_TEST_POSTGRES_CA") else {
+        // A server someone brought; ./scripts/test.sh's own always has TLS and sets this.
+        eprintln!(
+            "skipped: AGENTD_TEST_POSTGRES_CA (the CA of the server's certificate) is not set"
+        );
+        return;
+    };
+    let url = format!(
+        "postgres://postgres@127.0.0.1:{}/{}",
+        config.get_ports()[0],
+        config.get_dbname().unwrap()
+    );
+    let encrypted = |store: PgStore| async move {
+        // The whole store, listener included, lives until the queries are done.
+        let store = store;
+        let c = store.pool.get().await.unwrap();
+        let row = c
+            .query_one(
+                "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                &[],
+            )
+            .await
+            .unwrap();
+        let listening = c
+            .query_one(
+                "SELECT bool_and(s.ssl) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+                 WHERE a.application_name = 'agentd-listen' AND a.datname = current_database()",
+                &[],
+            )
+            .await
+            .unwrap();
+        (row.get::<_, bool>(0), listening.get::<_, Option<bool>>(0))
+    };
+    let ca_param = ca.replace('/', "%2F");
+    let tls = PgStore::open(
+        &format!("{url}?sslmode=verify-full&sslrootcert={ca_param}"),
+        Options::default(),
+    )
+    .await
+    .expect("TLS with the test CA");
+    assert_eq!(encrypted(tls).await, (true, Some(true)));
+    let plain = PgStore::open(&url, Options::default()).await.unwrap();
+    assert!(!encrypted(plain).await.0);
+    // The system's roots do not know the test CA: refused, with the reason.
+    let untrusted = PgStore::open(&format!("{url}?sslmode=require"), Options::default()).await;
+    let Err(OpenError::Tls(why)) = untrusted else {
+        panic!(
+            "an untrusted certificate was accepted or misreported: {:?}",
+            untrusted.err()
+        );
+    };
+    assert!(why.contains("certificate"), "{why}");
 }

@@ -36,6 +36,10 @@ pub trait Catalog: Send + Sync + 'static {
     /// (by `sha256`) is left as it is, so collecting again after a crash adds nothing; so is
     /// one whose file with those bytes was deleted.
     async fn put_output(&self, session_id: &str, out: NewOutput) -> Result<(), Error>;
+
+    /// Make sure the session of log `log_id`, whose environment is `self_hosted`, has a live
+    /// work item for a worker to claim; true when this call queued it. Durable when it returns.
+    async fn queue_session_work(&self, log_id: &str) -> Result<bool, Error>;
 }
 
 /// A file collected from a session's outputs, as the catalog keeps it.

@@ -57,6 +57,7 @@ pub fn address(session_id: &str, e: &mut UserEvent, origin: Option<&str>) {
     let thread = match e {
         UserEvent::CustomToolResult(p) => &mut p.session_thread_id,
         UserEvent::ToolConfirmation(p) => &mut p.session_thread_id,
+        UserEvent::ToolResult(p) => &mut p.session_thread_id,
         _ => return,
     };
     if thread.as_deref() == Some(agentd_wire::ids::primary_thread(session_id).as_str()) {
@@ -97,6 +98,11 @@ pub fn answer_of(e: &UserEvent) -> Option<Answer<'_>> {
             call_type: "agent.custom_tool_use",
         }),
         UserEvent::ToolConfirmation(p) => Some(Answer {
+            call_id: &p.tool_use_id,
+            field: "tool_use_id",
+            call_type: "agent.tool_use",
+        }),
+        UserEvent::ToolResult(p) => Some(Answer {
             call_id: &p.tool_use_id,
             field: "tool_use_id",
             call_type: "agent.tool_use",

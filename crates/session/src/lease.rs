@@ -16,7 +16,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 use crate::Result;
 
@@ -69,6 +69,13 @@ pub trait Leases: Send + Sync + 'static {
 
     /// The nudges every process sent, this one's included.
     fn nudges(&self) -> broadcast::Receiver<(String, Nudge)>;
+
+    /// Changes each time nudges may have been missed (the channel that carries them between
+    /// processes was down for a while): every owner should then wake the logs it holds. Never
+    /// changes where nudges cannot be lost.
+    fn nudges_missed(&self) -> watch::Receiver<u64> {
+        watch::channel(0).1
+    }
 }
 
 /// A lease owner's name as `Head::holder` carries it: FNV-1a, the same in every process.

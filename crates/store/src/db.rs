@@ -12,9 +12,13 @@ use tokio::sync::oneshot;
 
 use crate::{Error, Result, migrate};
 
-/// A write: runs inside the group transaction, says whether it succeeded, and hands back what
-/// to do once the commit is durable.
-type Job = Box<dyn FnOnce(&Connection) -> (bool, Box<dyn FnOnce() + Send>) + Send>;
+/// A write: runs inside the group transaction (given no connection when there is none to run
+/// in), says whether it succeeded, and hands back what to tell its caller once the commit is
+/// durable, or failed.
+type Job = Box<dyn FnOnce(Option<&Connection>) -> (bool, Reply) + Send>;
+/// Answers a job's caller: with its own result, or with why the transaction it ran in did not
+/// commit.
+type Reply = Box<dyn FnOnce(Option<Error>) + Send>;
 
 /// Most jobs folded into one transaction.
 const MAX_GROUP: usize = 256;
@@ -62,10 +66,14 @@ impl Db {
     {
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move |conn| {
-            let out = f(conn);
-            let ok = out.is_ok();
-            let reply: Box<dyn FnOnce() + Send> = Box::new(move || {
-                let _ = tx.send(out);
+            let out = conn.map(f);
+            let ok = matches!(out, Some(Ok(_)));
+            let reply: Reply = Box::new(move |failed| {
+                let _ = tx.send(match (failed, out) {
+                    (Some(e), _) => Err(e),
+                    (None, Some(out)) => out,
+                    (None, None) => Err(Error::Storage("a write was never run".into())),
+                });
             });
             (ok, reply)
         });
@@ -118,17 +126,21 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
         }
         let mut replies = Vec::with_capacity(jobs.len());
         if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-            // Without a transaction nothing may run: dropping the jobs fails their callers.
+            // Without a transaction nothing may run.
             tracing::error!(error = %e, "cannot begin a write transaction");
+            for job in jobs {
+                job(None).1(Some(Error::from_sqlite(&e)));
+            }
             continue;
         }
         for job in jobs {
             // A savepoint per job: one job's failure rolls back only its own writes.
             if let Err(e) = conn.execute_batch("SAVEPOINT job") {
                 tracing::error!(error = %e, "cannot open a savepoint");
+                job(None).1(Some(Error::from_sqlite(&e)));
                 continue;
             }
-            let (ok, reply) = job(&conn);
+            let (ok, reply) = job(Some(&conn));
             let end = if ok {
                 "RELEASE job"
             } else {
@@ -140,11 +152,14 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
             replies.push(reply);
         }
         match conn.execute_batch("COMMIT") {
-            Ok(()) => replies.into_iter().for_each(|r| r()),
+            Ok(()) => replies.into_iter().for_each(|r| r(None)),
             Err(e) => {
-                // Nothing was stored; dropping the replies fails every waiting caller.
+                // Nothing was stored: every caller hears why (a full disk is a 503 to clients).
                 tracing::error!(error = %e, "commit failed");
                 let _ = conn.execute_batch("ROLLBACK");
+                replies
+                    .into_iter()
+                    .for_each(|r| r(Some(Error::from_sqlite(&e))));
             }
         }
     }

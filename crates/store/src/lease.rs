@@ -45,7 +45,10 @@ impl Held {
 }
 
 fn storage(e: agentd_catalog::Error) -> agentd_session::Error {
-    agentd_session::Error::Storage(e.to_string())
+    match e {
+        agentd_catalog::Error::Unavailable(m) => agentd_session::Error::Unavailable(m),
+        e => agentd_session::Error::Storage(e.to_string()),
+    }
 }
 
 #[async_trait]

@@ -101,7 +101,7 @@ fn load(c: &Connection, log_id: &str) -> Result<LoadedLog> {
             ))
         })
         .optional()
-        .map_err(storage)?
+        .map_err(sqlite)?
         .ok_or_else(|| Error::NotFound(log_id.to_owned()))?;
     Ok(LoadedLog {
         log_id: log_id.to_owned(),
@@ -151,7 +151,7 @@ fn save(c: &Connection, log: &SavedLog, now: &str) -> Result<()> {
             params![id, p.status.as_str(), p.last_seq as i64, usage, p.active_ms, since, now, cost],
         ),
     }
-    .map_err(storage)?;
+    .map_err(sqlite)?;
     Ok(())
 }
 
@@ -190,7 +190,7 @@ pub(crate) fn append_in(
         .prepare_cached(
             "INSERT INTO events (session_id, seq, id, type, processed_at, body, private) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )
-        .map_err(storage)?;
+        .map_err(sqlite)?;
     for (log, e) in &plan.events {
         let body = &e.event.body;
         let private_json = e
@@ -234,7 +234,7 @@ fn create_thread(c: &Connection, t: &NewThread, now: &str) -> Result<()> {
             Projection::default().status.as_str()
         ],
     )
-    .map_err(storage)?;
+    .map_err(sqlite)?;
     Ok(())
 }
 
@@ -288,7 +288,7 @@ fn answered_twice(err: rusqlite::Error, kind: &str) -> Error {
             "{kind}: that tool call was already answered"
         )))
     } else {
-        storage(err)
+        sqlite(err)
     }
 }
 
@@ -296,9 +296,15 @@ fn storage(e: impl std::fmt::Display) -> Error {
     Error::Storage(e.to_string())
 }
 
+/// A failed statement: a full disk is a pause the caller may wait out, anything else a fault.
+fn sqlite(e: rusqlite::Error) -> Error {
+    into_log_error(e.into())
+}
+
 fn into_log_error(e: crate::Error) -> Error {
     match e {
         crate::Error::Log(e) => e,
+        crate::Error::Unavailable(m) => Error::Unavailable(m),
         other => Error::Storage(other.to_string()),
     }
 }

@@ -192,6 +192,7 @@ impl Sessions for Store {
                 }
                 c.execute("DELETE FROM threads WHERE session_id = ?1", [&sid])?;
                 c.execute("DELETE FROM events WHERE session_id = ?1", [&sid])?;
+                c.execute("DELETE FROM work_items WHERE session_id = ?1", [&sid])?;
                 c.execute("DELETE FROM sessions WHERE id = ?1", [&sid])?;
                 Ok(threads)
             })

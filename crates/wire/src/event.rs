@@ -36,6 +36,17 @@ pub enum EventBody {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         session_thread_id: Option<String>,
     },
+    /// A worker's answer to a built-in call of a `self_hosted` environment's session.
+    #[serde(rename = "user.tool_result")]
+    UserToolResult {
+        tool_use_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        content: Option<Vec<ContentBlock>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        is_error: Option<bool>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        session_thread_id: Option<String>,
+    },
     #[serde(rename = "user.tool_confirmation")]
     UserToolConfirmation {
         tool_use_id: String,
@@ -187,6 +198,9 @@ impl EventBody {
             }
             | EventBody::UserToolConfirmation {
                 session_thread_id, ..
+            }
+            | EventBody::UserToolResult {
+                session_thread_id, ..
             } => session_thread_id.as_deref(),
             _ => None,
         }
@@ -206,6 +220,9 @@ impl EventBody {
             }
             | EventBody::UserToolConfirmation {
                 session_thread_id, ..
+            }
+            | EventBody::UserToolResult {
+                session_thread_id, ..
             } => *session_thread_id = tid,
             _ => {}
         }
@@ -218,6 +235,7 @@ impl EventBody {
             EventBody::UserInterrupt { .. } => "user.interrupt",
             EventBody::UserCustomToolResult { .. } => "user.custom_tool_result",
             EventBody::UserToolConfirmation { .. } => "user.tool_confirmation",
+            EventBody::UserToolResult { .. } => "user.tool_result",
             EventBody::AgentMessage { .. } => "agent.message",
             EventBody::AgentThinking {} => "agent.thinking",
             EventBody::AgentThreadContextCompacted {} => "agent.thread_context_compacted",
@@ -259,6 +277,7 @@ impl EventBody {
                 | EventBody::UserInterrupt { .. }
                 | EventBody::UserCustomToolResult { .. }
                 | EventBody::UserToolConfirmation { .. }
+                | EventBody::UserToolResult { .. }
         )
     }
 }
@@ -408,6 +427,8 @@ pub enum UserEvent {
     CustomToolResult(CustomToolResultParams),
     #[serde(rename = "user.tool_confirmation")]
     ToolConfirmation(ToolConfirmationParams),
+    #[serde(rename = "user.tool_result")]
+    ToolResult(ToolResultParams),
     #[serde(rename = "user.define_outcome")]
     DefineOutcome(DefineOutcomeParams),
 }
@@ -419,6 +440,7 @@ impl UserEvent {
         "user.interrupt",
         "user.custom_tool_result",
         "user.tool_confirmation",
+        "user.tool_result",
         "user.define_outcome",
     ];
 
@@ -428,6 +450,7 @@ impl UserEvent {
             UserEvent::Interrupt(p) => p.session_thread_id.as_deref(),
             UserEvent::CustomToolResult(p) => p.session_thread_id.as_deref(),
             UserEvent::ToolConfirmation(p) => p.session_thread_id.as_deref(),
+            UserEvent::ToolResult(p) => p.session_thread_id.as_deref(),
             UserEvent::Message(_) | UserEvent::DefineOutcome(_) => None,
         }
     }
@@ -468,6 +491,19 @@ pub struct CustomToolResultParams {
     pub is_error: Option<bool>,
 }
 
+/// A worker's answer to a built-in call (`user.tool_result`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolResultParams {
+    pub tool_use_id: String,
+    #[serde(default)]
+    pub session_thread_id: Option<String>,
+    #[serde(default)]
+    pub content: Option<Vec<ContentBlock>>,
+    #[serde(default)]
+    pub is_error: Option<bool>,
+}
+
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ToolConfirmationParams {
@@ -497,6 +533,12 @@ impl From<UserEvent> for EventBody {
                 tool_use_id: p.tool_use_id,
                 result: p.result,
                 deny_message: p.deny_message,
+                session_thread_id: p.session_thread_id,
+            },
+            UserEvent::ToolResult(p) => EventBody::UserToolResult {
+                tool_use_id: p.tool_use_id,
+                content: p.content,
+                is_error: p.is_error,
                 session_thread_id: p.session_thread_id,
             },
             UserEvent::DefineOutcome(p) => EventBody::UserDefineOutcome {

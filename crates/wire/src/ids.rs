@@ -19,6 +19,8 @@ pub enum Kind {
     Outcome,
     Thread,
     File,
+    Work,
+    EnvironmentKey,
 }
 
 impl Kind {
@@ -33,6 +35,8 @@ impl Kind {
             Kind::Outcome => "outc_",
             Kind::Thread => "sthr_",
             Kind::File => "file_",
+            Kind::Work => "work_",
+            Kind::EnvironmentKey => "envkey_",
         }
     }
 }

@@ -35,7 +35,6 @@ async fn create(
         return Err(ApiError::invalid("name: must not be empty"));
     }
     let config = req.config.map(|c| c.apply(None)).unwrap_or_default();
-    supported(&config)?;
     config.validate().map_err(ApiError::invalid)?;
     reachable(&st, &config)?;
     let env = st
@@ -57,17 +56,6 @@ async fn create(
         )
         .await?;
     Ok(Json(env))
-}
-
-/// What this agentd cannot do with a config it would otherwise store.
-fn supported(config: &EnvironmentConfig) -> ApiResult<()> {
-    match config {
-        EnvironmentConfig::Cloud { .. } => Ok(()),
-        // Tools would run in agentd's own sandbox, not on the user's host: not what was asked.
-        EnvironmentConfig::SelfHosted {} => Err(ApiError::invalid(
-            "config.type: self_hosted environments are not supported by this agentd yet; use {\"type\": \"cloud\"}",
-        )),
-    }
 }
 
 /// Refuses `allowed_hosts` entries no sandbox may ever reach (this host, its link, private
@@ -124,7 +112,6 @@ async fn update(
                 }
                 if let Some(c) = req.config {
                     let config = c.map(|c| c.apply(Some(&env.config))).unwrap_or_default();
-                    supported(&config).map_err(|e| agentd_catalog::Error::Invalid(e.message))?;
                     config.validate().map_err(agentd_catalog::Error::Invalid)?;
                     reachable(&state, &config)
                         .map_err(|e| agentd_catalog::Error::Invalid(e.message))?;

@@ -44,6 +44,7 @@ struct Sent {
 async fn send(
     State(st): State<AppState>,
     Extension(Caller(ws)): Extension<Caller>,
+    Extension(principal): Extension<crate::auth::Principal>,
     Path(id): Path<String>,
     Body(req): Body<RawSend>,
 ) -> ApiResult<Json<Sent>> {
@@ -85,6 +86,7 @@ async fn send(
         });
     }
     validate_events(&st, Some(&logs), &req.events, "events").await?;
+    crate::worker_results::check(&st, &principal, &id, &req.events).await?;
     let events = file_rubrics(&st, &ws.id, req.events, "events").await?;
     let threads: Vec<inbox::Thread> = st
         .store

@@ -6,6 +6,7 @@ pub mod events;
 pub mod files;
 pub mod sessions;
 pub mod threads;
+pub mod work;
 
 use serde::Serialize;
 

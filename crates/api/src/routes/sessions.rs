@@ -18,7 +18,6 @@ use crate::limits;
 use crate::routes::{Deleted, page};
 use crate::user_events::{file_rubrics, user_events, validate_events};
 use agentd_wire::agent::{Multiagent, RosterMember};
-use agentd_wire::environment::EnvironmentConfig;
 use serde_json::Value;
 
 pub fn routes() -> Router<AppState> {
@@ -56,15 +55,6 @@ async fn create(
     req.initial_events = initial;
     limits::metadata("metadata", &req.metadata)?;
     let agent = session_agent(&st, &ws.id, agent_param(agent)?).await?;
-    let env = st.store.get_environment(&ws.id, &req.environment_id).await;
-    if let Ok(e) = &env
-        && matches!(e.config, EnvironmentConfig::SelfHosted {})
-    {
-        return Err(ApiError::invalid(format!(
-            "environment_id: {} is a self_hosted environment, which this agentd does not support yet",
-            e.id
-        )));
-    }
     if req.budget.is_some() {
         return Err(ApiError::invalid(
             "budget: spending limits are not supported by this agentd yet",
@@ -309,7 +299,19 @@ async fn archive(
         .collect_outputs(&id)
         .await
         .map_err(|e| ApiError::unavailable(format!("cannot collect the session's outputs: {e}")))?;
-    Ok(Json(st.store.archive_session(&ws.id, &id).await?))
+    let s = st.store.archive_session(&ws.id, &id).await?;
+    // A self_hosted session's worker learns of the stop from its next heartbeat.
+    for w in st.store.session_work(&id).await? {
+        if w.state.is_live() {
+            st.store
+                .update_work(
+                    &w.id,
+                    Box::new(|i| i.request_stop(chrono::Utc::now(), false).is_ok()),
+                )
+                .await?;
+        }
+    }
+    Ok(Json(s))
 }
 
 async fn delete(

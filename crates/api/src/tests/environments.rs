@@ -5,24 +5,22 @@ use serde_json::json;
 use super::TestApi;
 
 #[tokio::test]
-async fn self_hosted_is_refused_until_agentd_can_reach_such_a_host() {
+async fn self_hosted_environments_are_stored_and_a_cloud_one_has_no_work_queue() {
     let api = TestApi::new().await;
-    let self_hosted = json!({"type": "self_hosted"});
-    api.post(
-        "/v1/environments",
-        json!({"name": "mine", "config": self_hosted}),
-    )
-    .await
-    .invalid("config.type: self_hosted environments are not supported by this agentd yet");
+    let e = api
+        .post(
+            "/v1/environments",
+            json!({"name": "mine", "config": {"type": "self_hosted"}}),
+        )
+        .await
+        .ok();
+    assert_eq!(e["config"]["type"], "self_hosted");
     let id = api.environment().await;
-    api.post(
-        &format!("/v1/environments/{id}"),
-        json!({"config": self_hosted}),
-    )
-    .await
-    .invalid("config.type: self_hosted environments are not supported");
-    let e = api.get(&format!("/v1/environments/{id}")).await.ok();
-    assert_eq!(e["config"]["type"], "cloud");
+    api.get(&format!("/v1/environments/{id}/work/stats"))
+        .await
+        .invalid(&format!(
+            "environment_id: {id} is not a self_hosted environment"
+        ));
 }
 
 #[tokio::test]

@@ -155,7 +155,7 @@ async fn the_events_list_must_hold_events() {
 async fn an_unknown_event_type_lists_the_types_a_client_may_send() {
     let api = TestApi::new().await;
     let sid = api.session().await;
-    let all = "user.message, user.interrupt, user.custom_tool_result, user.tool_confirmation, user.define_outcome";
+    let all = "user.message, user.interrupt, user.custom_tool_result, user.tool_confirmation, user.tool_result, user.define_outcome";
     let msg = api
         .send(
             &sid,

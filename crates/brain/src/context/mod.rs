@@ -103,6 +103,12 @@ pub struct Fold {
     pub reply: Reply,
     /// Work from the coordinator that this (worker) thread has not answered yet.
     pub owes_reply: bool,
+    /// Input (a user message, a tool result) was logged after the open request started: the
+    /// request is made again without it, so its response must not rest the log.
+    pub input_since_request: bool,
+    /// A built-in call of this log ran in a sandbox before, so its session's workspace was
+    /// made: finding none now means it was lost (another host, no shared workspace root).
+    pub used_sandbox: bool,
 }
 
 impl Fold {
@@ -194,7 +200,8 @@ impl State {
             | EventBody::ToolStarted { .. }
             | EventBody::AgentToolResult { .. }
             | EventBody::AgentCustomToolUse { .. }
-            | EventBody::UserCustomToolResult { .. } => self.tool_event(e),
+            | EventBody::UserCustomToolResult { .. }
+            | EventBody::UserToolResult { .. } => self.tool_event(e),
             EventBody::SpanModelRequestStart {} => self.request_started(id),
             EventBody::SpanModelRequestEnd { model_usage, .. } => self.request_ended(model_usage),
             EventBody::AgentThreadContextCompacted {} => self.compacted(e.private.as_ref()),
@@ -344,6 +351,16 @@ impl State {
                 is_error,
                 ..
             } => self.answer(custom_tool_use_id, content.as_deref(), *is_error),
+            // A worker of a self_hosted environment ran the call.
+            EventBody::UserToolResult {
+                tool_use_id,
+                content,
+                is_error,
+                ..
+            } => {
+                self.calls.answered(tool_use_id);
+                self.answer(tool_use_id, content.as_deref(), *is_error);
+            }
             _ => {}
         }
     }
@@ -496,6 +513,8 @@ impl State {
             children: self.threads.children,
             reply: self.threads.reply,
             owes_reply: self.threads.owes_reply,
+            input_since_request: self.open_span.is_some() && self.needs_model,
+            used_sandbox: self.calls.used_sandbox,
         }
     }
 }

@@ -62,6 +62,26 @@ fn a_logged_start_without_end_is_retried_under_the_same_span() {
 }
 
 #[test]
+fn a_request_made_again_knows_a_message_arrived_after_it_began() {
+    let before = fold(&log(vec![user("one"), EventBody::SpanModelRequestStart {}]));
+    assert!(!before.input_since_request);
+    let f = fold(&log(vec![
+        user("one"),
+        EventBody::SpanModelRequestStart {},
+        user("two"),
+    ]));
+    assert_eq!(
+        f.next,
+        Next::CallModel {
+            open_span: Some("sevt_1".into())
+        }
+    );
+    // The request is made again as it was, without "two"; its response must not rest.
+    assert_eq!(f.messages.len(), 1);
+    assert!(f.input_since_request);
+}
+
+#[test]
 fn a_message_during_a_request_calls_the_model_again() {
     let f = fold(&log(vec![
         user("one"),

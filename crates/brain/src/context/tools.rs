@@ -19,6 +19,8 @@ enum Call {
 #[derive(Default)]
 pub(super) struct BuiltinCalls {
     open: Vec<Open>,
+    /// A call ran in this log's sandbox before: its workspace has been made somewhere.
+    pub(super) used_sandbox: bool,
 }
 
 struct Open {
@@ -78,6 +80,7 @@ impl BuiltinCalls {
     pub(super) fn started(&mut self, id: &str) {
         if let Some(open) = self.open.iter_mut().find(|c| c.id == id) {
             open.call = Call::Started;
+            self.used_sandbox |= open.name.in_sandbox();
         }
     }
 

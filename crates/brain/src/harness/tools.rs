@@ -40,7 +40,18 @@ impl Harness {
     ) -> Result<Flow> {
         let mut tail = f.tail;
         let mut started = f.children.len();
+        // A self_hosted environment's worker runs the sandbox tools: such a call stays open
+        // in the log until the worker's `user.tool_result` closes it.
+        let self_hosted = matches!(
+            self.catalog.session_environment(workspace).await,
+            Ok(EnvironmentConfig::SelfHosted {})
+        );
+        let mut remote = false;
         for w in work {
+            if self_hosted && w.action == ToolAction::Run && w.name.in_sandbox() {
+                remote = true;
+                continue;
+            }
             if w.name.is_thread_tool() && w.action == ToolAction::Run {
                 // The call's whole effect and its result land in one append.
                 let (events, wake) = match self.plan_thread_call(log_id, f, &w, started).await? {
@@ -64,12 +75,15 @@ impl Harness {
             }
             // Each call goes ahead only if nothing was logged since the fold that planned it;
             // otherwise the caller folds again (a user message may have closed the call).
+            let lost = matches!(w.action, ToolAction::Run)
+                && self.workspace_lost(log_id, workspace, f, &w);
             let output = match w.action {
                 ToolAction::Deny(why) => Output::error(why),
                 ToolAction::Interrupted => Output::error(
                     "This call was interrupted: agentd stopped while it ran, so it may have partly run. \
                      Check the state it would have changed before trying it again.",
                 ),
+                ToolAction::Run if lost => Output::error(WORKSPACE_LOST),
                 ToolAction::Run => {
                     let started = NewEvent::new(EventBody::ToolStarted {
                         tool_use_id: w.id.clone(),
@@ -102,8 +116,34 @@ impl Harness {
                 Appended::Done(_) | Appended::Stale => return Ok(Flow::Continue),
                 Appended::Terminated => return Ok(Flow::Stop),
             }
+            // Only once the model has been told: a crash before this tells it again.
+            if lost
+                && let Some(sb) = &self.sandboxes
+                && let Err(e) = sb.recreate_workspace(workspace)
+            {
+                tracing::warn!(session = workspace, error = %e, "cannot make a fresh workspace");
+            }
+        }
+        if remote {
+            // Where a cloud session provisions its sandbox, this one makes sure a worker will
+            // come: the item is durable before the wake ends, and the wake ends without
+            // waiting (the worker's answer wakes the log again).
+            self.catalog.queue_session_work(log_id).await?;
+            return Ok(Flow::Stop);
         }
         Ok(Flow::Continue)
+    }
+
+    /// Whether call `w` would run over a workspace this host never had, though the log ran
+    /// sandbox calls before: the session moved here from a host this one shares no
+    /// workspace root with.
+    fn workspace_lost(&self, log_id: &str, workspace: &str, f: &Fold, w: &ToolWork) -> bool {
+        f.used_sandbox
+            && w.name.in_sandbox()
+            && self
+                .sandboxes
+                .as_ref()
+                .is_some_and(|sb| sb.workspace_missing(log_id, workspace))
     }
 
     /// Run a built-in call of log `log_id` (a session's, or a worker thread's) in its
@@ -441,6 +481,11 @@ fn policy(env: &EnvironmentConfig, operator: &[agentd_egress::Cidr]) -> agentd_e
     };
     p.with_operator_ranges(operator)
 }
+
+const WORKSPACE_LOST: &str = "The workspace of this session was lost: the session moved to another agentd \
+    process, which does not share a workspace root with the one that ran the earlier tool calls, \
+    so the files they made are gone. This call did not run. The next call runs in a fresh, empty \
+    workspace: make again what the task still needs.";
 
 /// A call the harness itself makes in the sandbox (outcome checks, the grader's view).
 pub(super) fn host_call(name: ToolName, input: serde_json::Value) -> ToolWork {

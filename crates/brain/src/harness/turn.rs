@@ -38,8 +38,9 @@ impl Harness {
     ) -> Result<Flow> {
         let is_child = me.is_some();
         // A worker rests through the fold, which also delivers its reply; a coordinator with
-        // threads at work does not rest at all.
-        let may_rest = !is_child && f.busy_children().next().is_none();
+        // threads at work does not rest at all; nor does a request made again after input
+        // arrived, which the fold of its tail holds for the next turn.
+        let may_rest = !is_child && f.busy_children().next().is_none() && !f.input_since_request;
         let agent = self.catalog.session_agent(log_id).await?;
         let (model, upstream_id) = match self.models.resolve(&agent.spec.model.id) {
             Ok(m) => m,

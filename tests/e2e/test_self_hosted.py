@@ -1,0 +1,172 @@
+"""Self-hosted environments: the work queue (poll, ack, heartbeat, stop, update, list,
+retrieve, stats) with the credential each endpoint takes, and the SDK's own environment worker,
+unchanged, serving a session's tools as `user.tool_result` events, including a worker killed
+mid-tool whose item another worker takes over."""
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import anthropic
+import pytest
+
+import fake_anthropic as fa
+from conftest import list_raw_events, send_text, types_of, validate_event, wait_events, wait_until
+
+CLAUDE = "claude-sonnet-4-6"
+WORKER = Path(__file__).with_name("sdk_worker.py")
+
+
+def env_key(server, env_id: str) -> str:
+    r = subprocess.run(
+        [str(server.binary), "environments", "keys", "create", env_id, "--data-dir", str(server.data_dir)],
+        env=server.env, capture_output=True, text=True, timeout=30,
+    )
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip().splitlines()[-1]
+
+
+def self_hosted_session(client):
+    env = client.beta.environments.create(name="mine", config={"type": "self_hosted"})
+    agent = client.beta.agents.create(name="hands", model=CLAUDE, tools=[{
+        "type": "agent_toolset_20260401",
+        "default_config": {"enabled": True, "permission_policy": {"type": "always_allow"}}}])
+    s = client.beta.sessions.create(agent=agent.id, environment_id=env.id)
+    return env, s
+
+
+def worker_client(server, key):
+    return anthropic.Anthropic(base_url=server.url, auth_token=key, api_key=None, max_retries=0)
+
+
+def ended(evs):
+    return bool(evs) and evs[-1]["type"] == "session.status_idle" and evs[-1]["stop_reason"]["type"] == "end_turn"
+
+
+def test_work_queue_endpoints_and_who_may_call_them(server, client, fake_upstream):
+    env, s = self_hosted_session(client)
+    key = env_key(server, env.id)
+    w = worker_client(server, key)
+    assert w.beta.environments.work.poll(env.id) is None, "no tool call yet, so no work"
+    fake_upstream.enqueue(fa.message(fa.tool_use("bash", {"command": "echo hi"})), fa.reply_text("done"))
+    send_text(client, s.id, "run it")
+    item = wait_until(lambda: w.beta.environments.work.poll(env.id, block_ms=500), timeout=15, what="a work item")
+    assert item.data.id == s.id and item.state == "queued" and item.secret
+    # the session went on without a worker: the call is open, the session still running
+    evs = list_raw_events(client, s.id)
+    assert "agent.tool_use" in types_of(evs) and "agent.tool_result" not in types_of(evs)
+    # a second poll within the reclaim window gets nothing
+    assert w.beta.environments.work.poll(env.id) is None
+    stats = client.beta.environments.work.stats(env.id)
+    assert (stats.depth, stats.pending) == (0, 1)
+
+    # credentials: the operator's key cannot poll or list; the worker's cannot retrieve
+    with pytest.raises(anthropic.PermissionDeniedError):
+        client.beta.environments.work.poll(env.id)
+    with pytest.raises(anthropic.PermissionDeniedError):
+        client.beta.environments.work.list(env.id)
+    with pytest.raises(anthropic.PermissionDeniedError):
+        w.beta.environments.work.retrieve(item.id, environment_id=env.id)
+    with pytest.raises(anthropic.PermissionDeniedError):
+        w.beta.agents.list()
+    with pytest.raises(anthropic.AuthenticationError):
+        worker_client(server, "sk-agentd-env-" + "0" * 48).beta.environments.work.poll(env.id)
+    with pytest.raises(anthropic.BadRequestError) as bad:
+        w.beta.environments.work.poll(env.id, block_ms=1000)
+    assert bad.value.body["error"]["message"].startswith("block_ms:")
+
+    acked = w.beta.environments.work.ack(item.id, environment_id=env.id)
+    assert acked.state == "starting"
+    with pytest.raises(anthropic.ConflictError):
+        w.beta.environments.work.ack(item.id, environment_id=env.id)
+    hb = w.beta.environments.work.heartbeat(item.id, environment_id=env.id, expected_last_heartbeat="NO_HEARTBEAT")
+    assert hb.lease_extended and hb.state == "active" and hb.ttl_seconds > 0
+    with pytest.raises(anthropic.PreconditionFailedError) as lost:
+        w.beta.environments.work.heartbeat(item.id, environment_id=env.id, expected_last_heartbeat="NO_HEARTBEAT")
+    assert lost.value.body["error"]["details"]["current_state"]["last_heartbeat"] == hb.last_heartbeat
+    assert lost.value.error_code == "heartbeat_precondition_failed"
+    hb2 = w.beta.environments.work.heartbeat(item.id, environment_id=env.id, expected_last_heartbeat=hb.last_heartbeat,
+                                             desired_ttl_seconds=120)
+    assert hb2.ttl_seconds == 120 and hb2.last_heartbeat != hb.last_heartbeat
+
+    # the operator sees and labels it; the worker lists it
+    got = client.beta.environments.work.update(item.id, environment_id=env.id, metadata={"host": "laptop"})
+    assert got.metadata == {"host": "laptop"} and got.secret is None
+    assert [x.id for x in w.beta.environments.work.list(env.id)] == [item.id]
+
+    # the item's secret answers the call, once
+    token = __import__("anthropic.lib.environments._worker", fromlist=["x"])._sessions_token_from_secret(item.secret)
+    t = worker_client(server, token)
+    use = [e for e in evs if e["type"] == "agent.tool_use"][0]
+    result = {"type": "user.tool_result", "tool_use_id": use["id"], "content": [{"type": "text", "text": "hi"}]}
+    with pytest.raises(anthropic.PermissionDeniedError):
+        t.beta.sessions.events.send(s.id, events=[{"type": "user.message", "content": [{"type": "text", "text": "x"}]}])
+    t.beta.sessions.events.send(s.id, events=[result])
+    with pytest.raises(anthropic.ConflictError):
+        t.beta.sessions.events.send(s.id, events=[result])
+    evs = wait_events(client, s.id, ended, timeout=15)
+    for e in evs:
+        validate_event(e)
+    assert types_of(evs).count("user.tool_result") == 1
+    assert fake_upstream.messages_requests()[1].blocks("tool_result")[0]["tool_use_id"] == use["id"]
+
+    # archive reaches the worker through its heartbeat
+    client.beta.sessions.archive(s.id)
+    hb3 = t.beta.environments.work.heartbeat(item.id, environment_id=env.id, expected_last_heartbeat=hb2.last_heartbeat)
+    assert hb3.state == "stopping" and not hb3.lease_extended
+    assert t.beta.environments.work.stop(item.id, environment_id=env.id, force=True).state == "stopped"
+    with pytest.raises(anthropic.ConflictError):
+        client.beta.environments.work.stop(item.id, environment_id=env.id)
+
+
+def start_worker(server, env_id, key, workdir):
+    log = open(workdir.parent / f"{workdir.name}.log", "w")
+    workdir.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen([sys.executable, str(WORKER), server.url, env_id, key, str(workdir)],
+                            stdout=log, stderr=subprocess.STDOUT)
+
+
+def test_the_sdk_worker_serves_a_session_and_a_killed_worker_is_replaced(server_factory, fake_upstream, tmp_path):
+    server = server_factory(upstream=fake_upstream, env={"AGENTD_WORK_LEASE_TTL": "3"})
+    client = server.client()
+    env, s = self_hosted_session(client)
+    key = env_key(server, env.id)
+    fake_upstream.enqueue(
+        fa.message(fa.tool_use("write", {"file_path": "notes.txt", "content": "from the worker\n"})),
+        fa.message(fa.tool_use("bash", {"command": "cat notes.txt; echo sum-$((40+2))"})),
+        fa.message(fa.tool_use("bash", {"command": "sleep 60"})),
+        fa.message(fa.tool_use("bash", {"command": "echo second-worker"})),
+        fa.reply_text("all done"),
+    )
+    first = start_worker(server, env.id, key, tmp_path / "w1")
+    second = None
+    try:
+        send_text(client, s.id, "go")
+        # the first worker runs the file and shell tools in its workdir
+        wait_events(client, s.id, lambda evs: types_of(evs).count("user.tool_result") >= 2, timeout=30)
+        assert (tmp_path / "w1" / "notes.txt").read_text() == "from the worker\n"
+        # it starts the long call; kill it mid-tool and start another worker
+        wait_events(client, s.id, lambda evs: types_of(evs).count("agent.tool_use") >= 3, timeout=15)
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        second = start_worker(server, env.id, key, tmp_path / "w2")
+        evs = wait_events(client, s.id, ended, timeout=45)
+    finally:
+        for p in (first, second):
+            if p and p.poll() is None:
+                p.kill()
+                p.wait()
+    for e in evs:
+        validate_event(e)
+    uses = [e for e in evs if e["type"] == "agent.tool_use"]
+    results = {e["tool_use_id"]: e for e in evs if e["type"] == "user.tool_result"}
+    assert len(uses) == 4 and set(results) == {u["id"] for u in uses}, "every call answered once"
+    assert types_of(evs).count("user.tool_result") == 4
+    text = lambda r: "".join(b.get("text", "") for b in r.get("content") or [])
+    assert "sum-42" in text(results[uses[1]["id"]]) and "from the worker" in text(results[uses[1]["id"]])
+    lost = results[uses[2]["id"]]
+    assert lost["is_error"] and "lease expired" in text(lost)
+    assert "second-worker" in text(results[uses[3]["id"]])
+    assert "agent.tool_result" not in types_of(evs), "agentd itself ran nothing"
