@@ -52,6 +52,10 @@ pub struct Args {
     /// Ollama, or other Anthropic endpoints); agents name their models `<provider>/<model>`.
     #[arg(long, env = "AGENTD_PROVIDERS")]
     providers: Option<PathBuf>,
+    /// A YAML file of model list prices (USD per million tokens) over the built-in Claude
+    /// list prices; models it does not name, other than Claude's, cost nothing.
+    #[arg(long, env = "AGENTD_PRICES")]
+    prices: Option<PathBuf>,
     /// Base URL of an OpenAI-compatible server (including `/v1`), offered as the provider
     /// `openai`: models `openai/<model>`.
     #[arg(long, env = "AGENTD_OPENAI_BASE_URL")]
@@ -356,7 +360,11 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
     let models = models(&a, &data_dir)?;
     let previews = Previews::default();
     let lease = Duration::from_secs(a.lease_secs.max(1));
-    let harness = harness(&a, &store, models.clone(), &previews, sandboxes);
+    let prices = match &a.prices {
+        Some(p) => agentd_models::Prices::load(p).map_err(anyhow::Error::msg)?,
+        None => agentd_models::Prices::default(),
+    };
+    let harness = harness(&a, &store, models.clone(), &previews, sandboxes, prices);
     let runner = Runner::new(harness, store.clone(), lease);
     let rate = RateLimit {
         per_second: a.rate_limit,
@@ -467,6 +475,7 @@ fn harness(
     models: Arc<Registry>,
     previews: &Previews,
     sandboxes: Option<Arc<Sandboxes>>,
+    prices: agentd_models::Prices,
 ) -> Harness {
     let harness = Harness::new(
         store.clone(),
@@ -486,6 +495,7 @@ fn harness(
             }),
             max_threads: a.max_threads,
             egress_private: a.egress_allow_private.clone(),
+            prices,
             ..HarnessConfig::default()
         },
     );

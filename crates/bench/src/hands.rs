@@ -132,6 +132,7 @@ async fn provision_time(a: &Args, bwrap: &Bwrap, dir: &Path) -> anyhow::Result<(
         let sb = bwrap
             .provision(&Spec {
                 workspace: dir.join(format!("prov-{i}")),
+                outputs: None,
                 limits: Limits::default(),
                 egress: None,
                 setup: None,
@@ -162,6 +163,7 @@ async fn per_call(a: &Args, bwrap: &Bwrap, dir: &Path) -> anyhow::Result<()> {
         let sb = p
             .provision(&Spec {
                 workspace: dir.join(format!("calls-{name}")),
+                outputs: None,
                 limits: Limits::default(),
                 egress: None,
                 setup: None,

@@ -13,7 +13,8 @@
 //! - `runner`: the scheduler that runs one wake per log at a time; `previews`: live previews of
 //!   messages still streaming; `sandboxes`: per-log sandboxes over a session's workspace,
 //!   under the caps `admission` keeps;
-//!   `packages`: an environment's packages.
+//!   `packages`: an environment's packages; `outputs`: collecting the files a session's agent
+//!   left in `/mnt/session/outputs/` into the Files API.
 //!
 //! Must not touch: SQL, HTTP serving, upstream wire formats. Holds nothing the log cannot
 //! rebuild: kill the process at any line and the next `wake` carries on from the last durable
@@ -23,6 +24,7 @@ mod admission;
 pub mod context;
 mod harness;
 pub mod outcomes;
+pub mod outputs;
 mod packages;
 pub mod previews;
 mod runner;

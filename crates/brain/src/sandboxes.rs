@@ -39,6 +39,9 @@ pub struct Sandboxes {
     /// Workspaces live at `<workspaces>/<session id>`: `<root>/workspaces` unless the operator
     /// shares one directory between hosts (`with_workspaces`).
     workspaces: PathBuf,
+    /// Outputs live at `<outputs>/<session id>`: `<root>/outputs`, or `.outputs` in a shared
+    /// workspace root, so that they follow a session that moves as its workspace does.
+    outputs: PathBuf,
     limits: Limits,
     /// Most bytes a workspace may hold; checked around tool calls.
     disk_quota: Option<u64>,
@@ -51,6 +54,7 @@ impl Sandboxes {
         Sandboxes {
             provider,
             workspaces: root.join("workspaces"),
+            outputs: root.join("outputs"),
             root,
             limits,
             disk_quota: None,
@@ -62,6 +66,7 @@ impl Sandboxes {
     /// Keep workspaces in `dir` instead of under the root: a directory every agentd process
     /// sees (an NFS mount, say), so a session that moves between hosts keeps its files.
     pub fn with_workspaces(mut self, dir: PathBuf) -> Self {
+        self.outputs = dir.join(".outputs");
         self.workspaces = dir;
         self
     }
@@ -84,13 +89,12 @@ impl Sandboxes {
         self.disk_quota
     }
 
-    /// Bytes in the session's workspace (files only, links not followed).
+    /// Bytes in the session's workspace and outputs (files only, links not followed).
     pub async fn disk_usage(&self, session_id: &str) -> u64 {
-        let dir = self.workspace(session_id);
+        let dirs = [self.workspace(session_id), self.outputs(session_id)];
         tokio::task::spawn_blocking(move || {
-            walkdir::WalkDir::new(dir)
-                .follow_links(false)
-                .into_iter()
+            dirs.iter()
+                .flat_map(|d| walkdir::WalkDir::new(d).follow_links(false))
                 .take(500_000)
                 .filter_map(Result::ok)
                 .filter(|e| e.file_type().is_file())
@@ -124,6 +128,11 @@ impl Sandboxes {
     pub fn recreate_workspace(&self, session_id: &str) -> std::io::Result<()> {
         std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
             .create(self.workspace(session_id))
+    }
+
+    /// The host directory the session's sandboxes see as `/mnt/session/outputs`.
+    pub fn outputs(&self, session_id: &str) -> PathBuf {
+        self.outputs.join(session_id)
     }
 
     /// The sandbox of log `log_id` over session `session_id`'s workspace, provisioned now —
@@ -163,6 +172,7 @@ impl Sandboxes {
             .provider
             .provision(&Spec {
                 workspace: self.workspace(session_id),
+                outputs: Some(self.outputs(session_id)),
                 limits: self.limits,
                 egress: Some(dir),
                 setup,
@@ -249,6 +259,11 @@ impl Sandboxes {
         // The provider may have made more than a directory (a filesystem of its own).
         if let Err(e) = self.provider.remove_workspace(&dir).await {
             tracing::warn!(dir = %dir.display(), error = %e, "cannot remove a workspace");
+        }
+        // What was collected from it stays in the Files API.
+        let dir = self.outputs(session_id);
+        if let Err(e) = self.provider.remove_workspace(&dir).await {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot remove an outputs directory");
         }
     }
 

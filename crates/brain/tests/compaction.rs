@@ -58,7 +58,16 @@ async fn a_long_session_is_compacted_and_keeps_working() {
         ))
     })
     .await;
-    let (w, sid, log) = counted_turns(&fake, HarnessConfig::default(), 8).await;
+    let prices = agentd_models::Prices::parse(
+        "test",
+        "prices:\n  claude-test: {input: 10000, output: 30000}\n",
+    )
+    .unwrap();
+    let cfg = HarnessConfig {
+        prices: prices.clone(),
+        ..HarnessConfig::default()
+    };
+    let (w, sid, log) = counted_turns(&fake, cfg, 8).await;
     let compactions = log
         .iter()
         .filter(|e| matches!(e.event.body, EventBody::AgentThreadContextCompacted {}))
@@ -92,6 +101,34 @@ async fn a_long_session_is_compacted_and_keeps_working() {
     assert!(summaries > 0);
     let session = w.store.get_session(&w.ws, &sid).await.unwrap();
     assert_eq!(session.usage.input_tokens, turns + summaries);
+    // And its list cost: every call priced by the table, the summaries' included.
+    let mut pico = 0;
+    for e in &log {
+        match (&e.event.body, &e.private) {
+            (
+                EventBody::SpanModelRequestEnd { model_usage, .. },
+                Some(agentd_session::Private::Cost { pico_usd }),
+            ) => {
+                assert_eq!(*pico_usd, prices.cost("claude-test", model_usage));
+                pico += pico_usd;
+            }
+            (
+                _,
+                Some(agentd_session::Private::Compaction {
+                    usage, pico_usd, ..
+                }),
+            ) => {
+                assert!(*pico_usd > 0);
+                assert_eq!(*pico_usd, prices.cost("claude-test", usage));
+                pico += pico_usd;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(
+        session.usage.list_cost,
+        Some(agentd_wire::usage::MonetaryAmount::usd_from_pico(pico))
+    );
     // The last request starts from the summary, holds the latest turn, and not the first.
     let last = fake
         .requests()

@@ -125,6 +125,25 @@ fn results(log: &[StoredEvent]) -> Vec<(String, bool)> {
 }
 
 #[tokio::test]
+async fn an_agent_with_sandbox_tools_is_told_where_its_deliverables_go() {
+    let fake = FakeAnthropic::start(vec![FakeReply::text("a"), FakeReply::text("b")]).await;
+    let (w, _) = world(&fake, json!({"type": "agent_toolset_20260401"})).await;
+    let sid = w.session().await;
+    w.say(&sid, "hello").await;
+    w.settle(&sid, Duration::from_secs(5)).await;
+    let bare = w
+        .session_for(json!({"name": "b", "model": "claude-test", "system": "Be brief."}))
+        .await;
+    w.say(&bare, "hello").await;
+    w.settle(&bare, Duration::from_secs(5)).await;
+    let system = |i: usize| fake.requests()[i]["system"].to_string();
+    assert!(system(0).contains("/mnt/session/outputs/"), "{}", system(0));
+    // No sandbox tool, no outputs directory to speak of: the agent's prompt as it is.
+    assert!(system(1).contains("Be brief."), "{}", system(1));
+    assert!(!system(1).contains("/mnt/session"), "{}", system(1));
+}
+
+#[tokio::test]
 async fn an_allowed_tool_runs_in_a_sandbox_made_on_first_use() {
     let fake = FakeAnthropic::start(vec![
         FakeReply::text("no tools yet"),

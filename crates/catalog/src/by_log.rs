@@ -24,6 +24,14 @@ fn is_thread(log_id: &str) -> bool {
     log_id.starts_with(ids::Kind::Thread.prefix())
 }
 
+/// A catalog error as the harness sees it: a row that is gone is a session that is gone.
+pub fn error(e: crate::Error) -> Error {
+    match e {
+        crate::Error::NotFound(m) => Error::NotFound(m),
+        e => Error::Storage(e.to_string()),
+    }
+}
+
 /// A row that is gone is, to the harness, a session that is gone.
 fn gone(e: crate::Error, log_id: &str) -> Error {
     match e {

@@ -11,6 +11,7 @@ use agentd_session::catalog::Error as CatalogError;
 use agentd_session::{NewEvent, Private, events};
 use agentd_wire::agent::{AgentTag, CreateAgent, SessionAgent};
 use agentd_wire::environment::{Environment, EnvironmentConfig, EnvironmentTag};
+use agentd_wire::file::FileScope;
 use agentd_wire::{ContentBlock, EventBody, SessionStatus, ids};
 
 use crate::{AgentFilter, Error, EventFilter, NewFile, NewSession, Order, SessionFilter, Storage};
@@ -547,9 +548,9 @@ pub async fn files_keep_their_bytes_until_deleted_or_expired(s: &dyn Storage) {
         matches!(gone, Err(Error::NotFound(_))),
         "an expired file is gone"
     );
-    let first = s.list_files(ws, 1, None).await.unwrap();
+    let first = s.list_files(ws, None, 1, None).await.unwrap();
     assert_eq!(first.items, vec![b.clone()]);
-    let rest = s.list_files(ws, 1, first.next).await.unwrap();
+    let rest = s.list_files(ws, None, 1, first.next).await.unwrap();
     assert_eq!(rest.items, vec![a.clone()]);
     assert!(rest.next.is_none(), "the expired file is not listed");
     s.delete_file(ws, &a.id).await.unwrap();
@@ -561,6 +562,145 @@ pub async fn files_keep_their_bytes_until_deleted_or_expired(s: &dyn Storage) {
         s.delete_file(ws, &a.id).await,
         Err(Error::NotFound(_))
     ));
+}
+
+pub async fn outputs_are_files_scoped_to_their_session_one_per_path(s: &dyn Storage) {
+    use agentd_session::catalog::NewOutput;
+    let seed = seed(s, "default").await;
+    let ws = &seed.ws;
+    let (one, two) = (seed.session(s).await, seed.session(s).await);
+    let out = |path: &str, text: &str| NewOutput {
+        path: path.into(),
+        mime_type: "text/plain".into(),
+        sha256: format!("sha-of-{text}"),
+        content: text.as_bytes().to_vec(),
+    };
+    let upload = NewFile {
+        filename: "up.txt".into(),
+        mime_type: "text/plain".into(),
+        content: vec![1],
+        expires_at: None,
+    };
+    let upload = s.create_file(ws, upload).await.unwrap();
+    assert_eq!(upload.scope, None);
+    s.put_output(&one, out("report.md", "v1")).await.unwrap();
+    s.put_output(&one, out("data/t.csv", "a,b")).await.unwrap();
+    s.put_output(&two, out("report.md", "other")).await.unwrap();
+    let scoped =
+        |sid: String| async move { s.list_files(ws, Some(&sid), 100, None).await.unwrap().items };
+    let listed = scoped(one.clone()).await;
+    let names: Vec<&str> = listed.iter().map(|f| f.filename.as_str()).collect();
+    assert_eq!(names, vec!["data/t.csv", "report.md"], "newest first");
+    assert!(
+        listed
+            .iter()
+            .all(|f| f.scope == Some(FileScope::session(&one)))
+    );
+    let first_report = listed[1].clone();
+    // The same bytes again (a collection made again after a crash): nothing changes.
+    s.put_output(&one, out("report.md", "v1")).await.unwrap();
+    assert_eq!(scoped(one.clone()).await, listed);
+    // New bytes at the path: a new file takes the old one's place.
+    s.put_output(&one, out("report.md", "v2")).await.unwrap();
+    let after = scoped(one.clone()).await;
+    assert_eq!(after.len(), 2);
+    let report = after.iter().find(|f| f.filename == "report.md").unwrap();
+    assert_ne!(report.id, first_report.id);
+    assert_eq!(s.file_content(ws, &report.id).await.unwrap().1, b"v2");
+    assert!(matches!(
+        s.get_file(ws, &first_report.id).await,
+        Err(Error::NotFound(_))
+    ));
+    let held = s.outputs(&one).await.unwrap();
+    let held: Vec<(&str, &str)> = held
+        .iter()
+        .map(|h| (h.path.as_str(), h.sha256.as_str()))
+        .collect();
+    assert_eq!(
+        held,
+        vec![("data/t.csv", "sha-of-a,b"), ("report.md", "sha-of-v2")]
+    );
+    // A collected file the user deleted is not collected again from the same bytes; new
+    // bytes at its path are a new file.
+    let data = after.iter().find(|f| f.filename == "data/t.csv").unwrap();
+    s.delete_file(ws, &data.id).await.unwrap();
+    assert!(matches!(
+        s.get_file(ws, &data.id).await,
+        Err(Error::NotFound(_))
+    ));
+    assert!(matches!(
+        s.delete_file(ws, &data.id).await,
+        Err(Error::NotFound(_))
+    ));
+    s.put_output(&one, out("data/t.csv", "a,b")).await.unwrap();
+    assert_eq!(scoped(one.clone()).await.len(), 1);
+    s.put_output(&one, out("data/t.csv", "c,d")).await.unwrap();
+    assert_eq!(scoped(one.clone()).await.len(), 2);
+    // Every file of the workspace without a scope; the other session's alone with its own;
+    // a scope seen from another workspace holds nothing.
+    assert_eq!(
+        s.list_files(ws, None, 100, None).await.unwrap().items.len(),
+        4
+    );
+    assert_eq!(scoped(two.clone()).await.len(), 1);
+    let other = s.register_key("k2", "other").await.unwrap().id;
+    assert!(
+        s.list_files(&other, Some(&one), 100, None)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    assert!(matches!(
+        s.put_output("sesn_missing", out("x", "x")).await,
+        Err(CatalogError::NotFound(_))
+    ));
+}
+
+pub async fn list_cost_is_kept_exactly_and_counted_in_the_session(s: &dyn Storage) {
+    use agentd_wire::usage::{ModelUsage, PICO_USD_PER_CENT};
+    let seed = seed(s, "default").await;
+    let sid = seed.session(s).await;
+    let spend = |cost: u64| {
+        NewEvent::new(EventBody::SpanModelRequestEnd {
+            model_request_start_id: "sevt_x".into(),
+            is_error: None,
+            model_usage: ModelUsage {
+                input_tokens: 10,
+                ..ModelUsage::default()
+            },
+        })
+        .with_private(Private::Cost { pico_usd: cost })
+    };
+    // Three calls of 0.4 cent: kept exactly, shown as 1 cent (1.2 rounded), not 0 (three 0s).
+    for _ in 0..3 {
+        s.append(&sid, events(vec![spend(PICO_USD_PER_CENT * 4 / 10)]))
+            .await
+            .unwrap();
+    }
+    let shown = s.get_session(&seed.ws, &sid).await.unwrap().usage;
+    assert_eq!(shown.input_tokens, 30);
+    let cost = shown.list_cost.expect("a list cost");
+    assert_eq!((cost.amount.as_str(), cost.currency.as_str()), ("1", "USD"));
+    let primary = ids::primary_thread(&sid);
+    let thread = s.get_thread(&seed.ws, &sid, &primary).await.unwrap();
+    assert_eq!(thread.usage.unwrap().list_cost.unwrap().amount, "1");
+    // A worker thread's calls count in its session; the primary thread shows the rest.
+    let tid = start_thread(s, &seed, &sid).await;
+    s.append(&tid, events(vec![spend(PICO_USD_PER_CENT * 250)]))
+        .await
+        .unwrap();
+    let cents = |u: Option<agentd_wire::Usage>| u.unwrap().list_cost.unwrap().amount;
+    let session = s.get_session(&seed.ws, &sid).await.unwrap();
+    assert_eq!(cents(Some(session.usage)), "251");
+    assert_eq!(
+        cents(s.get_thread(&seed.ws, &sid, &tid).await.unwrap().usage),
+        "250"
+    );
+    assert_eq!(
+        cents(s.get_thread(&seed.ws, &sid, &primary).await.unwrap().usage),
+        "1"
+    );
 }
 
 pub async fn another_workspace_sees_nothing(s: &dyn Storage) {
@@ -615,7 +755,7 @@ pub async fn another_workspace_sees_nothing(s: &dyn Storage) {
             .is_empty()
     );
     assert!(
-        s.list_files(&other, 10, None)
+        s.list_files(&other, None, 10, None)
             .await
             .unwrap()
             .items
@@ -854,6 +994,8 @@ macro_rules! catalog_conformance_tests {
             a_deleted_session_takes_its_logs_and_tells_subscribers,
             files_keep_their_bytes_until_deleted_or_expired,
             another_workspace_sees_nothing,
+            outputs_are_files_scoped_to_their_session_one_per_path,
+            list_cost_is_kept_exactly_and_counted_in_the_session,
             a_lease_has_one_holder_until_released_or_expired,
             running_logs_no_live_lease_holds_are_orphaned,
             nudges_reach_every_listener,

@@ -31,17 +31,21 @@ pub fn next_version(
     Ok((next != current.spec).then_some(next))
 }
 
-/// A session's primary thread, drawn from the session: its own usage is the session's less
-/// its children's, and it shows no roster (the roster is the session's).
+/// A session's primary thread, drawn from the session: its own usage and list cost
+/// (`cost`, the session's in picodollars) are the session's less its children's, and it shows
+/// no roster (the roster is the session's).
 pub fn primary_thread<'a>(
     s: Session,
-    children: impl IntoIterator<Item = &'a Usage>,
+    cost: u64,
+    children: impl IntoIterator<Item = (&'a Usage, u64)>,
 ) -> SessionThread {
-    let mut usage = s.usage;
-    for child in children {
+    let mut usage = s.usage.clone();
+    let mut cost = cost;
+    for (child, child_cost) in children {
         usage.subtract(child);
+        cost = cost.saturating_sub(child_cost);
     }
-    usage.active_seconds = Some(s.stats.active_seconds);
+    let usage = agentd_session::projection::shown_usage(&usage, cost, Some(s.stats.active_seconds));
     let mut agent = s.agent;
     agent.spec.multiagent = None;
     SessionThread {

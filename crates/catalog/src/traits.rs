@@ -144,16 +144,19 @@ pub trait Threads: Send + Sync {
     async fn running_threads(&self) -> Result<Vec<String>>;
 }
 
-/// Uploaded files: metadata and bytes.
+/// Files: uploads, and the outputs a session's agent left (stored through
+/// `agentd_session::Catalog::put_output`, scoped to their session).
 #[async_trait]
 pub trait Files: Send + Sync {
     async fn create_file(&self, ws: &str, f: NewFile) -> Result<FileMetadata>;
     async fn get_file(&self, ws: &str, id: &str) -> Result<FileMetadata>;
     async fn file_content(&self, ws: &str, id: &str) -> Result<(FileMetadata, Vec<u8>)>;
-    /// Newest first; the cursor is the last id of the previous page.
+    /// Newest first; the cursor is the last id of the previous page. With `scope_id`, only
+    /// the files scoped to it (a session's outputs); a scope of another workspace has none.
     async fn list_files(
         &self,
         ws: &str,
+        scope_id: Option<&str>,
         limit: usize,
         page: Option<String>,
     ) -> Result<Page<FileMetadata>>;

@@ -5,8 +5,9 @@
 //! (`bwrap`) with its whole-sandbox limits (`cgroup`) and workspace quotas (`disk`), an
 //! unconfined provider for measuring what the sandbox costs (`unconfined`), the helper that
 //! runs inside every sandbox (`helper`): a persistent bash and the file tools, and agentd's end
-//! of the pipe to it (`connection`, speaking `protocol`), and the launcher that starts bwrap
-//! with no inherited descriptor (`launch`). Must not touch: sessions, the log, models, or any
+//! of the pipe to it (`connection`, speaking `protocol`), the launcher that starts bwrap
+//! with no inherited descriptor (`launch`), and reading what a sandbox left in its outputs
+//! directory without following its links (`outputs`). Must not touch: sessions, the log, models, or any
 //! credential — a sandbox gets a workspace directory and a policy, nothing else.
 
 pub mod bwrap;
@@ -15,6 +16,7 @@ mod connection;
 pub mod disk;
 pub mod helper;
 pub mod launch;
+pub mod outputs;
 mod protocol;
 pub mod tools;
 mod unconfined;
@@ -32,10 +34,16 @@ pub use protocol::{Image, Output};
 /// provider mounts it into the sandbox.
 pub const EGRESS_SOCKET: &str = "proxy.sock";
 
+/// Where a sandbox sees its session's outputs directory.
+pub const OUTPUTS: &str = "/mnt/session/outputs";
+
 #[derive(Debug, Clone)]
 pub struct Spec {
     /// Host directory mounted read-write at `/workspace`.
     pub workspace: PathBuf,
+    /// Host directory mounted read-write at `/mnt/session/outputs` (`OUTPUTS`): where the
+    /// agent leaves what it delivers. Like the workspace it outlives the sandbox.
+    pub outputs: Option<PathBuf>,
     pub limits: Limits,
     /// Host directory holding `EGRESS_SOCKET`, the egress proxy for this sandbox. Without it
     /// the sandbox has no network at all.

@@ -52,6 +52,7 @@ async fn fixture() -> Fixture {
 fn spec(dir: &tempfile::TempDir) -> Spec {
     Spec {
         workspace: dir.path().join("ws"),
+        outputs: Some(dir.path().join("out")),
         limits: limits(),
         egress: None,
         setup: None,
@@ -61,6 +62,38 @@ fn spec(dir: &tempfile::TempDir) -> Spec {
 async fn bash(sb: &Arc<dyn Sandbox>, cmd: &str) -> Output {
     sb.execute("bash", &json!({"command": cmd, "timeout_ms": 20_000}))
         .await
+}
+
+#[tokio::test]
+async fn the_outputs_directory_is_writable_and_lands_on_the_host_beside_the_workspace() {
+    let f = fixture().await;
+    let o = bash(
+        &f.sb,
+        "mkdir -p /mnt/session/outputs/charts && printf 'a,b\\n1,2\\n' > /mnt/session/outputs/data.csv && echo x > /mnt/session/outputs/charts/c.txt && echo ok",
+    )
+    .await;
+    assert_eq!(o.text.trim(), "ok", "{o:?}");
+    let out = f.dir.path().join("out");
+    assert_eq!(
+        std::fs::read_to_string(out.join("data.csv")).unwrap(),
+        "a,b\n1,2\n"
+    );
+    assert!(out.join("charts/c.txt").is_file());
+    // The file tools reach it too.
+    let o =
+        f.sb.execute(
+            "read",
+            &json!({"file_path": "/mnt/session/outputs/data.csv"}),
+        )
+        .await;
+    assert!(o.text.contains("1,2"), "{o:?}");
+    // Only the outputs directory is writable: not /mnt/session beside it, not the workspace's
+    // view of it.
+    for p in ["/mnt/session/other", "/mnt/x"] {
+        let o = bash(&f.sb, &format!("touch {p} 2>&1; echo rc=$?")).await;
+        assert!(o.text.contains("rc=1"), "{p}: {o:?}");
+    }
+    assert!(!f.dir.path().join("ws/charts").exists());
 }
 
 #[tokio::test]
@@ -490,11 +523,15 @@ async fn the_workspace_quota_binds_bash_in_bytes_and_in_files() {
     }
     let dir = tempfile::tempdir().unwrap();
     let _unmount = Unmount(dir.path().join("ws"));
+    let _unmount_outputs = Unmount(dir.path().join("out"));
     let spec = Spec {
         limits: quota(),
         ..spec(&dir)
     };
     let sb = provider.provision(&spec).await.expect("provision");
+    // The outputs directory is no way around the quota: it has a filesystem of its own.
+    let o = bash(&sb, "{ head -c 50000000 /dev/zero > /mnt/session/outputs/bomb; } 2>&1; rm -f /mnt/session/outputs/bomb; echo done").await;
+    assert!(o.text.contains("No space left on device"), "{o:?}");
     // Work within the quota goes on as before.
     let o = bash(
         &sb,
@@ -555,6 +592,10 @@ async fn the_workspace_quota_binds_bash_in_bytes_and_in_files() {
     let ws = dir.path().join("ws");
     provider.remove_workspace(&ws).await.unwrap();
     assert!(!ws.exists() && !agentd_hands::disk::image_path(&ws).exists());
+    provider
+        .remove_workspace(&dir.path().join("out"))
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -600,6 +641,7 @@ async fn a_workspace_from_before_quotas_keeps_its_files_under_one() {
     std::fs::write(ws.join("src/main.py"), "print('kept')\n").unwrap();
     let spec = Spec {
         limits: quota(),
+        outputs: None,
         ..spec(&dir)
     };
     let sb = provider.provision(&spec).await.expect("provision");

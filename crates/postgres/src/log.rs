@@ -150,10 +150,10 @@ async fn load_missing(
 async fn load(c: &impl GenericClient, log_id: &str, lock: bool) -> Result<LoadedLog> {
     let select = match LogKind::of(log_id) {
         LogKind::Session => {
-            "SELECT status, last_seq, usage, active_ms, running_since, outcomes, id FROM sessions WHERE id = $1"
+            "SELECT status, last_seq, usage, active_ms, running_since, outcomes, id, list_cost FROM sessions WHERE id = $1"
         }
         LogKind::Thread => {
-            "SELECT status, last_seq, usage, active_ms, running_since, '[]'::jsonb, session_id FROM threads WHERE id = $1"
+            "SELECT status, last_seq, usage, active_ms, running_since, '[]'::jsonb, session_id, list_cost FROM threads WHERE id = $1"
         }
     };
     let sql = if lock {
@@ -173,6 +173,7 @@ async fn load(c: &impl GenericClient, log_id: &str, lock: bool) -> Result<Loaded
             .ok_or_else(|| Error::Storage(format!("unknown status {status:?}")))?,
         last_seq: u64::try_from(row.try_get::<_, i64>(1).map_err(pg)?).map_err(storage)?,
         usage: serde_json::from_value(row.try_get(2).map_err(pg)?).map_err(storage)?,
+        cost: u64::try_from(row.try_get::<_, i64>(7).map_err(pg)?).map_err(storage)?,
         active_ms: row.try_get(3).map_err(pg)?,
         running_since: row.try_get(4).map_err(pg)?,
         outcomes: serde_json::from_value(row.try_get(5).map_err(pg)?).map_err(storage)?,
@@ -242,7 +243,8 @@ fn answered_twice(err: tokio_postgres::Error, kind: &str) -> Error {
 
 async fn save(c: &impl GenericClient, log: &SavedLog, now: DateTime<Utc>) -> Result<()> {
     let p = &log.projection;
-    let usage = serde_json::to_value(p.usage).map_err(storage)?;
+    let usage = serde_json::to_value(&p.usage).map_err(storage)?;
+    let cost = i64::try_from(p.cost).map_err(storage)?;
     let id = &log.log_id;
     let last_seq = i64::try_from(p.last_seq).map_err(storage)?;
     let status = p.status.as_str();
@@ -250,11 +252,11 @@ async fn save(c: &impl GenericClient, log: &SavedLog, now: DateTime<Utc>) -> Res
     let (sql, params): (&str, Vec<&(dyn ToSql + Sync)>) = match (LogKind::of(id), log.appended) {
         // Only its threads' tokens moved: the session itself did nothing.
         (LogKind::Session, false) => (
-            "UPDATE sessions SET usage = $2 WHERE id = $1",
-            vec![id, &usage],
+            "UPDATE sessions SET usage = $2, list_cost = $3 WHERE id = $1",
+            vec![id, &usage, &cost],
         ),
         (LogKind::Session, true) => (
-            "UPDATE sessions SET status = $2, last_seq = $3, usage = $4, active_ms = $5, running_since = $6, updated_at = $7, outcomes = $8 WHERE id = $1",
+            "UPDATE sessions SET status = $2, last_seq = $3, usage = $4, active_ms = $5, running_since = $6, updated_at = $7, outcomes = $8, list_cost = $9 WHERE id = $1",
             vec![
                 id,
                 &status,
@@ -264,10 +266,11 @@ async fn save(c: &impl GenericClient, log: &SavedLog, now: DateTime<Utc>) -> Res
                 &p.running_since,
                 &now,
                 &outcomes,
+                &cost,
             ],
         ),
         (LogKind::Thread, _) => (
-            "UPDATE threads SET status = $2, last_seq = $3, usage = $4, active_ms = $5, running_since = $6, updated_at = $7 WHERE id = $1",
+            "UPDATE threads SET status = $2, last_seq = $3, usage = $4, active_ms = $5, running_since = $6, updated_at = $7, list_cost = $8 WHERE id = $1",
             vec![
                 id,
                 &status,
@@ -276,6 +279,7 @@ async fn save(c: &impl GenericClient, log: &SavedLog, now: DateTime<Utc>) -> Res
                 &p.active_ms,
                 &p.running_since,
                 &now,
+                &cost,
             ],
         ),
     };

@@ -9,6 +9,8 @@ const STEPS: &[&str] = &[
     include_str!("migrations/0002_catalog.sql"),
     include_str!("migrations/0003_leases.sql"),
     include_str!("migrations/0004_self_hosted_work.sql"),
+    include_str!("migrations/0005_list_cost.sql"),
+    include_str!("migrations/0006_output_files.sql"),
 ];
 
 /// The schema version this build writes.

@@ -18,7 +18,7 @@ use agentd_wire::{Session, SessionStatus, Usage};
 
 use crate::{Db, PgStore, fetch, json, log, log::now, notify};
 
-const SELECT: &str = "SELECT id, agent::text, environment_id, status, title, metadata::text, usage::text, active_ms, running_since, created_at, updated_at, archived_at, outcomes::text FROM sessions";
+const SELECT: &str = "SELECT id, agent::text, environment_id, status, title, metadata::text, usage::text, active_ms, running_since, created_at, updated_at, archived_at, outcomes::text, list_cost FROM sessions";
 
 fn decode(r: &Row) -> Result<Session> {
     let running_since = r.get(8);
@@ -26,8 +26,9 @@ fn decode(r: &Row) -> Result<Session> {
     let (active_seconds, duration_seconds) =
         projection::stats(r.get(7), running_since, created_at, now());
     let status: &str = r.get(3);
-    let mut usage: Usage = json(r.get(6))?;
-    usage.active_seconds = Some(active_seconds);
+    let usage: Usage = json(r.get(6))?;
+    let cost = u64::try_from(r.get::<_, i64>(13)).map_err(|e| Error::Storage(e.to_string()))?;
+    let usage = projection::shown_usage(&usage, cost, Some(active_seconds));
     Ok(Session {
         id: r.get(0),
         kind: SessionTag::Session,

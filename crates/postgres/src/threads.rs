@@ -14,11 +14,13 @@ use agentd_wire::{SessionStatus, Timestamp, Usage, ids};
 use crate::sessions::get as get_session;
 use crate::{Db, PgStore, json, log::now};
 
-const SELECT: &str = "SELECT id, session_id, parent_thread_id, agent_name, agent::text, status, usage::text, active_ms, running_since, created_at, updated_at, archived_at FROM threads";
+const SELECT: &str = "SELECT id, session_id, parent_thread_id, agent_name, agent::text, status, usage::text, active_ms, running_since, created_at, updated_at, archived_at, list_cost FROM threads";
 
 struct Raw {
     row: ThreadRow,
     usage: Usage,
+    /// Picodollars.
+    cost: u64,
     active_ms: i64,
     running_since: Option<Timestamp>,
     created_at: Timestamp,
@@ -41,6 +43,7 @@ fn raw(r: &Row) -> Result<Raw> {
             archived: archived_at.is_some(),
         },
         usage: json(r.get(6))?,
+        cost: u64::try_from(r.get::<_, i64>(12)).map_err(|e| Error::Storage(e.to_string()))?,
         active_ms: r.get(7),
         running_since: r.get(8),
         created_at: r.get(9),
@@ -52,8 +55,7 @@ fn raw(r: &Row) -> Result<Raw> {
 fn child(r: Raw) -> SessionThread {
     let (active_seconds, duration_seconds) =
         agentd_session::projection::stats(r.active_ms, r.running_since, r.created_at, now());
-    let mut usage = r.usage;
-    usage.active_seconds = Some(active_seconds);
+    let usage = agentd_session::projection::shown_usage(&r.usage, r.cost, Some(active_seconds));
     SessionThread {
         id: r.row.id,
         kind: ThreadTag::SessionThread,
@@ -87,7 +89,16 @@ async fn primary(
     kids: &[Raw],
 ) -> Result<SessionThread> {
     let s = get_session(c, Some(ws), sid, "").await?;
-    Ok(rules::primary_thread(s, kids.iter().map(|k| &k.usage)))
+    let cost: i64 = c
+        .query_one("SELECT list_cost FROM sessions WHERE id = $1", &[&sid])
+        .await
+        .db()?
+        .get(0);
+    Ok(rules::primary_thread(
+        s,
+        u64::try_from(cost).map_err(|e| Error::Storage(e.to_string()))?,
+        kids.iter().map(|k| (&k.usage, k.cost)),
+    ))
 }
 
 fn not_found(tid: &str) -> Error {

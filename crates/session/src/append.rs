@@ -6,9 +6,9 @@
 //! transaction. Every rule of what an event means is here or in `projection`.
 
 use agentd_wire::agent::SessionAgent;
-use agentd_wire::{Event, EventBody, Timestamp, Usage};
+use agentd_wire::{Event, EventBody, Timestamp};
 
-use crate::projection::Projection;
+use crate::projection::{Projection, Spent};
 use crate::{Head, NewEvent, Private, Refusal, StoredEvent};
 
 /// Whose log an id names: a session's own (its primary thread's) or a worker thread's.
@@ -199,7 +199,7 @@ impl Layout {
         {
             self.create_thread(&log_id, session_thread_id, agent_name, agent);
         }
-        if LogKind::of(&log_id) == LogKind::Thread && spent != Usage::default() {
+        if LogKind::of(&log_id) == LogKind::Thread && spent != Spent::default() {
             // A thread's tokens count toward its session's usage too.
             let session_id = &self.session_id;
             let (session, _) = self
@@ -209,7 +209,7 @@ impl Layout {
                 .ok_or_else(|| {
                     Refusal::Invalid(format!("the log of session {session_id} was not loaded"))
                 })?;
-            session.projection.usage.add_usage(&spent);
+            session.projection.add_spent(&spent);
         }
         let event = Event {
             id,
@@ -362,13 +362,14 @@ mod tests {
     #[test]
     fn a_threads_tokens_count_toward_its_session_which_keeps_its_place() {
         let (session, tid) = ("sesn_1", "sthr_1");
-        let batch = vec![spend(7)];
+        let batch = vec![spend(7).with_private(Private::Cost { pico_usd: 11 })];
         let mut loaded = vec![log(tid, session)];
         assert_eq!(missing(&loaded, &batch), vec![session.to_owned()]);
         loaded.push(log(session, session));
         let plan = plan(loaded, batch, now()).unwrap();
         let s = plan.logs.iter().find(|l| l.log_id == session).unwrap();
         assert_eq!(s.projection.usage.input_tokens, 7);
+        assert_eq!(s.projection.cost, 11);
         assert_eq!(s.projection.last_seq, 0);
         assert!(!s.appended);
         assert_eq!(plan.logs[0].projection.usage.input_tokens, 7);

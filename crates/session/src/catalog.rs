@@ -26,9 +26,39 @@ pub trait Catalog: Send + Sync + 'static {
     /// The worker thread whose log `log_id` is; None for a session's own log.
     async fn thread(&self, log_id: &str) -> Result<Option<ThreadInfo>, Error>;
 
+    /// The output files collected so far for session `session_id`: one per path, those deleted
+    /// through the API since included (their bytes are not collected again).
+    async fn outputs(&self, session_id: &str) -> Result<Vec<CollectedOutput>, Error>;
+
+    /// Store `out` as a Files API file scoped to session `session_id` (in the session's
+    /// workspace), in one transaction: the file that held its path before, if any, goes, and
+    /// the new one takes its place under a new id. A path that already holds the same bytes
+    /// (by `sha256`) is left as it is, so collecting again after a crash adds nothing; so is
+    /// one whose file with those bytes was deleted.
+    async fn put_output(&self, session_id: &str, out: NewOutput) -> Result<(), Error>;
+
     /// Make sure the session of log `log_id`, whose environment is `self_hosted`, has a live
     /// work item for a worker to claim; true when this call queued it. Durable when it returns.
     async fn queue_session_work(&self, log_id: &str) -> Result<bool, Error>;
+}
+
+/// A file collected from a session's outputs, as the catalog keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CollectedOutput {
+    /// Relative to the outputs directory, `/`-separated.
+    pub path: String,
+    /// Hex SHA-256 of its bytes.
+    pub sha256: String,
+}
+
+/// A file found in a session's outputs, to store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewOutput {
+    /// Relative to the outputs directory, `/`-separated; also the file's name.
+    pub path: String,
+    pub mime_type: String,
+    pub sha256: String,
+    pub content: Vec<u8>,
 }
 
 /// A worker thread, as the harness needs to know it.

@@ -90,6 +90,15 @@ pub enum Private {
         /// What writing the summary cost; counted in the log's usage.
         #[serde(default)]
         usage: agentd_wire::usage::ModelUsage,
+        /// Its list cost, picodollars (see `Cost`).
+        #[serde(default)]
+        pico_usd: u64,
+    },
+    /// The list cost of the model call an event ends (`span.model_request_end`,
+    /// `span.outcome_evaluation_end`), picodollars, priced when the call was logged: a price
+    /// table changed later does not rewrite what a session spent.
+    Cost {
+        pico_usd: u64,
     },
     /// The text of a file rubric, copied when `user.define_outcome` is logged.
     Rubric {

@@ -17,6 +17,8 @@ pub struct Projection {
     pub last_seq: u64,
     /// Tokens spent on this log; a session's log also counts its threads'.
     pub usage: Usage,
+    /// What those tokens cost at list prices, picodollars (exact; shown rounded to the cent).
+    pub cost: u64,
     /// Only a session's log shows these; a thread's are folded and not kept.
     pub outcomes: Vec<OutcomeEvaluation>,
     /// Time spent running, up to the last time the log stopped running.
@@ -32,6 +34,7 @@ impl Default for Projection {
             status: SessionStatus::Idle,
             last_seq: 0,
             usage: Usage::default(),
+            cost: 0,
             outcomes: Vec::new(),
             active_ms: 0,
             running_since: None,
@@ -51,29 +54,46 @@ impl Projection {
     /// Fold the next event of the log in, at position `last_seq + 1`, and finish its body: a
     /// `session.usage` is a snapshot of the log's usage as of itself, which only the
     /// projection knows (a session's log counts tokens its threads spent concurrently).
-    /// Returns the tokens the event spent, which a thread's session counts too.
+    /// Returns what the event spent, which a thread's session counts too.
     pub fn apply(
         &mut self,
         body: &mut EventBody,
         private: Option<&Private>,
         now: Timestamp,
-    ) -> Usage {
+    ) -> Spent {
         self.last_seq += 1;
-        let before = self.usage;
+        let before = self.usage.clone();
         self.project(body, now);
-        if let Some(Private::Compaction { usage, .. }) = private {
-            // The summary's tokens are spent like a turn's.
-            self.usage.add(usage);
-        }
+        let cost = match private {
+            Some(Private::Compaction {
+                usage, pico_usd, ..
+            }) => {
+                // The summary's tokens are spent like a turn's.
+                self.usage.add(usage);
+                *pico_usd
+            }
+            Some(Private::Cost { pico_usd }) => *pico_usd,
+            _ => 0,
+        };
+        self.cost += cost;
         if let EventBody::SessionUsage { usage } = body {
-            *usage = Usage {
-                active_seconds: None,
-                ..self.usage
-            };
+            *usage = self.shown_usage(None);
         }
-        let mut spent = self.usage;
-        spent.subtract(&before);
-        spent
+        let mut usage = self.usage.clone();
+        usage.subtract(&before);
+        Spent { usage, cost }
+    }
+
+    /// The usage as the API shows it: the tokens, their list cost rounded to the cent, and
+    /// the active time when given.
+    pub fn shown_usage(&self, active_seconds: Option<f64>) -> Usage {
+        shown_usage(&self.usage, self.cost, active_seconds)
+    }
+
+    /// Count what a thread of this session spent.
+    pub fn add_spent(&mut self, s: &Spent) {
+        self.usage.add_usage(&s.usage);
+        self.cost += s.cost;
     }
 
     fn project(&mut self, body: &EventBody, now: Timestamp) {
@@ -152,6 +172,23 @@ impl Projection {
     }
 }
 
+/// What one event spent: tokens and their list cost, picodollars.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Spent {
+    pub usage: Usage,
+    pub cost: u64,
+}
+
+/// A stored usage as the API shows it: `cost` (picodollars) rounded to the cent as
+/// `list_cost`, and the active time when given.
+pub fn shown_usage(usage: &Usage, cost: u64, active_seconds: Option<f64>) -> Usage {
+    Usage {
+        active_seconds,
+        list_cost: Some(agentd_wire::usage::MonetaryAmount::usd_from_pico(cost)),
+        ..usage.clone()
+    }
+}
+
 /// Time spent running as of `now`: what `active_ms` counted up to the last stop, plus the
 /// stretch since `running_since` if the log still runs.
 fn active_ms(active_ms: i64, running_since: Option<Timestamp>, now: Timestamp) -> i64 {
@@ -183,7 +220,7 @@ mod tests {
 
     fn apply(p: &mut Projection, mut body: EventBody, ms: i64) -> (EventBody, Usage) {
         let spent = p.apply(&mut body, None, at(ms));
-        (body, spent)
+        (body, spent.usage)
     }
 
     fn tokens(input: u64, output: u64) -> ModelUsage {
@@ -233,17 +270,53 @@ mod tests {
             summary: "s".into(),
             upto: 1,
             usage: tokens(5, 1),
+            pico_usd: 7,
         };
         let mut body = EventBody::SessionUsage {
             usage: Usage::default(),
         };
         let spent = p.apply(&mut body, Some(&compaction), at(1));
-        assert_eq!(spent.input_tokens, 5);
+        assert_eq!((spent.usage.input_tokens, spent.cost), (5, 7));
         let EventBody::SessionUsage { usage } = body else {
             unreachable!()
         };
         assert_eq!((usage.input_tokens, usage.output_tokens), (15, 4));
         assert_eq!(usage.active_seconds, None);
+    }
+
+    #[test]
+    fn priced_calls_add_up_exactly_and_show_to_the_cent() {
+        let mut p = Projection::default();
+        let cent = agentd_wire::usage::PICO_USD_PER_CENT;
+        // Three calls of 0.4 cent each: 1.2 cents, shown as 1; no call alone reaches one.
+        for _ in 0..3 {
+            let mut body = EventBody::SpanModelRequestEnd {
+                model_request_start_id: "sevt_x".into(),
+                is_error: None,
+                model_usage: tokens(1, 1),
+            };
+            let spent = p.apply(
+                &mut body,
+                Some(&Private::Cost {
+                    pico_usd: cent * 4 / 10,
+                }),
+                at(0),
+            );
+            assert_eq!(spent.cost, cent * 4 / 10);
+        }
+        assert_eq!(p.cost, cent * 12 / 10);
+        let mut body = EventBody::SessionUsage {
+            usage: Usage::default(),
+        };
+        p.apply(&mut body, None, at(1));
+        let EventBody::SessionUsage { usage } = body else {
+            unreachable!()
+        };
+        let shown = usage.list_cost.unwrap();
+        assert_eq!(
+            (shown.amount.as_str(), shown.currency.as_str()),
+            ("1", "USD")
+        );
     }
 
     #[test]

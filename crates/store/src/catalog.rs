@@ -4,7 +4,7 @@ use async_trait::async_trait;
 
 use agentd_catalog::ThreadRow;
 use agentd_catalog::by_log::{self, AnyWorkspace};
-use agentd_session::catalog::{Catalog, Error, ThreadInfo};
+use agentd_session::catalog::{Catalog, CollectedOutput, Error, NewOutput, ThreadInfo};
 use agentd_wire::Session;
 use agentd_wire::agent::SessionAgent;
 use agentd_wire::environment::{Environment, EnvironmentConfig};
@@ -38,6 +38,18 @@ impl Catalog for Store {
 
     async fn thread(&self, log_id: &str) -> Result<Option<ThreadInfo>, Error> {
         by_log::thread_info(self, log_id).await
+    }
+
+    async fn outputs(&self, session_id: &str) -> Result<Vec<CollectedOutput>, Error> {
+        Store::outputs(self, session_id)
+            .await
+            .map_err(by_log::error)
+    }
+
+    async fn put_output(&self, session_id: &str, out: NewOutput) -> Result<(), Error> {
+        Store::put_output(self, session_id, out)
+            .await
+            .map_err(by_log::error)
     }
 
     async fn queue_session_work(&self, log_id: &str) -> Result<bool, Error> {

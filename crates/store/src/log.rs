@@ -81,10 +81,10 @@ impl Store {
 fn load(c: &Connection, log_id: &str) -> Result<LoadedLog> {
     let sql = match LogKind::of(log_id) {
         LogKind::Session => {
-            "SELECT status, last_seq, usage, active_ms, running_since, outcomes, id FROM sessions WHERE id = ?1"
+            "SELECT status, last_seq, usage, active_ms, running_since, outcomes, id, list_cost FROM sessions WHERE id = ?1"
         }
         LogKind::Thread => {
-            "SELECT status, last_seq, usage, active_ms, running_since, '[]', session_id FROM threads WHERE id = ?1"
+            "SELECT status, last_seq, usage, active_ms, running_since, '[]', session_id, list_cost FROM threads WHERE id = ?1"
         }
     };
     let row = c
@@ -97,6 +97,7 @@ fn load(c: &Connection, log_id: &str) -> Result<LoadedLog> {
                 r.get::<_, Option<String>>(4)?,
                 r.get::<_, String>(5)?,
                 r.get::<_, String>(6)?,
+                r.get::<_, i64>(7)?,
             ))
         })
         .optional()
@@ -110,6 +111,7 @@ fn load(c: &Connection, log_id: &str) -> Result<LoadedLog> {
                 .ok_or_else(|| Error::Storage(format!("unknown status {:?}", row.0)))?,
             last_seq: row.1 as u64,
             usage: serde_json::from_str(&row.2).map_err(storage)?,
+            cost: row.7 as u64,
             outcomes: serde_json::from_str(&row.5).map_err(storage)?,
             active_ms: row.3,
             running_since: time::parse_opt(row.4).map_err(storage)?,
@@ -121,15 +123,17 @@ fn save(c: &Connection, log: &SavedLog, now: &str) -> Result<()> {
     let p = &log.projection;
     let usage = serde_json::to_string(&p.usage).map_err(storage)?;
     let since = p.running_since.as_ref().map(time::fmt);
+    // Picodollars fit an i64 up to about nine million dollars a session.
+    let cost = i64::try_from(p.cost).map_err(storage)?;
     let id = &log.log_id;
     match (LogKind::of(id), log.appended) {
         // Only its threads' tokens moved: the session itself did nothing.
         (LogKind::Session, false) => c.execute(
-            "UPDATE sessions SET usage = ?2 WHERE id = ?1",
-            params![id, usage],
+            "UPDATE sessions SET usage = ?2, list_cost = ?3 WHERE id = ?1",
+            params![id, usage, cost],
         ),
         (LogKind::Session, true) => c.execute(
-            "UPDATE sessions SET status = ?2, last_seq = ?3, usage = ?4, active_ms = ?5, running_since = ?6, updated_at = ?7, outcomes = ?8 WHERE id = ?1",
+            "UPDATE sessions SET status = ?2, last_seq = ?3, usage = ?4, active_ms = ?5, running_since = ?6, updated_at = ?7, outcomes = ?8, list_cost = ?9 WHERE id = ?1",
             params![
                 id,
                 p.status.as_str(),
@@ -138,12 +142,13 @@ fn save(c: &Connection, log: &SavedLog, now: &str) -> Result<()> {
                 p.active_ms,
                 since,
                 now,
-                serde_json::to_string(&p.outcomes).map_err(storage)?
+                serde_json::to_string(&p.outcomes).map_err(storage)?,
+                cost
             ],
         ),
         (LogKind::Thread, _) => c.execute(
-            "UPDATE threads SET status = ?2, last_seq = ?3, usage = ?4, active_ms = ?5, running_since = ?6, updated_at = ?7 WHERE id = ?1",
-            params![id, p.status.as_str(), p.last_seq as i64, usage, p.active_ms, since, now],
+            "UPDATE threads SET status = ?2, last_seq = ?3, usage = ?4, active_ms = ?5, running_since = ?6, updated_at = ?7, list_cost = ?8 WHERE id = ?1",
+            params![id, p.status.as_str(), p.last_seq as i64, usage, p.active_ms, since, now, cost],
         ),
     }
     .map_err(sqlite)?;

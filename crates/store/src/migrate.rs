@@ -12,6 +12,8 @@ const STEPS: &[&str] = &[
     include_str!("migrations/0006_event_ids_per_log.sql"),
     include_str!("migrations/0007_files.sql"),
     include_str!("migrations/0008_self_hosted_work.sql"),
+    include_str!("migrations/0009_list_cost.sql"),
+    include_str!("migrations/0010_output_files.sql"),
 ];
 
 /// The schema version this build writes.

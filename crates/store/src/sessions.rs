@@ -15,7 +15,7 @@ use agentd_wire::{Session, SessionStatus};
 
 use crate::{Error, Page, Result, Store, log, time};
 
-const SELECT: &str = "SELECT id, agent, environment_id, status, title, metadata, usage, active_ms, running_since, created_at, updated_at, archived_at, outcomes FROM sessions";
+const SELECT: &str = "SELECT id, agent, environment_id, status, title, metadata, usage, active_ms, running_since, created_at, updated_at, archived_at, outcomes, list_cost FROM sessions";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Session>> {
     let running_since = time::parse_opt(r.get(8)?)?;
@@ -31,9 +31,10 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Session>> {
     let updated_at = time::parse(&r.get::<_, String>(10)?)?;
     let archived_at = time::parse_opt(r.get(11)?)?;
     let outcomes: String = r.get(12)?;
+    let cost: i64 = r.get(13)?;
     Ok((|| {
-        let mut usage: agentd_wire::Usage = serde_json::from_str(&usage)?;
-        usage.active_seconds = Some(active_seconds);
+        let usage: agentd_wire::Usage = serde_json::from_str(&usage)?;
+        let usage = projection::shown_usage(&usage, cost as u64, Some(active_seconds));
         Ok(Session {
             id,
             kind: SessionTag::Session,

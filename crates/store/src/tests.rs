@@ -307,7 +307,7 @@ async fn a_threads_tokens_count_toward_its_session() {
         .list_threads(&ws, &sid, vec![], 10, None)
         .await
         .unwrap();
-    let usage_of = |i: usize| threads.items[i].usage.unwrap().input_tokens;
+    let usage_of = |i: usize| threads.items[i].usage.as_ref().unwrap().input_tokens;
     assert_eq!((usage_of(0), usage_of(1)), (100, 100));
 }
 

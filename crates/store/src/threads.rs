@@ -15,11 +15,13 @@ use agentd_wire::{SessionStatus, Timestamp};
 use crate::sessions::get_in;
 use crate::{Error, Page, Result, Store, time};
 
-const SELECT: &str = "SELECT id, session_id, parent_thread_id, agent_name, agent, status, usage, active_ms, running_since, created_at, updated_at, archived_at FROM threads";
+const SELECT: &str = "SELECT id, session_id, parent_thread_id, agent_name, agent, status, usage, active_ms, running_since, created_at, updated_at, archived_at, list_cost FROM threads";
 
 struct Raw {
     row: ThreadRow,
     usage: Usage,
+    /// Picodollars.
+    cost: u64,
     active_ms: i64,
     running_since: Option<Timestamp>,
     created_at: Timestamp,
@@ -37,6 +39,7 @@ fn raw(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Raw>> {
     let created_at = time::parse(&r.get::<_, String>(9)?)?;
     let updated_at = time::parse(&r.get::<_, String>(10)?)?;
     let archived_at = time::parse_opt(r.get(11)?)?;
+    let cost = r.get::<_, i64>(12)? as u64;
     Ok((|| {
         Ok(Raw {
             row: ThreadRow {
@@ -50,6 +53,7 @@ fn raw(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Raw>> {
                 archived: archived_at.is_some(),
             },
             usage: serde_json::from_str(&usage)?,
+            cost,
             active_ms,
             running_since,
             created_at,
@@ -70,8 +74,8 @@ fn stats(active_ms: i64, running_since: Option<Timestamp>, created_at: Timestamp
 
 fn child(r: Raw) -> SessionThread {
     let stats = stats(r.active_ms, r.running_since, r.created_at);
-    let mut usage = r.usage;
-    usage.active_seconds = Some(stats.active_seconds);
+    let usage =
+        agentd_session::projection::shown_usage(&r.usage, r.cost, Some(stats.active_seconds));
     SessionThread {
         id: r.row.id,
         kind: ThreadTag::SessionThread,
@@ -101,7 +105,14 @@ fn children(c: &Connection, sid: &str) -> Result<Vec<Raw>> {
 /// The primary thread, drawn from its session (`agentd_catalog::rules::primary_thread`).
 fn primary(c: &Connection, ws: &str, sid: &str, kids: &[Raw]) -> Result<SessionThread> {
     let s = get_in(c, Some(ws), sid)?;
-    Ok(rules::primary_thread(s, kids.iter().map(|k| &k.usage)))
+    let cost: i64 = c.query_row("SELECT list_cost FROM sessions WHERE id = ?1", [sid], |r| {
+        r.get(0)
+    })?;
+    Ok(rules::primary_thread(
+        s,
+        cost as u64,
+        kids.iter().map(|k| (&k.usage, k.cost)),
+    ))
 }
 
 fn not_found(tid: &str) -> Error {

@@ -303,11 +303,37 @@ pub enum ObjectTag {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "StoredToolset")]
 pub struct Toolset {
     #[serde(default)]
     pub configs: Vec<ToolConfig>,
     #[serde(default)]
     pub default_config: DefaultToolConfig,
+}
+
+/// A toolset as stored. Agents written before configs carried their `type` are read with it
+/// filled in, so the SDK, whose config union is keyed by `type`, parses every one of them.
+#[derive(Deserialize)]
+struct StoredToolset {
+    #[serde(default)]
+    configs: Vec<ToolConfig>,
+    #[serde(default)]
+    default_config: DefaultToolConfig,
+}
+
+impl From<StoredToolset> for Toolset {
+    fn from(t: StoredToolset) -> Self {
+        let mut configs = t.configs;
+        for c in &mut configs {
+            c.rest
+                .entry("type")
+                .or_insert_with(|| Value::String(c.name.clone()));
+        }
+        Toolset {
+            configs,
+            default_config: t.default_config,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -444,6 +470,8 @@ fn resolve_configs(
     configs
         .into_iter()
         .map(|mut c| {
+            // The SDK dumps the optional fields it knows as null: null is absent.
+            c.rest.retain(|_, v| !v.is_null());
             if typed {
                 c.rest
                     .entry("type")
@@ -748,6 +776,31 @@ mod tests {
         assert_eq!(t.default_config, DefaultToolConfig::default());
         assert!(t.configs[0].enabled);
         assert_eq!(spec.execution_identity, default_execution_identity());
+    }
+
+    #[test]
+    fn a_config_the_sdk_dumped_round_trips_and_a_stored_one_gets_its_type() {
+        // `model_dump()` of a web_fetch config names its optional fields as null.
+        let t: ToolParam = serde_json::from_str(
+            r#"{"type":"agent_toolset_20260401","configs":[{"name":"web_fetch","type":"web_fetch",
+                "enabled":true,"url_sources":null,"allowed_domains":null,"max_content_tokens":null}]}"#,
+        )
+        .unwrap();
+        let Tool::AgentToolset20260401(t) = Tool::from(t) else {
+            panic!()
+        };
+        assert_eq!(
+            t.configs[0].rest,
+            serde_json::Map::from_iter([("type".into(), Value::String("web_fetch".into()))])
+        );
+        // An agent stored before configs carried their type.
+        let stored: Tool = serde_json::from_str(
+            r#"{"type":"agent_toolset_20260401","configs":[{"name":"grep","enabled":true,"permission_policy":{"type":"always_allow"}}],
+                "default_config":{"enabled":true,"permission_policy":{"type":"always_allow"}}}"#,
+        )
+        .unwrap();
+        let shown = serde_json::to_value(&stored).unwrap();
+        assert_eq!(shown["configs"][0]["type"], "grep");
     }
 
     #[test]

@@ -82,7 +82,7 @@ async fn upload(
     };
     let mime_type = match mime.filter(|m| m != "application/octet-stream") {
         Some(m) => m,
-        None => guess_mime(&filename).to_owned(),
+        None => agentd_wire::file::mime_type_of(&filename).to_owned(),
     };
     let filename = if filename.is_empty() {
         "unnamed".to_owned()
@@ -113,36 +113,23 @@ fn base_name(name: &str) -> String {
         .to_owned()
 }
 
-fn guess_mime(name: &str) -> &'static str {
-    let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
-    match ext.as_deref() {
-        Some("txt" | "md" | "markdown" | "rst") => "text/plain",
-        Some("json") => "application/json",
-        Some("yaml" | "yml") => "application/yaml",
-        Some("csv") => "text/csv",
-        Some("pdf") => "application/pdf",
-        Some("png") => "image/png",
-        Some("jpg" | "jpeg") => "image/jpeg",
-        _ => "application/octet-stream",
-    }
-}
-
 async fn list(
     State(st): State<AppState>,
     Extension(Caller(ws)): Extension<Caller>,
     q: Query,
 ) -> ApiResult<Json<Page<FileMetadata>>> {
-    if q.get("scope_id").is_some() {
-        return Err(ApiError::invalid(
-            "scope_id: session-scoped files are not supported by this agentd yet",
-        ));
-    }
+    let scope_id = q.get("scope_id");
     if q.get("ids").is_some() {
-        return by_ids(&st, &ws.id, &q).await.map(Json);
+        return by_ids(&st, &ws.id, scope_id, &q).await.map(Json);
     }
     let p = st
         .store
-        .list_files(&ws.id, q.limit_up_to(1000)?, q.id_page(Kind::File)?)
+        .list_files(
+            &ws.id,
+            scope_id,
+            q.limit_up_to(1000)?,
+            q.id_page(Kind::File)?,
+        )
         .await?;
     Ok(Json(page(p, |f| f)))
 }
@@ -150,9 +137,15 @@ async fn list(
 /// The most ids one `ids` filter may name.
 const MAX_IDS: usize = 100;
 
-/// `files.list(ids=[...])`: one page of the named files that exist, in list order; an id that
-/// names nothing visible is left out, as the SDK documents.
-async fn by_ids(st: &AppState, ws: &str, q: &Query) -> ApiResult<Page<FileMetadata>> {
+/// `files.list(ids=[...])`: one page of the named files that exist (and, with `scope_id`,
+/// belong to that scope), in list order; an id that names nothing visible is left out, as the
+/// SDK documents.
+async fn by_ids(
+    st: &AppState,
+    ws: &str,
+    scope_id: Option<&str>,
+    q: &Query,
+) -> ApiResult<Page<FileMetadata>> {
     if q.get("page").is_some() || q.get("limit").is_some() {
         return Err(ApiError::invalid(
             "ids: cannot be combined with page or limit; the named files come as one page",
@@ -170,8 +163,10 @@ async fn by_ids(st: &AppState, ws: &str, q: &Query) -> ApiResult<Page<FileMetada
     let mut data = Vec::with_capacity(ids.len());
     for id in ids.iter().rev() {
         match st.store.get_file(ws, id).await {
-            Ok(f) => data.push(f),
-            Err(agentd_catalog::Error::NotFound(_)) => {}
+            Ok(f) if scope_id.is_none_or(|s| f.scope.as_ref().is_some_and(|fs| fs.id == s)) => {
+                data.push(f)
+            }
+            Ok(_) | Err(agentd_catalog::Error::NotFound(_)) => {}
             Err(e) => return Err(e.into()),
         }
     }

@@ -287,10 +287,19 @@ async fn archive(
     Extension(Caller(ws)): Extension<Caller>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Session>> {
-    let s = st.store.archive_session(&ws.id, &id).await?;
-    if let Some(sb) = st.runner.harness().sandboxes() {
+    // The session's own first (not found is a 404 before anything is stopped).
+    st.store.get_session(&ws.id, &id).await?;
+    let harness = st.runner.harness();
+    if let Some(sb) = harness.sandboxes() {
         sb.release_session(&id).await;
     }
+    // Its last outputs are collected before it is archived: a crash in between leaves it
+    // unarchived, and archiving again collects again.
+    harness
+        .collect_outputs(&id)
+        .await
+        .map_err(|e| ApiError::unavailable(format!("cannot collect the session's outputs: {e}")))?;
+    let s = st.store.archive_session(&ws.id, &id).await?;
     // A self_hosted session's worker learns of the stop from its next heartbeat.
     for w in st.store.session_work(&id).await? {
         if w.state.is_live() {

@@ -55,7 +55,12 @@ impl Builder {
                 Role::Assistant,
                 vec![Block::RedactedThinking { data: data.clone() }],
             ),
-            Some(Private::Compaction { .. } | Private::Thread { .. } | Private::Rubric { .. })
+            Some(
+                Private::Compaction { .. }
+                | Private::Thread { .. }
+                | Private::Rubric { .. }
+                | Private::Cost { .. },
+            )
             | None => {}
         }
     }

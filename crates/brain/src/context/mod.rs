@@ -438,6 +438,7 @@ impl State {
             summary,
             upto,
             usage: spent,
+            ..
         }) = private
         {
             self.usage.add(spent);

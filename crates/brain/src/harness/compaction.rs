@@ -98,6 +98,7 @@ impl Harness {
             Private::Compaction {
                 summary,
                 upto: f.message_starts[cut],
+                pico_usd: self.cost(&agent.spec.model.id, &usage),
                 usage,
             },
         );

@@ -6,7 +6,7 @@
 use tokio_util::sync::CancellationToken;
 
 use agentd_models::{Block, Request};
-use agentd_session::{NewEvent, at_tail, events};
+use agentd_session::{NewEvent, Private, at_tail, events};
 use agentd_wire::EventBody;
 use agentd_wire::event::{Check, OutcomeResult};
 use agentd_wire::usage::ModelUsage;
@@ -90,8 +90,14 @@ impl Harness {
                 }
             }
         };
-        self.append(log_id, events(vec![end(result, explanation, usage)]))
-            .await?;
+        let mut ev = end(result, explanation, usage);
+        if usage != ModelUsage::default() {
+            let model = self.catalog.session_agent(log_id).await?.spec.model.id;
+            ev = ev.with_private(Private::Cost {
+                pico_usd: self.cost(&model, &usage),
+            });
+        }
+        self.append(log_id, events(vec![ev])).await?;
         Ok(Flow::Continue)
     }
 

@@ -66,6 +66,8 @@ pub struct HarnessConfig {
     pub max_threads: usize,
     /// Non-public ranges the operator lets environments reach (`--egress-allow-private`).
     pub egress_private: Vec<agentd_egress::Cidr>,
+    /// List prices of model calls: every call's cost is logged with it.
+    pub prices: agentd_models::Prices,
 }
 
 /// Context compaction: once a request's prompt reaches `at_tokens`, older turns are replaced
@@ -90,6 +92,7 @@ impl Default for HarnessConfig {
             outcome_heartbeat: Duration::from_secs(10),
             max_threads: 16,
             egress_private: vec![],
+            prices: agentd_models::Prices::default(),
         }
     }
 }
@@ -181,6 +184,17 @@ impl Harness {
         self.sandboxes.as_ref()
     }
 
+    /// Collect what session `session_id`'s agent left in its outputs directory into the Files
+    /// API (`crate::outputs`). Run before the session rests and when it is archived; safe to
+    /// run again at any time.
+    pub async fn collect_outputs(&self, session_id: &str) -> Result<()> {
+        if let Some(sb) = &self.sandboxes {
+            crate::outputs::collect(self.catalog.as_ref(), session_id, &sb.outputs(session_id))
+                .await?;
+        }
+        Ok(())
+    }
+
     pub fn log(&self) -> &Arc<dyn SessionLog> {
         &self.log
     }
@@ -224,7 +238,11 @@ impl Harness {
                     }
                     let mut batch = match &me {
                         Some(t) => crate::threads::rest(t, &reason, &f.reply),
-                        None => Vec::new(),
+                        None => {
+                            // The session rests: what its agent delivered is listed first.
+                            self.collect_outputs(log_id).await?;
+                            Vec::new()
+                        }
                     };
                     batch.push(NewEvent::new(EventBody::SessionStatusIdle {
                         stop_reason: reason,
@@ -299,6 +317,12 @@ impl Harness {
                 return Ok(());
             }
         }
+    }
+
+    /// What `usage` cost on `model` (an agent's model id) at the configured list prices,
+    /// picodollars.
+    fn cost(&self, model: &str, usage: &agentd_wire::usage::ModelUsage) -> u64 {
+        self.cfg.prices.cost(model, usage)
     }
 
     async fn append(&self, log_id: &str, guard: agentd_session::Guard) -> Result<Appended> {

@@ -427,6 +427,13 @@ impl Toolbox {
         }
     }
 
+    /// Whether some enabled tool runs in the sandbox (and so sees `/mnt/session/outputs`).
+    pub(super) fn uses_sandbox(&self) -> bool {
+        self.builtin
+            .iter()
+            .any(|(n, _)| SANDBOX_TOOLS.iter().any(|s| ToolName::parse(s) == *n))
+    }
+
     /// Whether the agent defines a custom tool of this name, which the user answers; a custom
     /// tool's name wins over a built-in's.
     pub(super) fn is_custom(&self, name: &str) -> bool {

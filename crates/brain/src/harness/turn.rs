@@ -66,7 +66,7 @@ impl Harness {
         }
         let request = Request {
             model: upstream_id,
-            system: agent.spec.system.clone(),
+            system: self.system_prompt(&agent.spec.system, &toolbox),
             messages: f.messages.clone(),
             tools: tool_defs(&toolbox),
             max_tokens: self.cfg.max_tokens,
@@ -113,7 +113,8 @@ impl Harness {
         let tail = tail.into_inner();
         match result {
             Ok((resp, previews)) => {
-                let (evs, rest) = answered(f, me, &span, resp, &previews, &toolbox);
+                let cost = self.cost(&agent.spec.model.id, &resp.usage);
+                let (evs, rest) = answered(f, me, &span, (resp, cost), &previews, &toolbox);
                 self.finish(log_id, tail, evs, rest.filter(|_| may_rest))
                     .await?;
             }
@@ -137,6 +138,18 @@ impl Harness {
         Ok(Flow::Continue)
     }
 
+    /// The agent's system prompt; an agent whose tools run in a sandbox is also told where its
+    /// deliverables go.
+    fn system_prompt(&self, system: &Option<String>, toolbox: &Toolbox) -> Option<String> {
+        if !(toolbox.uses_sandbox() && self.sandboxes.is_some()) {
+            return system.clone();
+        }
+        Some(match system {
+            None => crate::outputs::PROMPT.to_owned(),
+            Some(s) => format!("{s}\n\n{}", crate::outputs::PROMPT),
+        })
+    }
+
     /// Append a turn's outcome, and in the same transaction rest the log with `rest` if
     /// nothing was logged since `tail` (otherwise the next fold decides).
     async fn finish(
@@ -146,6 +159,11 @@ impl Harness {
         mut evs: Vec<NewEvent>,
         rest: Option<StopReason>,
     ) -> Result<()> {
+        if rest.is_some() {
+            // Only a session's own log rests here (a worker rests through the fold): what its
+            // agent delivered is listed before the rest is.
+            self.collect_outputs(log_id).await?;
+        }
         let guard: agentd_session::Guard = Box::new(move |head: &Head| {
             if head.status == SessionStatus::Terminated {
                 return Err(Refusal::Terminated);
@@ -176,11 +194,11 @@ fn answered(
     f: &Fold,
     me: Option<&crate::ThreadInfo>,
     span: &str,
-    resp: agentd_models::Response,
+    (resp, cost): (agentd_models::Response, u64),
     previews: &PreviewIds<'_>,
     toolbox: &Toolbox,
 ) -> (Vec<NewEvent>, Option<StopReason>) {
-    let mut total = f.usage;
+    let mut total = f.usage.clone();
     total.add(&resp.usage);
     let (mut evs, calls) = response_events(resp.content, previews, toolbox);
     if let Some(t) = me {
@@ -193,7 +211,7 @@ fn answered(
             .collect();
         evs.extend(copies);
     }
-    evs.push(span_end_ok(span, resp.usage));
+    evs.push(span_end_ok(span, resp.usage).with_private(Private::Cost { pico_usd: cost }));
     evs.push(NewEvent::new(EventBody::SessionUsage {
         usage: snapshot(total),
     }));

@@ -113,11 +113,17 @@ fn mounts(helper: &HelperCommand, etc: &Path, spec: &Spec) -> Vec<String> {
         "--chdir",
         WORKSPACE,
     ]);
+    if let Some(dir) = &spec.outputs {
+        // bwrap makes /mnt/session in its root, read-only below; only the directory itself
+        // is writable, so nothing else of /mnt is.
+        push(&["--bind", &dir.display().to_string(), crate::OUTPUTS]);
+    }
     push(&["--ro-bind", &helper.exe.display().to_string(), HELPER]);
     if let Some(dir) = &spec.egress {
         push(&["--ro-bind", &dir.display().to_string(), EGRESS_DIR]);
     }
-    // The root itself is a tmpfs bwrap made; only the workspace and /tmp stay writable.
+    // The root itself is a tmpfs bwrap made; only the workspace, the outputs and /tmp stay
+    // writable.
     push(&["--remount-ro", "/"]);
     a
 }

@@ -1,5 +1,6 @@
 //! Sandboxes made with bubblewrap: new user, mount, PID, IPC, UTS, network and cgroup
-//! namespaces; a read-only system; one writable workspace; no other host path; no
+//! namespaces; a read-only system; one writable workspace and the session's outputs
+//! directory (`/mnt/session/outputs`); no other host path; no
 //! capabilities; no nested user namespaces; a cleared environment. When agentd runs as root the
 //! sandbox runs as an unprivileged host uid too, so its files are not root's and process limits
 //! apply.
@@ -107,6 +108,8 @@ impl Bwrap {
         &self.disks
     }
 
+    /// A directory the sandbox writes (its workspace, its outputs): made if new, its quota
+    /// attached, the sandbox user's alone.
     async fn prepare_workspace(&self, dir: &Path, limits: &Limits) -> Result<(), Error> {
         let err = |source| Error::Workspace {
             path: dir.to_owned(),
@@ -149,6 +152,11 @@ impl Provider for Bwrap {
     async fn provision(&self, spec: &Spec) -> Result<Arc<dyn Sandbox>, Error> {
         self.prepare_workspace(&spec.workspace, &spec.limits)
             .await?;
+        if let Some(dir) = &spec.outputs {
+            // Made like a workspace, with a filesystem of its own under the same quota, so
+            // the outputs are no way around it.
+            self.prepare_workspace(dir, &spec.limits).await?;
+        }
         if let Some(dir) = &spec.egress {
             self.prepare_egress(dir)?;
         }
