@@ -86,3 +86,155 @@ def test_agentd_worker_runs_bash_and_file_tools_in_its_sandbox(server_factory, f
     assert key not in out and token_prefix not in out and "AGENTD" not in out
     # the request that went to the model carried the worker's answer
     assert fake_upstream.messages_requests()[4].blocks("tool_result")[-1]["tool_use_id"] == uses[3]["id"]
+
+
+def bash_then_done(command):
+    """A model that calls bash once per session, then ends its turn once the result is in."""
+    def handler(rec):
+        if rec.blocks("tool_result"):
+            return fa.reply_text("done")
+        return fa.message(fa.tool_use("bash", {"command": command}))
+    return handler
+
+
+def test_two_workers_share_one_environments_load(server_factory, fake_upstream, tmp_path):
+    server = server_factory(upstream=fake_upstream)
+    client = server.client()
+    env, first = self_hosted_session(client)
+    key = env_key(server, env.id)
+    agent_id = first.agent.id
+    sessions = [first] + [client.beta.sessions.create(agent=agent_id, environment_id=env.id) for _ in range(5)]
+    fake_upstream.handler = bash_then_done("sleep 0.5; pwd")
+    sdk_dir = tmp_path / "sdk"
+    ours = start_agentd_worker(server, env.id, key, tmp_path / "ours", "--max-sessions", "1", max_idle=1)
+    theirs = start_sdk_worker(server, env.id, key, sdk_dir)
+    try:
+        for s in sessions:
+            send_text(client, s.id, "where are you?")
+        done = [wait_events(client, s.id, ended, timeout=90) for s in sessions]
+    finally:
+        stop_all(ours, theirs)
+    by = {"agentd": 0, "sdk": 0}
+    for evs in done:
+        results = [e for e in evs if e["type"] == "user.tool_result"]
+        assert len(results) == 1 and not results[0]["is_error"], results
+        where = text(results[0]).strip()
+        if where == "/workspace":
+            by["agentd"] += 1
+        else:
+            assert where == str(sdk_dir.resolve()), where
+            by["sdk"] += 1
+    assert by["agentd"] > 0 and by["sdk"] > 0, by
+
+
+def test_a_restart_of_agentd_while_the_worker_holds_a_lease(server_factory, fake_upstream, tmp_path):
+    server = server_factory(upstream=fake_upstream)
+    client = server.client()
+    env, s = self_hosted_session(client)
+    key = env_key(server, env.id)
+    fake_upstream.enqueue(
+        fa.message(fa.tool_use("bash", {"command": "sleep 3; echo slow-done > slow.txt; echo slow-done"})),
+        fa.message(fa.tool_use("bash", {"command": "cat slow.txt; echo after-restart"})),
+        fa.reply_text("all done"),
+    )
+    w = start_agentd_worker(server, env.id, key, tmp_path / "hands")
+    try:
+        send_text(client, s.id, "go")
+        wait_until(lambda: (tmp_path / "hands" / s.id).exists(), timeout=30, what="the worker's sandbox")
+        # the worker runs the slow call while agentd dies and comes back
+        server.kill()
+        time.sleep(1)
+        server.restart()
+        client = server.client()
+        evs = wait_events(client, s.id, ended, timeout=60)
+        assert w.poll() is None, "the worker outlived agentd's restart"
+    finally:
+        stop_all(w)
+    for e in evs:
+        validate_event(e)
+    uses = [e for e in evs if e["type"] == "agent.tool_use"]
+    results = results_by_call(evs)
+    assert types_of(evs).count("user.tool_result") == 2 and set(results) == {u["id"] for u in uses}
+    assert not any(r["is_error"] for r in results.values()), results
+    assert "slow-done" in text(results[uses[0]["id"]])
+    assert "slow-done" in text(results[uses[1]["id"]]) and "after-restart" in text(results[uses[1]["id"]])
+    items = list(worker_client(server, key).beta.environments.work.list(env.id))
+    assert len(items) == 1, "the worker kept its lease: the item was never queued again"
+
+
+def test_a_worker_killed_mid_tool_is_replaced(server_factory, fake_upstream, tmp_path):
+    server = server_factory(upstream=fake_upstream, env={"AGENTD_WORK_LEASE_TTL": "3"})
+    client = server.client()
+    env, s = self_hosted_session(client)
+    key = env_key(server, env.id)
+    fake_upstream.enqueue(
+        fa.message(fa.tool_use("bash", {"command": "echo first > first.txt; sleep 60"})),
+        fa.message(fa.tool_use("bash", {"command": "cat first.txt; echo second-worker"})),
+        fa.reply_text("all done"),
+    )
+    first = start_agentd_worker(server, env.id, key, tmp_path / "w1")
+    second = None
+    try:
+        send_text(client, s.id, "go")
+        wait_until(lambda: (tmp_path / "w1" / s.id / "first.txt").exists(), timeout=30, what="the long call")
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        second = start_agentd_worker(server, env.id, key, tmp_path / "w2")
+        evs = wait_events(client, s.id, ended, timeout=45)
+    finally:
+        stop_all(first, second)
+    for e in evs:
+        validate_event(e)
+    uses = [e for e in evs if e["type"] == "agent.tool_use"]
+    results = results_by_call(evs)
+    assert types_of(evs).count("user.tool_result") == 2 and set(results) == {u["id"] for u in uses}
+    lost = results[uses[0]["id"]]
+    assert lost["is_error"] and "lease expired" in text(lost)
+    # the second worker has its own workdir: the first one's files are not there
+    second_out = text(results[uses[1]["id"]])
+    assert not results[uses[1]["id"]]["is_error"] or "No such file" in second_out
+    assert "second-worker" in second_out
+
+
+def raw(server, method, path, key, **kw):
+    from conftest import raw_request
+    return raw_request(server, method, path, key=None, headers={"authorization": f"Bearer {key}"}, **kw)
+
+
+def test_bad_input_on_each_work_endpoint_names_the_field(server, client, fake_upstream):
+    env, s = self_hosted_session(client)
+    key = env_key(server, env.id)
+    fake_upstream.enqueue(fa.message(fa.tool_use("bash", {"command": "true"})), fa.reply_text("ok"))
+    send_text(client, s.id, "go")
+    w = worker_client(server, key)
+    item = wait_until(lambda: w.beta.environments.work.poll(env.id, block_ms=500), timeout=15, what="a work item")
+    base = f"/v1/environments/{env.id}/work"
+    api = server.key
+    cases = [
+        # (method, path, credential, body, field)
+        ("GET", f"{base}/poll?block_ms=0", key, None, "block_ms"),
+        ("GET", f"{base}/poll?block_ms=soon", key, None, "block_ms"),
+        ("GET", f"{base}/poll?reclaim_older_than_ms=-5", key, None, "reclaim_older_than_ms"),
+        ("GET", f"{base}?limit=0", key, None, "limit"),
+        ("GET", f"{base}?limit=many", key, None, "limit"),
+        ("POST", f"{base}/{item.id}/heartbeat?desired_ttl_seconds=0", key, None, "desired_ttl_seconds"),
+        ("POST", f"{base}/{item.id}/heartbeat?desired_ttl_seconds=forever", key, None, "desired_ttl_seconds"),
+        ("POST", f"{base}/{item.id}/stop", api, {"force": "yes"}, "force"),
+        ("POST", f"{base}/{item.id}/stop", api, {"forse": True}, "forse"),
+        ("POST", f"{base}/{item.id}", api, {}, "metadata"),
+        ("POST", f"{base}/{item.id}", api, {"metadata": ["a"]}, "metadata"),
+        ("POST", f"{base}/{item.id}", api, {"metadata": {"k": 5}}, "metadata"),
+    ]
+    for method, path, cred, body, field in cases:
+        r = raw(server, method, path, cred, json_body=body)
+        assert r.status_code == 400, (method, path, body, r.status_code, r.text)
+        err = r.json()
+        assert err["type"] == "error" and err["error"]["type"] == "invalid_request_error", err
+        assert field in err["error"]["message"], (path, body, err)
+    # an id that is not a work item's is a 404, whichever endpoint
+    for method, path, cred in [("POST", f"{base}/work_nope/ack", key), ("GET", f"{base}/work_nope", api),
+                               ("POST", f"{base}/work_nope/heartbeat", key), ("POST", f"{base}/work_nope/stop", api)]:
+        r = raw(server, method, path, cred)
+        assert r.status_code == 404, (path, r.status_code, r.text)
+    # the item is untouched by all of that
+    assert client.beta.environments.work.retrieve(item.id, environment_id=env.id).state == "queued"
