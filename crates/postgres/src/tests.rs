@@ -294,6 +294,23 @@ async fn a_sqlite_installation_copies_whole_into_an_empty_database() {
         expires_at: None,
     };
     let file = sqlite.create_file(&seed.ws, file).await.unwrap();
+    // A self_hosted environment's queue: a live item and its keys, one of them revoked.
+    use agentd_catalog::WorkQueue;
+    use agentd_session::catalog::Catalog;
+    assert!(sqlite.queue_session_work(&sessions[0]).await.unwrap());
+    let work = sqlite.session_work(&sessions[0]).await.unwrap();
+    let (_, env_key) = sqlite
+        .create_environment_key(&seed.environment_id, Some("laptop"))
+        .await
+        .unwrap();
+    let (gone, gone_key) = sqlite
+        .create_environment_key(&seed.environment_id, None)
+        .await
+        .unwrap();
+    sqlite
+        .revoke_environment_key(&seed.environment_id, &gone.id)
+        .await
+        .unwrap();
     drop(sqlite);
 
     let pg = PgStore::connect(config).await.unwrap();
@@ -342,6 +359,31 @@ async fn a_sqlite_installation_copies_whole_into_an_empty_database() {
     assert_eq!(
         pg.file_content(&seed.ws, &file.id).await.unwrap().1,
         vec![0, 1, 2, 255]
+    );
+
+    assert_eq!(pg.session_work(&sessions[0]).await.unwrap(), work);
+    assert_eq!(
+        pg.live_work(Some(&seed.environment_id)).await.unwrap(),
+        work
+    );
+    let owner = pg.authenticate_environment_key(&env_key).await.unwrap();
+    assert_eq!(owner.unwrap().environment_id, seed.environment_id);
+    assert!(
+        pg.authenticate_environment_key(&gone_key)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let keys = pg
+        .list_environment_keys(&seed.environment_id)
+        .await
+        .unwrap();
+    assert_eq!(
+        keys,
+        sqlite
+            .list_environment_keys(&seed.environment_id)
+            .await
+            .unwrap()
     );
 
     let again = crate::copy::from_sqlite(&path, &pg, |_, _| {}).await;
