@@ -328,7 +328,9 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
             ])
             .arg("--workdir")
             .arg(hands.path().join("w"))
-            .args(["--max-idle-secs", "1"])
+            // A resting session keeps its slot until --max-idle-secs; enough slots that no
+            // new session waits for one.
+            .args(["--max-idle-secs", "1", "--max-sessions", "64"])
             .env("AGENTD_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
