@@ -238,3 +238,35 @@ def test_bad_input_on_each_work_endpoint_names_the_field(server, client, fake_up
         assert r.status_code == 404, (path, r.status_code, r.text)
     # the item is untouched by all of that
     assert client.beta.environments.work.retrieve(item.id, environment_id=env.id).state == "queued"
+
+
+def test_sigterm_finishes_the_running_call_then_hands_the_item_back(server_factory, fake_upstream, tmp_path):
+    server = server_factory(upstream=fake_upstream)
+    client = server.client()
+    env, s = self_hosted_session(client)
+    key = env_key(server, env.id)
+    fake_upstream.enqueue(
+        fa.message(fa.tool_use("bash", {"command": "touch started; sleep 2; echo finished-before-exit"})),
+        fa.message(fa.tool_use("bash", {"command": "echo next-worker"})),
+        fa.reply_text("all done"),
+    )
+    first = start_agentd_worker(server, env.id, key, tmp_path / "w1", max_idle=60)
+    second = None
+    try:
+        send_text(client, s.id, "go")
+        wait_until(lambda: (tmp_path / "w1" / s.id / "started").exists(), timeout=30, what="the call to start")
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(timeout=30) == 0
+        evs = list_raw_events(client, s.id)
+        done = [e for e in evs if e["type"] == "user.tool_result"]
+        assert len(done) == 1 and not done[0]["is_error"] and "finished-before-exit" in text(done[0])
+        items = list(worker_client(server, key).beta.environments.work.list(env.id))
+        assert [i.state for i in items] in (["stopped"], ["queued", "stopped"]), [i.state for i in items]
+        second = start_agentd_worker(server, env.id, key, tmp_path / "w2")
+        evs = wait_events(client, s.id, ended, timeout=45)
+    finally:
+        stop_all(first, second)
+    uses = [e for e in evs if e["type"] == "agent.tool_use"]
+    results = results_by_call(evs)
+    assert types_of(evs).count("user.tool_result") == 2 and set(results) == {u["id"] for u in uses}
+    assert "next-worker" in text(results[uses[1]["id"]]) and not results[uses[1]["id"]]["is_error"]
