@@ -270,3 +270,51 @@ def test_sigterm_finishes_the_running_call_then_hands_the_item_back(server_facto
     results = results_by_call(evs)
     assert types_of(evs).count("user.tool_result") == 2 and set(results) == {u["id"] for u in uses}
     assert "next-worker" in text(results[uses[1]["id"]]) and not results[uses[1]["id"]]["is_error"]
+
+
+def host_address():
+    out = subprocess.run(["hostname", "-I"], capture_output=True, text=True).stdout.split()
+    v4 = [a for a in out if "." in a and not a.startswith("127.")]
+    return v4[0] if v4 else None
+
+
+def test_the_workers_egress_policy_is_enforced_on_its_host(server_factory, fake_upstream, tmp_path):
+    import http.server
+    import threading
+
+    addr = host_address()
+    if addr is None:
+        pytest.skip("this host has no non-loopback IPv4 address to serve from")
+
+    class Hello(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = b"hello-from-the-lan"
+            self.send_response(200)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a):
+            pass
+
+    lan = http.server.ThreadingHTTPServer((addr, 0), Hello)
+    threading.Thread(target=lan.serve_forever, daemon=True).start()
+    url = f"http://{addr}:{lan.server_address[1]}/"
+    server = server_factory(upstream=fake_upstream)
+    client = server.client()
+    fake_upstream.handler = bash_then_done(f"curl -s -m 5 -w ' status=%{{http_code}}' {url}")
+    outputs = {}
+    for name, flags in [("open", ["--allow-host", addr, "--egress-allow-private", f"{addr}/32"]),
+                        ("closed", [])]:
+        env, s = self_hosted_session(client)
+        key = env_key(server, env.id)
+        w = start_agentd_worker(server, env.id, key, tmp_path / name, *flags)
+        try:
+            send_text(client, s.id, "fetch it")
+            evs = wait_events(client, s.id, ended, timeout=60)
+        finally:
+            stop_all(w)
+        outputs[name] = text(results_by_call(evs).popitem()[1])
+    lan.shutdown()
+    assert "hello-from-the-lan" in outputs["open"] and "status=200" in outputs["open"], outputs
+    assert "hello-from-the-lan" not in outputs["closed"] and "status=403" in outputs["closed"], outputs
