@@ -1,7 +1,7 @@
 //! The `agentd` binary: wiring only. `serve` runs the API and the harness over the embedded
 //! store; the other subcommands are clients of a running server (`apply`, `run`,
 //! `sessions`) or administer a data dir or database (`keys`, `db`) or the local models
-//! (`models`).
+//! (`models`); `worker` serves a self_hosted environment's tools on this machine.
 
 mod apply;
 mod client;
@@ -14,6 +14,7 @@ mod models;
 mod run;
 mod serve;
 mod sessions;
+mod worker;
 
 use std::path::PathBuf;
 
@@ -56,6 +57,8 @@ enum Command {
     /// Local models (`local/<name>`): fetch and list them.
     #[command(subcommand)]
     Models(models::Command),
+    /// Serve a self_hosted environment: run its sessions' tools in sandboxes on this machine.
+    Worker(Box<worker::Args>),
     /// The helper that runs inside each sandbox (started by agentd, not by hand).
     #[command(hide = true, disable_help_flag = true)]
     SandboxHelper {
@@ -112,6 +115,7 @@ fn main() -> std::process::ExitCode {
             Command::Environments(c) => environments::run(c).await,
             Command::Db(c) => db::run(c).await,
             Command::Models(c) => models::run(c).await,
+            Command::Worker(a) => worker::run(*a).await,
             Command::SandboxHelper { .. } => Ok(std::process::ExitCode::SUCCESS),
         }
     });

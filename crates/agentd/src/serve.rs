@@ -255,7 +255,7 @@ fn caps(a: &Args) -> Caps {
 }
 
 /// Whether a user other than the owner can walk down to `path`.
-fn reachable_by_others(path: &Path) -> bool {
+pub(crate) fn reachable_by_others(path: &Path) -> bool {
     path.ancestors()
         .skip(1)
         .all(|p| std::fs::metadata(p).is_ok_and(|m| m.mode() & 0o001 != 0))
@@ -312,7 +312,7 @@ fn shared_workspaces(dir: &Path) -> anyhow::Result<PathBuf> {
 
 /// agentd's own binary, where a sandbox's user can read it (copied next to the sandboxes if
 /// it lives somewhere private).
-fn helper_exe(root: &Path) -> anyhow::Result<PathBuf> {
+pub(crate) fn helper_exe(root: &Path) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()
         .context("cannot find agentd's own executable for the sandbox helper")?;
     let readable =
@@ -513,7 +513,7 @@ fn harness(
     harness.with_sandboxes(sb)
 }
 
-fn init_tracing() {
+pub(crate) fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("AGENTD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
@@ -536,7 +536,7 @@ fn write_secret(path: &std::path::Path, secret: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown() {
+pub(crate) async fn shutdown() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -10,14 +10,17 @@
 //! - `agentd-bench cluster --postgres URL`: real `agentd serve` processes over HTTP, one on
 //!   SQLite against 1, 2 and 4 on one PostgreSQL database; failover time after kill -9.
 //! - `agentd-bench local`: the in-process model's load time and tokens per second.
+//! - `agentd-bench selfhosted`: a self-hosted session (an `agentd worker` on loopback) beside
+//!   a cloud session through a real `agentd serve`: TTFT and per-tool-call round trip.
 //!
-//! Run with `cargo run --release -p agentd-bench -- <core|hands|outcomes|local|cluster>`.
+//! Run with `cargo run --release -p agentd-bench -- <core|hands|outcomes|local|cluster|selfhosted>`.
 
 mod cluster;
 mod core;
 mod hands;
 mod local;
 mod outcomes;
+mod selfhosted;
 
 use clap::Parser;
 
@@ -35,6 +38,9 @@ enum Cli {
     Cluster(cluster::Args),
     /// The local model: load time, tokens per second.
     Local(local::Args),
+    /// Self-hosted vs cloud hands: TTFT and per-tool-call round trip, an `agentd worker` on
+    /// loopback against agentd's own sandbox.
+    Selfhosted(selfhosted::Args),
     /// The sandbox helper (this binary plays it for the hands bench).
     #[command(hide = true, disable_help_flag = true)]
     SandboxHelper {
@@ -69,6 +75,7 @@ fn main() -> anyhow::Result<()> {
             Cli::Outcomes(a) => outcomes::run(a).await,
             Cli::Local(a) => local::run(a).await,
             Cli::Cluster(a) => cluster::run(a).await,
+            Cli::Selfhosted(a) => selfhosted::run(a).await,
             Cli::SandboxHelper { .. } => Ok(()),
         }
     })

@@ -164,6 +164,31 @@ const TABLES: &[Table] = &[
         key: 1,
     },
     Table {
+        name: "environment_keys",
+        columns: &[
+            ("id", "id", Text),
+            ("workspace_id", "workspace_id", Text),
+            ("environment_id", "environment_id", Text),
+            ("hash", "hash", Bytes),
+            ("name", "name", Text),
+            ("created_at", "created_at", Time),
+            ("revoked_at", "revoked_at", Time),
+        ],
+        key: 1,
+    },
+    Table {
+        name: "work_items",
+        columns: &[
+            ("id", "id", Text),
+            ("workspace_id", "workspace_id", Text),
+            ("environment_id", "environment_id", Text),
+            ("session_id", "session_id", Text),
+            ("state", "state", Text),
+            ("body", "body", Json),
+        ],
+        key: 1,
+    },
+    Table {
         name: "threads",
         columns: &[
             ("id", "id", Text),

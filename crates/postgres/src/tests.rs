@@ -353,6 +353,52 @@ async fn a_sqlite_installation_copies_whole_into_an_empty_database() {
     assert_eq!(pg.read(&sessions[0], 0, 100).await.unwrap().len(), 5);
 }
 
+/// A self_hosted environment's queue crosses too: the live item as it was, the keys with
+/// their hashes (the plaintext still authenticates) and a revoked key still refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_keeps_the_work_queue_and_environment_keys() {
+    use agentd_catalog::WorkQueue;
+    use agentd_session::catalog::Catalog;
+
+    let Some(config) = fresh_database().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agentd.db");
+    let sqlite = agentd_store::Store::open(&path).unwrap();
+    let seed = conformance::seed(&sqlite, "default").await;
+    let sid = seed.session(&sqlite).await;
+    assert!(sqlite.queue_session_work(&sid).await.unwrap());
+    let work = sqlite.session_work(&sid).await.unwrap();
+    let env = &seed.environment_id;
+    let (_, key) = sqlite
+        .create_environment_key(env, Some("laptop"))
+        .await
+        .unwrap();
+    let (gone, gone_key) = sqlite.create_environment_key(env, None).await.unwrap();
+    sqlite.revoke_environment_key(env, &gone.id).await.unwrap();
+    let keys = sqlite.list_environment_keys(env).await.unwrap();
+    drop(sqlite);
+
+    let pg = PgStore::connect(config).await.unwrap();
+    let copied = crate::copy::from_sqlite(&path, &pg, |_, _| {})
+        .await
+        .unwrap();
+    assert!(copied.contains(&("work_items", 1)), "{copied:?}");
+    assert!(copied.contains(&("environment_keys", 2)), "{copied:?}");
+    assert_eq!(pg.session_work(&sid).await.unwrap(), work);
+    assert_eq!(pg.live_work(Some(env)).await.unwrap(), work);
+    let owner = pg.authenticate_environment_key(&key).await.unwrap();
+    assert_eq!(owner.unwrap().environment_id, *env);
+    assert!(
+        pg.authenticate_environment_key(&gone_key)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(pg.list_environment_keys(env).await.unwrap(), keys);
+}
+
 /// A nudge one process sends reaches another's listeners, and a lease one process holds is
 /// refused to the other.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
