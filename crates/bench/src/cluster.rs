@@ -9,13 +9,11 @@
 //! would spread them.
 
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 use agentd_testkit::{FakeAnthropic, FakeOptions, FakeReply};
 
@@ -75,37 +73,11 @@ impl Proc {
             .env("AGENTD_RATE_LIMIT", "0")
             .env("AGENTD_MAX_STREAMS_PER_KEY", "100000")
             .env("AGENTD_LEASE_SECS", a.lease_secs.to_string())
-            .env("AGENTD_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
+            .env("AGENTD_LOG", "warn");
         if let Some(db) = database {
             cmd.env("AGENTD_DATABASE_URL", db);
         }
-        let mut child = cmd.spawn().with_context(|| {
-            format!(
-                "start {} (build it: cargo build --release -p agentd)",
-                exe.display()
-            )
-        })?;
-        let mut lines = BufReader::new(child.stderr.take().context("no stderr")?).lines();
-        let url = tokio::time::timeout(Duration::from_secs(60), async {
-            while let Some(line) = lines.next_line().await? {
-                if let Some(rest) = line.split("agentd: listening on ").nth(1) {
-                    return Ok(rest
-                        .split_whitespace()
-                        .next()
-                        .unwrap_or_default()
-                        .to_owned());
-                }
-            }
-            bail!("agentd exited before listening")
-        })
-        .await
-        .context("agentd did not listen within 60 s")??;
-        // Keep draining its log so it never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let (child, url) = crate::process::serve(cmd).await?;
         Ok(Proc {
             child,
             url,

@@ -20,6 +20,7 @@ mod core;
 mod hands;
 mod local;
 mod outcomes;
+mod process;
 mod selfhosted;
 
 use clap::Parser;

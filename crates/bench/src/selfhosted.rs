@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 use agentd_testkit::{FakeAnthropic, FakeReply};
 
@@ -53,41 +52,15 @@ fn reachable_tempdir() -> anyhow::Result<tempfile::TempDir> {
 }
 
 async fn serve(exe: &Path, data: &Path, upstream: &str) -> anyhow::Result<(Child, String)> {
-    let mut child = tokio::process::Command::new(exe)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+    let mut cmd = tokio::process::Command::new(exe);
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data)
         .env("AGENTD_API_KEY", KEY)
         .env("AGENTD_ANTHROPIC_BASE_URL", upstream)
         .env("AGENTD_ANTHROPIC_API_KEY", "sk-ant-bench")
         .env("AGENTD_RATE_LIMIT", "0")
-        .env("AGENTD_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| {
-            format!(
-                "start {} (build it: cargo build --release -p agentd)",
-                exe.display()
-            )
-        })?;
-    let mut lines = BufReader::new(child.stderr.take().context("no stderr")?).lines();
-    let url = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(line) = lines.next_line().await? {
-            if let Some(rest) = line.split("agentd: listening on ").nth(1) {
-                return Ok(rest
-                    .split_whitespace()
-                    .next()
-                    .unwrap_or_default()
-                    .to_owned());
-            }
-        }
-        bail!("agentd exited before listening")
-    })
-    .await
-    .context("agentd did not listen within 60 s")??;
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        .env("AGENTD_LOG", "warn");
+    let (child, url) = crate::process::serve(cmd).await?;
     Ok((Child(child), url))
 }
 
