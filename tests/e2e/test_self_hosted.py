@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import anthropic
@@ -128,6 +129,24 @@ def test_work_queue_endpoints_and_who_may_call_them(server, client, fake_upstrea
     # a stopped item's secret serves nothing more
     with pytest.raises(anthropic.AuthenticationError):
         t.beta.sessions.retrieve(s.id)
+
+
+def test_archiving_mid_call_stops_the_work_and_queues_no_more(server, client, fake_upstream):
+    env, s = self_hosted_session(client)
+    w = worker_client(server, env_key(server, env.id))
+    fake_upstream.enqueue(fa.message(fa.tool_use("bash", {"command": "sleep 60"})), fa.reply_text("done"))
+    send_text(client, s.id, "run it")
+    item = wait_until(lambda: w.beta.environments.work.poll(env.id, block_ms=500), timeout=15, what="a work item")
+    w.beta.environments.work.ack(item.id, environment_id=env.id)
+    client.beta.sessions.archive(s.id)
+    hb = w.beta.environments.work.heartbeat(item.id, environment_id=env.id, expected_last_heartbeat="NO_HEARTBEAT")
+    assert hb.state == "stopping" and not hb.lease_extended
+    w.beta.environments.work.stop(item.id, environment_id=env.id, force=True)
+    # The stop wakes the session, whose call is still open: no new item may be queued for it.
+    time.sleep(2)
+    assert w.beta.environments.work.poll(env.id, block_ms=500) is None
+    states = [x.state for x in w.beta.environments.work.list(env.id)]
+    assert states == ["stopped"], states
 
 
 def start_worker(server, env_id, key, workdir):

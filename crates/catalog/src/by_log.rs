@@ -104,6 +104,11 @@ pub async fn queue_work(
         .session_row(&session_id)
         .await
         .map_err(|e| gone(e, log_id))?;
+    // Archiving asked the worker to stop; queuing its open calls again would start the work
+    // over on the next worker, forever (its answers to an archived session are refused).
+    if s.archived_at.is_some() {
+        return Ok(false);
+    }
     let item = crate::work::WorkItem::new(
         "",
         &s.environment_id,
