@@ -36,7 +36,10 @@ pub fn parse(url: &str) -> Result<(tokio_postgres::Config, Tls), OpenError> {
             for pair in query.split('&').filter(|p| !p.is_empty()) {
                 let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
                 match k {
-                    "sslrootcert" => tls.root_cert = Some(PathBuf::from(percent_decode(v))),
+                    "sslrootcert" => {
+                        let path = percent_encoding::percent_decode_str(v).decode_utf8_lossy();
+                        tls.root_cert = Some(PathBuf::from(path.as_ref()));
+                    }
                     // The driver knows disable, prefer and require; the verifying modes are
                     // require with the verification every mode gets here.
                     "sslmode" if matches!(v, "verify-ca" | "verify-full") => {
@@ -94,30 +97,6 @@ pub fn connector(tls: &Tls) -> Result<MakeRustlsConnect, OpenError> {
     .with_root_certificates(roots)
     .with_no_client_auth();
     Ok(MakeRustlsConnect::new(config))
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        match (
-            b[i],
-            b.get(i + 1).copied().and_then(hex),
-            b.get(i + 2).copied().and_then(hex),
-        ) {
-            (b'%', Some(h), Some(l)) => {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-            }
-            (c, _, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
