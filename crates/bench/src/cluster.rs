@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 use agentd_testkit::{FakeAnthropic, FakeOptions, FakeReply};
 
 use crate::core::{fresh_database, ms, pct};
+use crate::process::Client;
 
 const KEY: &str = "sk-bench-cluster";
 
@@ -87,34 +88,19 @@ impl Proc {
 }
 
 #[derive(Clone)]
-struct Api(reqwest::Client);
+struct Api(Client);
 
 impl Api {
     fn new() -> Api {
-        Api(reqwest::Client::builder()
-            .pool_max_idle_per_host(1024)
-            .build()
-            .expect("an HTTP client"))
+        Api(Client::new(KEY))
     }
 
     fn req(&self, m: reqwest::Method, url: String) -> reqwest::RequestBuilder {
-        self.0
-            .request(m, url)
-            .header("x-api-key", KEY)
-            .header("anthropic-version", "2023-06-01")
-            .header("anthropic-beta", "managed-agents-2026-04-01")
+        self.0.req(m, url)
     }
 
     async fn post(&self, base: &str, path: &str, body: Value) -> anyhow::Result<Value> {
-        let r = self
-            .req(reqwest::Method::POST, format!("{base}{path}"))
-            .json(&body)
-            .send()
-            .await?;
-        let status = r.status();
-        let v: Value = r.json().await?;
-        anyhow::ensure!(status.is_success(), "POST {path}: {status} {v}");
-        Ok(v)
+        self.0.post(format!("{base}{path}"), body).await
     }
 
     async fn status(&self, base: &str, sid: &str) -> anyhow::Result<String> {

@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 use agentd_testkit::{FakeAnthropic, FakeReply};
 
 use crate::core::{ms, pct};
+use crate::process::Client;
 
 const KEY: &str = "sk-bench-selfhosted";
 
@@ -66,29 +67,17 @@ async fn serve(exe: &Path, data: &Path, upstream: &str) -> anyhow::Result<(Child
 
 #[derive(Clone)]
 struct Api {
-    http: reqwest::Client,
+    client: Client,
     base: String,
 }
 
 impl Api {
     fn req(&self, m: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        self.http
-            .request(m, format!("{}{path}", self.base))
-            .header("x-api-key", KEY)
-            .header("anthropic-version", "2023-06-01")
-            .header("anthropic-beta", "managed-agents-2026-04-01")
+        self.client.req(m, format!("{}{path}", self.base))
     }
 
     async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
-        let r = self
-            .req(reqwest::Method::POST, path)
-            .json(&body)
-            .send()
-            .await?;
-        let status = r.status();
-        let v: Value = r.json().await?;
-        anyhow::ensure!(status.is_success(), "POST {path}: {status} {v}");
-        Ok(v)
+        self.client.post(format!("{}{path}", self.base), body).await
     }
 
     async fn id(&self, path: &str, body: Value) -> anyhow::Result<String> {
@@ -249,7 +238,7 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     let data = reachable_tempdir()?;
     let (_server, url) = serve(&exe, data.path(), &fake.base_url()).await?;
     let api = Api {
-        http: reqwest::Client::new(),
+        client: Client::new(KEY),
         base: url.clone(),
     };
     let tools = json!([{"type": "agent_toolset_20260401",
