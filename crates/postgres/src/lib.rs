@@ -95,7 +95,7 @@ impl PgStore {
         options: Options,
     ) -> Result<PgStore, OpenError> {
         harden(&mut config);
-        let connector = tls::connector(&options.tls)?;
+        let connector = tls::connector(&options.tls, config.get_ssl_mode())?;
         let manager = Manager::from_config(
             config.clone(),
             connector.clone(),

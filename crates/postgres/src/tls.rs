@@ -69,8 +69,9 @@ pub fn parse(url: &str) -> Result<(tokio_postgres::Config, Tls), OpenError> {
     Ok((config, tls))
 }
 
-/// The connector for `tls`: every connection of the pool and the `LISTEN` one use it.
-pub fn connector(tls: &Tls) -> Result<MakeRustlsConnect, OpenError> {
+/// The connector for `tls` under `mode`: every connection of the pool and the `LISTEN` one
+/// use it. With TLS off it is never used, so the system's roots are not read at start.
+pub fn connector(tls: &Tls, mode: SslMode) -> Result<MakeRustlsConnect, OpenError> {
     let mut roots = rustls::RootCertStore::empty();
     match &tls.root_cert {
         Some(path) => {
@@ -83,6 +84,7 @@ pub fn connector(tls: &Tls) -> Result<MakeRustlsConnect, OpenError> {
                     .map_err(|e| OpenError::Tls(format!("sslrootcert {}: {e}", path.display())))?;
             }
         }
+        None if mode == SslMode::Disable => {}
         None => {
             // Unreadable system roots only matter if TLS is used; then the handshake says so.
             let found = rustls_native_certs::load_native_certs();
@@ -122,9 +124,12 @@ mod tests {
 
     #[test]
     fn a_missing_root_certificate_file_is_named() {
-        let e = connector(&Tls {
-            root_cert: Some("/nonexistent/ca.pem".into()),
-        })
+        let e = connector(
+            &Tls {
+                root_cert: Some("/nonexistent/ca.pem".into()),
+            },
+            SslMode::Require,
+        )
         .err()
         .unwrap();
         assert!(e.to_string().contains("/nonexistent/ca.pem"), "{e}");
