@@ -71,9 +71,12 @@ pub async fn serve(
             .map_request(move |req: hyper::Request<Incoming>| {
                 let (mut parts, body) = req.into_parts();
                 parts.extensions.insert(ConnectInfo(addr));
+                // A request without a body (most: every GET) needs no deadline, nor its timer.
                 let body = match body_timeout {
-                    Some(limit) => axum::body::Body::new(Deadline::new(body, limit)),
-                    None => axum::body::Body::new(body),
+                    Some(limit) if !hyper::body::Body::is_end_stream(&body) => {
+                        axum::body::Body::new(Deadline::new(body, limit))
+                    }
+                    _ => axum::body::Body::new(body),
                 };
                 hyper::Request::from_parts(parts, body)
             });
