@@ -111,7 +111,8 @@ def test_work_queue_endpoints_and_who_may_call_them(server, client, fake_upstrea
     with pytest.raises(anthropic.PermissionDeniedError):
         t.beta.sessions.delete(s.id)
     t.beta.sessions.events.send(s.id, events=[result])
-    with pytest.raises(anthropic.ConflictError):
+    # a second answer is refused for good: a 400, which the SDK does not retry
+    with pytest.raises(anthropic.BadRequestError):
         t.beta.sessions.events.send(s.id, events=[result])
     evs = wait_events(client, s.id, ended, timeout=15)
     for e in evs:
@@ -131,22 +132,99 @@ def test_work_queue_endpoints_and_who_may_call_them(server, client, fake_upstrea
         t.beta.sessions.retrieve(s.id)
 
 
-def test_archiving_mid_call_stops_the_work_and_queues_no_more(server, client, fake_upstream):
+def claimed_call(server, client, fake_upstream, command="sleep 60"):
+    """A self-hosted session whose call a worker has claimed: (env, session, worker client,
+    item, the call's tool_use event, a client holding the item's secret)."""
     env, s = self_hosted_session(client)
     w = worker_client(server, env_key(server, env.id))
-    fake_upstream.enqueue(fa.message(fa.tool_use("bash", {"command": "sleep 60"})), fa.reply_text("done"))
+    fake_upstream.enqueue(fa.message(fa.tool_use("bash", {"command": command})), fa.reply_text("done"))
     send_text(client, s.id, "run it")
     item = wait_until(lambda: w.beta.environments.work.poll(env.id, block_ms=500), timeout=15, what="a work item")
     w.beta.environments.work.ack(item.id, environment_id=env.id)
+    use = [e for e in list_raw_events(client, s.id) if e["type"] == "agent.tool_use"][0]
+    token = __import__("anthropic.lib.environments._worker", fromlist=["x"])._sessions_token_from_secret(item.secret)
+    return env, s, w, item, use, worker_client(server, token)
+
+
+def closing_answer(evs, call_id):
+    answers = [e for e in evs if e["type"] == "user.tool_result" and e["tool_use_id"] == call_id]
+    assert len(answers) == 1, answers
+    assert answers[0]["is_error"] is True
+    return answers[0]
+
+
+def late_result(t, s, use, refusal=anthropic.BadRequestError):
+    ev = {"type": "user.tool_result", "tool_use_id": use["id"], "content": [{"type": "text", "text": "late"}]}
+    with pytest.raises(refusal):
+        t.beta.sessions.events.send(s.id, events=[ev])
+
+
+def test_an_interrupt_closes_the_workers_open_call_in_the_same_append(server, client, fake_upstream):
+    env, s, w, item, use, t = claimed_call(server, client, fake_upstream)
+    client.beta.sessions.events.send(s.id, events=[{"type": "user.interrupt"}])
+    # The answer lands with the interrupt: a worker reconciling right after sees it closed.
+    evs = list_raw_events(client, s.id)
+    kinds = types_of(evs)
+    at = kinds.index("user.interrupt")
+    assert evs[at + 1]["type"] == "user.tool_result" and evs[at + 1]["tool_use_id"] == use["id"], kinds
+    assert "interrupted" in closing_answer(evs, use["id"])["content"][0]["text"]
+    late_result(t, s, use)
+    evs = wait_events(client, s.id, lambda e: e and e[-1]["type"] == "session.status_idle", timeout=15)
+    assert types_of(evs).count("user.tool_result") == 1
+
+
+def test_a_user_message_closes_the_workers_open_call(server, client, fake_upstream):
+    env, s, w, item, use, t = claimed_call(server, client, fake_upstream)
+    send_text(client, s.id, "never mind")
+    evs = list_raw_events(client, s.id)
+    assert "new message" in closing_answer(evs, use["id"])["content"][0]["text"]
+    late_result(t, s, use)
+    evs = wait_events(client, s.id, ended, timeout=15)
+    # the model heard the call was closed, then the user's message
+    last = fake_upstream.messages_requests()[-1]
+    assert last.blocks("tool_result")[0]["tool_use_id"] == use["id"]
+
+
+def test_archiving_mid_call_answers_the_call_and_queues_no_more(server, client, fake_upstream):
+    env, s, w, item, use, t = claimed_call(server, client, fake_upstream)
     client.beta.sessions.archive(s.id)
+    evs = list_raw_events(client, s.id)
+    assert "archived" in closing_answer(evs, use["id"])["content"][0]["text"]
     hb = w.beta.environments.work.heartbeat(item.id, environment_id=env.id, expected_last_heartbeat="NO_HEARTBEAT")
     assert hb.state == "stopping" and not hb.lease_extended
+    late_result(t, s, use, refusal=anthropic.ConflictError)  # an archived session takes no events
     w.beta.environments.work.stop(item.id, environment_id=env.id, force=True)
-    # The stop wakes the session, whose call is still open: no new item may be queued for it.
-    time.sleep(2)
+    # the session is not left running on a call no one will answer
+    wait_events(client, s.id, ended, timeout=15)
+    time.sleep(1)
     assert w.beta.environments.work.poll(env.id, block_ms=500) is None
     states = [x.state for x in w.beta.environments.work.list(env.id)]
     assert states == ["stopped"], states
+
+
+def test_an_operators_stop_answers_the_open_call_so_no_worker_runs_it_again(server, client, fake_upstream):
+    env, s, w, item, use, t = claimed_call(server, client, fake_upstream)
+    assert client.beta.environments.work.stop(item.id, environment_id=env.id, force=True).state == "stopped"
+    evs = list_raw_events(client, s.id)
+    assert "stopped" in closing_answer(evs, use["id"])["content"][0]["text"]
+    late_result(t, s, use, refusal=anthropic.AuthenticationError)  # a stopped item's secret is spent
+    wait_events(client, s.id, ended, timeout=15)
+    # nothing is left open, so no new item is queued for the next worker to run it again
+    time.sleep(1)
+    assert w.beta.environments.work.poll(env.id, block_ms=500) is None
+
+
+def test_a_stopping_workers_answer_still_counts(server, client, fake_upstream):
+    env, s, w, item, use, t = claimed_call(server, client, fake_upstream)
+    client.beta.environments.work.stop(item.id, environment_id=env.id)  # ask, not force
+    hb = w.beta.environments.work.heartbeat(item.id, environment_id=env.id, expected_last_heartbeat="NO_HEARTBEAT")
+    assert hb.state == "stopping"
+    ev = {"type": "user.tool_result", "tool_use_id": use["id"], "content": [{"type": "text", "text": "finished"}]}
+    t.beta.sessions.events.send(s.id, events=[ev])
+    w.beta.environments.work.stop(item.id, environment_id=env.id, force=True)
+    evs = wait_events(client, s.id, ended, timeout=15)
+    answers = [e for e in evs if e["type"] == "user.tool_result"]
+    assert len(answers) == 1 and answers[0]["content"][0]["text"] == "finished"
 
 
 def start_worker(server, env_id, key, workdir):

@@ -20,6 +20,7 @@ mod streams;
 mod tests;
 mod user_events;
 mod work_leases;
+mod worker_calls;
 mod worker_results;
 
 pub use auth::RateLimit;

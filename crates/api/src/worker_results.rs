@@ -2,6 +2,7 @@
 //! `user.tool_result` answers an open built-in call of a `self_hosted` environment's session,
 //! once; a worker acting with a work item's secret sends only results, and only while its
 //! claim holds the item's lease. A lost worker's late answer is refused, never logged twice.
+//! Refusals are 400s: they are final, and the SDK retries a 409.
 
 use agentd_wire::environment::EnvironmentConfig;
 use agentd_wire::event::UserEvent;
@@ -34,8 +35,14 @@ pub async fn check(
             ));
         }
         let w = st.store.get_work(work_id).await?;
-        if w.claim != *claim || !matches!(w.state, WorkState::Starting | WorkState::Active) {
-            return Err(ApiError::conflict(format!(
+        // A worker asked to stop may still answer the call it was running; a lapsed lease
+        // is final (the sweeper may have answered its calls already).
+        let held = matches!(
+            w.state,
+            WorkState::Starting | WorkState::Active | WorkState::Stopping
+        );
+        if w.claim != *claim || !held || w.lease_lapsed(chrono::Utc::now()) {
+            return Err(ApiError::invalid(format!(
                 "work {work_id} is no longer held by this worker (state {}): its lease was lost or it was stopped, so its results are refused",
                 w.state.as_str()
             )));
@@ -88,13 +95,13 @@ pub async fn check(
                     | EventBody::UserToolResult { tool_use_id, .. }
                         if *tool_use_id == r.tool_use_id =>
                     {
-                        return Err(ApiError::conflict(format!(
+                        return Err(ApiError::invalid(format!(
                             "{at}: {:?} was already answered",
                             r.tool_use_id
                         )));
                     }
                     EventBody::UserInterrupt { .. } => {
-                        return Err(ApiError::conflict(format!(
+                        return Err(ApiError::invalid(format!(
                             "{at}: {:?} was interrupted by the user; its result is no longer wanted",
                             r.tool_use_id
                         )));

@@ -94,7 +94,8 @@ pub async fn thread_info(
 pub async fn queue_work(
     rows: &(impl AnyWorkspace + crate::WorkQueue),
     log_id: &str,
-) -> Result<bool, Error> {
+) -> Result<agentd_session::catalog::WorkQueued, Error> {
+    use agentd_session::catalog::WorkQueued;
     let session_id = if is_thread(log_id) {
         thread(rows, log_id).await?.session_id
     } else {
@@ -107,7 +108,7 @@ pub async fn queue_work(
     // Archiving asked the worker to stop; queuing its open calls again would start the work
     // over on the next worker, forever (its answers to an archived session are refused).
     if s.archived_at.is_some() {
-        return Ok(false);
+        return Ok(WorkQueued::Archived);
     }
     let item = crate::work::WorkItem::new(
         "",
@@ -120,5 +121,9 @@ pub async fn queue_work(
         .queue_work(item)
         .await
         .map_err(|e| Error::Storage(e.to_string()))?;
-    Ok(queued)
+    Ok(if queued {
+        WorkQueued::Queued
+    } else {
+        WorkQueued::Live
+    })
 }

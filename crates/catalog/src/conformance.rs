@@ -844,7 +844,10 @@ pub async fn a_session_has_one_live_work_item_and_one_poller_wins_it(s: &dyn Sto
     let seed = seed(s, "w").await;
     let sid = seed.session(s).await;
     let queued = futures::future::join_all((0..4).map(|_| s.queue_session_work(&sid))).await;
-    let made = queued.iter().filter(|r| matches!(r, Ok(true))).count();
+    let made = queued
+        .iter()
+        .filter(|r| matches!(r, Ok(agentd_session::catalog::WorkQueued::Queued)))
+        .count();
     assert_eq!(made, 1, "concurrent queueing makes one item: {queued:?}");
     let live = s
         .live_work(Some(&seed.environment_id))
@@ -874,9 +877,12 @@ pub async fn a_session_has_one_live_work_item_and_one_poller_wins_it(s: &dyn Sto
         1,
         "one poller wins: {race:?}"
     );
-    s.update_work(&item.id, Box::new(move |i| i.acknowledge(now).is_ok()))
-        .await
-        .expect("ack");
+    s.update_work(
+        &item.id,
+        Box::new(move |i| i.acknowledge(now, None).is_ok()),
+    )
+    .await
+    .expect("ack");
     let later = now + chrono::Duration::seconds(i64::from(item.ttl_seconds) + 1);
     let (back, changed) = s
         .update_work(&item.id, Box::new(move |i| i.requeue_lapsed(later)))

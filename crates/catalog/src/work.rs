@@ -138,7 +138,15 @@ impl WorkItem {
 
     /// `ack`: the worker took it. The lease starts now, so an item acknowledged by a worker
     /// that dies before its first heartbeat goes back to the queue.
-    pub fn acknowledge(&mut self, now: Timestamp) -> Result<(), String> {
+    /// `claim` is the claim whose secret the worker presented (None for the environment key):
+    /// a poll's secret acknowledges only the hand-out it came with.
+    pub fn acknowledge(&mut self, now: Timestamp, claim: Option<u32>) -> Result<(), String> {
+        if claim.is_some_and(|c| c != self.claim) {
+            return Err(format!(
+                "work {} was handed out again after this secret's poll: only the latest poller may acknowledge it",
+                self.id
+            ));
+        }
         if self.state != WorkState::Queued {
             return Err(format!(
                 "work {} is {}, not queued: another worker acknowledged it",
@@ -189,7 +197,11 @@ impl WorkItem {
         let stored = self.last_heartbeat();
         let stale_claim = claim.is_some_and(|c| c != self.claim);
         let mismatch = expected.is_some_and(|e| e != stored.as_deref().unwrap_or(NO_HEARTBEAT));
-        if self.state == WorkState::Queued || stale_claim || mismatch {
+        // A lapse is final, whether or not the sweeper has requeued the item yet: its open
+        // calls may already have been answered "lease expired", and a worker that beat late
+        // must not go on running them.
+        let lapsed = self.lease_lapsed(now);
+        if self.state == WorkState::Queued || stale_claim || mismatch || lapsed {
             return Err(self.lease_state());
         }
         if let Some(t) = ttl_seconds {
@@ -267,23 +279,19 @@ impl WorkItem {
         true
     }
 
-    /// Give every held lease `grace` more from `now`: after agentd was down, workers that could
-    /// not heartbeat meanwhile get the time to reach it again before they count as lost.
-    pub fn extend_for_restart(&mut self, now: Timestamp, grace: Duration) -> bool {
-        match self.lease_expires_at {
-            Some(t) if self.state.is_live() && t < now + grace => {
-                self.lease_expires_at = Some(now + grace);
-                true
-            }
-            _ => false,
-        }
-    }
-
     /// The claim a session token belongs to, if it is one of this item's.
     pub fn claim_of(&self, token: &str) -> Option<u32> {
         let h = hex(&crate::keys::hash(token));
-        self.secrets.iter().find(|(_, s)| *s == h).map(|(c, _)| *c)
+        self.secrets
+            .iter()
+            .find(|(_, s)| constant_time_eq(s.as_bytes(), h.as_bytes()))
+            .map(|(c, _)| *c)
     }
+}
+
+/// Equal without an early exit, so the time taken says nothing of where two hashes differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// RFC 3339 with microseconds: the precision both backends keep.
@@ -363,7 +371,7 @@ mod tests {
     fn acked() -> WorkItem {
         let mut w = WorkItem::new("w", "env", "sesn", 10, t(0));
         assert!(w.hand_out(t(0), Duration::seconds(5), Some("a"), "h1".into()));
-        w.acknowledge(t(1)).unwrap();
+        w.acknowledge(t(1), Some(1)).unwrap();
         w
     }
 
@@ -375,6 +383,17 @@ mod tests {
         assert!(w.pending(t(4), Duration::seconds(5)));
         assert!(w.hand_out(t(5), Duration::seconds(5), None, "h2".into()));
         assert_eq!(w.claim, 2);
+    }
+
+    #[test]
+    fn only_the_latest_pollers_secret_acknowledges() {
+        let mut w = WorkItem::new("w", "env", "sesn", 10, t(0));
+        assert!(w.hand_out(t(0), Duration::seconds(5), Some("a"), "h1".into()));
+        assert!(w.hand_out(t(5), Duration::seconds(5), Some("b"), "h2".into()));
+        assert!(w.acknowledge(t(6), Some(1)).is_err());
+        assert_eq!(w.state, WorkState::Queued);
+        w.acknowledge(t(6), Some(2)).unwrap();
+        assert_eq!(w.state, WorkState::Starting);
     }
 
     #[test]
@@ -412,6 +431,21 @@ mod tests {
             .heartbeat(t(13), Some(&hb.last_heartbeat), None, Some(1))
             .unwrap_err();
         assert_eq!(refused.state, WorkState::Queued);
+    }
+
+    #[test]
+    fn a_heartbeat_after_the_lease_lapsed_is_refused_before_any_requeue() {
+        let mut w = acked();
+        let hb = w
+            .heartbeat(t(2), Some(NO_HEARTBEAT), None, Some(1))
+            .unwrap();
+        // The sweeper has not run yet: the lease is lost all the same.
+        let refused = w
+            .heartbeat(t(12), Some(&hb.last_heartbeat), None, Some(1))
+            .unwrap_err();
+        assert_eq!(refused.state, WorkState::Active);
+        assert_eq!(w.lease_expires_at, Some(t(12)));
+        assert!(w.requeue_lapsed(t(12)));
     }
 
     #[test]

@@ -368,7 +368,10 @@ async fn a_copy_keeps_the_work_queue_and_environment_keys() {
     let sqlite = agentd_store::Store::open(&path).unwrap();
     let seed = conformance::seed(&sqlite, "default").await;
     let sid = seed.session(&sqlite).await;
-    assert!(sqlite.queue_session_work(&sid).await.unwrap());
+    assert_eq!(
+        sqlite.queue_session_work(&sid).await.unwrap(),
+        agentd_session::catalog::WorkQueued::Queued
+    );
     let work = sqlite.session_work(&sid).await.unwrap();
     let env = &seed.environment_id;
     let (_, key) = sqlite

@@ -38,8 +38,19 @@ pub trait Catalog: Send + Sync + 'static {
     async fn put_output(&self, session_id: &str, out: NewOutput) -> Result<(), Error>;
 
     /// Make sure the session of log `log_id`, whose environment is `self_hosted`, has a live
-    /// work item for a worker to claim; true when this call queued it. Durable when it returns.
-    async fn queue_session_work(&self, log_id: &str) -> Result<bool, Error>;
+    /// work item for a worker to claim. Durable when it returns.
+    async fn queue_session_work(&self, log_id: &str) -> Result<WorkQueued, Error>;
+}
+
+/// What `Catalog::queue_session_work` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkQueued {
+    /// This call queued the item.
+    Queued,
+    /// The session already had a live item.
+    Live,
+    /// The session is archived: its workers were asked to stop, and no work is queued for it.
+    Archived,
 }
 
 /// A file collected from a session's outputs, as the catalog keeps it.

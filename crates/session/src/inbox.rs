@@ -142,6 +142,19 @@ pub fn check_answer(e: &UserEvent, call: Option<&EventBody>) -> Result<(), Unans
     }
 }
 
+/// A request's events as the appends `deliver` makes of them: consecutive events for the
+/// same log, in the order sent.
+pub fn runs(events: Vec<Addressed>) -> Vec<Vec<Addressed>> {
+    let mut out: Vec<Vec<Addressed>> = Vec::new();
+    for e in events {
+        match out.last_mut() {
+            Some(run) if run[0].log_id == e.log_id => run.push(e),
+            _ => out.push(vec![e]),
+        }
+    }
+    out
+}
+
 /// Split a request's events into appends, in the order sent: consecutive events for the same
 /// log go in one append. `threads` are the session's worker threads.
 pub fn deliver(session_id: &str, events: Vec<Addressed>, threads: &[Thread]) -> Vec<Delivery> {

@@ -52,7 +52,10 @@ impl Catalog for Store {
             .map_err(by_log::error)
     }
 
-    async fn queue_session_work(&self, log_id: &str) -> Result<bool, Error> {
+    async fn queue_session_work(
+        &self,
+        log_id: &str,
+    ) -> Result<agentd_session::catalog::WorkQueued, Error> {
         by_log::queue_work(self, log_id).await
     }
 }

@@ -110,8 +110,8 @@ async fn send(
         })
         .collect();
     let mut data = Vec::new();
-    for d in inbox::deliver(&id, addressed, &threads) {
-        let (_, stored) = st.store.append(&d.log_id, d.guard).await?;
+    for run in inbox::runs(addressed) {
+        let (d, stored) = append_run(&st, &id, run, &threads).await?;
         data.extend(stored.into_iter().take(d.sent).map(|e| e.event));
         for w in d.wake {
             match w {
@@ -121,6 +121,40 @@ async fn send(
         }
     }
     Ok(Json(Sent { data }))
+}
+
+/// Append one run of events bound for the same log, with the answers that close what it
+/// ends for a self-hosted session's worker (`worker_calls::closed_by`). A worker's own answer
+/// may land first: the append is then refused as a second answer, and is made again.
+async fn append_run(
+    st: &AppState,
+    sid: &str,
+    run: Vec<inbox::Addressed>,
+    threads: &[inbox::Thread],
+) -> ApiResult<(inbox::Delivery, Vec<agentd_session::StoredEvent>)> {
+    let mut attempts = 0;
+    loop {
+        let closes = crate::worker_calls::closed_by(st, sid, &run).await?;
+        let mut d = inbox::deliver(sid, run.clone(), threads)
+            .pop()
+            .expect("one run is one delivery");
+        let guard = std::mem::replace(&mut d.guard, Box::new(|_| Ok(Vec::new())));
+        let retry = !closes.is_empty() && attempts < 3;
+        let guard: agentd_session::Guard = Box::new(move |head| {
+            let mut batch = guard(head)?;
+            batch.extend(closes);
+            Ok(batch)
+        });
+        match st.store.append(&d.log_id, guard).await {
+            Ok((_, stored)) => return Ok((d, stored)),
+            Err(agentd_session::Error::Refused(agentd_session::Refusal::Invalid(m)))
+                if retry && m.contains("already answered") =>
+            {
+                attempts += 1;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// The worker thread whose event `event_id` on session `sid`'s log is a copy of, if it is one.

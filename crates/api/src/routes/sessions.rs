@@ -299,6 +299,11 @@ async fn archive(
         .collect_outputs(&id)
         .await
         .map_err(|e| ApiError::unavailable(format!("cannot collect the session's outputs: {e}")))?;
+    // A self_hosted session's worker may be running calls: they are answered first, so no
+    // worker runs them again, and the model is not left waiting on them.
+    if crate::worker_calls::self_hosted(&st, &id).await? {
+        crate::worker_calls::close(&st, &id, crate::worker_calls::Closed::Archived).await?;
+    }
     let s = st.store.archive_session(&ws.id, &id).await?;
     // A self_hosted session's worker learns of the stop from its next heartbeat.
     for w in st.store.session_work(&id).await? {

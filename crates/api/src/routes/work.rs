@@ -191,6 +191,10 @@ async fn ack(
     let ws = admit(&st, &p, &env, takes, "work.ack").await?;
     item(&st, &p, &ws, &env, &id).await?;
     let ttl = st.work.ttl_seconds;
+    let claim = match &p {
+        Principal::Work { claim, .. } => Some(*claim),
+        _ => None,
+    };
     let outcome = Arc::new(Mutex::new(None));
     let out = outcome.clone();
     let (w, _) = st
@@ -199,7 +203,7 @@ async fn ack(
             &id,
             Box::new(move |i| {
                 i.ttl_seconds = ttl;
-                let r = i.acknowledge(chrono::Utc::now());
+                let r = i.acknowledge(chrono::Utc::now(), claim);
                 let ok = r.is_ok();
                 *out.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
                 ok
@@ -299,12 +303,26 @@ async fn stop(
         work_secret: true,
     };
     let ws = admit(&st, &p, &env, takes, "work.stop").await?;
-    item(&st, &p, &ws, &env, &id).await?;
+    let current = item(&st, &p, &ws, &env, &id).await?;
     let force = if body.is_empty() {
         false
     } else {
         parse::<StopBody>(&body)?.force.unwrap_or(false)
     };
+    // A worker handing its item back leaves the calls it never started to the next worker.
+    // A stop the operator asked for ends the calls the worker left open instead: they may have
+    // partly run. They are answered before the item stops, so a crash between the two leaves
+    // no call to run again.
+    let ends = force || current.state == WorkState::Queued;
+    let asked = matches!(p, Principal::ApiKey(_)) || current.state == WorkState::Stopping;
+    if ends && asked && current.state.is_live() {
+        crate::worker_calls::close(
+            &st,
+            &current.session_id,
+            crate::worker_calls::Closed::Stopped,
+        )
+        .await?;
+    }
     let outcome = Arc::new(Mutex::new(None));
     let out = outcome.clone();
     let (w, _) = st
@@ -323,8 +341,8 @@ async fn stop(
         return Err(ApiError::conflict(why));
     }
     if w.state == WorkState::Stopped {
-        // Calls the stopped worker left open are served by the next item, which the
-        // session's next wake queues.
+        // The calls it answered above go to the model; the calls a worker handed back are
+        // served by the next item, which the session's next wake queues.
         st.runner.notify(&w.session_id);
     }
     Ok(Json(w.to_wire(None)))

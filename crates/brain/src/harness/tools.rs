@@ -11,6 +11,7 @@ use agentd_hands::tools::{
 };
 use agentd_hands::{Output, Sandbox};
 use agentd_models::ToolDef;
+use agentd_session::catalog::WorkQueued;
 use agentd_session::{NewEvent, at_tail, events};
 use agentd_wire::agent::{PermissionPolicy, SessionAgent, Tool};
 use agentd_wire::environment::{EnvironmentConfig, Networking};
@@ -22,6 +23,12 @@ use crate::Result;
 use crate::context::{Fold, ToolAction, ToolWork};
 use crate::sandboxes::Sandboxes;
 use crate::tool_name::ToolName;
+
+/// A worker thread's sandbox call on a `self_hosted` environment.
+const THREAD_ON_WORKER: &str = "This environment's tools run on its self-hosted workers, which serve the session's primary agent only: a worker thread cannot run sandbox tools here. Ask the coordinator to run the command.";
+
+/// A sandbox call of an archived `self_hosted` session.
+const ARCHIVED_ON_WORKER: &str = "The session is archived: its environment's workers were asked to stop, so this call will not run.";
 
 /// How long one outcome check command may run.
 const CHECK_TIMEOUT_MS: u64 = 300_000;
@@ -49,11 +56,16 @@ impl Harness {
             Err(agentd_session::catalog::Error::NotFound(_)) => false,
             Err(e) => return Err(e.into()),
         };
-        let mut remote = false;
-        for w in work {
+        let mut remote = Vec::new();
+        for mut w in work {
             if self_hosted && w.action == ToolAction::Run && w.name.in_sandbox() {
-                remote = true;
-                continue;
+                if log_id == workspace {
+                    remote.push(w.id);
+                    continue;
+                }
+                // Workers serve the session's own log; a worker thread's call would wait
+                // for an answer that never comes.
+                w.action = ToolAction::Deny(THREAD_ON_WORKER.to_owned());
             }
             if w.name.is_thread_tool() && w.action == ToolAction::Run {
                 // The call's whole effect and its result land in one append.
@@ -127,12 +139,24 @@ impl Harness {
                 tracing::warn!(session = workspace, error = %e, "cannot make a fresh workspace");
             }
         }
-        if remote {
+        if !remote.is_empty() {
             // Where a cloud session provisions its sandbox, this one makes sure a worker will
             // come: the item is durable before the wake ends, and the wake ends without
             // waiting (the worker's answer wakes the log again).
-            self.catalog.queue_session_work(log_id).await?;
-            return Ok(Flow::Stop);
+            match self.catalog.queue_session_work(log_id).await? {
+                WorkQueued::Queued | WorkQueued::Live => return Ok(Flow::Stop),
+                // No worker will come: the model hears so instead of waiting forever.
+                WorkQueued::Archived => {
+                    let answers = remote
+                        .iter()
+                        .map(|id| tool_result(id, Output::error(ARCHIVED_ON_WORKER)))
+                        .collect();
+                    return match self.append(log_id, events(answers)).await? {
+                        Appended::Terminated => Ok(Flow::Stop),
+                        Appended::Done(_) | Appended::Stale => Ok(Flow::Continue),
+                    };
+                }
+            }
         }
         Ok(Flow::Continue)
     }
