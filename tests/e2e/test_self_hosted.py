@@ -276,3 +276,38 @@ def test_the_sdk_worker_serves_a_session_and_a_killed_worker_is_replaced(server_
     assert lost["is_error"] and "lease expired" in text(lost)
     assert "second-worker" in text(results[uses[3]["id"]])
     assert "agent.tool_result" not in types_of(evs), "agentd itself ran nothing"
+
+
+def test_a_worker_threads_sandbox_call_gets_an_error_not_a_wait(server, client, scripts_dir):
+    """Workers serve the session's own log: a worker thread's bash call on a self-hosted
+    environment is answered with an error the model can act on, and the session goes idle."""
+    import json
+
+    from conftest import write_script
+
+    toolset = [{"type": "agent_toolset_20260401",
+                "default_config": {"enabled": True, "permission_policy": {"type": "always_allow"}}}]
+    helper_model = write_script(scripts_dir, "helper", json.dumps({"turns": [
+        {"tool_use": {"name": "bash", "input": {"command": "echo hi"}}},
+        {"text": "could not run it"},
+    ]}))
+    helper = client.beta.agents.create(name="helper", model=helper_model, tools=toolset)
+    coord_model = write_script(scripts_dir, "coord", json.dumps({"turns": [
+        {"tool_use": {"name": "start_thread", "input": {"agent": "helper", "message": "run echo"}}},
+        {"text": "waiting"},
+        {"echo": True},
+    ]}))
+    coord = client.beta.agents.create(name="coord", model=coord_model,
+                                      multiagent={"type": "coordinator", "agents": [helper.id]})
+    env = client.beta.environments.create(name="mine", config={"type": "self_hosted"})
+    s = client.beta.sessions.create(agent=coord.id, environment_id=env.id)
+    send_text(client, s.id, "go")
+    evs = wait_events(client, s.id, lambda e: "could not run it" in str(e) and e[-1]["type"] == "session.status_idle",
+                      timeout=20)
+    thread = [t for t in client.beta.sessions.threads.list(s.id).data if t.agent.name == "helper"][0]
+    tevs = list(client.beta.sessions.threads.events.list(thread.id, session_id=s.id))
+    results = [e for e in tevs if e.type == "agent.tool_result"]
+    assert len(results) == 1 and results[0].is_error, results
+    assert "self-hosted workers" in results[0].content[0].text
+    assert client.beta.environments.work.stats(env.id).depth == 0
+    assert "user.tool_result" not in types_of(evs)
