@@ -109,6 +109,14 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
     if agentd_catalog::work::is_environment_key(&key)
         || agentd_catalog::work::token_work_id(&key).is_some()
     {
+        // Worker credentials are looked up every time (a key can be revoked, a claim go
+        // stale): an address guessing them is throttled like one guessing API keys.
+        if let Some(secs) = state.keys.failures.retry_after(ip) {
+            return too_many(
+                format!("too many failed authentications from {ip}; retry in {secs} s"),
+                secs,
+            );
+        }
         return match worker_principal(&state, &key).await {
             Ok(Some(p)) => match scoped(&p, req.method(), req.uri().path()) {
                 Ok(caller) => {

@@ -35,3 +35,27 @@ async fn failed_authentication_is_throttled_with_retry_after() {
     // The key holder, already known, is not locked out by someone guessing beside it.
     assert_eq!(api.get("/v1/agents").await.status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn guessing_worker_credentials_is_throttled_too() {
+    let api = TestApi::new().await;
+    let mut statuses = Vec::new();
+    for i in 0..12 {
+        let guess = if i % 2 == 0 {
+            format!("sk-agentd-env-{i:048}")
+        } else {
+            format!("sk-agentd-work-work_x.{i:048}")
+        };
+        let r = api
+            .call(Method::GET, "/v1/environments/env_x/work", Some(&guess), None)
+            .await;
+        statuses.push(r.status);
+    }
+    assert!(
+        statuses[..10]
+            .iter()
+            .all(|s| *s == StatusCode::UNAUTHORIZED),
+        "{statuses:?}"
+    );
+    assert_eq!(statuses[10..], [StatusCode::TOO_MANY_REQUESTS; 2]);
+}
