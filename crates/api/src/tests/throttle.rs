@@ -47,7 +47,12 @@ async fn guessing_worker_credentials_is_throttled_too() {
             format!("sk-agentd-work-work_x.{i:048}")
         };
         let r = api
-            .call(Method::GET, "/v1/environments/env_x/work", Some(&guess), None)
+            .call(
+                Method::GET,
+                "/v1/environments/env_x/work",
+                Some(&guess),
+                None,
+            )
             .await;
         statuses.push(r.status);
     }
