@@ -311,3 +311,24 @@ def test_a_worker_threads_sandbox_call_gets_an_error_not_a_wait(server, client, 
     assert "self-hosted workers" in results[0].content[0].text
     assert client.beta.environments.work.stats(env.id).depth == 0
     assert "user.tool_result" not in types_of(evs)
+
+
+def test_the_environment_key_serves_a_session_only_while_it_has_live_work(server, client, fake_upstream):
+    """The SDK's worker falls back to the environment key for an item's session calls when the
+    item carries no secret (`EnvironmentWorker.handle_item` without one)."""
+    env, s, w, item, use, t = claimed_call(server, client, fake_upstream, command="echo hi")
+    assert w.beta.sessions.retrieve(s.id).id == s.id
+    with pytest.raises(anthropic.PermissionDeniedError):
+        w.beta.sessions.update(s.id, metadata={"owned": "yes"})
+    with pytest.raises(anthropic.PermissionDeniedError):
+        w.beta.sessions.events.send(s.id, events=[{"type": "user.message", "content": [{"type": "text", "text": "x"}]}])
+    # another session of the environment, with no work: not the key's to read
+    other = client.beta.sessions.create(agent=s.agent.id, environment_id=env.id)
+    with pytest.raises(anthropic.PermissionDeniedError):
+        w.beta.sessions.retrieve(other.id)
+    ev = {"type": "user.tool_result", "tool_use_id": use["id"], "content": [{"type": "text", "text": "hi"}]}
+    w.beta.sessions.events.send(s.id, events=[ev])
+    wait_events(client, s.id, ended, timeout=15)
+    w.beta.environments.work.stop(item.id, environment_id=env.id, force=True)
+    with pytest.raises(anthropic.PermissionDeniedError):
+        w.beta.sessions.retrieve(s.id)

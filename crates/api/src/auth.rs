@@ -120,6 +120,9 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         return match worker_principal(&state, &key).await {
             Ok(Some(p)) => match scoped(&p, req.method(), req.uri().path()) {
                 Ok(caller) => {
+                    if let Err(e) = env_key_session(&state, &p, req.uri().path()).await {
+                        return e.into_response();
+                    }
                     if let Some(c) = caller {
                         req.extensions_mut().insert(c);
                     }
@@ -253,13 +256,19 @@ fn scoped(
         Principal::Environment {
             workspace_id,
             environment_id,
-        } => (workspace_id, environment_id, None),
+        } => (
+            workspace_id,
+            environment_id,
+            // The SDK's worker falls back to the environment key for an item's session calls
+            // when it has no secret; `authenticate` checks the session is one of the key's.
+            session_of(path),
+        ),
         Principal::Work {
             workspace_id,
             environment_id,
             session_id,
             ..
-        } => (workspace_id, environment_id, Some(session_id)),
+        } => (workspace_id, environment_id, Some(session_id.as_str())),
     };
     if path.starts_with(&format!("/v1/environments/{env}/work")) {
         return Ok(None);
@@ -280,7 +289,7 @@ fn scoped(
         return Err(ApiError::new(
             ErrorKind::PermissionError,
             format!(
-                "a work item's secret only serves the work endpoints of environment {env} and reading session {sid} and its events, and sending them; use an API key for {method} {path}"
+                "a worker's credential only serves the work endpoints of environment {env} and reading session {sid} and its events, and sending them; use an API key for {method} {path}"
             ),
         ));
     }
@@ -288,6 +297,36 @@ fn scoped(
         ErrorKind::PermissionError,
         format!(
             "an environment key only serves the work endpoints of environment {env}; use an API key for {path}"
+        ),
+    ))
+}
+
+/// The session a `/v1/sessions/{id}...` path names.
+fn session_of(path: &str) -> Option<&str> {
+    let rest = path.strip_prefix("/v1/sessions/")?;
+    let id = rest.split('/').next()?;
+    (!id.is_empty()).then_some(id)
+}
+
+/// An environment key serves a session's endpoints only while its environment has live work
+/// for the session.
+async fn env_key_session(state: &AppState, p: &Principal, path: &str) -> Result<(), ApiError> {
+    let (Principal::Environment { environment_id, .. }, Some(sid)) = (p, session_of(path)) else {
+        return Ok(());
+    };
+    let live = state
+        .store
+        .session_work(sid)
+        .await?
+        .iter()
+        .any(|w| w.environment_id == *environment_id && w.state.is_live());
+    if live {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        ErrorKind::PermissionError,
+        format!(
+            "an environment key serves only the sessions its environment has live work for; session {sid} has none in {environment_id}"
         ),
     ))
 }

@@ -22,32 +22,7 @@ pub async fn check(
     session_id: &str,
     events: &[UserEvent],
 ) -> ApiResult<()> {
-    if let Principal::Work { work_id, claim, .. } = p {
-        if let Some(i) = events
-            .iter()
-            .position(|e| !matches!(e, UserEvent::ToolResult(_) | UserEvent::CustomToolResult(_)))
-        {
-            return Err(ApiError::new(
-                ErrorKind::PermissionError,
-                format!(
-                    "events[{i}].type: a work item's secret sends tool results only; the user's events need an API key"
-                ),
-            ));
-        }
-        let w = st.store.get_work(work_id).await?;
-        // A worker asked to stop may still answer the call it was running; a lapsed lease
-        // is final (the sweeper may have answered its calls already).
-        let held = matches!(
-            w.state,
-            WorkState::Starting | WorkState::Active | WorkState::Stopping
-        );
-        if w.claim != *claim || !held || w.lease_lapsed(chrono::Utc::now()) {
-            return Err(ApiError::invalid(format!(
-                "work {work_id} is no longer held by this worker (state {}): its lease was lost or it was stopped, so its results are refused",
-                w.state.as_str()
-            )));
-        }
-    }
+    holder_may_answer(st, p, session_id, events).await?;
     let mut self_hosted = None;
     for (i, e) in events.iter().enumerate() {
         let UserEvent::ToolResult(r) = e else {
@@ -113,6 +88,65 @@ pub async fn check(
             if n < 1000 {
                 break;
             }
+        }
+    }
+    Ok(())
+}
+
+/// A worker's credential sends only results, and only while it holds the session's work.
+async fn holder_may_answer(
+    st: &AppState,
+    p: &Principal,
+    session_id: &str,
+    events: &[UserEvent],
+) -> ApiResult<()> {
+    let held = match p {
+        Principal::Work { work_id, claim, .. } => {
+            Some((st.store.get_work(work_id).await?, Some(*claim)))
+        }
+        // The SDK's worker without a secret: the session's live item in the key's environment.
+        Principal::Environment { environment_id, .. } => {
+            let live = st
+                .store
+                .session_work(session_id)
+                .await?
+                .into_iter()
+                .find(|w| w.environment_id == *environment_id && w.state.is_live());
+            Some((
+                live.ok_or_else(|| {
+                    ApiError::invalid(format!(
+                        "session {session_id} has no live work in environment {environment_id}, so its results are refused"
+                    ))
+                })?,
+                None,
+            ))
+        }
+        Principal::ApiKey(_) => None,
+    };
+    if let Some((w, claim)) = held {
+        if let Some(i) = events
+            .iter()
+            .position(|e| !matches!(e, UserEvent::ToolResult(_) | UserEvent::CustomToolResult(_)))
+        {
+            return Err(ApiError::new(
+                ErrorKind::PermissionError,
+                format!(
+                    "events[{i}].type: a worker's credential sends tool results only; the user's events need an API key"
+                ),
+            ));
+        }
+        // A worker asked to stop may still answer the call it was running; a lapsed lease
+        // is final (the sweeper may have answered its calls already).
+        let holds = matches!(
+            w.state,
+            WorkState::Starting | WorkState::Active | WorkState::Stopping
+        );
+        if claim.is_some_and(|c| c != w.claim) || !holds || w.lease_lapsed(chrono::Utc::now()) {
+            return Err(ApiError::invalid(format!(
+                "work {} is no longer held by this worker (state {}): its lease was lost or it was stopped, so its results are refused",
+                w.id,
+                w.state.as_str()
+            )));
         }
     }
     Ok(())
