@@ -920,6 +920,28 @@ pub async fn a_session_has_one_live_work_item_and_one_poller_wins_it(s: &dyn Sto
 }
 
 /// Environment keys authenticate for their environment until revoked, and are stored hashed.
+/// Each worker polling an environment counts once, within the window, whichever process saw it.
+pub async fn polling_workers_are_counted_once_each_within_the_window(s: &dyn Storage) {
+    let (a, b) = ("env_pollers_a", "env_pollers_b");
+    s.saw_poller(a, "w1", 1_000, 0).await.expect("record");
+    s.saw_poller(a, "w1", 5_000, 0).await.expect("record again");
+    s.saw_poller(a, "w2", 6_000, 0).await.expect("record");
+    s.saw_poller(b, "w1", 6_000, 0).await.expect("record");
+    assert_eq!(s.pollers(a, 0).await.unwrap(), 2);
+    assert_eq!(
+        s.pollers(a, 5_500).await.unwrap(),
+        1,
+        "w1's last poll is older"
+    );
+    assert_eq!(s.pollers(b, 0).await.unwrap(), 1);
+    // A new poll prunes what is older than its horizon.
+    s.saw_poller(b, "w3", 100_000, 50_000)
+        .await
+        .expect("record");
+    assert_eq!(s.pollers(a, 0).await.unwrap(), 0);
+    assert_eq!(s.pollers(b, 0).await.unwrap(), 1);
+}
+
 pub async fn environment_keys_are_hashed_listed_and_revoked(s: &dyn Storage) {
     let seed = seed(s, "k").await;
     let env = &seed.environment_id;
@@ -1007,6 +1029,7 @@ macro_rules! catalog_conformance_tests {
             nudges_reach_every_listener,
             a_session_has_one_live_work_item_and_one_poller_wins_it,
             environment_keys_are_hashed_listed_and_revoked,
+            polling_workers_are_counted_once_each_within_the_window,
             a_worker_answers_a_call_once
         );
     };

@@ -197,6 +197,17 @@ pub trait WorkQueue: Send + Sync {
     async fn revoke_environment_key(&self, env: &str, id: &str) -> Result<EnvironmentKeyInfo>;
     /// What an unrevoked environment key is for, if `key` is one.
     async fn authenticate_environment_key(&self, key: &str) -> Result<Option<EnvironmentKeyOwner>>;
+    /// Worker `worker` polled environment `env` at `at_ms` (Unix milliseconds); polls older
+    /// than `forget_before_ms` are dropped.
+    async fn saw_poller(
+        &self,
+        env: &str,
+        worker: &str,
+        at_ms: i64,
+        forget_before_ms: i64,
+    ) -> Result<()>;
+    /// How many workers polled environment `env` since `since_ms`.
+    async fn pollers(&self, env: &str, since_ms: i64) -> Result<u64>;
 }
 
 /// A whole backend: the session log, the harness's read view, the leases and the catalog. The API and

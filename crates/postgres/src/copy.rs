@@ -65,7 +65,8 @@ struct Table {
 
 use Col::{Bytes, Int, Json, Jsonb, Text, Time};
 
-/// In the order the foreign keys need.
+/// In the order the foreign keys need. (`work_pollers` is not copied: it is a figure of the
+/// last half minute, not state.)
 const TABLES: &[Table] = &[
     Table {
         name: "workspaces",

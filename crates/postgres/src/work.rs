@@ -144,6 +144,43 @@ impl WorkQueue for PgStore {
         .await
     }
 
+    async fn saw_poller(
+        &self,
+        env: &str,
+        worker: &str,
+        at_ms: i64,
+        forget_before_ms: i64,
+    ) -> Result<()> {
+        let c = self.client().await?;
+        c.execute(
+            "INSERT INTO work_pollers (environment_id, worker_id, polled_at_ms) VALUES ($1, $2, $3)
+             ON CONFLICT (environment_id, worker_id) DO UPDATE SET polled_at_ms = excluded.polled_at_ms",
+            &[&env, &worker, &at_ms],
+        )
+        .await
+        .db()?;
+        c.execute(
+            "DELETE FROM work_pollers WHERE polled_at_ms < $1",
+            &[&forget_before_ms],
+        )
+        .await
+        .db()?;
+        Ok(())
+    }
+
+    async fn pollers(&self, env: &str, since_ms: i64) -> Result<u64> {
+        let c = self.client().await?;
+        let n: i64 = c
+            .query_one(
+                "SELECT COUNT(*) FROM work_pollers WHERE environment_id = $1 AND polled_at_ms >= $2",
+                &[&env, &since_ms],
+            )
+            .await
+            .db()?
+            .get(0);
+        Ok(n as u64)
+    }
+
     async fn session_work(&self, sid: &str) -> Result<Vec<WorkItem>> {
         let c = self.client().await?;
         items(

@@ -143,6 +143,44 @@ impl WorkQueue for Store {
             .await
     }
 
+    async fn saw_poller(
+        &self,
+        env: &str,
+        worker: &str,
+        at_ms: i64,
+        forget_before_ms: i64,
+    ) -> Result<()> {
+        let (env, worker) = (env.to_owned(), worker.to_owned());
+        self.db
+            .write(move |c| {
+                c.execute(
+                    "INSERT INTO work_pollers (environment_id, worker_id, polled_at_ms) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (environment_id, worker_id) DO UPDATE SET polled_at_ms = excluded.polled_at_ms",
+                    params![env, worker, at_ms],
+                )?;
+                c.execute(
+                    "DELETE FROM work_pollers WHERE polled_at_ms < ?1",
+                    params![forget_before_ms],
+                )?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn pollers(&self, env: &str, since_ms: i64) -> Result<u64> {
+        let env = env.to_owned();
+        self.db
+            .read(move |c| {
+                let n: i64 = c.query_row(
+                    "SELECT COUNT(*) FROM work_pollers WHERE environment_id = ?1 AND polled_at_ms >= ?2",
+                    params![env, since_ms],
+                    |r| r.get(0),
+                )?;
+                Ok(n as u64)
+            })
+            .await
+    }
+
     async fn session_work(&self, sid: &str) -> Result<Vec<WorkItem>> {
         let sid = sid.to_owned();
         self.db

@@ -147,8 +147,15 @@ async fn poll(
         .get("anthropic-worker-id")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    if let Some(w) = &worker {
-        st.work.saw_poller(&env, w);
+    if let Some(w) = &worker
+        && st.work.due(&env, w)
+    {
+        let now = chrono::Utc::now().timestamp_millis();
+        let window = POLLING_WINDOW.as_millis() as i64;
+        // A figure, not state: a poll goes on without it.
+        if let Err(e) = st.store.saw_poller(&env, w, now, now - 2 * window).await {
+            tracing::warn!(environment = %env, error = %e, "cannot record a polling worker");
+        }
     }
     let deadline = Instant::now() + Duration::from_millis(u64::from(block));
     loop {
@@ -390,21 +397,32 @@ async fn update(
     Body(b): Body<UpdateBody>,
 ) -> ApiResult<Json<Work>> {
     let ws = admit(&st, &p, &env, OPERATOR, "work.update").await?;
-    let mut merged = item(&st, &p, &ws, &env, &id).await?.metadata;
+    item(&st, &p, &ws, &env, &id).await?;
     let patch = b.metadata;
-    agentd_wire::agent::merge_metadata(&mut merged, patch.clone());
-    crate::limits::metadata("metadata", &merged)?;
+    // Merged and checked under the item's lock: two updates racing cannot pass the limit
+    // between them.
+    let refused = Arc::new(Mutex::new(None));
+    let out = refused.clone();
     let (w, _) = st
         .store
         .update_work(
             &id,
             Box::new(move |i| {
-                let before = i.metadata.clone();
-                agentd_wire::agent::merge_metadata(&mut i.metadata, patch);
-                i.metadata != before
+                let mut merged = i.metadata.clone();
+                agentd_wire::agent::merge_metadata(&mut merged, patch);
+                if let Err(e) = crate::limits::metadata("metadata", &merged) {
+                    *out.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+                    return false;
+                }
+                let changed = merged != i.metadata;
+                i.metadata = merged;
+                changed
             }),
         )
         .await?;
+    if let Some(e) = refused.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        return Err(e);
+    }
     Ok(Json(w.to_wire(None)))
 }
 
@@ -433,36 +451,47 @@ async fn stats(
         depth: queued.len() as u64 - pending,
         pending,
         oldest_queued_at: queued.iter().map(|w| w.created_at).min(),
-        workers_polling: Some(st.work.pollers(&env)),
+        workers_polling: Some(
+            st.store
+                .pollers(
+                    &env,
+                    now.timestamp_millis() - POLLING_WINDOW.as_millis() as i64,
+                )
+                .await?,
+        ),
     }))
 }
 
-/// The queue's settings and the workers seen polling (in memory: a figure, not state).
+/// The queue's settings, and when this process last recorded each worker polling (the
+/// database counts them for every process; a worker long-polling in a loop is recorded at most
+/// every few seconds, not at each poll).
 #[derive(Clone)]
 pub struct WorkSettings {
     /// The lease a work item gets until its worker asks for another.
     pub ttl_seconds: u32,
-    polls: Arc<Mutex<BTreeMap<(String, String), Instant>>>,
+    recorded: Arc<Mutex<BTreeMap<(String, String), Instant>>>,
 }
+
+/// How often one worker's polling is written down.
+const RECORD_EVERY: Duration = Duration::from_secs(5);
 
 impl WorkSettings {
     pub fn new(ttl_seconds: u32) -> Self {
         WorkSettings {
             ttl_seconds,
-            polls: Arc::default(),
+            recorded: Arc::default(),
         }
     }
 
-    fn saw_poller(&self, env: &str, worker: &str) {
-        let mut m = self.polls.lock().unwrap_or_else(|e| e.into_inner());
+    /// Whether worker `worker`'s poll of `env` is to be recorded now.
+    fn due(&self, env: &str, worker: &str) -> bool {
+        let mut m = self.recorded.lock().unwrap_or_else(|e| e.into_inner());
         m.retain(|_, at| at.elapsed() < POLLING_WINDOW);
-        m.insert((env.to_owned(), worker.to_owned()), Instant::now());
-    }
-
-    fn pollers(&self, env: &str) -> u64 {
-        let m = self.polls.lock().unwrap_or_else(|e| e.into_inner());
-        m.iter()
-            .filter(|((e, _), at)| e == env && at.elapsed() < POLLING_WINDOW)
-            .count() as u64
+        let key = (env.to_owned(), worker.to_owned());
+        if m.get(&key).is_some_and(|at| at.elapsed() < RECORD_EVERY) {
+            return false;
+        }
+        m.insert(key, Instant::now());
+        true
     }
 }
