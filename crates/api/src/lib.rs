@@ -40,6 +40,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::agents::routes())
         .merge(routes::environments::routes())
         .merge(routes::sessions::routes())
+        .merge(routes::resources::routes())
         .merge(routes::events::routes())
         .merge(routes::threads::routes())
         .merge(routes::files::routes())

@@ -136,6 +136,7 @@ async fn provision_time(a: &Args, bwrap: &Bwrap, dir: &Path) -> anyhow::Result<(
                 limits: Limits::default(),
                 egress: None,
                 setup: None,
+                mounts: Vec::new(),
             })
             .await?;
         times.push(t.elapsed());
@@ -167,6 +168,7 @@ async fn per_call(a: &Args, bwrap: &Bwrap, dir: &Path) -> anyhow::Result<()> {
                 limits: Limits::default(),
                 egress: None,
                 setup: None,
+                mounts: Vec::new(),
             })
             .await?;
         let input = json!({"command": "true"});
@@ -238,7 +240,13 @@ async fn ttft(a: &Args, bwrap: Arc<Bwrap>, repo: &Path) -> anyhow::Result<()> {
             if coupled {
                 // The older design: the session's sandbox is ready before inference starts.
                 sandboxes
-                    .get(&sid, &sid, Policy::none(), Some(setup.to_owned()))
+                    .get(
+                        &sid,
+                        &sid,
+                        Policy::none(),
+                        Some(setup.to_owned()),
+                        Vec::new(),
+                    )
                     .await?;
                 provision.push(t0.elapsed());
             }

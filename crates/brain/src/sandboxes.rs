@@ -6,6 +6,7 @@
 //! running at once never share a shell; every sandbox of a session mounts the session's one
 //! workspace.
 
+use agentd_session::catalog::MountedFile;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -18,6 +19,9 @@ pub use crate::admission::Caps;
 use crate::admission::{Admission, Slot};
 
 /// A live sandbox, the egress proxy that is its only way out, and when it was last used.
+/// Host files and where a sandbox mounts each (`Spec::mounts`).
+type Mounts = Vec<(PathBuf, String)>;
+
 struct Live {
     /// The session whose workspace it mounts.
     session: String,
@@ -30,6 +34,11 @@ struct Live {
     busy: usize,
     /// Its place under the caps, given back when it goes.
     _slot: Slot,
+    /// Where its file resources were written for it to mount; removed with it.
+    mounted: Option<PathBuf>,
+    /// What mounting them inside the workspace made there (an empty file for each mount point,
+    /// the directories above it); removed with it, so the workspace keeps none of it.
+    placeholders: Vec<PathBuf>,
 }
 
 pub struct Sandboxes {
@@ -135,14 +144,24 @@ impl Sandboxes {
         self.outputs.join(session_id)
     }
 
+    /// Whether log `log_id` has a live sandbox serving `policy`: `get` then reuses it, and the
+    /// files to mount need not be read.
+    pub fn has_live(&self, log_id: &str, policy: &Policy) -> bool {
+        self.live()
+            .get(log_id)
+            .is_some_and(|l| l.sandbox.alive() && l.policy == *policy)
+    }
+
     /// The sandbox of log `log_id` over session `session_id`'s workspace, provisioned now —
-    /// behind a new egress proxy serving `policy` — if it has none or its last one died.
+    /// behind a new egress proxy serving `policy`, with `files` mounted read-only — if it has
+    /// none or its last one died.
     pub async fn get(
         &self,
         log_id: &str,
         session_id: &str,
         policy: Policy,
         setup: Option<String>,
+        files: Vec<MountedFile>,
     ) -> Result<Arc<dyn Sandbox>, agentd_hands::Error> {
         if let Some(live) = self.live().get_mut(log_id)
             && live.sandbox.alive()
@@ -168,7 +187,11 @@ impl Sandboxes {
             .map_err(io)?;
         let proxy =
             Proxy::bind(&dir.join(agentd_hands::EGRESS_SOCKET), policy.clone()).map_err(io)?;
-        let sandbox = self
+        let (mounted, mounts) = self.write_mounts(n, files).map_err(|e| {
+            agentd_hands::Error::Spawn(format!("cannot prepare the session's file resources: {e}"))
+        })?;
+        let placeholders = placeholders(&self.workspace(session_id), &mounts);
+        let provisioned = self
             .provider
             .provision(&Spec {
                 workspace: self.workspace(session_id),
@@ -176,8 +199,18 @@ impl Sandboxes {
                 limits: self.limits,
                 egress: Some(dir),
                 setup,
+                mounts,
             })
-            .await?;
+            .await;
+        let sandbox = match provisioned {
+            Ok(s) => s,
+            Err(e) => {
+                if let Some(m) = &mounted {
+                    let _ = std::fs::remove_dir_all(m);
+                }
+                return Err(e);
+            }
+        };
         tracing::info!(log = log_id, took = ?t0.elapsed(), "provisioned a sandbox");
         self.live().insert(
             log_id.to_owned(),
@@ -189,9 +222,34 @@ impl Sandboxes {
                 used: Instant::now(),
                 busy: 1,
                 _slot: slot,
+                mounted,
+                placeholders,
             },
         );
         Ok(sandbox)
+    }
+
+    /// Write `files` where a new sandbox (number `n`) mounts them from: each its own read-only
+    /// copy, so a sandbox made later with other resources never changes what this one sees.
+    fn write_mounts(
+        &self,
+        n: u32,
+        files: Vec<MountedFile>,
+    ) -> std::io::Result<(Option<PathBuf>, Mounts)> {
+        use std::os::unix::fs::PermissionsExt;
+        if files.is_empty() {
+            return Ok((None, Vec::new()));
+        }
+        let dir = self.root.join("resources").join(format!("{n:08x}"));
+        std::fs::create_dir_all(&dir)?;
+        let mut mounts = Vec::with_capacity(files.len());
+        for f in files {
+            let host = dir.join(&f.resource_id);
+            std::fs::write(&host, &f.bytes)?;
+            std::fs::set_permissions(&host, std::fs::Permissions::from_mode(0o444))?;
+            mounts.push((host, f.mount_path));
+        }
+        Ok((Some(dir), mounts))
     }
 
     /// A place under the caps for a new sandbox over `session_id`'s workspace. At a cap, an
@@ -229,12 +287,26 @@ impl Sandboxes {
     /// Stop the log's sandbox; the workspace stays for the next one.
     pub async fn release(&self, log_id: &str) {
         let live = self.live().remove(log_id);
-        if let Some(live) = live {
+        if let Some(mut live) = live {
             live.sandbox.release().await;
             let dir = live.proxy.path().parent().map(std::path::Path::to_owned);
+            let mounted = live.mounted.clone();
+            let placeholders = std::mem::take(&mut live.placeholders);
             drop(live);
-            if let Some(dir) = dir {
+            for dir in dir.into_iter().chain(mounted) {
                 let _ = std::fs::remove_dir_all(dir);
+            }
+            // Deepest first; only what is still empty (the agent may have filled a directory).
+            for p in placeholders.iter().rev() {
+                match std::fs::symlink_metadata(p) {
+                    Ok(m) if m.is_file() && m.len() == 0 => {
+                        let _ = std::fs::remove_file(p);
+                    }
+                    Ok(m) if m.is_dir() => {
+                        let _ = std::fs::remove_dir(p);
+                    }
+                    _ => {}
+                }
             }
         }
     }
@@ -286,4 +358,23 @@ impl Sandboxes {
     pub fn count(&self) -> usize {
         self.live().len()
     }
+}
+
+/// The paths in `workspace` that mounting `mounts` there will create (bwrap makes a mount
+/// point, and the directories above it, where none exists), parents before children.
+fn placeholders(workspace: &std::path::Path, mounts: &Mounts) -> Vec<PathBuf> {
+    let mut made = Vec::new();
+    for (_, at) in mounts {
+        let Some(rel) = at.strip_prefix("/workspace/") else {
+            continue;
+        };
+        let mut p = workspace.to_path_buf();
+        for part in rel.split('/') {
+            p.push(part);
+            if !p.exists() && !made.contains(&p) {
+                made.push(p.clone());
+            }
+        }
+    }
+    made
 }

@@ -563,7 +563,13 @@ async fn past_the_sandbox_caps_a_new_sandbox_is_refused_at_once_with_a_reason() 
         async move {
             tokio::time::timeout(
                 Duration::from_secs(5),
-                sandboxes.get(log, session, agentd_egress::Policy::none(), None),
+                sandboxes.get(
+                    log,
+                    session,
+                    agentd_egress::Policy::none(),
+                    None,
+                    Vec::new(),
+                ),
             )
             .await
             .expect("a refusal must not wait")

@@ -16,6 +16,8 @@ use crate::ThreadRow;
 #[async_trait]
 pub trait AnyWorkspace: Send + Sync {
     async fn session_row(&self, id: &str) -> crate::Result<Session>;
+    /// The bytes of file `file_id` of session `session_id`'s workspace.
+    async fn session_file(&self, session_id: &str, file_id: &str) -> crate::Result<Vec<u8>>;
     async fn environment_row(&self, id: &str) -> crate::Result<Environment>;
     async fn thread_row(&self, tid: &str) -> crate::Result<ThreadRow>;
 }
@@ -126,4 +128,30 @@ pub async fn queue_work(
     } else {
         WorkQueued::Live
     })
+}
+
+/// `Catalog::resource_files`: each file resource of the session with its file's bytes.
+pub async fn resource_files(
+    rows: &impl AnyWorkspace,
+    session_id: &str,
+) -> Result<Vec<agentd_session::catalog::MountedFile>, Error> {
+    let s = rows
+        .session_row(session_id)
+        .await
+        .map_err(|e| gone(e, session_id))?;
+    let mut out = Vec::new();
+    for r in s.resources {
+        let agentd_wire::resource::Resource::File(f) = r;
+        match rows.session_file(session_id, &f.file_id).await {
+            Ok(bytes) => out.push(agentd_session::catalog::MountedFile {
+                resource_id: f.id,
+                mount_path: f.mount_path,
+                bytes,
+            }),
+            // Deleted through the Files API since: nothing to mount.
+            Err(crate::Error::NotFound(_)) => {}
+            Err(e) => return Err(error(e)),
+        }
+    }
+    Ok(out)
 }

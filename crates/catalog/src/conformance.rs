@@ -72,6 +72,7 @@ impl Seed {
             title: title.map(str::to_owned),
             metadata: BTreeMap::from([("k".to_owned(), "v".to_owned())]),
             vault_ids: vec![],
+            resources: vec![],
         }
     }
 
@@ -920,6 +921,69 @@ pub async fn a_session_has_one_live_work_item_and_one_poller_wins_it(s: &dyn Sto
 }
 
 /// Environment keys authenticate for their environment until revoked, and are stored hashed.
+/// A session's resources are stored with it, kept in order, refused on a colliding mount path,
+/// and removed by id; another workspace cannot touch them.
+pub async fn session_resources_are_kept_on_the_session(s: &dyn Storage) {
+    use agentd_wire::resource::{FileResource, Resource};
+    let file = |id: &str, path: &str| {
+        Resource::File(FileResource {
+            id: id.into(),
+            file_id: "file_x".into(),
+            mount_path: path.into(),
+            created_at: chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+            updated_at: chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+        })
+    };
+    let mine = seed(s, "r").await;
+    let mut new = mine.new_session(None);
+    new.resources = vec![file("sesrsc_1", "/data/a")];
+    let sid = s
+        .create_session(&mine.ws, new, events(vec![]))
+        .await
+        .expect("create")
+        .id;
+    let got = s.get_session(&mine.ws, &sid).await.unwrap();
+    assert_eq!(got.resources, vec![file("sesrsc_1", "/data/a")]);
+    let after = s
+        .add_session_resource(&mine.ws, &sid, file("sesrsc_2", "/data/b"))
+        .await
+        .expect("add");
+    assert_eq!(
+        after.resources.iter().map(|r| r.id()).collect::<Vec<_>>(),
+        ["sesrsc_1", "sesrsc_2"]
+    );
+    let clash = s
+        .add_session_resource(&mine.ws, &sid, file("sesrsc_3", "/data/a/inner"))
+        .await;
+    assert!(matches!(clash, Err(crate::Error::Invalid(_))), "{clash:?}");
+    let other = seed(s, "r2").await.ws;
+    assert!(matches!(
+        s.delete_session_resource(&other, &sid, "sesrsc_1").await,
+        Err(crate::Error::NotFound(_))
+    ));
+    let gone = s
+        .delete_session_resource(&mine.ws, &sid, "sesrsc_1")
+        .await
+        .expect("delete");
+    assert_eq!(gone.id(), "sesrsc_1");
+    assert!(matches!(
+        s.delete_session_resource(&mine.ws, &sid, "sesrsc_1").await,
+        Err(crate::Error::NotFound(_))
+    ));
+    let listed = s
+        .list_sessions(
+            &mine.ws,
+            SessionFilter {
+                limit: 10,
+                ..SessionFilter::default()
+            },
+        )
+        .await
+        .unwrap();
+    let row = listed.items.iter().find(|x| x.id == sid).unwrap();
+    assert_eq!(row.resources, vec![file("sesrsc_2", "/data/b")]);
+}
+
 /// Each worker polling an environment counts once, within the window, whichever process saw it.
 pub async fn polling_workers_are_counted_once_each_within_the_window(s: &dyn Storage) {
     let (a, b) = ("env_pollers_a", "env_pollers_b");
@@ -1030,6 +1094,7 @@ macro_rules! catalog_conformance_tests {
             a_session_has_one_live_work_item_and_one_poller_wins_it,
             environment_keys_are_hashed_listed_and_revoked,
             polling_workers_are_counted_once_each_within_the_window,
+            session_resources_are_kept_on_the_session,
             a_worker_answers_a_call_once
         );
     };

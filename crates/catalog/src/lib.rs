@@ -11,6 +11,7 @@ pub mod by_log;
 pub mod conformance;
 pub mod cursor;
 pub mod keys;
+pub mod resources;
 pub mod rules;
 mod traits;
 mod types;

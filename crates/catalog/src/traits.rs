@@ -11,6 +11,7 @@ use agentd_session::{Guard, SessionLog, StoredEvent};
 use agentd_wire::agent::{Agent, AgentSpec};
 use agentd_wire::environment::Environment;
 use agentd_wire::file::FileMetadata;
+use agentd_wire::resource::Resource;
 use agentd_wire::thread::SessionThread;
 use agentd_wire::{Session, SessionStatus};
 
@@ -102,6 +103,10 @@ pub trait Sessions: Send + Sync {
         metadata: Option<BTreeMap<String, Option<String>>>,
     ) -> Result<Session>;
     async fn archive_session(&self, ws: &str, id: &str) -> Result<Session>;
+    /// Add a resource to session `id` (`crate::resources::add`, under the session's lock).
+    async fn add_session_resource(&self, ws: &str, id: &str, r: Resource) -> Result<Session>;
+    /// Remove resource `rid` of session `id`; returns it.
+    async fn delete_session_resource(&self, ws: &str, id: &str, rid: &str) -> Result<Resource>;
     /// Remove a session and its whole log; its subscribers are told it is gone.
     async fn delete_session(&self, ws: &str, id: &str) -> Result<()>;
     /// Sessions whose status is `running`: the ones a restart must wake.

@@ -79,6 +79,8 @@ pub struct NewSession {
     pub title: Option<String>,
     pub metadata: BTreeMap<String, String>,
     pub vault_ids: Vec<String>,
+    /// Mounted in its sandbox at provision (`agentd_wire::resource`).
+    pub resources: Vec<agentd_wire::resource::Resource>,
 }
 
 #[derive(Debug, Clone, Default)]

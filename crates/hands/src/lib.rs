@@ -51,6 +51,10 @@ pub struct Spec {
     /// A bash script run in the new sandbox before it is handed out (installing packages);
     /// if it fails, provisioning fails with its output.
     pub setup: Option<String>,
+    /// Host files mounted read-only into the sandbox, each at its absolute path there (a
+    /// session's file resources). Paths are checked by the caller
+    /// (`agentd_wire::resource::check_mount_path`).
+    pub mounts: Vec<(PathBuf, String)>,
 }
 
 /// Resource limits applied inside every sandbox.

@@ -56,6 +56,7 @@ fn spec(dir: &tempfile::TempDir) -> Spec {
         limits: limits(),
         egress: None,
         setup: None,
+        mounts: Vec::new(),
     }
 }
 
@@ -94,6 +95,39 @@ async fn the_outputs_directory_is_writable_and_lands_on_the_host_beside_the_work
         assert!(o.text.contains("rc=1"), "{p}: {o:?}");
     }
     assert!(!f.dir.path().join("ws/charts").exists());
+}
+
+#[tokio::test]
+async fn mounted_files_are_readable_at_their_paths_and_read_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = dir.path().join("res");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("a"), "alpha\n").unwrap();
+    std::fs::write(host.join("b"), "beta\n").unwrap();
+    let spec = Spec {
+        mounts: vec![
+            (host.join("a"), "/mnt/session/uploads/file_a".into()),
+            (host.join("b"), "/workspace/data/b.txt".into()),
+        ],
+        ..spec(&dir)
+    };
+    let sb = provider().provision(&spec).await.expect("provision");
+    let o = bash(
+        &sb,
+        "cat /mnt/session/uploads/file_a /workspace/data/b.txt; \
+         echo x > /mnt/session/uploads/file_a 2>/dev/null; echo rc=$?; \
+         echo x > /workspace/data/b.txt 2>/dev/null; echo rc=$?; \
+         rm -f /workspace/data/b.txt 2>/dev/null; echo rc=$?",
+    )
+    .await;
+    assert!(o.text.starts_with("alpha\nbeta\n"), "{o:?}");
+    assert_eq!(o.text.matches("rc=1").count(), 3, "{o:?}");
+    assert!(o.text.contains("Read-only file system"), "{o:?}");
+    let o = sb
+        .execute("read", &json!({"file_path": "/mnt/session/uploads/file_a"}))
+        .await;
+    assert!(o.text.contains("alpha"), "{o:?}");
+    assert_eq!(std::fs::read_to_string(host.join("b")).unwrap(), "beta\n");
 }
 
 #[tokio::test]

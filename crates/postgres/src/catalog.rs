@@ -17,6 +17,14 @@ impl AnyWorkspace for PgStore {
         self.load_session(id).await
     }
 
+    async fn session_file(
+        &self,
+        session_id: &str,
+        file_id: &str,
+    ) -> agentd_catalog::Result<Vec<u8>> {
+        self.session_file_bytes(session_id, file_id).await
+    }
+
     async fn environment_row(&self, id: &str) -> agentd_catalog::Result<Environment> {
         crate::environments::get(&self.client().await?, None, id, "").await
     }
@@ -50,6 +58,13 @@ impl Catalog for PgStore {
         PgStore::put_output(self, session_id, out)
             .await
             .map_err(by_log::error)
+    }
+
+    async fn resource_files(
+        &self,
+        session_id: &str,
+    ) -> Result<Vec<agentd_session::catalog::MountedFile>, Error> {
+        by_log::resource_files(self, session_id).await
     }
 
     async fn queue_session_work(

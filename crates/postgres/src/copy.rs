@@ -158,6 +158,7 @@ const TABLES: &[Table] = &[
             ("running_since", "running_since", Time),
             ("outcomes", "outcomes", Jsonb),
             ("list_cost", "list_cost", Int),
+            ("resources", "resources", Jsonb),
             ("created_at", "created_at", Time),
             ("updated_at", "updated_at", Time),
             ("archived_at", "archived_at", Time),

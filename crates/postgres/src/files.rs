@@ -145,6 +145,28 @@ impl PgStore {
             .collect())
     }
 
+    /// The bytes of file `file_id` in session `session_id`'s workspace.
+    pub(crate) async fn session_file_bytes(
+        &self,
+        session_id: &str,
+        file_id: &str,
+    ) -> Result<Vec<u8>> {
+        let ws: String = self
+            .client()
+            .await?
+            .query_opt(
+                "SELECT workspace_id FROM sessions WHERE id = $1",
+                &[&session_id],
+            )
+            .await
+            .db()?
+            .ok_or_else(|| Error::NotFound(format!("session {session_id} not found")))?
+            .get(0);
+        Ok(agentd_catalog::Files::file_content(self, &ws, file_id)
+            .await?
+            .1)
+    }
+
     /// See `agentd_session::Catalog::put_output`. The session's row is locked first, as an
     /// append locks it, so two collections of one session take turns.
     pub(crate) async fn put_output(&self, session_id: &str, out: NewOutput) -> Result<()> {

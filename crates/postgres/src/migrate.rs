@@ -12,6 +12,7 @@ const STEPS: &[&str] = &[
     include_str!("migrations/0005_list_cost.sql"),
     include_str!("migrations/0006_output_files.sql"),
     include_str!("migrations/0007_work_pollers.sql"),
+    include_str!("migrations/0008_session_resources.sql"),
 ];
 
 /// The schema version this build writes.

@@ -13,12 +13,13 @@ use agentd_catalog::{EventFilter, NewSession, Order, Page, Result, SessionFilter
 use agentd_session::projection::{self, Projection};
 use agentd_session::{Guard, StoredEvent};
 use agentd_wire::ids::{self, Kind};
+use agentd_wire::resource::Resource;
 use agentd_wire::session::{SessionTag, Stats};
 use agentd_wire::{Session, SessionStatus, Usage};
 
 use crate::{Db, PgStore, fetch, json, log, log::now, notify};
 
-const SELECT: &str = "SELECT id, agent::text, environment_id, status, title, metadata::text, usage::text, active_ms, running_since, created_at, updated_at, archived_at, outcomes::text, list_cost FROM sessions";
+const SELECT: &str = "SELECT id, agent::text, environment_id, status, title, metadata::text, usage::text, active_ms, running_since, created_at, updated_at, archived_at, outcomes::text, list_cost, resources::text FROM sessions";
 
 fn decode(r: &Row) -> Result<Session> {
     let running_since = r.get(8);
@@ -43,7 +44,7 @@ fn decode(r: &Row) -> Result<Session> {
             active_seconds,
             duration_seconds,
         },
-        resources: vec![],
+        resources: json(r.get(14))?,
         vault_ids: vec![],
         outcome_evaluations: json(r.get(12))?,
         budget: None,
@@ -110,6 +111,14 @@ impl Sessions for PgStore {
         )
         .await
         .db()?;
+        if !s.resources.is_empty() {
+            tx.execute(
+                "UPDATE sessions SET resources = $2::text::jsonb WHERE id = $1",
+                &[&id, &serde_json::to_string(&s.resources)?],
+            )
+            .await
+            .db()?;
+        }
         let (_, touched) = log::append_in(&tx, &id, initial).await?;
         let session = get(&tx, Some(ws), &id, "").await?;
         tx.commit().await.db()?;
@@ -119,6 +128,37 @@ impl Sessions for PgStore {
 
     async fn get_session(&self, ws: &str, id: &str) -> Result<Session> {
         get(&self.client().await?, Some(ws), id, "").await
+    }
+
+    async fn add_session_resource(&self, ws: &str, id: &str, r: Resource) -> Result<Session> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.db()?;
+        let mut s = get(&tx, Some(ws), id, "FOR UPDATE").await?;
+        agentd_catalog::resources::add(&mut s.resources, r)?;
+        tx.execute(
+            "UPDATE sessions SET resources = $2::text::jsonb, updated_at = $3 WHERE id = $1",
+            &[&id, &serde_json::to_string(&s.resources)?, &now()],
+        )
+        .await
+        .db()?;
+        let session = get(&tx, Some(ws), id, "").await?;
+        tx.commit().await.db()?;
+        Ok(session)
+    }
+
+    async fn delete_session_resource(&self, ws: &str, id: &str, rid: &str) -> Result<Resource> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.db()?;
+        let mut s = get(&tx, Some(ws), id, "FOR UPDATE").await?;
+        let gone = agentd_catalog::resources::remove(&mut s.resources, rid)?;
+        tx.execute(
+            "UPDATE sessions SET resources = $2::text::jsonb, updated_at = $3 WHERE id = $1",
+            &[&id, &serde_json::to_string(&s.resources)?, &now()],
+        )
+        .await
+        .db()?;
+        tx.commit().await.db()?;
+        Ok(gone)
     }
 
     async fn update_session(

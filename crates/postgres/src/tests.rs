@@ -295,6 +295,18 @@ async fn a_sqlite_installation_copies_whole_into_an_empty_database() {
         expires_at: None,
     };
     let file = sqlite.create_file(&seed.ws, file).await.unwrap();
+    let at = chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+    let resource = agentd_wire::resource::Resource::File(agentd_wire::resource::FileResource {
+        id: "sesrsc_1".into(),
+        file_id: file.id.clone(),
+        mount_path: "/data/r.bin".into(),
+        created_at: at,
+        updated_at: at,
+    });
+    sqlite
+        .add_session_resource(&seed.ws, &sessions[0], resource)
+        .await
+        .unwrap();
     drop(sqlite);
 
     let pg = PgStore::connect(config).await.unwrap();
@@ -315,8 +327,8 @@ async fn a_sqlite_installation_copies_whole_into_an_empty_database() {
             sqlite.get_session(&seed.ws, sid).await.unwrap(),
         );
         assert_eq!(
-            (a.agent, a.metadata, a.created_at),
-            (b.agent, b.metadata, b.created_at)
+            (a.agent, a.metadata, a.resources, a.created_at),
+            (b.agent, b.metadata, b.resources, b.created_at)
         );
     }
     let c = pg.pool.get().await.unwrap();
@@ -337,6 +349,12 @@ async fn a_sqlite_installation_copies_whole_into_an_empty_database() {
         )
         .unwrap();
     assert_eq!(text, original, "the same bytes");
+    let kept = pg.get_session(&seed.ws, &sessions[0]).await.unwrap();
+    assert_eq!(
+        kept.resources.len(),
+        1,
+        "the session's resources came along"
+    );
     assert_eq!(pg.authenticate(&key).await.unwrap().unwrap().name, "team");
     let agent = pg.get_agent(&seed.ws, &seed.agent.id, None).await.unwrap();
     assert_eq!(agent.spec, seed.agent.spec);

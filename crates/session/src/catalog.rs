@@ -37,9 +37,21 @@ pub trait Catalog: Send + Sync + 'static {
     /// one whose file with those bytes was deleted.
     async fn put_output(&self, session_id: &str, out: NewOutput) -> Result<(), Error>;
 
+    /// The file resources of session `session_id` with their bytes, to be mounted read-only
+    /// in its next sandbox. A resource whose file was deleted since is left out.
+    async fn resource_files(&self, session_id: &str) -> Result<Vec<MountedFile>, Error>;
+
     /// Make sure the session of log `log_id`, whose environment is `self_hosted`, has a live
     /// work item for a worker to claim. Durable when it returns.
     async fn queue_session_work(&self, log_id: &str) -> Result<WorkQueued, Error>;
+}
+
+/// A file resource as a sandbox mounts it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountedFile {
+    pub resource_id: String,
+    pub mount_path: String,
+    pub bytes: Vec<u8>,
 }
 
 /// What `Catalog::queue_session_work` found.

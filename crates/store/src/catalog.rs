@@ -17,6 +17,10 @@ impl AnyWorkspace for Store {
         self.load_session(id).await
     }
 
+    async fn session_file(&self, session_id: &str, file_id: &str) -> crate::Result<Vec<u8>> {
+        self.session_file_bytes(session_id, file_id).await
+    }
+
     async fn environment_row(&self, id: &str) -> crate::Result<Environment> {
         self.load_environment(id).await
     }
@@ -50,6 +54,13 @@ impl Catalog for Store {
         Store::put_output(self, session_id, out)
             .await
             .map_err(by_log::error)
+    }
+
+    async fn resource_files(
+        &self,
+        session_id: &str,
+    ) -> Result<Vec<agentd_session::catalog::MountedFile>, Error> {
+        by_log::resource_files(self, session_id).await
     }
 
     async fn queue_session_work(

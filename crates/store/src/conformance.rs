@@ -75,6 +75,7 @@ impl Fixture for Sqlite {
             title: None,
             metadata: BTreeMap::new(),
             vault_ids: vec![],
+            resources: vec![],
         };
         let s = self.store.create_session(&self.ws, new, events(vec![]));
         s.await.unwrap().id

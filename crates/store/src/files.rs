@@ -159,6 +159,30 @@ impl Store {
             .await
     }
 
+    /// The bytes of file `file_id` in session `session_id`'s workspace.
+    pub(crate) async fn session_file_bytes(
+        &self,
+        session_id: &str,
+        file_id: &str,
+    ) -> Result<Vec<u8>> {
+        let sid = session_id.to_owned();
+        let ws: String = self
+            .db
+            .read(move |c| {
+                c.query_row(
+                    "SELECT workspace_id FROM sessions WHERE id = ?1",
+                    [&sid],
+                    |r| r.get(0),
+                )
+                .optional()?
+                .ok_or_else(|| Error::NotFound(format!("session {sid} not found")))
+            })
+            .await?;
+        Ok(agentd_catalog::Files::file_content(self, &ws, file_id)
+            .await?
+            .1)
+    }
+
     /// See `agentd_session::Catalog::put_output`.
     pub(crate) async fn put_output(&self, session_id: &str, out: NewOutput) -> Result<()> {
         let sid = session_id.to_owned();

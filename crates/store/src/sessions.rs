@@ -10,12 +10,13 @@ use agentd_catalog::{EventFilter, NewSession, Order, SessionFilter, Sessions};
 use agentd_session::projection::{self, Projection};
 use agentd_session::{Guard, StoredEvent};
 use agentd_wire::ids::{self, Kind};
+use agentd_wire::resource::Resource;
 use agentd_wire::session::{SessionTag, Stats};
 use agentd_wire::{Session, SessionStatus};
 
 use crate::{Error, Page, Result, Store, log, time};
 
-const SELECT: &str = "SELECT id, agent, environment_id, status, title, metadata, usage, active_ms, running_since, created_at, updated_at, archived_at, outcomes, list_cost FROM sessions";
+const SELECT: &str = "SELECT id, agent, environment_id, status, title, metadata, usage, active_ms, running_since, created_at, updated_at, archived_at, outcomes, list_cost, resources FROM sessions";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Session>> {
     let running_since = time::parse_opt(r.get(8)?)?;
@@ -32,6 +33,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Session>> {
     let archived_at = time::parse_opt(r.get(11)?)?;
     let outcomes: String = r.get(12)?;
     let cost: i64 = r.get(13)?;
+    let resources: String = r.get(14)?;
     Ok((|| {
         let usage: agentd_wire::Usage = serde_json::from_str(&usage)?;
         let usage = projection::shown_usage(&usage, cost as u64, Some(active_seconds));
@@ -49,7 +51,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Session>> {
                 active_seconds,
                 duration_seconds,
             },
-            resources: vec![],
+            resources: serde_json::from_str(&resources)?,
             vault_ids: vec![],
             outcome_evaluations: serde_json::from_str(&outcomes)?,
             budget: None,
@@ -115,6 +117,12 @@ impl Sessions for Store {
                         Projection::default().status.as_str()
                     ],
                 )?;
+                if !s.resources.is_empty() {
+                    c.execute(
+                        "UPDATE sessions SET resources = ?2 WHERE id = ?1",
+                        params![id, serde_json::to_string(&s.resources)?],
+                    )?;
+                }
                 log::append_in(c, &id, initial, &mut Vec::new())?;
                 get_in(c, Some(&ws), &id)
             })
@@ -173,6 +181,44 @@ impl Sessions for Store {
                     params![id, time::fmt(&time::now())],
                 )?;
                 get_in(c, Some(&ws), &id)
+            })
+            .await
+    }
+
+    async fn add_session_resource(&self, ws: &str, id: &str, r: Resource) -> Result<Session> {
+        let (ws, id) = (ws.to_owned(), id.to_owned());
+        self.db
+            .write(move |c| {
+                let mut s = get_in(c, Some(&ws), &id)?;
+                agentd_catalog::resources::add(&mut s.resources, r)?;
+                c.execute(
+                    "UPDATE sessions SET resources = ?2, updated_at = ?3 WHERE id = ?1",
+                    params![
+                        id,
+                        serde_json::to_string(&s.resources)?,
+                        time::fmt(&time::now())
+                    ],
+                )?;
+                get_in(c, Some(&ws), &id)
+            })
+            .await
+    }
+
+    async fn delete_session_resource(&self, ws: &str, id: &str, rid: &str) -> Result<Resource> {
+        let (ws, id, rid) = (ws.to_owned(), id.to_owned(), rid.to_owned());
+        self.db
+            .write(move |c| {
+                let mut s = get_in(c, Some(&ws), &id)?;
+                let gone = agentd_catalog::resources::remove(&mut s.resources, &rid)?;
+                c.execute(
+                    "UPDATE sessions SET resources = ?2, updated_at = ?3 WHERE id = ?1",
+                    params![
+                        id,
+                        serde_json::to_string(&s.resources)?,
+                        time::fmt(&time::now())
+                    ],
+                )?;
+                Ok(gone)
             })
             .await
     }

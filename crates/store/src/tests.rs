@@ -248,6 +248,7 @@ async fn a_thread_of_another_session_is_refused_and_nothing_is_stored() {
                     title: None,
                     metadata: BTreeMap::new(),
                     vault_ids: vec![],
+                    resources: vec![],
                 },
                 events(vec![]),
             )

@@ -206,6 +206,7 @@ impl World {
                     title: None,
                     metadata: BTreeMap::new(),
                     vault_ids: vec![],
+                    resources: vec![],
                 },
                 events(vec![]),
             )

@@ -21,6 +21,7 @@ pub enum Kind {
     File,
     Work,
     EnvironmentKey,
+    SessionResource,
 }
 
 impl Kind {
@@ -37,6 +38,7 @@ impl Kind {
             Kind::File => "file_",
             Kind::Work => "work_",
             Kind::EnvironmentKey => "envkey_",
+            Kind::SessionResource => "sesrsc_",
         }
     }
 }

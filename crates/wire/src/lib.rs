@@ -12,6 +12,7 @@ pub mod event;
 pub mod file;
 pub mod ids;
 pub mod page;
+pub mod resource;
 pub mod session;
 pub mod thread;
 pub mod usage;

@@ -21,7 +21,7 @@ pub struct Session {
     pub metadata: BTreeMap<String, String>,
     pub usage: Usage,
     pub stats: Stats,
-    pub resources: Vec<Value>,
+    pub resources: Vec<crate::resource::Resource>,
     pub vault_ids: Vec<String>,
     pub outcome_evaluations: Vec<OutcomeEvaluation>,
     pub budget: Option<Value>,

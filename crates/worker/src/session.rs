@@ -206,7 +206,8 @@ impl Served<'_> {
         let log = call.thread.as_deref().unwrap_or(self.session_id);
         let sb = match self
             .sandboxes
-            .get(log, self.session_id, self.policy.clone(), None)
+            // A worker's sessions mount no file resources (they stay on agentd's side).
+            .get(log, self.session_id, self.policy.clone(), None, Vec::new())
             .await
         {
             Ok(sb) => sb,

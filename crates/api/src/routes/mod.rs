@@ -4,6 +4,7 @@ pub mod agents;
 pub mod environments;
 pub mod events;
 pub mod files;
+pub mod resources;
 pub mod sessions;
 pub mod threads;
 pub mod work;

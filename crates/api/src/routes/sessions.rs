@@ -65,11 +65,7 @@ async fn create(
             "vault_ids: vaults are not supported by this agentd yet",
         ));
     }
-    if !req.resources.is_empty() {
-        return Err(ApiError::invalid(
-            "resources: session resources are not supported by this agentd yet",
-        ));
-    }
+    let resources = crate::routes::resources::parse_all(&st, &ws.id, req.resources).await?;
     validate_events(&st, None, &req.initial_events, "initial_events").await?;
     let initial = file_rubrics(&st, &ws.id, req.initial_events, "initial_events").await?;
     let (batch, wakes) = agentd_session::inbox::initial(initial);
@@ -83,6 +79,7 @@ async fn create(
                 title: req.title,
                 metadata: req.metadata,
                 vault_ids: req.vault_ids,
+                resources,
             },
             batch,
         )

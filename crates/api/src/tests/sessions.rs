@@ -67,8 +67,8 @@ async fn create_refuses_what_this_agentd_does_not_support() {
             "vault_ids: vaults are not supported",
         ),
         (
-            json!({"resources": [{"type": "file", "file_id": "file_1"}]}),
-            "resources: session resources are not supported",
+            json!({"resources": [{"type": "github_repository", "url": "https://example.com/r.git"}]}),
+            "resources[0].type: github_repository resources are not supported",
         ),
         (
             json!({"budget": {"max_usd": 1}}),

@@ -250,12 +250,27 @@ impl Harness {
             }
             Err(e) => return Err(Output::error(e)),
         }
+        // The session's file resources are read only when a sandbox is made: a call that
+        // reuses one reads nothing, and nothing is read before the first tool call.
+        let files = if sandboxes.has_live(log_id, &policy) {
+            Vec::new()
+        } else {
+            match self.catalog.resource_files(workspace).await {
+                Ok(f) => f,
+                Err(e) => {
+                    return Err(Output::error(format!(
+                        "Could not read the session's file resources: {e}"
+                    )));
+                }
+            }
+        };
         match sandboxes
             .get(
                 log_id,
                 workspace,
                 policy,
                 crate::packages::setup_script(env),
+                files,
             )
             .await
         {

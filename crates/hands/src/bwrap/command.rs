@@ -118,6 +118,10 @@ fn mounts(helper: &HelperCommand, etc: &Path, spec: &Spec) -> Vec<String> {
         // is writable, so nothing else of /mnt is.
         push(&["--bind", &dir.display().to_string(), crate::OUTPUTS]);
     }
+    for (host, at) in &spec.mounts {
+        // After the workspace's bind, so a file can sit inside it, read-only still.
+        push(&["--ro-bind", &host.display().to_string(), at]);
+    }
     push(&["--ro-bind", &helper.exe.display().to_string(), HELPER]);
     if let Some(dir) = &spec.egress {
         push(&["--ro-bind", &dir.display().to_string(), EGRESS_DIR]);
