@@ -135,3 +135,15 @@ def test_files_list_by_ids_and_scope(client):
     # Uploads belong to no session; a session's outputs are in test_outputs.py.
     assert list(client.beta.files.list(scope_id="sesn_x")) == []
     assert all(f.scope is None for f in client.beta.files.list())
+
+
+def test_the_workspace_files_quota_refuses_an_upload_past_it_and_deleting_makes_room(server_factory):
+    server = server_factory(env={"AGENTD_FILES_QUOTA_BYTES": "1000", "AGENTD_FILES_QUOTA_FILES": "5"})
+    client = server.client()
+    first = upload(client, "a.bin", b"x" * 600, "application/octet-stream")
+    with pytest.raises(anthropic.BadRequestError) as e:
+        upload(client, "b.bin", b"y" * 500, "application/octet-stream")
+    assert "quota of 1000 bytes" in e.value.body["error"]["message"]
+    assert [f.id for f in client.beta.files.list()] == [first.id], "nothing stored"
+    client.beta.files.delete(first.id)
+    upload(client, "b.bin", b"y" * 500, "application/octet-stream")

@@ -30,6 +30,22 @@ pub struct DatabaseArgs {
     /// How long to keep trying a PostgreSQL server that does not answer at start, seconds.
     #[arg(long, env = "AGENTD_DATABASE_WAIT_SECS", default_value_t = 30)]
     pub database_wait_secs: u64,
+    /// Bytes each workspace may keep in the Files API, uploads and collected output files
+    /// together (default 10 GiB).
+    #[arg(long, env = "AGENTD_FILES_QUOTA_BYTES", default_value_t = 10 << 30)]
+    pub files_quota_bytes: u64,
+    /// Files each workspace may keep in the Files API.
+    #[arg(long, env = "AGENTD_FILES_QUOTA_FILES", default_value_t = 10_000)]
+    pub files_quota_files: u64,
+}
+
+impl DatabaseArgs {
+    fn files_quota(&self) -> agentd_catalog::FilesQuota {
+        agentd_catalog::FilesQuota {
+            bytes: self.files_quota_bytes,
+            files: self.files_quota_files,
+        }
+    }
 }
 
 /// Where a database lives, parsed from `--database-url`.
@@ -89,8 +105,12 @@ pub async fn open(
 ) -> anyhow::Result<(Arc<dyn Storage>, Location)> {
     let location = Location::parse(a.url.as_deref(), data_dir)?;
     let store: Arc<dyn Storage> = match &location {
-        Location::Sqlite(path) => Arc::new(open_sqlite(path)?),
-        Location::Postgres(url) => Arc::new(open_postgres(a, url).await?),
+        Location::Sqlite(path) => Arc::new(open_sqlite(path)?.with_files_quota(a.files_quota())),
+        Location::Postgres(url) => Arc::new(
+            open_postgres(a, url)
+                .await?
+                .with_files_quota(a.files_quota()),
+        ),
     };
     Ok((store, location))
 }

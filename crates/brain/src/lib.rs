@@ -55,7 +55,8 @@ impl From<agentd_session::catalog::Error> for Error {
     fn from(e: agentd_session::catalog::Error) -> Self {
         match e {
             agentd_session::catalog::Error::NotFound(id) => Error::SessionNotFound(id),
-            agentd_session::catalog::Error::Storage(m) => Error::Catalog(m),
+            agentd_session::catalog::Error::Storage(m)
+            | agentd_session::catalog::Error::Quota(m) => Error::Catalog(m),
         }
     }
 }

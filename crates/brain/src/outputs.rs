@@ -57,14 +57,21 @@ pub async fn collect(
         if held.iter().any(|h| h.path == f.path && h.sha256 == sha256) {
             continue;
         }
+        let path = f.path.clone();
         let out = NewOutput {
             mime_type: agentd_wire::file::mime_type_of(&f.path).to_owned(),
             path: f.path,
             sha256,
             content: f.bytes,
         };
-        catalog.put_output(session_id, out).await?;
-        stored += 1;
+        match catalog.put_output(session_id, out).await {
+            Ok(()) => stored += 1,
+            // Like a file over the size cap: not collected, and the turn ends as it would.
+            Err(agentd_session::catalog::Error::Quota(why)) => {
+                tracing::warn!(session = session_id, path = %path, why = %why, "an output file is not collected");
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
     if stored > 0 {
         tracing::info!(session = session_id, stored, "collected output files");

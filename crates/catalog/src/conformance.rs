@@ -984,6 +984,64 @@ pub async fn session_resources_are_kept_on_the_session(s: &dyn Storage) {
     assert_eq!(row.resources, vec![file("sesrsc_2", "/data/b")]);
 }
 
+/// The quota the Files API check below expects its store to have been opened with.
+pub const SMALL_FILES_QUOTA: crate::FilesQuota = crate::FilesQuota {
+    bytes: 100,
+    files: 3,
+};
+
+/// Uploads and collected outputs count against one workspace quota (`SMALL_FILES_QUOTA`):
+/// over it an upload is refused and an output is not stored; replacing an output frees what it
+/// held; deleting frees room; another workspace has its own.
+pub async fn files_quota_counts_uploads_and_outputs(s: &dyn Storage) {
+    use agentd_session::catalog::{Error as LogError, NewOutput};
+    let up = |n: usize| NewFile {
+        filename: "f.bin".into(),
+        mime_type: "application/octet-stream".into(),
+        content: vec![7; n],
+        expires_at: None,
+    };
+    let out = |path: &str, n: usize, tag: &str| NewOutput {
+        path: path.into(),
+        mime_type: "text/plain".into(),
+        sha256: tag.into(),
+        content: vec![1; n],
+    };
+    let mine = seed(s, "q").await;
+    let sid = mine.session(s).await;
+    let a = s
+        .create_file(&mine.ws, up(60))
+        .await
+        .expect("within the quota");
+    let over = s.create_file(&mine.ws, up(41)).await;
+    assert!(
+        matches!(over, Err(Error::Invalid(ref m)) if m.contains("quota")),
+        "{over:?}"
+    );
+    s.put_output(&sid, out("r.txt", 30, "h1"))
+        .await
+        .expect("an output within it");
+    let full = s.put_output(&sid, out("s.txt", 20, "h2")).await;
+    assert!(matches!(full, Err(LogError::Quota(_))), "{full:?}");
+    // The same path with other bytes replaces what it held: 60 + 40 fits.
+    s.put_output(&sid, out("r.txt", 40, "h3"))
+        .await
+        .expect("a replacement");
+    // Three files at most.
+    s.delete_file(&mine.ws, &a.id).await.unwrap();
+    s.create_file(&mine.ws, up(1)).await.unwrap();
+    s.create_file(&mine.ws, up(1)).await.unwrap();
+    let many = s.create_file(&mine.ws, up(1)).await;
+    assert!(
+        matches!(many, Err(Error::Invalid(ref m)) if m.contains("quota")),
+        "{many:?}"
+    );
+    let other = seed(s, "q2").await;
+    s.create_file(&other.ws, up(100))
+        .await
+        .expect("another workspace's own quota");
+}
+
 /// Each worker polling an environment counts once, within the window, whichever process saw it.
 pub async fn polling_workers_are_counted_once_each_within_the_window(s: &dyn Storage) {
     let (a, b) = ("env_pollers_a", "env_pollers_b");

@@ -17,6 +17,7 @@ mod traits;
 mod types;
 pub mod work;
 
+pub use agentd_session::catalog::FilesQuota;
 pub use traits::{Agents, Environments, Files, Keys, Sessions, Storage, Threads, WorkQueue};
 pub use types::{
     AgentEdit, AgentFilter, DEFAULT_WORKSPACE, EnvironmentEdit, EnvironmentMake, EventFilter,

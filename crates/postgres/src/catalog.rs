@@ -57,7 +57,10 @@ impl Catalog for PgStore {
     async fn put_output(&self, session_id: &str, out: NewOutput) -> Result<(), Error> {
         PgStore::put_output(self, session_id, out)
             .await
-            .map_err(by_log::error)
+            .map_err(|e| match e {
+                agentd_catalog::Error::Invalid(m) => Error::Quota(m),
+                e => by_log::error(e),
+            })
     }
 
     async fn resource_files(

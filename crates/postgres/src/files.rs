@@ -37,9 +37,13 @@ impl Files for PgStore {
     async fn create_file(&self, ws: &str, f: NewFile) -> Result<FileMetadata> {
         let id = ids::new(Kind::File);
         let size = i64::try_from(f.content.len()).map_err(|e| Error::Invalid(e.to_string()))?;
-        let row = self
-            .client()
-            .await?
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.db()?;
+        lock_workspace(&tx, ws).await?;
+        self.files_quota
+            .admits(usage(&tx, ws).await?, size as u64, (0, 0))
+            .map_err(Error::Invalid)?;
+        let row = tx
             .query_one(
                 "INSERT INTO files (id, workspace_id, filename, mime_type, size_bytes, created_at, expires_at, content) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
                  RETURNING id, filename, mime_type, size_bytes, created_at, expires_at, scope_id",
@@ -47,6 +51,7 @@ impl Files for PgStore {
             )
             .await
             .db()?;
+        tx.commit().await.db()?;
         decode(&row)
     }
 
@@ -192,6 +197,22 @@ impl PgStore {
         if held.as_deref() == Some(out.sha256.as_str()) {
             return Ok(());
         }
+        lock_workspace(&tx, &ws).await?;
+        let freed = tx
+            .query_one(
+                "SELECT COALESCE(SUM(size_bytes), 0)::bigint, COUNT(*) FROM files WHERE scope_id = $1 AND scope_path = $2 AND deleted_at IS NULL",
+                &[&session_id, &out.path],
+            )
+            .await
+            .db()?;
+        let freed: (i64, i64) = (freed.get(0), freed.get(1));
+        self.files_quota
+            .admits(
+                usage(&tx, &ws).await?,
+                out.content.len() as u64,
+                (freed.0 as u64, freed.1 as u64),
+            )
+            .map_err(Error::Invalid)?;
         tx.execute(
             "DELETE FROM files WHERE scope_id = $1 AND scope_path = $2",
             &[&session_id, &out.path],
@@ -218,4 +239,25 @@ impl PgStore {
         .db()?;
         tx.commit().await.db()
     }
+}
+
+/// Uploads and collections of one workspace take turns, so two cannot pass its quota together.
+async fn lock_workspace(c: &impl deadpool_postgres::GenericClient, ws: &str) -> Result<()> {
+    c.execute("SELECT 1 FROM workspaces WHERE id = $1 FOR UPDATE", &[&ws])
+        .await
+        .db()?;
+    Ok(())
+}
+
+/// What workspace `ws` keeps in the Files API now: (bytes, files), live ones only.
+async fn usage(c: &impl deadpool_postgres::GenericClient, ws: &str) -> Result<(u64, u64)> {
+    let r = c
+        .query_one(
+            "SELECT COALESCE(SUM(size_bytes), 0)::bigint, COUNT(*) FROM files WHERE workspace_id = $1 AND deleted_at IS NULL AND (expires_at IS NULL OR expires_at > $2)",
+            &[&ws, &now()],
+        )
+        .await
+        .db()?;
+    let (bytes, files): (i64, i64) = (r.get(0), r.get(1));
+    Ok((bytes as u64, files as u64))
 }

@@ -38,6 +38,7 @@ use agentd_session::{Error, Result};
 pub struct PgStore {
     pool: Pool,
     tails: notify::Tails,
+    files_quota: agentd_session::catalog::FilesQuota,
 }
 
 /// How to open the database.
@@ -114,7 +115,17 @@ impl PgStore {
         let mut client = pool.get().await.map_err(opening)?;
         migrate::run(&mut client).await?;
         let tails = notify::Tails::listen(config, connector, pool.clone()).await?;
-        Ok(PgStore { pool, tails })
+        Ok(PgStore {
+            pool,
+            tails,
+            files_quota: Default::default(),
+        })
+    }
+
+    /// What each workspace may keep in the Files API (uploads and collected outputs).
+    pub fn with_files_quota(mut self, q: agentd_session::catalog::FilesQuota) -> PgStore {
+        self.files_quota = q;
+        self
     }
 }
 

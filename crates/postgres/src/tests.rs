@@ -579,3 +579,15 @@ async fn tls_is_used_and_verified_when_the_url_asks_for_it() {
     };
     assert!(why.contains("certificate"), "{why}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_files_quota_counts_uploads_and_outputs() {
+    let Some(config) = fresh_database().await else {
+        return;
+    };
+    let store = PgStore::connect(config)
+        .await
+        .unwrap()
+        .with_files_quota(conformance::SMALL_FILES_QUOTA);
+    conformance::files_quota_counts_uploads_and_outputs(&store).await;
+}

@@ -103,6 +103,47 @@ pub enum Error {
     NotFound(String),
     #[error("catalog: {0}")]
     Storage(String),
+    /// Storing it would pass the workspace's Files API quota (`FilesQuota`).
+    #[error("{0}")]
+    Quota(String),
+}
+
+/// What a workspace may keep in the Files API, uploads and collected outputs together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FilesQuota {
+    pub bytes: u64,
+    pub files: u64,
+}
+
+impl Default for FilesQuota {
+    fn default() -> Self {
+        FilesQuota {
+            bytes: 10 << 30,
+            files: 10_000,
+        }
+    }
+}
+
+impl FilesQuota {
+    /// Whether a workspace holding `used` (bytes, files) may add a file of `size` bytes in
+    /// place of `freed` (bytes, files); the error says what to do.
+    pub fn admits(&self, used: (u64, u64), size: u64, freed: (u64, u64)) -> Result<(), String> {
+        let bytes = used.0.saturating_sub(freed.0) + size;
+        let files = used.1.saturating_sub(freed.1) + 1;
+        if bytes > self.bytes {
+            return Err(format!(
+                "this workspace's files would take {bytes} bytes, over its quota of {} bytes: delete files with files.delete first",
+                self.bytes
+            ));
+        }
+        if files > self.files {
+            return Err(format!(
+                "this workspace would hold {files} files, over its quota of {}: delete files with files.delete first",
+                self.files
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// A change to a session's title or metadata: the row's new values and the event that logs

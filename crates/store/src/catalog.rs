@@ -53,7 +53,10 @@ impl Catalog for Store {
     async fn put_output(&self, session_id: &str, out: NewOutput) -> Result<(), Error> {
         Store::put_output(self, session_id, out)
             .await
-            .map_err(by_log::error)
+            .map_err(|e| match e {
+                crate::Error::Invalid(m) => Error::Quota(m),
+                e => by_log::error(e),
+            })
     }
 
     async fn resource_files(

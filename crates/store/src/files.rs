@@ -36,8 +36,12 @@ fn not_found(id: &str) -> Error {
 impl Files for Store {
     async fn create_file(&self, ws: &str, f: NewFile) -> Result<FileMetadata> {
         let ws = ws.to_owned();
+        let quota = self.files_quota;
         self.db
             .write(move |c| {
+                quota
+                    .admits(usage(c, &ws)?, f.content.len() as u64, (0, 0))
+                    .map_err(Error::Invalid)?;
                 let id = ids::new(Kind::File);
                 c.execute(
                     "INSERT INTO files (id, workspace_id, filename, mime_type, size_bytes, created_at, expires_at, content) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -186,6 +190,7 @@ impl Store {
     /// See `agentd_session::Catalog::put_output`.
     pub(crate) async fn put_output(&self, session_id: &str, out: NewOutput) -> Result<()> {
         let sid = session_id.to_owned();
+        let quota = self.files_quota;
         self.db
             .write(move |c| {
                 let ws: String = c
@@ -206,6 +211,18 @@ impl Store {
                 if held.as_deref() == Some(out.sha256.as_str()) {
                     return Ok(());
                 }
+                let freed: (i64, i64) = c.query_row(
+                    "SELECT COALESCE(SUM(size_bytes), 0), COUNT(*) FROM files WHERE scope_id = ?1 AND scope_path = ?2 AND deleted_at IS NULL",
+                    params![sid, out.path],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?;
+                quota
+                    .admits(
+                        usage(c, &ws)?,
+                        out.content.len() as u64,
+                        (freed.0 as u64, freed.1 as u64),
+                    )
+                    .map_err(Error::Invalid)?;
                 c.execute(
                     "DELETE FROM files WHERE scope_id = ?1 AND scope_path = ?2",
                     params![sid, out.path],
@@ -228,4 +245,14 @@ impl Store {
             })
             .await
     }
+}
+
+/// What workspace `ws` keeps in the Files API now: (bytes, files), live ones only.
+fn usage(c: &rusqlite::Connection, ws: &str) -> Result<(u64, u64)> {
+    let (bytes, files): (i64, i64) = c.query_row(
+        "SELECT COALESCE(SUM(size_bytes), 0), COUNT(*) FROM files WHERE workspace_id = ?1 AND deleted_at IS NULL AND (expires_at IS NULL OR expires_at > ?2)",
+        params![ws, time::fmt(&time::now())],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    Ok((bytes as u64, files as u64))
 }

@@ -34,6 +34,7 @@ pub struct Store {
     db: db::Db,
     tails: Arc<Mutex<HashMap<String, watch::Sender<u64>>>>,
     held: lease::Held,
+    files_quota: agentd_session::catalog::FilesQuota,
 }
 
 impl Store {
@@ -43,7 +44,14 @@ impl Store {
             db: db::Db::open(path)?,
             tails: Arc::default(),
             held: lease::Held::default(),
+            files_quota: Default::default(),
         })
+    }
+
+    /// What each workspace may keep in the Files API (uploads and collected outputs).
+    pub fn with_files_quota(mut self, q: agentd_session::catalog::FilesQuota) -> Store {
+        self.files_quota = q;
+        self
     }
 }
 

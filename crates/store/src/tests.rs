@@ -401,3 +401,12 @@ fn a_database_from_a_newer_agentd_is_refused_and_left_alone() {
         .unwrap();
     assert_eq!(v, migrate::LATEST + 1);
 }
+
+#[tokio::test]
+async fn the_files_quota_counts_uploads_and_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("agentd.db"))
+        .unwrap()
+        .with_files_quota(agentd_catalog::conformance::SMALL_FILES_QUOTA);
+    agentd_catalog::conformance::files_quota_counts_uploads_and_outputs(&store).await;
+}
