@@ -18,6 +18,14 @@ pub struct AppState {
     pub(crate) keys: KeyCache,
     pub(crate) streams: StreamCaps,
     pub(crate) work: crate::routes::work::WorkSettings,
+    /// The vault key's sealer and the resolver over this store; None refuses credentials.
+    pub(crate) vault: Option<VaultState>,
+}
+
+#[derive(Clone)]
+pub(crate) struct VaultState {
+    pub sealer: agentd_vault::Sealer,
+    pub resolver: agentd_vault::Resolver,
 }
 
 impl AppState {
@@ -36,6 +44,7 @@ impl AppState {
             keys: KeyCache::new(rate),
             streams: StreamCaps::new(DEFAULT_STREAMS_PER_KEY),
             work: crate::routes::work::WorkSettings::new(agentd_catalog::work::DEFAULT_TTL_SECONDS),
+            vault: None,
         }
     }
 
@@ -44,6 +53,19 @@ impl AppState {
     pub fn with_work_lease_ttl(mut self, seconds: u32) -> Self {
         self.work = crate::routes::work::WorkSettings::new(seconds);
         self
+    }
+
+    /// Seal credentials with `sealer` (the vault key `agentd serve` checked at start).
+    #[must_use]
+    pub fn with_vault(mut self, sealer: agentd_vault::Sealer) -> Self {
+        let resolver = agentd_vault::Resolver::new(self.store.clone(), sealer.clone());
+        self.vault = Some(VaultState { sealer, resolver });
+        self
+    }
+
+    /// The resolver the edge (MCP client, egress proxy) asks for a session's credentials.
+    pub fn vault_resolver(&self) -> Option<agentd_vault::Resolver> {
+        self.vault.as_ref().map(|v| v.resolver.clone())
     }
 
     /// End every event stream (and any opened later): the server is shutting down, and a

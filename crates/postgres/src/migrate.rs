@@ -11,6 +11,7 @@ const STEPS: &[&str] = &[
     include_str!("migrations/0004_self_hosted_work.sql"),
     include_str!("migrations/0005_list_cost.sql"),
     include_str!("migrations/0006_output_files.sql"),
+    include_str!("migrations/0007_vaults.sql"),
 ];
 
 /// The schema version this build writes.

@@ -14,6 +14,7 @@ const STEPS: &[&str] = &[
     include_str!("migrations/0008_self_hosted_work.sql"),
     include_str!("migrations/0009_list_cost.sql"),
     include_str!("migrations/0010_output_files.sql"),
+    include_str!("migrations/0011_vaults.sql"),
 ];
 
 /// The schema version this build writes.

@@ -15,7 +15,7 @@ use agentd_wire::{Session, SessionStatus};
 
 use crate::{Error, Page, Result, Store, log, time};
 
-const SELECT: &str = "SELECT id, agent, environment_id, status, title, metadata, usage, active_ms, running_since, created_at, updated_at, archived_at, outcomes, list_cost FROM sessions";
+const SELECT: &str = "SELECT id, agent, environment_id, status, title, metadata, usage, active_ms, running_since, created_at, updated_at, archived_at, outcomes, list_cost, vault_ids FROM sessions";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Session>> {
     let running_since = time::parse_opt(r.get(8)?)?;
@@ -32,6 +32,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Session>> {
     let archived_at = time::parse_opt(r.get(11)?)?;
     let outcomes: String = r.get(12)?;
     let cost: i64 = r.get(13)?;
+    let vault_ids: String = r.get(14)?;
     Ok((|| {
         let usage: agentd_wire::Usage = serde_json::from_str(&usage)?;
         let usage = projection::shown_usage(&usage, cost as u64, Some(active_seconds));
@@ -50,7 +51,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Session>> {
                 duration_seconds,
             },
             resources: vec![],
-            vault_ids: vec![],
+            vault_ids: serde_json::from_str(&vault_ids)?,
             outcome_evaluations: serde_json::from_str(&outcomes)?,
             budget: None,
             deployment_id: None,
@@ -96,11 +97,21 @@ impl Sessions for Store {
                     }
                     Some(None) => {}
                 }
+                for (i, v) in s.vault_ids.iter().enumerate() {
+                    let archived: Option<Option<String>> = c
+                        .query_row(
+                            "SELECT archived_at FROM vaults WHERE workspace_id = ?1 AND id = ?2",
+                            params![ws, v],
+                            |r| r.get(0),
+                        )
+                        .optional()?;
+                    agentd_catalog::rules::session_vault(i, v, archived.map(|a| a.is_some()))?;
+                }
                 let id = ids::new(Kind::Session);
                 let now = time::fmt(&time::now());
                 c.execute(
-                    "INSERT INTO sessions (id, workspace_id, agent_id, agent_version, agent, environment_id, status, title, metadata, usage, created_at, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?11, ?7, ?8, ?9, ?10, ?10)",
+                    "INSERT INTO sessions (id, workspace_id, agent_id, agent_version, agent, environment_id, status, title, metadata, usage, created_at, updated_at, vault_ids)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?11, ?7, ?8, ?9, ?10, ?10, ?12)",
                     params![
                         id,
                         ws,
@@ -112,7 +123,8 @@ impl Sessions for Store {
                         serde_json::to_string(&s.metadata)?,
                         serde_json::to_string(&agentd_wire::Usage::default())?,
                         now,
-                        Projection::default().status.as_str()
+                        Projection::default().status.as_str(),
+                        serde_json::to_string(&s.vault_ids)?
                     ],
                 )?;
                 log::append_in(c, &id, initial, &mut Vec::new())?;

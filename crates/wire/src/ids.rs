@@ -21,6 +21,8 @@ pub enum Kind {
     File,
     Work,
     EnvironmentKey,
+    Vault,
+    Credential,
 }
 
 impl Kind {
@@ -37,6 +39,8 @@ impl Kind {
             Kind::File => "file_",
             Kind::Work => "work_",
             Kind::EnvironmentKey => "envkey_",
+            Kind::Vault => "vlt_",
+            Kind::Credential => "vcrd_",
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod page;
 pub mod session;
 pub mod thread;
 pub mod usage;
+pub mod vault;
 pub mod work;
 
 pub use agent::{Agent, ModelConfig, Tool};

@@ -76,7 +76,8 @@ impl TestApi {
                 per_second: 0.0,
                 burst: 0.0,
             },
-        );
+        )
+        .with_vault(agentd_vault::Sealer::new(&agentd_vault::Key::generate()));
         TestApi {
             router: crate::router(state),
             store,
