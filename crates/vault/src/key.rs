@@ -229,3 +229,80 @@ pub async fn rotate(
     }
     Ok(n)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use agentd_catalog::Vaults;
+
+    use super::*;
+
+    fn store(dir: &Path) -> Arc<agentd_store::Store> {
+        Arc::new(agentd_store::Store::open(&dir.join("agentd.db")).unwrap())
+    }
+
+    #[test]
+    fn the_key_file_is_made_once_with_mode_0600_and_the_variable_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let (k1, src) = Key::load(None, dir.path()).unwrap();
+        let path = dir.path().join(FILE);
+        assert_eq!(src, KeySource::File(path.clone()));
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let (k2, _) = Key::load(None, dir.path()).unwrap();
+        assert_eq!(k1, k2, "made once");
+        let env = Key::generate().to_base64();
+        let (k3, src) = Key::load(Some(&env), dir.path()).unwrap();
+        assert_eq!((k3.to_base64(), src), (env, KeySource::Env));
+        let bad = Key::load(Some("c2VjcmV0LXZhbHVl"), dir.path()).unwrap_err();
+        let text = format!("{bad} {bad:?} {k1:?}");
+        assert!(text.contains("AGENTD_VAULT_KEY") && !text.contains("c2VjcmV0LXZhbHVl"));
+        assert!(!text.contains(&k1.to_base64()));
+    }
+
+    #[tokio::test]
+    async fn a_wrong_key_is_refused_and_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        let right = Key::generate();
+        check_key(s.as_ref(), right.clone(), &KeySource::Env)
+            .await
+            .unwrap();
+        let stored = s.vault_key_check().await.unwrap();
+        let wrong = check_key(s.as_ref(), Key::generate(), &KeySource::Env).await;
+        assert!(
+            matches!(wrong, Err(KeyError::Wrong(KeySource::Env))),
+            "{wrong:?}"
+        );
+        assert_eq!(s.vault_key_check().await.unwrap(), stored);
+        check_key(s.as_ref(), right, &KeySource::Env).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_rotation_cut_short_is_finished_at_the_next_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        let (old, src) = Key::load(None, dir.path()).unwrap();
+        let old = check_key(s.as_ref(), old, &src).await.unwrap();
+        let path = dir.path().join(FILE);
+        let next = dir.path().join(NEXT);
+
+        // Cut short before the commit: the next key is on disk, the database is not resealed.
+        let new = Key::generate();
+        write_key_file(&next, &new, true).unwrap();
+        let (k, _) = Key::load(None, dir.path()).unwrap();
+        assert_eq!(check_key(s.as_ref(), k, &src).await.unwrap(), old);
+        assert!(!next.exists(), "the unused next key is dropped");
+
+        // Cut short after the commit: the database is under the new key, the file is not yet.
+        rotate(s.as_ref(), old.clone(), &src, &new).await.unwrap();
+        assert_eq!(Key::load(None, dir.path()).unwrap().0, new);
+        write_key_file(&path, &old, true).unwrap();
+        write_key_file(&next, &new, true).unwrap();
+        let (k, _) = Key::load(None, dir.path()).unwrap();
+        assert_eq!(check_key(s.as_ref(), k, &src).await.unwrap(), new);
+        assert_eq!(Key::load(None, dir.path()).unwrap().0, new);
+        assert!(!next.exists());
+    }
+}
