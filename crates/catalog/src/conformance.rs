@@ -1235,6 +1235,12 @@ pub async fn sessions_keep_their_vaults_and_refuse_unknown_or_archived_ones(s: &
     assert_eq!(made.vault_ids, vec![a.id.clone(), b.id.clone()]);
     let got = s.get_session(ws, &made.id).await.unwrap();
     assert_eq!(got.vault_ids, made.vault_ids);
+    // What the harness reads to hand the edge a credential.
+    let seen = s.session_vaults(&made.id).await.unwrap();
+    assert_eq!(seen.workspace_id, *ws);
+    assert_eq!(seen.vault_ids, made.vault_ids);
+    let gone = s.session_vaults("sesn_missing").await;
+    assert!(matches!(gone, Err(CatalogError::NotFound(_))), "{gone:?}");
 
     let before = s.list_sessions(
         ws,

@@ -352,6 +352,17 @@ impl PgStore {
     }
 
     /// A session in any workspace: for the harness, which acts for whoever owns it.
+    /// The workspace session `id` belongs to.
+    pub async fn session_workspace(&self, id: &str) -> Result<String> {
+        self.client()
+            .await?
+            .query_opt("SELECT workspace_id FROM sessions WHERE id = $1", &[&id])
+            .await
+            .db()?
+            .map(|r| r.get(0))
+            .ok_or_else(|| Error::NotFound(format!("session {id} not found")))
+    }
+
     pub async fn load_session(&self, id: &str) -> Result<Session> {
         get(&self.client().await?, None, id, "").await
     }

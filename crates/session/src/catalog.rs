@@ -37,9 +37,20 @@ pub trait Catalog: Send + Sync + 'static {
     /// one whose file with those bytes was deleted.
     async fn put_output(&self, session_id: &str, out: NewOutput) -> Result<(), Error>;
 
+    /// The workspace of the log's session and the vaults it was created with, in order: what
+    /// the edge (`agentd_vault::Resolver`) looks a credential up in.
+    async fn session_vaults(&self, log_id: &str) -> Result<SessionVaults, Error>;
+
     /// Make sure the session of log `log_id`, whose environment is `self_hosted`, has a live
     /// work item for a worker to claim; true when this call queued it. Durable when it returns.
     async fn queue_session_work(&self, log_id: &str) -> Result<bool, Error>;
+}
+
+/// Where a session's credentials are: its workspace and its `vault_ids`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionVaults {
+    pub workspace_id: String,
+    pub vault_ids: Vec<String>,
 }
 
 /// A file collected from a session's outputs, as the catalog keeps it.

@@ -350,6 +350,22 @@ impl Sessions for Store {
 
 impl Store {
     /// A session in any workspace: for the harness, which acts for whoever owns it.
+    /// The workspace session `id` belongs to.
+    pub async fn session_workspace(&self, id: &str) -> Result<String> {
+        let id = id.to_owned();
+        self.db
+            .read(move |c| {
+                c.query_row(
+                    "SELECT workspace_id FROM sessions WHERE id = ?1",
+                    [&id],
+                    |r| r.get(0),
+                )
+                .optional()?
+                .ok_or_else(|| Error::NotFound(format!("session {id} not found")))
+            })
+            .await
+    }
+
     pub async fn load_session(&self, id: &str) -> Result<Session> {
         let id = id.to_owned();
         self.db.read(move |c| get_in(c, None, &id)).await
