@@ -522,11 +522,14 @@ def test_rotate_key_with_the_environment_variable(keyed, loopback):
 # ----------------------------------------------------------------------------- canaries
 
 
-def test_canary_secrets_appear_nowhere(keyed, fake_upstream, loopback):
+def test_canary_secrets_appear_nowhere(server_factory, fake_upstream, loopback):
     """Plant a unique secret in every secret field, use the vault in a session, exercise every
-    endpoint (errors too), then search everything agentd answered, logged or sent upstream."""
+    endpoint (errors too, and an OAuth refresh), then search everything agentd answered, logged
+    (at debug level) or sent upstream, and its database files."""
+    keyed = server_factory(upstream=fake_upstream, env={"AGENTD_VAULT_KEY": new_key()}, log="debug")
     client = keyed.client()
-    planted = {t: canary(t) for t in ["bearer", "access", "refresh", "client", "envval", "upd"]}
+    planted = {t: canary(t) for t in ["bearer", "access", "refresh", "client", "envval", "upd",
+                                      "newaccess", "newrefresh"]}
     seen: list[str] = []
 
     def keep(raw):
@@ -535,7 +538,11 @@ def test_canary_secrets_appear_nowhere(keyed, fake_upstream, loopback):
 
     v = keep(client.beta.vaults.with_raw_response.create(display_name="canary")).json()
     vid = v["id"]
-    loopback.accept = planted["access"]
+    # The stored access token is refused: validate refreshes it with the planted refresh token
+    # and client secret, and stores the new planted pair.
+    loopback.accept = canary("server-side")
+    loopback.refresh_token = planted["refresh"]
+    loopback.next_access, loopback.next_refresh = planted["newaccess"], planted["newrefresh"]
     made = [
         keep(client.beta.vaults.credentials.with_raw_response.create(vid, auth={
             "type": "static_bearer", "mcp_server_url": "https://mcp.example.com/", "token": planted["bearer"]})).json(),
@@ -550,7 +557,9 @@ def test_canary_secrets_appear_nowhere(keyed, fake_upstream, loopback):
     keep(client.beta.vaults.credentials.with_raw_response.list(vid, include_archived=True))
     keep(client.beta.vaults.credentials.with_raw_response.update(
         made[0]["id"], vault_id=vid, auth={"type": "static_bearer", "token": planted["upd"]}))
-    keep(client.beta.vaults.credentials.with_raw_response.mcp_oauth_validate(made[1]["id"], vault_id=vid))
+    checked = keep(client.beta.vaults.credentials.with_raw_response.mcp_oauth_validate(made[1]["id"], vault_id=vid))
+    assert checked.json()["status"] == "valid" and checked.json()["refresh"]["status"] == "succeeded"
+    assert loopback.mcp_auth[-1] == f"Bearer {planted['newaccess']}"
     # Bad requests carrying secrets: the errors must not quote them.
     for bad in [
         {"type": "static_bearer", "mcp_server_url": "nope", "token": planted["bearer"]},
@@ -581,10 +590,51 @@ def test_canary_secrets_appear_nowhere(keyed, fake_upstream, loopback):
     assert fake_upstream.requests, "the model was asked"
     seen.extend(r.raw.decode("utf-8", "replace") for r in fake_upstream.requests)
     seen.extend(json.dumps(r.headers) for r in fake_upstream.requests)
-    seen.append(keyed.log())
+    log = keyed.log()
+    assert " DEBUG " in log, "the log searched is a debug-level one"
+    seen.append(log)
     # At rest: the SQLite file and its WAL hold only sealed bytes.
     for f in keyed.data_dir.glob("agentd.db*"):
         seen.append(f.read_bytes().decode("latin-1"))
     blob = "\n".join(seen)
     hits = {name: blob.count(secret) for name, secret in planted.items()}
     assert hits == {name: 0 for name in planted}, hits
+
+
+# ----------------------------------------------------------------------------- many processes
+
+ADMIN = os.environ.get("AGENTD_TEST_POSTGRES_URL")
+
+
+@pytest.mark.skipif(not ADMIN, reason="needs AGENTD_TEST_POSTGRES_URL")
+def test_processes_on_one_database_need_one_key_once_a_secret_is_stored(server_factory, loopback):
+    """Two processes on one PostgreSQL database, each with a key file of its own: both start
+    while no secret is stored; the first secret binds the database to its key, the other
+    process refuses to store one under another key and will not start again with it; given the
+    first's key file it starts and uses the secret."""
+    name = f"vaults_{secrets.token_hex(6)}"
+    subprocess.run(["psql", ADMIN, "-qc", f"CREATE DATABASE {name}"], check=True, capture_output=True)
+    env = {"AGENTD_DATABASE_URL": ADMIN.rsplit("/", 1)[0] + "/" + name}
+    first = server_factory(env=env)
+    second = server_factory(env=env, key=first.key)
+    assert (first.data_dir / "vault.key").read_text() != (second.data_dir / "vault.key").read_text()
+
+    a, b = first.client(), second.client()
+    v = a.beta.vaults.create(display_name="shared")
+    token = canary("shared")
+    loopback.accept = token
+    c = a.beta.vaults.credentials.create(v.id, auth={
+        "type": "mcp_oauth", "mcp_server_url": f"{loopback.url}/mcp", "access_token": token})
+    with pytest.raises(anthropic.InternalServerError) as ei:
+        b.beta.vaults.credentials.create(v.id, auth={
+            "type": "static_bearer", "mcp_server_url": "https://m.example.com/", "token": "t"})
+    assert "same key" in ei.value.message
+    assert [x.id for x in b.beta.vaults.credentials.list(v.id)] == [c.id]
+
+    second.stop()
+    with pytest.raises(RuntimeError) as ei:
+        second.restart()
+    assert "does not open the secrets" in str(ei.value)
+    (second.data_dir / "vault.key").write_text((first.data_dir / "vault.key").read_text())
+    second.restart()
+    assert second.client().beta.vaults.credentials.mcp_oauth_validate(c.id, vault_id=v.id).status == "valid"

@@ -26,6 +26,8 @@ pub struct AppState {
 pub(crate) struct VaultState {
     pub sealer: agentd_vault::Sealer,
     pub resolver: agentd_vault::Resolver,
+    /// Set once this process's key is known to be the database's (`agentd_vault::bind_key`).
+    pub bound: Arc<tokio::sync::OnceCell<()>>,
 }
 
 impl AppState {
@@ -59,7 +61,11 @@ impl AppState {
     #[must_use]
     pub fn with_vault(mut self, sealer: agentd_vault::Sealer) -> Self {
         let resolver = agentd_vault::Resolver::new(self.store.clone(), sealer.clone());
-        self.vault = Some(VaultState { sealer, resolver });
+        self.vault = Some(VaultState {
+            sealer,
+            resolver,
+            bound: Arc::default(),
+        });
         self
     }
 

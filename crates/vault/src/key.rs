@@ -62,6 +62,10 @@ pub enum KeyError {
         "the vault key from {0} does not open the secrets stored in this database: it is not the key they were sealed with. Start agentd with the key it used before (set AGENTD_VAULT_KEY, or restore the key file in the data dir); nothing was changed"
     )]
     Wrong(KeySource),
+    #[error(
+        "this agentd's vault key is not the key the database's secrets are sealed with (another process sharing the database sealed them first): give every process the same key (AGENTD_VAULT_KEY, or the same key file) and restart this one"
+    )]
+    Unbound,
     #[error("{0}")]
     Storage(#[from] agentd_catalog::Error),
 }
@@ -155,16 +159,12 @@ fn sync_dir(path: &Path) {
     }
 }
 
-/// Make sure `key` is the key the database's secrets are sealed with, storing its check value
-/// on first use. A key file whose rotation was cut short is finished here. Returns the key to
-/// use.
+/// Make sure `key` opens the database's secrets, if it holds any (their check value is stored
+/// with the first secret, `bind_key`). A key file whose rotation was cut short is finished
+/// here. Returns the key to use.
 pub async fn check_key(store: &dyn Vaults, key: Key, source: &KeySource) -> Result<Key, KeyError> {
-    let stored = match store.vault_key_check().await? {
-        Some(c) => c,
-        None => {
-            let check = Sealer::new(&key).seal(CHECK_AAD, CHECK_PLAIN);
-            store.init_vault_key_check(check).await?
-        }
+    let Some(stored) = store.vault_key_check().await? else {
+        return Ok(key);
     };
     if opens(&key, &stored) {
         if let KeySource::File(path) = source {
@@ -185,6 +185,28 @@ pub async fn check_key(store: &dyn Vaults, key: Key, source: &KeySource) -> Resu
         }
     }
     Err(KeyError::Wrong(source.clone()))
+}
+
+/// Before the first secret is sealed: store `sealer`'s check value unless one is stored, and
+/// refuse if the stored one is another key's. Until a secret exists the key binds nothing, so
+/// processes sharing a database that holds no secrets may start with keys of their own.
+pub async fn bind_key(store: &dyn Vaults, sealer: &Sealer) -> Result<(), KeyError> {
+    let stored = match store.vault_key_check().await? {
+        Some(c) => c,
+        None => {
+            store
+                .init_vault_key_check(sealer.seal(CHECK_AAD, CHECK_PLAIN))
+                .await?
+        }
+    };
+    if sealer
+        .open(CHECK_AAD, &stored)
+        .is_ok_and(|p| p == CHECK_PLAIN)
+    {
+        Ok(())
+    } else {
+        Err(KeyError::Unbound)
+    }
 }
 
 fn opens(key: &Key, check: &[u8]) -> bool {
@@ -265,18 +287,27 @@ mod tests {
     async fn a_wrong_key_is_refused_and_changes_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let s = store(dir.path());
-        let right = Key::generate();
-        check_key(s.as_ref(), right.clone(), &KeySource::Env)
+        let (right, other) = (Key::generate(), Key::generate());
+        // No secret yet: any key starts, and binds nothing.
+        check_key(s.as_ref(), other.clone(), &KeySource::Env)
             .await
             .unwrap();
+        assert_eq!(s.vault_key_check().await.unwrap(), None);
+        bind_key(s.as_ref(), &Sealer::new(&right)).await.unwrap();
         let stored = s.vault_key_check().await.unwrap();
-        let wrong = check_key(s.as_ref(), Key::generate(), &KeySource::Env).await;
+        assert!(stored.is_some());
+        let late = bind_key(s.as_ref(), &Sealer::new(&other)).await;
+        assert!(matches!(late, Err(KeyError::Unbound)), "{late:?}");
+        let wrong = check_key(s.as_ref(), other, &KeySource::Env).await;
         assert!(
             matches!(wrong, Err(KeyError::Wrong(KeySource::Env))),
             "{wrong:?}"
         );
         assert_eq!(s.vault_key_check().await.unwrap(), stored);
-        check_key(s.as_ref(), right, &KeySource::Env).await.unwrap();
+        check_key(s.as_ref(), right.clone(), &KeySource::Env)
+            .await
+            .unwrap();
+        bind_key(s.as_ref(), &Sealer::new(&right)).await.unwrap();
     }
 
     #[tokio::test]
@@ -285,6 +316,7 @@ mod tests {
         let s = store(dir.path());
         let (old, src) = Key::load(None, dir.path()).unwrap();
         let old = check_key(s.as_ref(), old, &src).await.unwrap();
+        bind_key(s.as_ref(), &Sealer::new(&old)).await.unwrap();
         let path = dir.path().join(FILE);
         let next = dir.path().join(NEXT);
 

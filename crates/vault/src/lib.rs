@@ -1,7 +1,7 @@
 //! Vault secrets. Owns: the vault key (from `AGENTD_VAULT_KEY` or a key file made at first
 //! start), sealing and opening each credential's secrets (ChaCha20-Poly1305, a random nonce per
 //! value, the credential id as associated data), the key check value that makes a wrong key a
-//! start-up error, key rotation, the credential parameters of the API (whose secret parts are
+//! start-up error once a secret is stored, key rotation, the credential parameters of the API (whose secret parts are
 //! `Secret`s and never printed), and the `Resolver` that gives the edge (MCP client, egress
 //! proxy) a session's credential for a URL, refreshing OAuth tokens when due.
 //!
@@ -15,7 +15,7 @@ mod resolve;
 mod seal;
 mod secret;
 
-pub use key::{Key, KeyError, KeySource, check_key, rotate};
+pub use key::{Key, KeyError, KeySource, bind_key, check_key, rotate};
 pub use resolve::{RefreshError, RefreshFailure, ResolveError, Resolved, Resolver};
 pub use seal::{OpenError, Sealer};
 pub use secret::{Secret, Secrets};

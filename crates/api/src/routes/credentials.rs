@@ -60,13 +60,35 @@ struct UpdateRest {
     metadata: Option<BTreeMap<String, Option<String>>>,
 }
 
+fn not_configured() -> ApiError {
+    ApiError::new(
+        agentd_wire::ErrorKind::ApiError,
+        "vaults are not configured on this server",
+    )
+}
+
 fn sealer(st: &AppState) -> ApiResult<Sealer> {
-    st.vault.as_ref().map(|v| v.sealer.clone()).ok_or_else(|| {
-        ApiError::new(
-            agentd_wire::ErrorKind::ApiError,
-            "vaults are not configured on this server",
-        )
-    })
+    st.vault
+        .as_ref()
+        .map(|v| v.sealer.clone())
+        .ok_or_else(not_configured)
+}
+
+/// The sealer, once its key is bound to the database: the first secret stored fixes the key
+/// every process sharing the database must hold.
+async fn bound_sealer(st: &AppState) -> ApiResult<Sealer> {
+    let v = st.vault.as_ref().ok_or_else(not_configured)?;
+    v.bound
+        .get_or_try_init(|| agentd_vault::bind_key(st.store.as_ref(), &v.sealer))
+        .await
+        .map_err(|e| match e {
+            agentd_vault::KeyError::Storage(e) => e.into(),
+            e => {
+                tracing::error!(error = %e, "vault key");
+                ApiError::new(agentd_wire::ErrorKind::ApiError, e.to_string())
+            }
+        })?;
+    Ok(v.sealer.clone())
 }
 
 /// `auth` parsed on its own; a missing field is named by its whole path (`auth.token`), as
@@ -137,7 +159,7 @@ async fn create(
     }
     limits::metadata("metadata", &rest.metadata)?;
     let (auth, secrets) = params::create(auth).map_err(ApiError::invalid)?;
-    let sealer = sealer(&st)?;
+    let sealer = bound_sealer(&st).await?;
     let vault_id = vault.clone();
     let s = st
         .store
@@ -279,12 +301,7 @@ async fn validate(
         .vault
         .as_ref()
         .map(|v| v.resolver.clone())
-        .ok_or_else(|| {
-            ApiError::new(
-                agentd_wire::ErrorKind::ApiError,
-                "vaults are not configured on this server",
-            )
-        })?;
+        .ok_or_else(not_configured)?;
     let c = st.store.get_credential(&ws.id, &vault, &id).await?;
     if c.credential.auth.kind() != "mcp_oauth" {
         return Err(ApiError::invalid(format!(
