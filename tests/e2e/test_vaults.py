@@ -99,11 +99,16 @@ def loopback():
     lb.close()
 
 
+# The loopback MCP and token servers are reached only because the operator opened loopback,
+# as agentd's own requests for a credential follow the sandboxes' egress rule.
+LOOPBACK = {"AGENTD_EGRESS_ALLOW_PRIVATE": "127.0.0.0/8"}
+
+
 @pytest.fixture
 def keyed(server_factory, fake_upstream):
     """A server whose vault key is given by AGENTD_VAULT_KEY."""
     key = new_key()
-    s = server_factory(upstream=fake_upstream, env={"AGENTD_VAULT_KEY": key})
+    s = server_factory(upstream=fake_upstream, env={"AGENTD_VAULT_KEY": key} | LOOPBACK)
     s.vault_key = key
     return s
 
@@ -413,6 +418,22 @@ def test_validate_without_a_refresh_token_says_so(keyed, loopback):
         client.beta.vaults.credentials.mcp_oauth_validate(b.id, vault_id=v.id)
 
 
+def test_agentd_reaches_for_a_credential_only_where_sandboxes_may(server, loopback):
+    """Without the operator opening loopback, validate refuses a loopback MCP server (or one on
+    private space) with a 400 naming why, and sends it nothing."""
+    client = server.client()
+    v = client.beta.vaults.create(display_name="ssrf")
+    loopback.accept = "t"
+    for url in [f"{loopback.url}/mcp", "http://localhost:9/mcp", "http://169.254.169.254/latest/meta-data"]:
+        c = client.beta.vaults.credentials.create(v.id, auth={
+            "type": "mcp_oauth", "mcp_server_url": url, "access_token": "t"})
+        with pytest.raises(anthropic.BadRequestError) as ei:
+            client.beta.vaults.credentials.mcp_oauth_validate(c.id, vault_id=v.id)
+        assert ei.value.message.startswith("auth.mcp_server_url:") or "auth.mcp_server_url" in ei.value.message
+        assert "127.0.0.1" in ei.value.message or "169.254.169.254" in ei.value.message
+    assert loopback.mcp_auth == []
+
+
 # ----------------------------------------------------------------------------- the key
 
 
@@ -461,7 +482,8 @@ def rotate(server, extra_env=None):
                           env=env, capture_output=True, text=True, timeout=60)
 
 
-def test_rotate_key_with_a_key_file_reseals_and_restarts(server, loopback):
+def test_rotate_key_with_a_key_file_reseals_and_restarts(server_factory, loopback):
+    server = server_factory(env=LOOPBACK)
     client = server.client()
     v = client.beta.vaults.create(display_name="r")
     token = canary("rotated")
@@ -526,7 +548,8 @@ def test_canary_secrets_appear_nowhere(server_factory, fake_upstream, loopback):
     """Plant a unique secret in every secret field, use the vault in a session, exercise every
     endpoint (errors too, and an OAuth refresh), then search everything agentd answered, logged
     (at debug level) or sent upstream, and its database files."""
-    keyed = server_factory(upstream=fake_upstream, env={"AGENTD_VAULT_KEY": new_key()}, log="debug")
+    keyed = server_factory(upstream=fake_upstream, env={"AGENTD_VAULT_KEY": new_key()} | LOOPBACK,
+                           log="debug")
     client = keyed.client()
     planted = {t: canary(t) for t in ["bearer", "access", "refresh", "client", "envval", "upd",
                                       "newaccess", "newrefresh"]}
@@ -614,7 +637,7 @@ def test_processes_on_one_database_need_one_key_once_a_secret_is_stored(server_f
     first's key file it starts and uses the secret."""
     name = f"vaults_{secrets.token_hex(6)}"
     subprocess.run(["psql", ADMIN, "-qc", f"CREATE DATABASE {name}"], check=True, capture_output=True)
-    env = {"AGENTD_DATABASE_URL": ADMIN.rsplit("/", 1)[0] + "/" + name}
+    env = {"AGENTD_DATABASE_URL": ADMIN.rsplit("/", 1)[0] + "/" + name} | LOOPBACK
     first = server_factory(env=env)
     second = server_factory(env=env, key=first.key)
     assert (first.data_dir / "vault.key").read_text() != (second.data_dir / "vault.key").read_text()

@@ -375,7 +375,10 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
     let state = AppState::new(store.clone(), runner.clone(), previews, models, rate)
         .with_max_streams_per_key(a.max_streams_per_key.max(1))
         .with_work_lease_ttl(a.work_lease_ttl)
-        .with_vault(sealer);
+        .with_vault(
+            sealer,
+            agentd_vault::Reach::new(a.egress_allow_private.clone()),
+        );
     tokio::spawn(agentd_api::run_work_leases(state.clone()));
 
     let listener = tokio::net::TcpListener::bind(a.listen)

@@ -59,8 +59,10 @@ impl AppState {
 
     /// Seal credentials with `sealer` (the vault key `agentd serve` checked at start).
     #[must_use]
-    pub fn with_vault(mut self, sealer: agentd_vault::Sealer) -> Self {
-        let resolver = agentd_vault::Resolver::new(self.store.clone(), sealer.clone());
+    /// Requests made for a credential (token endpoints, `mcp_oauth_validate`) reach what
+    /// `reach` allows: public addresses and the ranges the operator opened.
+    pub fn with_vault(mut self, sealer: agentd_vault::Sealer, reach: agentd_vault::Reach) -> Self {
+        let resolver = agentd_vault::Resolver::new(self.store.clone(), sealer.clone(), reach);
         self.vault = Some(VaultState {
             sealer,
             resolver,

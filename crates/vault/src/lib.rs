@@ -11,11 +11,13 @@
 
 mod key;
 pub mod params;
+mod reach;
 mod resolve;
 mod seal;
 mod secret;
 
 pub use key::{Key, KeyError, KeySource, bind_key, check_key, rotate};
+pub use reach::Reach;
 pub use resolve::{RefreshError, RefreshFailure, ResolveError, Resolved, Resolver};
 pub use seal::{OpenError, Sealer};
 pub use secret::{Secret, Secrets};

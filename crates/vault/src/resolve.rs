@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use chrono::Utc;
 use serde::Deserialize;
@@ -13,7 +12,7 @@ use agentd_wire::vault::{
     CredentialAuth, CredentialValidation, OAuthRefresh, RefreshOutcome, TokenEndpointAuth,
 };
 
-use crate::{OpenError, Sealer, Secret, Secrets};
+use crate::{OpenError, Reach, Sealer, Secret, Secrets};
 
 /// A token this close to its expiry is refreshed before use.
 const EARLY: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
@@ -34,6 +33,9 @@ pub enum ResolveError {
     Sealed(#[from] OpenError),
     #[error(transparent)]
     Refresh(#[from] RefreshError),
+    /// The credential's server may not be reached from here (see `Reach`).
+    #[error("{0}")]
+    Unreachable(String),
 }
 
 /// A refresh that did not give a new access token. Names the credential, never its secrets.
@@ -53,6 +55,8 @@ pub enum RefreshFailure {
     NoRefreshToken,
     #[error("the token endpoint could not be reached: {0}")]
     Connect(String),
+    #[error("the token endpoint may not be reached from agentd: {0}")]
+    Unreachable(String),
     #[error("the token endpoint answered HTTP {0}")]
     Status(u16),
     #[error("the token endpoint's answer has no access_token")]
@@ -73,6 +77,7 @@ struct TokenResponse {
 pub struct Resolver {
     store: Arc<dyn Vaults>,
     sealer: Sealer,
+    reach: Reach,
     http: reqwest::Client,
     /// One refresh per credential at a time: a refresh token may be single-use.
     refreshing: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
@@ -92,14 +97,14 @@ fn same_server(a: &str, b: &str) -> bool {
 }
 
 impl Resolver {
-    pub fn new(store: Arc<dyn Vaults>, sealer: Sealer) -> Resolver {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .expect("an HTTP client");
+    /// A resolver over `store`'s vaults whose HTTP requests (token endpoints, MCP probes) go
+    /// only where `reach` allows.
+    pub fn new(store: Arc<dyn Vaults>, sealer: Sealer, reach: Reach) -> Resolver {
+        let http = reach.client();
         Resolver {
             store,
             sealer,
+            reach,
             http,
             refreshing: Arc::default(),
         }
@@ -209,6 +214,10 @@ impl Resolver {
         if let Some(r) = &cfg.resource {
             form.push(("resource", r));
         }
+        self.reach
+            .check(&cfg.token_endpoint)
+            .await
+            .map_err(RefreshFailure::Unreachable)?;
         let mut req = self.http.post(&cfg.token_endpoint);
         match cfg.token_endpoint_auth {
             TokenEndpointAuth::None => form.push(("client_id", &cfg.client_id)),
@@ -381,6 +390,10 @@ impl Resolver {
             refresh: None,
             validated_at: Utc::now(),
         };
+        self.reach
+            .check(&url)
+            .await
+            .map_err(ResolveError::Unreachable)?;
         let mut auth = self.authorization(c)?;
         let mut refreshed = false;
         loop {
@@ -436,7 +449,9 @@ impl Resolver {
                 }
                 Err(ResolveError::Refresh(e)) => {
                     let (status, http) = match e.failure {
-                        RefreshFailure::Connect(_) => ("connect_error", None),
+                        RefreshFailure::Connect(_) | RefreshFailure::Unreachable(_) => {
+                            ("connect_error", None)
+                        }
                         RefreshFailure::Status(code) => (
                             "failed",
                             Some(

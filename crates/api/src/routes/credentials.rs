@@ -318,6 +318,9 @@ async fn validate(
         .map(Json)
         .map_err(|e| match e {
             agentd_vault::ResolveError::Storage(e) => e.into(),
+            agentd_vault::ResolveError::Unreachable(why) => {
+                ApiError::invalid(format!("auth.mcp_server_url: {why}"))
+            }
             other => ApiError::new(agentd_wire::ErrorKind::ApiError, other.to_string()),
         })
 }

@@ -77,7 +77,10 @@ impl TestApi {
                 burst: 0.0,
             },
         )
-        .with_vault(agentd_vault::Sealer::new(&agentd_vault::Key::generate()));
+        .with_vault(
+            agentd_vault::Sealer::new(&agentd_vault::Key::generate()),
+            agentd_vault::Reach::default(),
+        );
         TestApi {
             router: crate::router(state),
             store,

@@ -14,7 +14,7 @@ use agentd_wire::vault::{
 };
 
 use super::*;
-use crate::{Key, Secret, Secrets};
+use crate::{Key, Reach, Secret, Secrets};
 
 /// What the token endpoint does and what it saw.
 #[derive(Default)]
@@ -92,7 +92,9 @@ async fn world() -> World {
     let token_url = format!("http://{}/token", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
     let sealer = Sealer::new(&Key::generate());
-    let resolver = Resolver::new(store.clone(), sealer.clone());
+    // The token endpoint is on loopback: opened as an operator would open a private range.
+    let reach = Reach::new(vec!["127.0.0.0/8".parse().unwrap()]);
+    let resolver = Resolver::new(store.clone(), sealer.clone(), reach);
     World {
         _dir: dir,
         store,
@@ -407,4 +409,28 @@ async fn a_failed_refresh_is_a_clear_error_that_names_no_secret_and_keeps_the_to
         ),
         "{err:?}"
     );
+}
+
+#[tokio::test]
+async fn a_token_endpoint_out_of_reach_is_never_asked() {
+    let w = world().await;
+    let c = w
+        .oauth(TimeDelta::seconds(-5), TokenEndpointAuth::None)
+        .await;
+    let closed = Resolver::new(w.store.clone(), w.sealer.clone(), Reach::default());
+    let err = closed
+        .mcp_authorization(&w.ws, &w.vaults(), "https://mcp.example/mcp")
+        .await
+        .unwrap_err();
+    let ResolveError::Refresh(RefreshError {
+        failure: RefreshFailure::Unreachable(why),
+        credential_id,
+        ..
+    }) = &err
+    else {
+        panic!("{err:?}");
+    };
+    assert_eq!(*credential_id, c.credential.id);
+    assert!(why.contains("127.0.0.1"), "{why}");
+    assert!(w.endpoint.lock().unwrap().seen.is_empty());
 }
