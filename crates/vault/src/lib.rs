@@ -18,6 +18,8 @@ mod secret;
 
 pub use key::{Key, KeyError, KeySource, bind_key, check_key, rotate};
 pub use reach::Reach;
-pub use resolve::{RefreshError, RefreshFailure, ResolveError, Resolved, Resolver};
+pub use resolve::{
+    EnvironmentSecret, RefreshError, RefreshFailure, ResolveError, Resolved, Resolver,
+};
 pub use seal::{OpenError, Sealer};
 pub use secret::{Secret, Secrets};

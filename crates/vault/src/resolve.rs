@@ -9,7 +9,8 @@ use serde::Deserialize;
 
 use agentd_catalog::{StoredCredential, Vaults};
 use agentd_wire::vault::{
-    CredentialAuth, CredentialValidation, OAuthRefresh, RefreshOutcome, TokenEndpointAuth,
+    CredentialAuth, CredentialNetworking, CredentialValidation, InjectionLocation, OAuthRefresh,
+    RefreshOutcome, TokenEndpointAuth,
 };
 
 use crate::{OpenError, Reach, Sealer, Secret, Secrets};
@@ -23,6 +24,38 @@ pub struct Resolved {
     pub vault_id: String,
     pub credential_id: String,
     pub authorization: Secret,
+}
+
+/// An `environment_variable` credential of a session, for the egress proxy: the secret it
+/// substitutes for its placeholder, where, and on requests to which hosts.
+#[derive(Debug, Clone)]
+pub struct EnvironmentSecret {
+    pub vault_id: String,
+    pub credential_id: String,
+    pub secret_name: String,
+    pub value: Secret,
+    pub injection_location: InjectionLocation,
+    pub networking: CredentialNetworking,
+}
+
+impl EnvironmentSecret {
+    /// Whether the secret is substituted on a request to `host`: any host when unrestricted;
+    /// else an entry equal to it, or `*.d` for a subdomain of `d` (not `d` itself).
+    pub fn applies_to(&self, host: &str) -> bool {
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        match &self.networking {
+            CredentialNetworking::Unrestricted => true,
+            CredentialNetworking::Limited { allowed_hosts } => allowed_hosts.iter().any(|e| {
+                let e = e.to_ascii_lowercase();
+                match e.strip_prefix("*.") {
+                    Some(d) => host
+                        .strip_suffix(d)
+                        .is_some_and(|sub| sub.len() > 1 && sub.ends_with('.')),
+                    None => e == host,
+                }
+            }),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -141,6 +174,56 @@ impl Resolver {
             }
         }
         Ok(None)
+    }
+
+    /// Every live `environment_variable` credential of a session's vaults, opened: one per
+    /// `secret_name`, the first vault in `vault_ids` order that has it winning.
+    pub async fn environment_secrets(
+        &self,
+        ws: &str,
+        vault_ids: &[String],
+    ) -> Result<Vec<EnvironmentSecret>, ResolveError> {
+        let mut out: Vec<EnvironmentSecret> = Vec::new();
+        for v in vault_ids {
+            let mut page = None;
+            loop {
+                let p = match self.store.list_credentials(ws, v, false, 100, page).await {
+                    Ok(p) => p,
+                    Err(agentd_catalog::Error::NotFound(_)) => break,
+                    Err(e) => return Err(e.into()),
+                };
+                for c in p.items {
+                    let CredentialAuth::EnvironmentVariable {
+                        secret_name,
+                        injection_location,
+                        networking,
+                    } = &c.credential.auth
+                    else {
+                        continue;
+                    };
+                    if out.iter().any(|e| e.secret_name == *secret_name) {
+                        continue;
+                    }
+                    let s = self.sealer.open_secrets(&c.credential.id, &c.sealed)?;
+                    let value = s
+                        .secret_value
+                        .ok_or_else(|| OpenError::Malformed(c.credential.id.clone()))?;
+                    out.push(EnvironmentSecret {
+                        vault_id: c.credential.vault_id.clone(),
+                        credential_id: c.credential.id.clone(),
+                        secret_name: secret_name.clone(),
+                        value,
+                        injection_location: *injection_location,
+                        networking: networking.clone(),
+                    });
+                }
+                match p.next {
+                    Some(n) => page = Some(n),
+                    None => break,
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// The `Authorization` value for a request to the MCP server at `url` from a session with

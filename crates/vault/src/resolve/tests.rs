@@ -10,7 +10,8 @@ use chrono::{TimeDelta, Utc};
 
 use agentd_catalog::{Keys, StoredCredential, Vaults};
 use agentd_wire::vault::{
-    Credential, CredentialAuth, CredentialTag, OAuthRefresh, TokenEndpointAuth, Vault, VaultTag,
+    Credential, CredentialAuth, CredentialNetworking, CredentialTag, InjectionLocation,
+    OAuthRefresh, TokenEndpointAuth, Vault, VaultTag,
 };
 
 use super::*;
@@ -433,4 +434,118 @@ async fn a_token_endpoint_out_of_reach_is_never_asked() {
     assert_eq!(*credential_id, c.credential.id);
     assert!(why.contains("127.0.0.1"), "{why}");
     assert!(w.endpoint.lock().unwrap().seen.is_empty());
+}
+
+fn env_var(name: &str, net: CredentialNetworking) -> CredentialAuth {
+    CredentialAuth::EnvironmentVariable {
+        secret_name: name.into(),
+        injection_location: InjectionLocation {
+            body: false,
+            header: true,
+        },
+        networking: net,
+    }
+}
+
+fn value(v: &str) -> Secrets {
+    Secrets {
+        secret_value: Some(Secret::new(v)),
+        ..Secrets::default()
+    }
+}
+
+#[tokio::test]
+async fn environment_secrets_are_opened_once_per_name_and_match_hosts_as_the_sdk_says() {
+    let w = world().await;
+    let limited = CredentialNetworking::Limited {
+        allowed_hosts: vec!["api.example.com".into(), "*.example.org".into()],
+    };
+    w.put(env_var("API_TOKEN", limited), value("first")).await;
+    w.put(
+        env_var("OPEN", CredentialNetworking::Unrestricted),
+        value("open"),
+    )
+    .await;
+    // A second vault, later in the session's list, with the same name: the first one wins.
+    let second = w
+        .store
+        .create_vault(
+            &w.ws,
+            Box::new(|id, now| Vault {
+                id,
+                kind: VaultTag::Vault,
+                display_name: "second".into(),
+                metadata: BTreeMap::new(),
+                created_at: now,
+                updated_at: now,
+                archived_at: None,
+            }),
+        )
+        .await
+        .unwrap();
+    let (vid, sealer) = (second.id.clone(), w.sealer.clone());
+    w.store
+        .create_credential(
+            &w.ws,
+            &second.id,
+            Box::new(move |id, now| {
+                let sealed = sealer.seal_secrets(&id, &value("second"));
+                Ok(StoredCredential {
+                    credential: Credential {
+                        id,
+                        kind: CredentialTag::VaultCredential,
+                        vault_id: vid,
+                        display_name: None,
+                        auth: env_var("API_TOKEN", CredentialNetworking::Unrestricted),
+                        metadata: BTreeMap::new(),
+                        created_at: now,
+                        updated_at: now,
+                        archived_at: None,
+                    },
+                    sealed,
+                })
+            }),
+        )
+        .await
+        .unwrap();
+    let got = w
+        .resolver
+        .environment_secrets(&w.ws, &[w.vault.clone(), second.id.clone()])
+        .await
+        .unwrap();
+    let mut names: Vec<_> = got
+        .iter()
+        .map(|e| (e.secret_name.as_str(), e.value.expose()))
+        .collect();
+    names.sort_unstable();
+    assert_eq!(names, [("API_TOKEN", "first"), ("OPEN", "open")]);
+    let token = got.iter().find(|e| e.secret_name == "API_TOKEN").unwrap();
+    assert!(token.applies_to("api.example.com") && token.applies_to("API.example.com."));
+    assert!(token.applies_to("a.example.org") && token.applies_to("a.b.example.org"));
+    assert!(
+        !token.applies_to("example.org"),
+        "a wildcard is for subdomains only"
+    );
+    assert!(!token.applies_to("badexample.org") && !token.applies_to("api.example.com.evil"));
+    assert!(!token.applies_to("x.api.example.com"));
+    let open = got.iter().find(|e| e.secret_name == "OPEN").unwrap();
+    assert!(open.applies_to("anything.example"));
+
+    let reversed = w
+        .resolver
+        .environment_secrets(&w.ws, &[second.id.clone(), w.vault.clone()])
+        .await
+        .unwrap();
+    let token = reversed
+        .iter()
+        .find(|e| e.secret_name == "API_TOKEN")
+        .unwrap();
+    assert_eq!(token.value.expose(), "second");
+    assert!(
+        w.resolver
+            .environment_secrets(&w.ws, &[])
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
