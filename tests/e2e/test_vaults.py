@@ -616,9 +616,21 @@ def test_canary_secrets_appear_nowhere(server_factory, fake_upstream, loopback):
     log = keyed.log()
     assert " DEBUG " in log, "the log searched is a debug-level one"
     seen.append(log)
-    # At rest: the SQLite file and its WAL hold only sealed bytes.
-    for f in keyed.data_dir.glob("agentd.db*"):
+    # At rest: the SQLite file and its WAL, or the PostgreSQL rows (sealed bytes with their
+    # printable runs as they are), hold only sealed secrets.
+    files = list(keyed.data_dir.glob("agentd.db*"))
+    for f in files:
         seen.append(f.read_bytes().decode("latin-1"))
+    db = keyed.env.get("AGENTD_DATABASE_URL", "")
+    if db.startswith("postgres"):
+        rows = subprocess.run(["psql", db, "-Atc",
+                               "SELECT body::text || encode(sealed, 'escape') FROM vault_credentials "
+                               "UNION ALL SELECT body::text FROM events"],
+                              check=True, capture_output=True, text=True).stdout
+        assert made[0]["id"] in rows
+        seen.append(rows)
+    else:
+        assert files, "the SQLite files were searched"
     blob = "\n".join(seen)
     hits = {name: blob.count(secret) for name, secret in planted.items()}
     assert hits == {name: 0 for name in planted}, hits

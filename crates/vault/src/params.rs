@@ -399,3 +399,65 @@ pub fn update(u: UpdateAuth, auth: &mut CredentialAuth, secrets: &mut Secrets) -
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn oauth(json: serde_json::Value) -> (CredentialAuth, Secrets) {
+        create(CreateAuth::McpOauth(serde_json::from_value(json).unwrap())).unwrap()
+    }
+
+    #[test]
+    fn an_update_changes_what_it_names_and_keeps_the_rest() {
+        let (mut auth, mut secrets) = oauth(serde_json::json!({
+            "access_token": "a1", "mcp_server_url": "https://m.example/",
+            "refresh": {"client_id": "c", "refresh_token": "r1", "token_endpoint": "https://t.example/",
+                        "token_endpoint_auth": {"type": "client_secret_post", "client_secret": "s1"},
+                        "scope": "read"}}));
+        let u: McpOauthUpdate = serde_json::from_value(serde_json::json!({
+            "refresh": {"scope": "", "token_endpoint_auth": {"type": "client_secret_basic", "client_secret": "s2"}}}))
+        .unwrap();
+        update(UpdateAuth::McpOauth(u), &mut auth, &mut secrets).unwrap();
+        let CredentialAuth::McpOauth {
+            refresh: Some(r), ..
+        } = &auth
+        else {
+            panic!("{auth:?}");
+        };
+        assert_eq!(r.scope, None, "an empty scope clears it");
+        assert_eq!(
+            r.token_endpoint_auth,
+            TokenEndpointAuth::ClientSecretPost,
+            "the stored kind stays, as the SDK says"
+        );
+        assert_eq!(secrets.client_secret, Some(Secret::new("s2")));
+        assert_eq!(secrets.access_token, Some(Secret::new("a1")));
+        assert_eq!(secrets.refresh_token, Some(Secret::new("r1")));
+
+        let wrong = update(
+            UpdateAuth::StaticBearer(StaticBearerUpdate {
+                token: Some(Secret::new("x")),
+            }),
+            &mut auth,
+            &mut secrets,
+        )
+        .unwrap_err();
+        assert!(wrong.starts_with("auth.type:"), "{wrong}");
+        assert_eq!(secrets.token, None, "a refused update changes nothing");
+    }
+
+    #[test]
+    fn a_token_endpoint_without_client_auth_takes_no_secret() {
+        let (mut auth, mut secrets) = oauth(serde_json::json!({
+            "access_token": "a1", "mcp_server_url": "https://m.example/",
+            "refresh": {"client_id": "c", "refresh_token": "r1", "token_endpoint": "https://t.example/",
+                        "token_endpoint_auth": {"type": "none"}}}));
+        assert_eq!(secrets.client_secret, None);
+        let u: McpOauthUpdate = serde_json::from_value(serde_json::json!({
+            "refresh": {"token_endpoint_auth": {"type": "client_secret_post", "client_secret": "s"}}}))
+        .unwrap();
+        let err = update(UpdateAuth::McpOauth(u), &mut auth, &mut secrets).unwrap_err();
+        assert!(err.starts_with("auth.refresh.token_endpoint_auth"), "{err}");
+    }
+}
