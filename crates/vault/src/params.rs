@@ -355,8 +355,7 @@ pub fn update(u: UpdateAuth, auth: &mut CredentialAuth, secrets: &mut Secrets) -
                     if stored.token_endpoint_auth == TokenEndpointAuth::None {
                         return Err("auth.refresh.token_endpoint_auth: the credential's token endpoint takes no client secret".into());
                     }
-                    // The stored kind stays, whichever of the two was sent (as the SDK says).
-                    let _ = a.kind;
+                    // The stored kind stays, whichever of the two `a.kind` says (as the SDK says).
                     if let Some(s) = a.client_secret {
                         secrets.client_secret = Some(s);
                     }
