@@ -153,9 +153,10 @@ def test_budget_is_kept_or_refused(client):
 def test_unsupported_session_features_are_refused(client):
     a = make_agent(client)
     env = make_env(client)
-    with pytest.raises(anthropic.BadRequestError) as ei:
+    # Vaults are supported (test_vaults.py); one that does not exist is named.
+    with pytest.raises(anthropic.NotFoundError) as ei:
         client.beta.sessions.create(agent=a.id, environment_id=env.id, vault_ids=["vlt_1"])
-    assert "vault_ids" in ei.value.message
+    assert ei.value.body["error"]["message"].startswith("vault_ids[0]")
     with pytest.raises(anthropic.BadRequestError) as ei:
         client.beta.sessions.create(agent={"type": "agent_v9", "id": a.id}, environment_id=env.id)
     assert ei.value.body["error"]["message"].startswith("agent.type:") and "agent_with_overrides" in ei.value.message

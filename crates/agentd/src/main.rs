@@ -14,6 +14,7 @@ mod models;
 mod run;
 mod serve;
 mod sessions;
+mod vault;
 mod worker;
 
 use std::path::PathBuf;
@@ -54,6 +55,9 @@ enum Command {
     /// Move an installation between databases (SQLite to PostgreSQL).
     #[command(subcommand)]
     Db(db::Command),
+    /// Vaults: the key that seals their credentials.
+    #[command(subcommand)]
+    Vault(vault::Command),
     /// Local models (`local/<name>`): fetch and list them.
     #[command(subcommand)]
     Models(models::Command),
@@ -115,6 +119,7 @@ fn main() -> std::process::ExitCode {
             Command::Environments(c) => environments::run(c).await,
             Command::Db(c) => db::run(c).await,
             Command::Models(c) => models::run(c).await,
+            Command::Vault(c) => vault::run(c).await,
             Command::Worker(a) => worker::run(*a).await,
             Command::SandboxHelper { .. } => Ok(std::process::ExitCode::SUCCESS),
         }

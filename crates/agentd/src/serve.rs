@@ -356,6 +356,8 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot create the data dir {}", data_dir.display()))?;
     let sandboxes = sandboxes(&a, &data_dir)?;
     let (store, location) = crate::database::open(&a.database, &data_dir).await?;
+    // Before anything else uses the store: a wrong vault key stops agentd here, unchanged.
+    let sealer = crate::vault::sealer(store.as_ref(), &data_dir).await?;
     first_key(store.as_ref(), a.api_key.as_deref(), &data_dir).await?;
     let models = models(&a, &data_dir)?;
     let previews = Previews::default();
@@ -372,7 +374,11 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
     };
     let state = AppState::new(store.clone(), runner.clone(), previews, models, rate)
         .with_max_streams_per_key(a.max_streams_per_key.max(1))
-        .with_work_lease_ttl(a.work_lease_ttl);
+        .with_work_lease_ttl(a.work_lease_ttl)
+        .with_vault(
+            sealer,
+            agentd_vault::Reach::new(a.egress_allow_private.clone()),
+        );
     tokio::spawn(agentd_api::run_work_leases(state.clone()));
 
     let listener = tokio::net::TcpListener::bind(a.listen)

@@ -45,6 +45,8 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::threads::routes())
         .merge(routes::files::routes())
         .merge(routes::work::routes())
+        .merge(routes::vaults::routes())
+        .merge(routes::credentials::routes())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,

@@ -15,6 +15,8 @@ pub const TOOLS: usize = 256;
 pub const TOOL_NAME_CHARS: usize = 128;
 /// Events in a session create's `initial_events`.
 pub const INITIAL_EVENTS: usize = 50;
+/// Vaults one session may name.
+pub const SESSION_VAULTS: usize = 16;
 /// A system prompt given as a session's agent override.
 pub const SYSTEM_CHARS: usize = 100_000;
 

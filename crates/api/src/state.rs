@@ -18,6 +18,16 @@ pub struct AppState {
     pub(crate) keys: KeyCache,
     pub(crate) streams: StreamCaps,
     pub(crate) work: crate::routes::work::WorkSettings,
+    /// The vault key's sealer and the resolver over this store; None refuses credentials.
+    pub(crate) vault: Option<VaultState>,
+}
+
+#[derive(Clone)]
+pub(crate) struct VaultState {
+    pub sealer: agentd_vault::Sealer,
+    pub resolver: agentd_vault::Resolver,
+    /// Set once this process's key is known to be the database's (`agentd_vault::bind_key`).
+    pub bound: Arc<tokio::sync::OnceCell<()>>,
 }
 
 impl AppState {
@@ -36,6 +46,7 @@ impl AppState {
             keys: KeyCache::new(rate),
             streams: StreamCaps::new(DEFAULT_STREAMS_PER_KEY),
             work: crate::routes::work::WorkSettings::new(agentd_catalog::work::DEFAULT_TTL_SECONDS),
+            vault: None,
         }
     }
 
@@ -44,6 +55,25 @@ impl AppState {
     pub fn with_work_lease_ttl(mut self, seconds: u32) -> Self {
         self.work = crate::routes::work::WorkSettings::new(seconds);
         self
+    }
+
+    /// Seal credentials with `sealer` (the vault key `agentd serve` checked at start).
+    #[must_use]
+    /// Requests made for a credential (token endpoints, `mcp_oauth_validate`) reach what
+    /// `reach` allows: public addresses and the ranges the operator opened.
+    pub fn with_vault(mut self, sealer: agentd_vault::Sealer, reach: agentd_vault::Reach) -> Self {
+        let resolver = agentd_vault::Resolver::new(self.store.clone(), sealer.clone(), reach);
+        self.vault = Some(VaultState {
+            sealer,
+            resolver,
+            bound: Arc::default(),
+        });
+        self
+    }
+
+    /// The resolver the edge (MCP client, egress proxy) asks for a session's credentials.
+    pub fn vault_resolver(&self) -> Option<agentd_vault::Resolver> {
+        self.vault.as_ref().map(|v| v.resolver.clone())
     }
 
     /// End every event stream (and any opened later): the server is shutting down, and a

@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 
-use agentd_session::catalog::{Error, ThreadInfo};
+use agentd_session::catalog::{Error, SessionVaults, ThreadInfo};
 use agentd_wire::Session;
 use agentd_wire::agent::SessionAgent;
 use agentd_wire::environment::{Environment, EnvironmentConfig};
@@ -20,6 +20,8 @@ pub trait AnyWorkspace: Send + Sync {
     async fn session_file(&self, session_id: &str, file_id: &str) -> crate::Result<Vec<u8>>;
     async fn environment_row(&self, id: &str) -> crate::Result<Environment>;
     async fn thread_row(&self, tid: &str) -> crate::Result<ThreadRow>;
+    /// The workspace session `id` belongs to.
+    async fn session_workspace(&self, id: &str) -> crate::Result<String>;
 }
 
 fn is_thread(log_id: &str) -> bool {
@@ -67,6 +69,29 @@ pub async fn session_environment(
     let s = rows.session_row(&session_id).await.map_err(storage)?;
     let env = rows.environment_row(&s.environment_id).await;
     Ok(env.map_err(storage)?.config)
+}
+
+pub async fn session_vaults(
+    rows: &impl AnyWorkspace,
+    log_id: &str,
+) -> Result<SessionVaults, Error> {
+    let session_id = if is_thread(log_id) {
+        thread(rows, log_id).await?.session_id
+    } else {
+        log_id.to_owned()
+    };
+    let s = rows
+        .session_row(&session_id)
+        .await
+        .map_err(|e| gone(e, log_id))?;
+    let workspace_id = rows
+        .session_workspace(&session_id)
+        .await
+        .map_err(|e| gone(e, log_id))?;
+    Ok(SessionVaults {
+        workspace_id,
+        vault_ids: s.vault_ids,
+    })
 }
 
 pub async fn thread_info(

@@ -12,9 +12,13 @@ use agentd_session::{NewEvent, Private, events};
 use agentd_wire::agent::{AgentTag, CreateAgent, SessionAgent};
 use agentd_wire::environment::{Environment, EnvironmentConfig, EnvironmentTag};
 use agentd_wire::file::FileScope;
+use agentd_wire::vault::{Credential, CredentialAuth, CredentialTag, Vault, VaultTag};
 use agentd_wire::{ContentBlock, EventBody, SessionStatus, ids};
 
-use crate::{AgentFilter, Error, EventFilter, NewFile, NewSession, Order, SessionFilter, Storage};
+use crate::{
+    AgentFilter, Error, EventFilter, NewFile, NewSession, Order, SessionFilter, Storage,
+    StoredCredential,
+};
 
 /// A workspace with an agent and an environment to start sessions from.
 pub struct Seed {
@@ -1124,6 +1128,383 @@ pub async fn a_worker_answers_a_call_once(s: &dyn Storage) {
     ));
 }
 
+fn vault(display_name: &str) -> crate::VaultMake {
+    let name = display_name.to_owned();
+    Box::new(move |id, now| Vault {
+        id,
+        kind: VaultTag::Vault,
+        display_name: name,
+        metadata: BTreeMap::new(),
+        created_at: now,
+        updated_at: now,
+        archived_at: None,
+    })
+}
+
+/// A bearer credential for `url` whose "sealed" bytes are `sealed` (the catalog keeps them
+/// as they come).
+fn credential(vault: &str, url: &str, sealed: &[u8]) -> crate::CredentialMake {
+    let (vault, url, sealed) = (vault.to_owned(), url.to_owned(), sealed.to_vec());
+    Box::new(move |id, now| {
+        Ok(StoredCredential {
+            credential: Credential {
+                id,
+                kind: CredentialTag::VaultCredential,
+                vault_id: vault,
+                display_name: None,
+                auth: CredentialAuth::StaticBearer {
+                    mcp_server_url: url,
+                },
+                metadata: BTreeMap::new(),
+                created_at: now,
+                updated_at: now,
+                archived_at: None,
+            },
+            sealed,
+        })
+    })
+}
+
+pub async fn vaults_update_archive_list_and_delete(s: &dyn Storage) {
+    let ws = &seed(s, "default").await.ws;
+    let a = s.create_vault(ws, vault("a")).await.unwrap();
+    let b = s.create_vault(ws, vault("b")).await.unwrap();
+    assert_eq!(s.get_vault(ws, &a.id).await.unwrap(), a);
+    let same = s
+        .update_vault(ws, &a.id, Box::new(|_| Ok(())))
+        .await
+        .unwrap();
+    assert_eq!(same.updated_at, a.updated_at, "no change, no move");
+    let renamed = s
+        .update_vault(
+            ws,
+            &a.id,
+            Box::new(|v| {
+                v.display_name = "renamed".into();
+                Ok(())
+            }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s.get_vault(ws, &a.id).await.unwrap(), renamed);
+    let page = s.list_vaults(ws, false, 1, None).await.unwrap();
+    assert_eq!(page.items[0].id, b.id, "newest first");
+    let rest = s.list_vaults(ws, false, 1, page.next).await.unwrap();
+    assert_eq!(rest.items[0].id, a.id);
+    assert!(rest.next.is_none());
+
+    // Archiving a vault archives its credentials and drops their sealed secrets.
+    let c = s
+        .create_credential(
+            ws,
+            &b.id,
+            credential(&b.id, "https://m.example/", b"sealed"),
+        )
+        .await
+        .unwrap();
+    let archived = s.archive_vault(ws, &b.id).await.unwrap();
+    assert!(archived.archived_at.is_some());
+    let again = s.archive_vault(ws, &b.id).await.unwrap();
+    assert_eq!(again.archived_at, archived.archived_at, "archived once");
+    let c = s.get_credential(ws, &b.id, &c.credential.id).await.unwrap();
+    assert!(c.credential.archived_at.is_some() && c.sealed.is_empty());
+    let late = s.update_vault(ws, &b.id, Box::new(|_| Ok(()))).await;
+    assert!(matches!(late, Err(Error::Conflict(_))), "{late:?}");
+    let late = s
+        .create_credential(ws, &b.id, credential(&b.id, "https://n.example/", b"x"))
+        .await;
+    assert!(matches!(late, Err(Error::Conflict(_))), "{late:?}");
+    assert_eq!(
+        s.list_vaults(ws, false, 10, None)
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+    assert_eq!(
+        s.list_vaults(ws, true, 10, None).await.unwrap().items.len(),
+        2
+    );
+
+    // A deleted vault takes its credentials along.
+    s.delete_vault(ws, &b.id).await.unwrap();
+    assert!(matches!(
+        s.get_vault(ws, &b.id).await,
+        Err(Error::NotFound(_))
+    ));
+    let gone = s.get_credential(ws, &b.id, &c.credential.id).await;
+    assert!(matches!(gone, Err(Error::NotFound(_))), "{gone:?}");
+    let none = s.list_credentials(ws, &b.id, true, 10, None).await;
+    assert!(matches!(none, Err(Error::NotFound(_))), "{none:?}");
+}
+
+pub async fn credentials_keep_their_sealed_bytes_one_live_per_server(s: &dyn Storage) {
+    let ws = &seed(s, "default").await.ws;
+    let v = s.create_vault(ws, vault("v")).await.unwrap();
+    let url = "https://mcp.example/";
+    let c = s
+        .create_credential(ws, &v.id, credential(&v.id, url, &[0, 1, 2, 255]))
+        .await
+        .unwrap();
+    assert!(c.credential.id.starts_with("vcrd_"));
+    assert_eq!(
+        s.get_credential(ws, &v.id, &c.credential.id).await.unwrap(),
+        c
+    );
+    let twin = s
+        .create_credential(ws, &v.id, credential(&v.id, url, b"twin"))
+        .await;
+    assert!(matches!(twin, Err(Error::Conflict(_))), "{twin:?}");
+    let missing = s
+        .create_credential(ws, "vlt_missing", credential("vlt_missing", url, b"x"))
+        .await;
+    assert!(matches!(missing, Err(Error::NotFound(_))), "{missing:?}");
+    let refused = s
+        .create_credential(
+            ws,
+            &v.id,
+            Box::new(|_, _| Err(Error::Invalid("bad input".into()))),
+        )
+        .await;
+    assert!(matches!(refused, Err(Error::Invalid(_))), "{refused:?}");
+
+    let same = s
+        .update_credential(ws, &v.id, &c.credential.id, Box::new(|_| Ok(())))
+        .await
+        .unwrap();
+    assert_eq!(same, c, "no change, no move");
+    let resealed = s
+        .update_credential(
+            ws,
+            &v.id,
+            &c.credential.id,
+            Box::new(|c| {
+                c.sealed = b"new".to_vec();
+                Ok(())
+            }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resealed.sealed, b"new");
+    assert!(resealed.credential.updated_at > c.credential.updated_at);
+    let failed = s
+        .update_credential(
+            ws,
+            &v.id,
+            &c.credential.id,
+            Box::new(|c| {
+                c.sealed = b"lost".to_vec();
+                Err(Error::Invalid("no".into()))
+            }),
+        )
+        .await;
+    assert!(matches!(failed, Err(Error::Invalid(_))));
+    let kept = s.get_credential(ws, &v.id, &c.credential.id).await.unwrap();
+    assert_eq!(kept.sealed, b"new", "a failed edit stores nothing");
+
+    // Archived: secrets dropped, no more updates, and the server is free for a new one.
+    let archived = s
+        .archive_credential(ws, &v.id, &c.credential.id)
+        .await
+        .unwrap();
+    assert!(archived.sealed.is_empty() && archived.credential.archived_at.is_some());
+    let late = s
+        .update_credential(ws, &v.id, &c.credential.id, Box::new(|_| Ok(())))
+        .await;
+    assert!(matches!(late, Err(Error::Conflict(_))), "{late:?}");
+    let next = s
+        .create_credential(ws, &v.id, credential(&v.id, url, b"next"))
+        .await
+        .unwrap();
+    let other = s
+        .create_credential(ws, &v.id, credential(&v.id, "https://other.example/", b"o"))
+        .await
+        .unwrap();
+    let live = s.list_credentials(ws, &v.id, false, 1, None).await.unwrap();
+    assert_eq!(
+        live.items[0].credential.id, other.credential.id,
+        "newest first"
+    );
+    let rest = s
+        .list_credentials(ws, &v.id, false, 1, live.next)
+        .await
+        .unwrap();
+    assert_eq!(rest.items, vec![next.clone()]);
+    assert!(rest.next.is_none());
+    let all = s.list_credentials(ws, &v.id, true, 10, None).await.unwrap();
+    assert_eq!(all.items.len(), 3);
+
+    s.delete_credential(ws, &v.id, &next.credential.id)
+        .await
+        .unwrap();
+    let gone = s.get_credential(ws, &v.id, &next.credential.id).await;
+    assert!(matches!(gone, Err(Error::NotFound(_))));
+}
+
+pub async fn vaults_of_another_workspace_are_unknown(s: &dyn Storage) {
+    let ws = &seed(s, "default").await.ws;
+    let v = s.create_vault(ws, vault("v")).await.unwrap();
+    let next = s
+        .create_credential(ws, &v.id, credential(&v.id, "https://m.example/", b"x"))
+        .await
+        .unwrap();
+    let theirs = &seed(s, "other").await.ws;
+    assert!(matches!(
+        s.get_vault(theirs, &v.id).await,
+        Err(Error::NotFound(_))
+    ));
+    let peek = s.get_credential(theirs, &v.id, &next.credential.id).await;
+    assert!(matches!(peek, Err(Error::NotFound(_))), "{peek:?}");
+    assert!(
+        s.list_vaults(theirs, true, 10, None)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    let poke = s
+        .create_credential(theirs, &v.id, credential(&v.id, "https://x.example/", b"x"))
+        .await;
+    assert!(matches!(poke, Err(Error::NotFound(_))), "{poke:?}");
+
+    let list = s.list_credentials(theirs, &v.id, true, 10, None).await;
+    assert!(matches!(list, Err(Error::NotFound(_))), "{list:?}");
+}
+
+pub async fn sessions_keep_their_vaults_and_refuse_unknown_or_archived_ones(s: &dyn Storage) {
+    let mine = seed(s, "default").await;
+    let ws = &mine.ws;
+    let a = s.create_vault(ws, vault("a")).await.unwrap();
+    let b = s.create_vault(ws, vault("b")).await.unwrap();
+    let new = NewSession {
+        vault_ids: vec![a.id.clone(), b.id.clone()],
+        ..mine.new_session(None)
+    };
+    let made = s.create_session(ws, new, events(vec![])).await.unwrap();
+    assert_eq!(made.vault_ids, vec![a.id.clone(), b.id.clone()]);
+    let got = s.get_session(ws, &made.id).await.unwrap();
+    assert_eq!(got.vault_ids, made.vault_ids);
+    // What the harness reads to hand the edge a credential.
+    let seen = s.session_vaults(&made.id).await.unwrap();
+    assert_eq!(seen.workspace_id, *ws);
+    assert_eq!(seen.vault_ids, made.vault_ids);
+    let gone = s.session_vaults("sesn_missing").await;
+    assert!(matches!(gone, Err(CatalogError::NotFound(_))), "{gone:?}");
+
+    let before = s.list_sessions(
+        ws,
+        SessionFilter {
+            limit: 10,
+            ..SessionFilter::default()
+        },
+    );
+    let before = before.await.unwrap().items.len();
+    let unknown = NewSession {
+        vault_ids: vec![a.id.clone(), "vlt_missing".into()],
+        ..mine.new_session(None)
+    };
+    let unknown = s.create_session(ws, unknown, events(vec![])).await;
+    assert!(
+        matches!(&unknown, Err(Error::NotFound(m)) if m.contains("vault_ids[1]")),
+        "{unknown:?}"
+    );
+    s.archive_vault(ws, &b.id).await.unwrap();
+    let archived = NewSession {
+        vault_ids: vec![b.id.clone()],
+        ..mine.new_session(None)
+    };
+    let archived = s.create_session(ws, archived, events(vec![])).await;
+    assert!(
+        matches!(&archived, Err(Error::Invalid(m)) if m.contains("vault_ids[0]")),
+        "{archived:?}"
+    );
+    let theirs = seed(s, "other").await;
+    let foreign = NewSession {
+        vault_ids: vec![a.id.clone()],
+        ..theirs.new_session(None)
+    };
+    let foreign = s.create_session(&theirs.ws, foreign, events(vec![])).await;
+    assert!(matches!(foreign, Err(Error::NotFound(_))), "{foreign:?}");
+    let after = s.list_sessions(
+        ws,
+        SessionFilter {
+            limit: 10,
+            ..SessionFilter::default()
+        },
+    );
+    assert_eq!(after.await.unwrap().items.len(), before, "no session made");
+}
+
+pub async fn resealing_is_all_or_nothing(s: &dyn Storage) {
+    let ws = &seed(s, "default").await.ws;
+    assert_eq!(s.vault_key_check().await.unwrap(), None);
+    assert_eq!(
+        s.init_vault_key_check(b"one".to_vec()).await.unwrap(),
+        b"one"
+    );
+    assert_eq!(
+        s.init_vault_key_check(b"two".to_vec()).await.unwrap(),
+        b"one",
+        "the first check stays"
+    );
+    let v = s.create_vault(ws, vault("v")).await.unwrap();
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let c = s
+            .create_credential(
+                ws,
+                &v.id,
+                credential(
+                    &v.id,
+                    &format!("https://m{i}.example/"),
+                    format!("old{i}").as_bytes(),
+                ),
+            )
+            .await
+            .unwrap();
+        ids.push(c.credential.id);
+    }
+    s.archive_credential(ws, &v.id, &ids[2]).await.unwrap();
+
+    // A failure halfway leaves every secret and the check as they were.
+    let mut seen = 0;
+    let failed = s
+        .reseal_credentials(
+            Box::new(move |_, old| {
+                seen += 1;
+                if seen == 2 {
+                    return Err(Error::Storage("cannot open".into()));
+                }
+                Ok([b"new-".as_slice(), old].concat())
+            }),
+            b"check-2".to_vec(),
+        )
+        .await;
+    assert!(failed.is_err());
+    assert_eq!(s.vault_key_check().await.unwrap().unwrap(), b"one");
+    for (i, id) in ids.iter().take(2).enumerate() {
+        let c = s.get_credential(ws, &v.id, id).await.unwrap();
+        assert_eq!(c.sealed, format!("old{i}").as_bytes());
+    }
+
+    let n = s
+        .reseal_credentials(
+            Box::new(|id, old| Ok([id.as_bytes(), b":", old].concat())),
+            b"check-2".to_vec(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(n, 2, "archived credentials hold nothing to reseal");
+    assert_eq!(s.vault_key_check().await.unwrap().unwrap(), b"check-2");
+    for (i, id) in ids.iter().take(2).enumerate() {
+        let c = s.get_credential(ws, &v.id, id).await.unwrap();
+        assert_eq!(c.sealed, format!("{id}:old{i}").as_bytes());
+    }
+    let archived = s.get_credential(ws, &v.id, &ids[2]).await.unwrap();
+    assert!(archived.sealed.is_empty());
+}
+
 /// One `#[tokio::test]` per check, on a backend `$fresh().await` makes: `None` skips the test,
 /// `Some((storage, keep))` runs it, holding `keep` (a temporary directory, say) until it ends.
 #[macro_export]
@@ -1153,7 +1534,12 @@ macro_rules! catalog_conformance_tests {
             environment_keys_are_hashed_listed_and_revoked,
             polling_workers_are_counted_once_each_within_the_window,
             session_resources_are_kept_on_the_session,
-            a_worker_answers_a_call_once
+            a_worker_answers_a_call_once,
+            vaults_update_archive_list_and_delete,
+            credentials_keep_their_sealed_bytes_one_live_per_server,
+            vaults_of_another_workspace_are_unknown,
+            sessions_keep_their_vaults_and_refuse_unknown_or_archived_ones,
+            resealing_is_all_or_nothing
         );
     };
     (@each $fresh:path; $($check:ident),*) => {

@@ -1,5 +1,5 @@
 //! The storage interface of the resource catalog: the traits a backend implements for keys,
-//! agents, environments, sessions, threads and files, and the filters, pages and errors they
+//! agents, environments, sessions, threads, files and vaults, and the filters, pages and errors they
 //! speak. `Storage` is all of it plus the session log (`agentd_session::SessionLog`) and the
 //! harness's read view (`agentd_session::Catalog`): what the API and the binary hold.
 //!
@@ -18,10 +18,13 @@ mod types;
 pub mod work;
 
 pub use agentd_session::catalog::FilesQuota;
-pub use traits::{Agents, Environments, Files, Keys, Sessions, Storage, Threads, WorkQueue};
+pub use traits::{
+    Agents, Environments, Files, Keys, Sessions, Storage, Threads, Vaults, WorkQueue,
+};
 pub use types::{
-    AgentEdit, AgentFilter, DEFAULT_WORKSPACE, EnvironmentEdit, EnvironmentMake, EventFilter,
-    KeyInfo, NewFile, NewSession, Order, Page, SessionFilter, ThreadRow, Workspace,
+    AgentEdit, AgentFilter, CredentialEdit, CredentialMake, DEFAULT_WORKSPACE, EnvironmentEdit,
+    EnvironmentMake, EventFilter, KeyInfo, NewFile, NewSession, Order, Page, Reseal, SessionFilter,
+    StoredCredential, ThreadRow, VaultEdit, VaultMake, Workspace,
 };
 
 /// Errors of the catalog. The API maps each variant to one HTTP status.

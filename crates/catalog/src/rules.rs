@@ -66,3 +66,17 @@ pub fn primary_thread<'a>(
         archived_at: s.archived_at,
     }
 }
+
+/// Whether vault `id`, entry `i` of a new session's `vault_ids`, may serve it: `archived` is
+/// None for a vault the workspace does not have.
+pub fn session_vault(i: usize, id: &str, archived: Option<bool>) -> Result<()> {
+    match archived {
+        None => Err(Error::NotFound(format!(
+            "vault_ids[{i}]: vault {id} not found"
+        ))),
+        Some(true) => Err(Error::Invalid(format!(
+            "vault_ids[{i}]: vault {id} is archived; archived vaults cannot serve new sessions"
+        ))),
+        Some(false) => Ok(()),
+    }
+}

@@ -13,12 +13,14 @@ use agentd_wire::environment::Environment;
 use agentd_wire::file::FileMetadata;
 use agentd_wire::resource::Resource;
 use agentd_wire::thread::SessionThread;
+use agentd_wire::vault::Vault;
 use agentd_wire::{Session, SessionStatus};
 
 use crate::work::{EnvironmentKeyInfo, EnvironmentKeyOwner, WorkChange, WorkItem};
 use crate::{
-    AgentEdit, AgentFilter, EnvironmentEdit, EnvironmentMake, EventFilter, KeyInfo, NewFile,
-    NewSession, Page, Result, SessionFilter, ThreadRow, Workspace,
+    AgentEdit, AgentFilter, CredentialEdit, CredentialMake, EnvironmentEdit, EnvironmentMake,
+    EventFilter, KeyInfo, NewFile, NewSession, Page, Reseal, Result, SessionFilter,
+    StoredCredential, ThreadRow, VaultEdit, VaultMake, Workspace,
 };
 
 /// Workspaces and API keys. Keys are kept hashed; the plaintext is shown once.
@@ -215,6 +217,68 @@ pub trait WorkQueue: Send + Sync {
     async fn pollers(&self, env: &str, since_ms: i64) -> Result<u64>;
 }
 
+/// Vaults and their credentials. Secrets arrive sealed (`StoredCredential::sealed`) and are
+/// kept as opaque bytes; sealing and opening is `agentd-vault`'s.
+#[async_trait]
+pub trait Vaults: Send + Sync {
+    async fn create_vault(&self, ws: &str, make: VaultMake) -> Result<Vault>;
+    async fn get_vault(&self, ws: &str, id: &str) -> Result<Vault>;
+    /// Apply `f`; `updated_at` moves only if something changed. An archived vault is refused.
+    async fn update_vault(&self, ws: &str, id: &str, f: VaultEdit) -> Result<Vault>;
+    /// Archive a vault and every credential in it, dropping their sealed secrets; a second
+    /// archive changes nothing.
+    async fn archive_vault(&self, ws: &str, id: &str) -> Result<Vault>;
+    /// Delete a vault and its credentials.
+    async fn delete_vault(&self, ws: &str, id: &str) -> Result<()>;
+    /// Newest first; the cursor is the last vault id of the page.
+    async fn list_vaults(
+        &self,
+        ws: &str,
+        include_archived: bool,
+        limit: usize,
+        page: Option<String>,
+    ) -> Result<Page<Vault>>;
+    /// Store a credential in a live vault. A live credential with the same
+    /// `StoredCredential::match_key` in the vault is a conflict.
+    async fn create_credential(
+        &self,
+        ws: &str,
+        vault: &str,
+        make: CredentialMake,
+    ) -> Result<StoredCredential>;
+    async fn get_credential(&self, ws: &str, vault: &str, id: &str) -> Result<StoredCredential>;
+    /// Apply `f` under the row's lock; `updated_at` moves only if something changed. An
+    /// archived credential is refused.
+    async fn update_credential(
+        &self,
+        ws: &str,
+        vault: &str,
+        id: &str,
+        f: CredentialEdit,
+    ) -> Result<StoredCredential>;
+    /// Archive a credential, dropping its sealed secrets; a second archive changes nothing.
+    async fn archive_credential(&self, ws: &str, vault: &str, id: &str)
+    -> Result<StoredCredential>;
+    async fn delete_credential(&self, ws: &str, vault: &str, id: &str) -> Result<()>;
+    /// Newest first; the cursor is the last credential id of the page.
+    async fn list_credentials(
+        &self,
+        ws: &str,
+        vault: &str,
+        include_archived: bool,
+        limit: usize,
+        page: Option<String>,
+    ) -> Result<Page<StoredCredential>>;
+    /// The stored key check value: a known plaintext sealed with the vault key.
+    async fn vault_key_check(&self) -> Result<Option<Vec<u8>>>;
+    /// Store `check` unless one is stored; returns the one stored afterwards.
+    async fn init_vault_key_check(&self, check: Vec<u8>) -> Result<Vec<u8>>;
+    /// Reseal every credential's secrets with `f` and store the new key's `check`, all in one
+    /// transaction: a failure anywhere leaves every secret under the old key. Returns how
+    /// many credentials were resealed.
+    async fn reseal_credentials(&self, f: Reseal, check: Vec<u8>) -> Result<u64>;
+}
+
 /// A whole backend: the session log, the harness's read view, the leases and the catalog. The API and
 /// the binary hold an `Arc<dyn Storage>`; anything implementing the parts is one.
 pub trait Storage:
@@ -228,6 +292,7 @@ pub trait Storage:
     + Threads
     + Files
     + WorkQueue
+    + Vaults
     + Send
     + Sync
 {
@@ -244,6 +309,7 @@ impl<T> Storage for T where
         + Threads
         + Files
         + WorkQueue
+        + Vaults
         + Send
         + Sync
 {

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use agentd_wire::agent::{AgentSpec, SessionAgent};
 use agentd_wire::environment::Environment;
+use agentd_wire::vault::{Credential, Vault};
 use agentd_wire::{SessionStatus, Timestamp};
 
 use crate::Result;
@@ -130,3 +131,50 @@ pub struct NewFile {
     pub content: Vec<u8>,
     pub expires_at: Option<Timestamp>,
 }
+
+/// Builds a new vault from its id and creation time (see `Vaults::create_vault`).
+pub type VaultMake = Box<dyn FnOnce(String, Timestamp) -> Vault + Send>;
+
+/// Changes a stored vault in place (see `Vaults::update_vault`).
+pub type VaultEdit = Box<dyn FnOnce(&mut Vault) -> Result<()> + Send>;
+
+/// A credential as stored: its public face and its secrets, sealed by `agentd-vault` with the
+/// credential's id as associated data. The catalog never sees the secrets in the clear.
+#[derive(Clone, PartialEq)]
+pub struct StoredCredential {
+    pub credential: Credential,
+    pub sealed: Vec<u8>,
+}
+
+impl std::fmt::Debug for StoredCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredCredential")
+            .field("credential", &self.credential)
+            .field("sealed", &format_args!("<{} bytes>", self.sealed.len()))
+            .finish()
+    }
+}
+
+impl StoredCredential {
+    /// What at most one live credential of a vault may have: the MCP server it authenticates
+    /// against, or the name of its environment variable.
+    pub fn match_key(&self) -> String {
+        use agentd_wire::vault::CredentialAuth as A;
+        match &self.credential.auth {
+            A::McpOauth { mcp_server_url, .. } | A::StaticBearer { mcp_server_url } => {
+                format!("mcp:{mcp_server_url}")
+            }
+            A::EnvironmentVariable { secret_name, .. } => format!("env:{secret_name}"),
+        }
+    }
+}
+
+/// Builds a new credential from its id and creation time: the id is the associated data of
+/// its seal, so the secrets are sealed here (see `Vaults::create_credential`).
+pub type CredentialMake = Box<dyn FnOnce(String, Timestamp) -> Result<StoredCredential> + Send>;
+
+/// Changes a stored credential in place, resealing its secrets if they change.
+pub type CredentialEdit = Box<dyn FnOnce(&mut StoredCredential) -> Result<()> + Send>;
+
+/// Reseals one credential's secrets (its id, the old seal) under a new key.
+pub type Reseal = Box<dyn FnMut(&str, &[u8]) -> Result<Vec<u8>> + Send>;

@@ -18,6 +18,6 @@ mod search;
 
 pub use cidr::{BadCidr, Cidr};
 pub use fetch::{FetchError, fetch};
-pub use policy::{Denied, Policy, unreachable_entry};
+pub use policy::{Denied, Policy, refusal, unreachable_entry};
 pub use proxy::Proxy;
 pub use search::search;

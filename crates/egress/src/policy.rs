@@ -115,7 +115,7 @@ impl Policy {
 }
 
 /// Why address `a` may not be reached, unless it is public or in one of `ranges`.
-fn refusal(a: IpAddr, ranges: &[Cidr]) -> Option<String> {
+pub fn refusal(a: IpAddr, ranges: &[Cidr]) -> Option<String> {
     if ranges.iter().any(|r| r.contains(a)) {
         return None;
     }

@@ -4,7 +4,9 @@ use async_trait::async_trait;
 
 use agentd_catalog::ThreadRow;
 use agentd_catalog::by_log::{self, AnyWorkspace};
-use agentd_session::catalog::{Catalog, CollectedOutput, Error, NewOutput, ThreadInfo};
+use agentd_session::catalog::{
+    Catalog, CollectedOutput, Error, NewOutput, SessionVaults, ThreadInfo,
+};
 use agentd_wire::Session;
 use agentd_wire::agent::SessionAgent;
 use agentd_wire::environment::{Environment, EnvironmentConfig};
@@ -31,6 +33,10 @@ impl AnyWorkspace for PgStore {
 
     async fn thread_row(&self, tid: &str) -> agentd_catalog::Result<ThreadRow> {
         self.thread(tid).await
+    }
+
+    async fn session_workspace(&self, id: &str) -> agentd_catalog::Result<String> {
+        self.session_workspace(id).await
     }
 }
 
@@ -61,6 +67,10 @@ impl Catalog for PgStore {
                 agentd_catalog::Error::Invalid(m) => Error::Quota(m),
                 e => by_log::error(e),
             })
+    }
+
+    async fn session_vaults(&self, log_id: &str) -> Result<SessionVaults, Error> {
+        by_log::session_vaults(self, log_id).await
     }
 
     async fn resource_files(

@@ -159,6 +159,7 @@ const TABLES: &[Table] = &[
             ("outcomes", "outcomes", Jsonb),
             ("list_cost", "list_cost", Int),
             ("resources", "resources", Jsonb),
+            ("vault_ids", "vault_ids", Jsonb),
             ("created_at", "created_at", Time),
             ("updated_at", "updated_at", Time),
             ("archived_at", "archived_at", Time),
@@ -208,6 +209,38 @@ const TABLES: &[Table] = &[
             ("updated_at", "updated_at", Time),
             ("archived_at", "archived_at", Time),
         ],
+        key: 1,
+    },
+    Table {
+        name: "vaults",
+        columns: &[
+            ("id", "id", Text),
+            ("workspace_id", "workspace_id", Text),
+            ("body", "body", Json),
+            ("created_at", "created_at", Time),
+            ("updated_at", "updated_at", Time),
+            ("archived_at", "archived_at", Time),
+        ],
+        key: 1,
+    },
+    Table {
+        name: "vault_credentials",
+        columns: &[
+            ("id", "id", Text),
+            ("vault_id", "vault_id", Text),
+            ("workspace_id", "workspace_id", Text),
+            ("match_key", "match_key", Text),
+            ("body", "body", Json),
+            ("sealed", "sealed", Bytes),
+            ("created_at", "created_at", Time),
+            ("updated_at", "updated_at", Time),
+            ("archived_at", "archived_at", Time),
+        ],
+        key: 1,
+    },
+    Table {
+        name: "vault_key",
+        columns: &[("id", "id", Int), ("check_value", "check_value", Bytes)],
         key: 1,
     },
     Table {
@@ -266,7 +299,7 @@ pub async fn from_sqlite(
 
 async fn refuse_if_not_empty(tx: &tokio_postgres::Transaction<'_>) -> Result<(), CopyError> {
     let mut held = Vec::new();
-    for table in ["workspaces", "sessions", "events"] {
+    for table in ["workspaces", "sessions", "events", "vault_key"] {
         let sql = format!("SELECT count(*) FROM {table}");
         let n: i64 = tx.query_one(&sql, &[]).await.map_err(pg)?.get(0);
         if n > 0 {

@@ -24,6 +24,7 @@ mod notify;
 mod sessions;
 mod threads;
 pub mod tls;
+mod vaults;
 mod work;
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ const STEPS: &[&str] = &[
     include_str!("migrations/0006_output_files.sql"),
     include_str!("migrations/0007_work_pollers.sql"),
     include_str!("migrations/0008_session_resources.sql"),
+    include_str!("migrations/0009_vaults.sql"),
 ];
 
 /// The schema version this build writes.

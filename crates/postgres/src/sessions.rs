@@ -19,7 +19,7 @@ use agentd_wire::{Session, SessionStatus, Usage};
 
 use crate::{Db, PgStore, fetch, json, log, log::now, notify};
 
-const SELECT: &str = "SELECT id, agent::text, environment_id, status, title, metadata::text, usage::text, active_ms, running_since, created_at, updated_at, archived_at, outcomes::text, list_cost, resources::text FROM sessions";
+const SELECT: &str = "SELECT id, agent::text, environment_id, status, title, metadata::text, usage::text, active_ms, running_since, created_at, updated_at, archived_at, outcomes::text, list_cost, resources::text, vault_ids::text FROM sessions";
 
 fn decode(r: &Row) -> Result<Session> {
     let running_since = r.get(8);
@@ -45,7 +45,7 @@ fn decode(r: &Row) -> Result<Session> {
             duration_seconds,
         },
         resources: json(r.get(14))?,
-        vault_ids: vec![],
+        vault_ids: json(r.get(15))?,
         outcome_evaluations: json(r.get(12))?,
         budget: None,
         deployment_id: None,
@@ -90,11 +90,23 @@ impl Sessions for PgStore {
         let mut c = self.client().await?;
         let tx = c.transaction().await.db()?;
         check_environment(&tx, ws, &s.environment_id).await?;
+        for (i, v) in s.vault_ids.iter().enumerate() {
+            // Shared lock: an archive waits for this session to commit, and not the other way.
+            let archived: Option<bool> = tx
+                .query_opt(
+                    "SELECT archived_at IS NOT NULL FROM vaults WHERE workspace_id = $1 AND id = $2 FOR SHARE",
+                    &[&ws, v],
+                )
+                .await
+                .db()?
+                .map(|r| r.get(0));
+            agentd_catalog::rules::session_vault(i, v, archived)?;
+        }
         let id = ids::new(Kind::Session);
         let version = i32::try_from(s.agent.version).map_err(|e| Error::Invalid(e.to_string()))?;
         tx.execute(
-            "INSERT INTO sessions (id, workspace_id, agent_id, agent_version, agent, environment_id, status, title, metadata, usage, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5::text::jsonb, $6, $7, $8, $9::text::jsonb, $10::text::jsonb, $11, $11)",
+            "INSERT INTO sessions (id, workspace_id, agent_id, agent_version, agent, environment_id, status, title, metadata, usage, created_at, updated_at, vault_ids)
+             VALUES ($1, $2, $3, $4, $5::text::jsonb, $6, $7, $8, $9::text::jsonb, $10::text::jsonb, $11, $11, $12::text::jsonb)",
             &[
                 &id,
                 &ws,
@@ -107,6 +119,7 @@ impl Sessions for PgStore {
                 &serde_json::to_string(&s.metadata)?,
                 &serde_json::to_string(&Usage::default())?,
                 &now(),
+                &serde_json::to_string(&s.vault_ids)?,
             ],
         )
         .await
@@ -379,6 +392,17 @@ impl PgStore {
     }
 
     /// A session in any workspace: for the harness, which acts for whoever owns it.
+    /// The workspace session `id` belongs to.
+    pub async fn session_workspace(&self, id: &str) -> Result<String> {
+        self.client()
+            .await?
+            .query_opt("SELECT workspace_id FROM sessions WHERE id = $1", &[&id])
+            .await
+            .db()?
+            .map(|r| r.get(0))
+            .ok_or_else(|| Error::NotFound(format!("session {id} not found")))
+    }
+
     pub async fn load_session(&self, id: &str) -> Result<Session> {
         get(&self.client().await?, None, id, "").await
     }

@@ -591,3 +591,95 @@ async fn the_files_quota_counts_uploads_and_outputs() {
         .with_files_quota(conformance::SMALL_FILES_QUOTA);
     conformance::files_quota_counts_uploads_and_outputs(&store).await;
 }
+
+/// `agentd db copy` takes vaults, credentials with their sealed bytes as they are, the key
+/// check value and each session's vaults.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_keeps_vaults_credentials_and_the_key_check() {
+    use agentd_catalog::{Sessions, StoredCredential, Vaults};
+    use agentd_wire::vault::{Credential, CredentialAuth, CredentialTag, Vault, VaultTag};
+
+    let Some(config) = fresh_database().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agentd.db");
+    let sqlite = agentd_store::Store::open(&path).unwrap();
+    let seed = conformance::seed(&sqlite, "default").await;
+    let ws = &seed.ws;
+    let v = sqlite
+        .create_vault(
+            ws,
+            Box::new(|id, now| Vault {
+                id,
+                kind: VaultTag::Vault,
+                display_name: "v".into(),
+                metadata: std::collections::BTreeMap::new(),
+                created_at: now,
+                updated_at: now,
+                archived_at: None,
+            }),
+        )
+        .await
+        .unwrap();
+    let vid = v.id.clone();
+    let c = sqlite
+        .create_credential(
+            ws,
+            &v.id,
+            Box::new(move |id, now| {
+                Ok(StoredCredential {
+                    credential: Credential {
+                        id,
+                        kind: CredentialTag::VaultCredential,
+                        vault_id: vid,
+                        display_name: Some("c".into()),
+                        auth: CredentialAuth::StaticBearer {
+                            mcp_server_url: "https://m.example/".into(),
+                        },
+                        metadata: std::collections::BTreeMap::new(),
+                        created_at: now,
+                        updated_at: now,
+                        archived_at: None,
+                    },
+                    sealed: vec![1, 0, 255, 7],
+                })
+            }),
+        )
+        .await
+        .unwrap();
+    sqlite
+        .init_vault_key_check(b"check".to_vec())
+        .await
+        .unwrap();
+    let new = agentd_catalog::NewSession {
+        vault_ids: vec![v.id.clone()],
+        ..seed.new_session(None)
+    };
+    let sid = sqlite
+        .create_session(ws, new, agentd_session::events(vec![]))
+        .await
+        .unwrap()
+        .id;
+    drop(sqlite);
+
+    let pg = PgStore::connect(config).await.unwrap();
+    let copied = crate::copy::from_sqlite(&path, &pg, |_, _| {})
+        .await
+        .unwrap();
+    assert!(copied.contains(&("vaults", 1)), "{copied:?}");
+    assert!(copied.contains(&("vault_credentials", 1)), "{copied:?}");
+    assert!(copied.contains(&("vault_key", 1)), "{copied:?}");
+    assert_eq!(pg.get_vault(ws, &v.id).await.unwrap(), v);
+    assert_eq!(
+        pg.get_credential(ws, &v.id, &c.credential.id)
+            .await
+            .unwrap(),
+        c
+    );
+    assert_eq!(pg.vault_key_check().await.unwrap().unwrap(), b"check");
+    assert_eq!(
+        pg.get_session(ws, &sid).await.unwrap().vault_ids,
+        vec![v.id.clone()]
+    );
+}

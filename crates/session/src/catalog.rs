@@ -41,6 +41,10 @@ pub trait Catalog: Send + Sync + 'static {
     /// in its next sandbox. A resource whose file was deleted since is left out.
     async fn resource_files(&self, session_id: &str) -> Result<Vec<MountedFile>, Error>;
 
+    /// The workspace of the log's session and the vaults it was created with, in order: what
+    /// the edge (`agentd_vault::Resolver`) looks a credential up in.
+    async fn session_vaults(&self, log_id: &str) -> Result<SessionVaults, Error>;
+
     /// Make sure the session of log `log_id`, whose environment is `self_hosted`, has a live
     /// work item for a worker to claim. Durable when it returns.
     async fn queue_session_work(&self, log_id: &str) -> Result<WorkQueued, Error>;
@@ -63,6 +67,13 @@ pub enum WorkQueued {
     Live,
     /// The session is archived: its workers were asked to stop, and no work is queued for it.
     Archived,
+}
+
+/// Where a session's credentials are: its workspace and its `vault_ids`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionVaults {
+    pub workspace_id: String,
+    pub vault_ids: Vec<String>,
 }
 
 /// A file collected from a session's outputs, as the catalog keeps it.

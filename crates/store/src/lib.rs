@@ -19,6 +19,7 @@ pub mod migrate;
 mod sessions;
 mod threads;
 mod time;
+mod vaults;
 mod work;
 
 use std::collections::HashMap;

@@ -16,6 +16,7 @@ const STEPS: &[&str] = &[
     include_str!("migrations/0010_output_files.sql"),
     include_str!("migrations/0011_work_pollers.sql"),
     include_str!("migrations/0012_session_resources.sql"),
+    include_str!("migrations/0013_vaults.sql"),
 ];
 
 /// The schema version this build writes.

@@ -16,7 +16,7 @@ use agentd_wire::{Session, SessionStatus};
 
 use crate::{Error, Page, Result, Store, log, time};
 
-const SELECT: &str = "SELECT id, agent, environment_id, status, title, metadata, usage, active_ms, running_since, created_at, updated_at, archived_at, outcomes, list_cost, resources FROM sessions";
+const SELECT: &str = "SELECT id, agent, environment_id, status, title, metadata, usage, active_ms, running_since, created_at, updated_at, archived_at, outcomes, list_cost, resources, vault_ids FROM sessions";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Session>> {
     let running_since = time::parse_opt(r.get(8)?)?;
@@ -34,6 +34,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Session>> {
     let outcomes: String = r.get(12)?;
     let cost: i64 = r.get(13)?;
     let resources: String = r.get(14)?;
+    let vault_ids: String = r.get(15)?;
     Ok((|| {
         let usage: agentd_wire::Usage = serde_json::from_str(&usage)?;
         let usage = projection::shown_usage(&usage, cost as u64, Some(active_seconds));
@@ -52,7 +53,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Session>> {
                 duration_seconds,
             },
             resources: serde_json::from_str(&resources)?,
-            vault_ids: vec![],
+            vault_ids: serde_json::from_str(&vault_ids)?,
             outcome_evaluations: serde_json::from_str(&outcomes)?,
             budget: None,
             deployment_id: None,
@@ -98,11 +99,21 @@ impl Sessions for Store {
                     }
                     Some(None) => {}
                 }
+                for (i, v) in s.vault_ids.iter().enumerate() {
+                    let archived: Option<Option<String>> = c
+                        .query_row(
+                            "SELECT archived_at FROM vaults WHERE workspace_id = ?1 AND id = ?2",
+                            params![ws, v],
+                            |r| r.get(0),
+                        )
+                        .optional()?;
+                    agentd_catalog::rules::session_vault(i, v, archived.map(|a| a.is_some()))?;
+                }
                 let id = ids::new(Kind::Session);
                 let now = time::fmt(&time::now());
                 c.execute(
-                    "INSERT INTO sessions (id, workspace_id, agent_id, agent_version, agent, environment_id, status, title, metadata, usage, created_at, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?11, ?7, ?8, ?9, ?10, ?10)",
+                    "INSERT INTO sessions (id, workspace_id, agent_id, agent_version, agent, environment_id, status, title, metadata, usage, created_at, updated_at, vault_ids)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?11, ?7, ?8, ?9, ?10, ?10, ?12)",
                     params![
                         id,
                         ws,
@@ -114,7 +125,8 @@ impl Sessions for Store {
                         serde_json::to_string(&s.metadata)?,
                         serde_json::to_string(&agentd_wire::Usage::default())?,
                         now,
-                        Projection::default().status.as_str()
+                        Projection::default().status.as_str(),
+                        serde_json::to_string(&s.vault_ids)?
                     ],
                 )?;
                 if !s.resources.is_empty() {
@@ -384,6 +396,22 @@ impl Sessions for Store {
 
 impl Store {
     /// A session in any workspace: for the harness, which acts for whoever owns it.
+    /// The workspace session `id` belongs to.
+    pub async fn session_workspace(&self, id: &str) -> Result<String> {
+        let id = id.to_owned();
+        self.db
+            .read(move |c| {
+                c.query_row(
+                    "SELECT workspace_id FROM sessions WHERE id = ?1",
+                    [&id],
+                    |r| r.get(0),
+                )
+                .optional()?
+                .ok_or_else(|| Error::NotFound(format!("session {id} not found")))
+            })
+            .await
+    }
+
     pub async fn load_session(&self, id: &str) -> Result<Session> {
         let id = id.to_owned();
         self.db.read(move |c| get_in(c, None, &id)).await

@@ -22,6 +22,8 @@ pub enum Kind {
     Work,
     EnvironmentKey,
     SessionResource,
+    Vault,
+    Credential,
 }
 
 impl Kind {
@@ -39,6 +41,8 @@ impl Kind {
             Kind::Work => "work_",
             Kind::EnvironmentKey => "envkey_",
             Kind::SessionResource => "sesrsc_",
+            Kind::Vault => "vlt_",
+            Kind::Credential => "vcrd_",
         }
     }
 }

@@ -16,6 +16,7 @@ pub mod resource;
 pub mod session;
 pub mod thread;
 pub mod usage;
+pub mod vault;
 pub mod work;
 
 pub use agent::{Agent, ModelConfig, Tool};

@@ -1,12 +1,14 @@
 //! One module per resource; each exposes `routes()`.
 
 pub mod agents;
+pub mod credentials;
 pub mod environments;
 pub mod events;
 pub mod files;
 pub mod resources;
 pub mod sessions;
 pub mod threads;
+pub mod vaults;
 pub mod work;
 
 use serde::Serialize;

@@ -60,11 +60,12 @@ async fn create(
             "budget: spending limits are not supported by this agentd yet",
         ));
     }
-    if !req.vault_ids.is_empty() {
+    if !req.vault_ids.is_empty() && st.vault.is_none() {
         return Err(ApiError::invalid(
-            "vault_ids: vaults are not supported by this agentd yet",
+            "vault_ids: vaults are not configured on this server",
         ));
     }
+    limits::count("vault_ids", req.vault_ids.len(), limits::SESSION_VAULTS)?;
     let resources = crate::routes::resources::parse_all(&st, &ws.id, req.resources).await?;
     validate_events(&st, None, &req.initial_events, "initial_events").await?;
     let initial = file_rubrics(&st, &ws.id, req.initial_events, "initial_events").await?;
@@ -261,9 +262,10 @@ async fn update(
     Path(id): Path<String>,
     Body(req): Body<UpdateSession>,
 ) -> ApiResult<Json<Session>> {
+    // The SDK documents `vault_ids` on update as reserved: requests setting it are rejected.
     if req.vault_ids.as_ref().is_some_and(|v| !v.is_empty()) {
         return Err(ApiError::invalid(
-            "vault_ids: vaults are not supported by this agentd yet",
+            "vault_ids: a session's vaults are set when it is created and cannot be updated",
         ));
     }
     if let Some(patch) = &req.metadata {

@@ -76,6 +76,10 @@ impl TestApi {
                 per_second: 0.0,
                 burst: 0.0,
             },
+        )
+        .with_vault(
+            agentd_vault::Sealer::new(&agentd_vault::Key::generate()),
+            agentd_vault::Reach::default(),
         );
         TestApi {
             router: crate::router(state),

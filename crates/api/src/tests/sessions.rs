@@ -63,10 +63,6 @@ async fn create_refuses_what_this_agentd_does_not_support() {
     let api = TestApi::new().await;
     for (extra, msg) in [
         (
-            json!({"vault_ids": ["vlt_1"]}),
-            "vault_ids: vaults are not supported",
-        ),
-        (
             json!({"resources": [{"type": "github_repository", "url": "https://example.com/r.git"}]}),
             "resources[0].type: github_repository resources are not supported",
         ),
@@ -78,6 +74,12 @@ async fn create_refuses_what_this_agentd_does_not_support() {
         let body = create_body(&api, extra).await;
         api.post("/v1/sessions", body).await.invalid(msg);
     }
+    let body = create_body(&api, json!({"vault_ids": ["vlt_1"]})).await;
+    api.post("/v1/sessions", body).await.err(
+        404,
+        "not_found_error",
+        "vault_ids[0]: vault vlt_1 not found",
+    );
 }
 
 #[tokio::test]
@@ -232,7 +234,7 @@ async fn update_refuses_vaults_and_unknown_fields() {
     let path = format!("/v1/sessions/{sid}");
     api.post(&path, json!({"vault_ids": ["vlt_1"]}))
         .await
-        .invalid("vault_ids: vaults are not supported");
+        .invalid("vault_ids: a session's vaults are set when it is created");
     api.post(&path, json!({"status": "idle"}))
         .await
         .invalid("unknown field `status`");
