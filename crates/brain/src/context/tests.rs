@@ -186,6 +186,7 @@ fn exhausted_retries_rest_with_that_reason_until_the_user_speaks() {
             kind: SessionErrorKind::ModelOverloadedError,
             message: "overloaded".into(),
             retry_status: agentd_wire::event::RetryStatus::Exhausted,
+            mcp_server_name: None,
         },
     };
     let mut events = vec![user("hi"), EventBody::SpanModelRequestStart {}, err, end()];
@@ -378,6 +379,7 @@ fn a_workers_reply_is_what_it_said_since_its_last_reply() {
                 kind: SessionErrorKind::ModelRequestFailedError,
                 message: "bad request".into(),
                 retry_status: agentd_wire::event::RetryStatus::Terminal,
+                mcp_server_name: None,
             },
         },
         end(),

@@ -59,7 +59,7 @@ impl Harness {
                 // The call's whole effect and its result land in one append.
                 let (events, wake) = match self.plan_thread_call(log_id, f, &w, started).await? {
                     Ok(p) => (p.events, Some(p.wake)),
-                    Err(why) => (vec![tool_result(&w.id, Output::error(why))], None),
+                    Err(why) => (vec![tool_result(&w, blocks(Output::error(why)))], None),
                 };
                 let here = events.iter().filter(|e| e.to.is_none()).count() as u64;
                 match self.append(log_id, at_tail(tail, events)).await? {
@@ -80,13 +80,13 @@ impl Harness {
             // otherwise the caller folds again (a user message may have closed the call).
             let lost = matches!(w.action, ToolAction::Run)
                 && self.workspace_lost(log_id, workspace, f, &w);
-            let output = match w.action {
-                ToolAction::Deny(why) => Output::error(why),
-                ToolAction::Interrupted => Output::error(
+            let output = match &w.action {
+                ToolAction::Deny(why) => blocks(Output::error(why.clone())),
+                ToolAction::Interrupted => blocks(Output::error(
                     "This call was interrupted: agentd stopped while it ran, so it may have partly run. \
                      Check the state it would have changed before trying it again.",
-                ),
-                ToolAction::Run if lost => Output::error(WORKSPACE_LOST),
+                )),
+                ToolAction::Run if lost => blocks(Output::error(WORKSPACE_LOST)),
                 ToolAction::Run => {
                     let started = NewEvent::new(EventBody::ToolStarted {
                         tool_use_id: w.id.clone(),
@@ -97,14 +97,15 @@ impl Harness {
                         Appended::Terminated => return Ok(Flow::Stop),
                     }
                     tokio::select! {
-                        o = self.execute(log_id, workspace, &w) => o,
+                        o = self.run_one(log_id, workspace, &w) => o,
                         () = cancel.cancelled() => {
-                            // Stopping the sandbox is what stops the command.
+                            // Stopping the sandbox is what stops the command; an MCP call is
+                            // abandoned by dropping its request.
                             if let Some(sb) = &self.sandboxes {
                                 sb.release(log_id).await;
                             }
                             let o = Output::error("Interrupted by the user; the command was stopped.");
-                            self.append(log_id, events(vec![tool_result(&w.id, o)])).await?;
+                            self.append(log_id, events(vec![tool_result(&w, blocks(o))])).await?;
                             return Ok(Flow::Stop);
                         }
                     }
@@ -112,7 +113,7 @@ impl Harness {
             };
             // A call that ran is answered whatever arrived meanwhile; then fold again if so.
             match self
-                .append(log_id, events(vec![tool_result(&w.id, output)]))
+                .append(log_id, events(vec![tool_result(&w, output)]))
                 .await?
             {
                 Appended::Done(h) if h.last_seq == tail + 1 => tail = h.last_seq,
@@ -135,6 +136,19 @@ impl Harness {
             return Ok(Flow::Stop);
         }
         Ok(Flow::Continue)
+    }
+
+    /// Run call `w`: an MCP tool through the MCP client, a built-in one as `execute` does.
+    async fn run_one(
+        &self,
+        log_id: &str,
+        workspace: &str,
+        w: &ToolWork,
+    ) -> (Vec<ContentBlock>, bool) {
+        if matches!(w.name, ToolName::Mcp { .. }) {
+            return self.call_mcp(log_id, workspace, w).await;
+        }
+        blocks(self.execute(log_id, workspace, w).await)
     }
 
     /// Whether call `w` would run over a workspace this host never had, though the log ran
@@ -366,6 +380,8 @@ pub(super) struct Toolbox {
     builtin: Vec<(ToolName, Permission)>,
     /// Enabled but not offered, because this agentd cannot run them.
     unavailable: Vec<ToolName>,
+    /// Enabled tools of the agent's MCP servers, listed for this turn.
+    mcp: Vec<super::mcp::McpOffer>,
 }
 
 impl Toolbox {
@@ -375,6 +391,7 @@ impl Toolbox {
             threads: Vec::new(),
             builtin: Vec::new(),
             unavailable: Vec::new(),
+            mcp: Vec::new(),
         };
         for t in tools {
             match t {
@@ -407,7 +424,7 @@ impl Toolbox {
                         }
                     }
                 }
-                // Refused when an agent is written; only an agent stored before that has one.
+                // Their tools are listed from the servers (`add_mcp`).
                 Tool::McpToolset(_) => {}
             }
         }
@@ -425,6 +442,16 @@ impl Toolbox {
             self.builtin
                 .push((ToolName::parse(&t.name), Permission::Allow));
         }
+    }
+
+    /// The MCP tools listed for this turn.
+    pub(super) fn add_mcp(&mut self, offers: Vec<super::mcp::McpOffer>) {
+        self.mcp = offers;
+    }
+
+    /// The MCP tool the model knows by `name`, if it is one (a custom tool's name wins).
+    pub(super) fn mcp_tool(&self, name: &str) -> Option<&super::mcp::McpOffer> {
+        self.mcp.iter().find(|o| o.def.name == name)
     }
 
     /// Whether some enabled tool runs in the sandbox (and so sees `/mnt/session/outputs`).
@@ -460,6 +487,7 @@ pub(super) fn tool_defs(tb: &Toolbox) -> Vec<ToolDef> {
     });
     builtin
         .chain(tb.threads.iter().cloned())
+        .chain(tb.mcp.iter().map(|o| o.def.clone()))
         .chain(tb.custom.iter().cloned())
         .collect()
 }
@@ -500,16 +528,30 @@ pub(super) fn host_call(name: ToolName, input: serde_json::Value) -> ToolWork {
     }
 }
 
-fn tool_result(tool_use_id: &str, o: Output) -> NewEvent {
+/// A sandbox output as a result's content, and whether it is an error.
+fn blocks(o: Output) -> (Vec<ContentBlock>, bool) {
     let mut content = vec![ContentBlock::text(o.text)];
     if let Some(img) = o.image {
         content.push(ContentBlock::Image {
             source: serde_json::json!({"type": "base64", "media_type": img.media_type, "data": img.data}),
         });
     }
+    (content, o.is_error)
+}
+
+/// The result event answering call `w`: `agent.mcp_tool_result` for an MCP call,
+/// `agent.tool_result` for a built-in one.
+fn tool_result(w: &ToolWork, (content, is_error): (Vec<ContentBlock>, bool)) -> NewEvent {
+    if matches!(w.name, ToolName::Mcp { .. }) {
+        return NewEvent::new(EventBody::AgentMcpToolResult {
+            mcp_tool_use_id: w.id.clone(),
+            content: Some(content),
+            is_error: Some(is_error),
+        });
+    }
     NewEvent::new(EventBody::AgentToolResult {
-        tool_use_id: tool_use_id.to_owned(),
+        tool_use_id: w.id.clone(),
         content: Some(content),
-        is_error: Some(o.is_error),
+        is_error: Some(is_error),
     })
 }
