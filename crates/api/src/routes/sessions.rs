@@ -70,6 +70,7 @@ async fn create(
             "resources: session resources are not supported by this agentd yet",
         ));
     }
+    mcp_reachable(&st, &ws.id, &req.environment_id, &agent).await?;
     validate_events(&st, None, &req.initial_events, "initial_events").await?;
     let initial = file_rubrics(&st, &ws.id, req.initial_events, "initial_events").await?;
     let (batch, wakes) = agentd_session::inbox::initial(initial);
@@ -91,6 +92,32 @@ async fn create(
         st.runner.notify(&session.id);
     }
     Ok(Json(session))
+}
+
+/// Refuse a session whose environment's networking can never let agentd reach one of its
+/// agent's MCP servers: known now, it would otherwise surface only as a failing tool.
+async fn mcp_reachable(
+    st: &AppState,
+    ws: &str,
+    environment_id: &str,
+    agent: &SessionAgent,
+) -> ApiResult<()> {
+    if agent.spec.mcp_servers.is_empty() {
+        return Ok(());
+    }
+    // A missing environment is the store's error to report, when the session is made.
+    let Ok(env) = st.store.get_environment(ws, environment_id).await else {
+        return Ok(());
+    };
+    for (i, s) in agent.spec.mcp_servers.iter().enumerate() {
+        if let Some(why) = agentd_mcp::refusal(&env.config, &s.url, &[]) {
+            return Err(ApiError::invalid(format!(
+                "agent.mcp_servers[{i}].url: the MCP server {:?} cannot be reached from environment {environment_id}: {why}",
+                s.name
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// `agent` of a session create, parsed by its form so an error names its path.
