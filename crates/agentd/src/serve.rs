@@ -166,6 +166,16 @@ pub struct Args {
         value_delimiter = ','
     )]
     egress_allow_private: Vec<agentd_egress::Cidr>,
+    /// Seconds one MCP tool call may take; past it the model reads a timeout error.
+    #[arg(long, env = "AGENTD_MCP_CALL_TIMEOUT_SECS", default_value_t = 60)]
+    mcp_call_timeout_secs: u64,
+    /// Seconds connecting to an MCP server and listing its tools may take.
+    #[arg(long, env = "AGENTD_MCP_CONNECT_TIMEOUT_SECS", default_value_t = 15)]
+    mcp_connect_timeout_secs: u64,
+    /// Most bytes of content one MCP tool call may return; a larger result is an error the
+    /// model reads.
+    #[arg(long, env = "AGENTD_MCP_MAX_RESULT_BYTES", default_value_t = 1 << 20)]
+    mcp_max_result_bytes: usize,
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -499,6 +509,16 @@ fn harness(
             ..HarnessConfig::default()
         },
     );
+    let mcp = agentd_mcp::Mcp::new(
+        mcp_auth(),
+        agentd_mcp::Limits {
+            connect_timeout: Duration::from_secs(a.mcp_connect_timeout_secs.max(1)),
+            call_timeout: Duration::from_secs(a.mcp_call_timeout_secs.max(1)),
+            max_result_bytes: a.mcp_max_result_bytes,
+            ..agentd_mcp::Limits::default()
+        },
+    );
+    let harness = harness.with_mcp(Arc::new(mcp));
     let Some(sb) = sandboxes else {
         return harness;
     };
@@ -511,6 +531,36 @@ fn harness(
         }
     });
     harness.with_sandboxes(sb)
+}
+
+/// The credentials agentd sends MCP servers: none until a vault resolver is wired in. A debug
+/// build (never a release build) also reads `AGENTD_MCP_TEST_BEARER`, one token for every MCP
+/// server, so that the end-to-end tests can drive a server that requires a bearer token.
+fn mcp_auth() -> Arc<dyn agentd_mcp::McpAuth> {
+    #[cfg(debug_assertions)]
+    if let Ok(token) = std::env::var("AGENTD_MCP_TEST_BEARER") {
+        tracing::warn!(
+            "AGENTD_MCP_TEST_BEARER is set: this debug build sends its token to every MCP server"
+        );
+        return Arc::new(TestBearer(agentd_mcp::Secret::new(token)));
+    }
+    Arc::new(agentd_mcp::NoAuth)
+}
+
+/// The test-only credential source of `mcp_auth`.
+#[cfg(debug_assertions)]
+struct TestBearer(agentd_mcp::Secret);
+
+#[cfg(debug_assertions)]
+#[async_trait::async_trait]
+impl agentd_mcp::McpAuth for TestBearer {
+    async fn authorization(
+        &self,
+        _session_id: &str,
+        _server_url: &str,
+    ) -> Result<Option<agentd_mcp::Secret>, agentd_mcp::AuthError> {
+        Ok(Some(self.0.clone()))
+    }
 }
 
 pub(crate) fn init_tracing() {
