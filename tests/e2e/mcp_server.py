@@ -1,0 +1,114 @@
+"""A real MCP server for the end-to-end tests, written with the official Python `mcp` package
+and served over streamable HTTP on loopback. Run as a process:
+
+    python mcp_server.py --token SECRET --record calls.jsonl
+
+prints `listening on http://127.0.0.1:PORT` once it accepts connections. Every request must
+carry `Authorization: Bearer SECRET` (401 otherwise). Each tool call and each Authorization
+header value seen is appended to the record file as one JSON line, so a test can tell what the
+server saw (and how many times).
+
+Routes:
+  /mcp            the MCP server: echo, slow, huge, fail
+  /malformed/mcp  answers every POST with a body that is not JSON-RPC at all
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import socket
+import sys
+
+import uvicorn
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--token", required=True)
+    ap.add_argument("--record", required=True)
+    a = ap.parse_args()
+
+    def record(obj: dict) -> None:
+        with open(a.record, "a") as f:
+            f.write(json.dumps(obj) + "\n")
+            f.flush()
+
+    server = MCPServer("e2e-tools")
+
+    @server.tool(description="Echo the text back.")
+    def echo(text: str) -> str:
+        record({"call": "echo", "text": text})
+        return f"echo: {text}"
+
+    @server.tool(description="Sleep for the given seconds, then answer.")
+    async def slow(seconds: float, tag: str = "") -> str:
+        record({"call": "slow", "tag": tag, "seconds": seconds})
+        await asyncio.sleep(seconds)
+        record({"call": "slow_done", "tag": tag})
+        return f"slept {seconds}"
+
+    @server.tool(description="Return a text of the given size.")
+    def huge(size: int) -> str:
+        record({"call": "huge", "size": size})
+        return "x" * size
+
+    @server.tool(description="Always fails.")
+    def fail(message: str) -> str:
+        record({"call": "fail"})
+        raise ToolError(message)
+
+    mcp_app = server.streamable_http_app(streamable_http_path="/")
+
+    class BearerOnly:
+        def __init__(self, app):
+            self.app = app
+
+        async def __call__(self, scope, receive, send):
+            if scope["type"] == "http":
+                headers = dict(scope["headers"])
+                got = headers.get(b"authorization", b"").decode()
+                record({"authorization": got, "path": scope["path"]})
+                if got != f"Bearer {a.token}":
+                    await JSONResponse({"error": "unauthorized"}, status_code=401)(scope, receive, send)
+                    return
+            await self.app(scope, receive, send)
+
+    async def malformed(request: Request) -> Response:
+        await request.body()
+        record({"call": "malformed"})
+        return Response("<html>this is not JSON-RPC", media_type="application/json")
+
+    app = Starlette(
+        routes=[Route("/malformed/mcp", malformed, methods=["POST", "GET", "DELETE"]),
+                Mount("/mcp", app=mcp_app)],
+        middleware=[Middleware(BearerOnly)],
+        lifespan=lambda app: mcp_app.router.lifespan_context(app),
+    )
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, log_level="warning", lifespan="on")
+    srv = uvicorn.Server(config)
+
+    async def run() -> None:
+        task = asyncio.create_task(srv.serve(sockets=[sock]))
+        while not srv.started:
+            await asyncio.sleep(0.01)
+        print(f"listening on http://127.0.0.1:{port}", flush=True)
+        await task
+
+    asyncio.run(run())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
