@@ -30,6 +30,9 @@ pub struct Limits {
     pub max_result_bytes: usize,
     /// A connection unused this long is closed when next noticed.
     pub idle: Duration,
+    /// After a server failed to connect or list, how long it is not tried again: a turn does
+    /// not wait on a server that is down (or blackholed) again and again.
+    pub retry_after: Duration,
 }
 
 impl Default for Limits {
@@ -39,6 +42,7 @@ impl Default for Limits {
             call_timeout: Duration::from_secs(60),
             max_result_bytes: 1 << 20,
             idle: Duration::from_secs(30 * 60),
+            retry_after: Duration::from_secs(30),
         }
     }
 }
@@ -78,6 +82,8 @@ pub struct Mcp {
     auth: Arc<dyn McpAuth>,
     limits: Limits,
     conns: Mutex<HashMap<Key, (Arc<Conn>, Instant)>>,
+    /// Servers whose last connection attempt failed, with when.
+    failed: Mutex<HashMap<Key, (Error, Instant)>>,
 }
 
 impl Mcp {
@@ -89,6 +95,7 @@ impl Mcp {
             auth,
             limits,
             conns: Mutex::new(HashMap::new()),
+            failed: Mutex::new(HashMap::new()),
         }
     }
 
@@ -158,6 +165,7 @@ impl Mcp {
     /// Close every connection of session `session_id` (archived, deleted).
     pub fn forget(&self, session_id: &str) {
         self.lock().retain(|k, _| k.0 != session_id);
+        lock(&self.failed).retain(|k, _| k.0 != session_id);
     }
 
     fn forget_one(&self, session_id: &str, server: Server<'_>) {
@@ -186,22 +194,39 @@ impl Mcp {
                 return Ok(c.clone());
             }
         }
-        let c = match tokio::time::timeout(
+        if let Some((e, at)) = lock(&self.failed).get(&k)
+            && at.elapsed() < self.limits.retry_after
+        {
+            return Err(Error::Unavailable {
+                server: server.name.to_owned(),
+                secs: (self.limits.retry_after - at.elapsed()).as_secs() + 1,
+                last: Box::new(e.clone()),
+            });
+        }
+        let made = match tokio::time::timeout(
             self.limits.connect_timeout,
             self.connect(session_id, server, policy),
         )
         .await
         {
-            Ok(c) => Arc::new(c?),
-            Err(_) => {
-                return Err(Error::Timeout {
-                    server: server.name.to_owned(),
-                    secs: self.limits.connect_timeout.as_secs(),
-                });
-            }
+            Ok(c) => c,
+            Err(_) => Err(Error::Timeout {
+                server: server.name.to_owned(),
+                secs: self.limits.connect_timeout.as_secs(),
+            }),
         };
-        self.lock().insert(k, (c.clone(), Instant::now()));
-        Ok(c)
+        match made {
+            Ok(c) => {
+                let c = Arc::new(c);
+                lock(&self.failed).remove(&k);
+                self.lock().insert(k, (c.clone(), Instant::now()));
+                Ok(c)
+            }
+            Err(e) => {
+                lock(&self.failed).insert(k, (e.clone(), Instant::now()));
+                Err(e)
+            }
+        }
     }
 
     async fn connect(
@@ -266,6 +291,10 @@ impl Mcp {
     }
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn key(session_id: &str, server: Server<'_>) -> Key {
     (
         session_id.to_owned(),
@@ -317,8 +346,27 @@ async fn check(server: Server<'_>, policy: &Policy) -> Result<(String, Vec<Socke
     Ok((host, addrs))
 }
 
-/// The error and its sources, as one line.
+/// The error and its sources, as one line, without rmcp's transport type names, and short
+/// enough for a tool result.
 fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = full_chain(e);
+    if let Some(i) = s.find("] error: ")
+        && s.contains("Transport [")
+    {
+        s = s[i + "] error: ".len()..].to_owned();
+    }
+    if s.len() > 600 {
+        let mut cut = 600;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push('…');
+    }
+    s
+}
+
+fn full_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {
@@ -333,7 +381,14 @@ fn chain(e: &dyn std::error::Error) -> String {
 }
 
 fn is_auth(why: &str) -> bool {
-    why.contains("Auth required") || why.contains("Insufficient scope")
+    [
+        "Auth required",
+        "Insufficient scope",
+        "HTTP 401",
+        "HTTP 403",
+    ]
+    .iter()
+    .any(|m| why.contains(m))
 }
 
 fn classify(server: Server<'_>, e: &ServiceError, cap: usize) -> Error {

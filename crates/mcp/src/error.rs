@@ -28,6 +28,12 @@ pub enum Error {
         bytes: usize,
         cap: usize,
     },
+    #[error("the MCP server {server:?} is not tried again for {secs} s after it failed: {last}")]
+    Unavailable {
+        server: String,
+        secs: u64,
+        last: Box<Error>,
+    },
     #[error("the MCP server {server:?} answered with an error: {why}")]
     Server { server: String, why: String },
 }

@@ -37,11 +37,17 @@ impl AuthedHttp {
     }
 }
 
-fn refused(e: &HttpError) -> bool {
-    matches!(
-        e,
-        StreamableHttpError::AuthRequired(_) | StreamableHttpError::InsufficientScope(_)
-    )
+/// Whether the server refused the credential: a 401/403, with a challenge (which rmcp types)
+/// or without one (which it reports by status).
+pub(crate) fn refused(e: &HttpError) -> bool {
+    match e {
+        StreamableHttpError::AuthRequired(_) | StreamableHttpError::InsufficientScope(_) => true,
+        StreamableHttpError::UnexpectedServerResponse(m) => {
+            m.starts_with("HTTP 401") || m.starts_with("HTTP 403")
+        }
+        StreamableHttpError::Client(c) => c.status().is_some_and(|s| s == 401 || s == 403),
+        _ => false,
+    }
 }
 
 impl StreamableHttpClient for AuthedHttp {
