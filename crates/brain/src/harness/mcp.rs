@@ -3,8 +3,9 @@
 //! asks. Listing happens just before the model request of a turn whose agent has an
 //! `mcp_toolset`, every server at once, under the connect timeout; a session's list is then
 //! kept in memory, so only its first turn (in this process) waits for its servers. A server
-//! that cannot be listed is left out of that turn, logged as a `session.error`, and tried again
-//! at the next turn.
+//! that cannot be listed is left out of that turn and logged as a `session.error`; the turns of
+//! the next `Limits::retry_after` leave it out without waiting on it, and the first turn after
+//! that tries it again.
 
 use agentd_mcp::{Server, model_tool_name};
 use agentd_models::ToolDef;
@@ -64,67 +65,45 @@ impl Harness {
             let env = env.as_ref();
             async move {
                 let Some(server) = server else {
-                    return Err(format!(
-                        "the agent has no MCP server named {:?}",
-                        set.mcp_server_name
+                    return Err((
+                        SessionErrorKind::McpConnectionFailedError,
+                        format!(
+                            "the agent has no MCP server named {:?}",
+                            set.mcp_server_name
+                        ),
                     ));
                 };
                 let Some(env) = env else {
-                    return Err("the session's environment cannot be read".to_owned());
+                    return Err((
+                        SessionErrorKind::McpConnectionFailedError,
+                        "the session's environment cannot be read".to_owned(),
+                    ));
                 };
                 let policy = agentd_mcp::policy_for(env, &server.url, &self.cfg.egress_private);
                 let s = Server {
                     name: &server.name,
                     url: &server.url,
                 };
-                self.mcp
-                    .tools(session_id, s, &policy)
-                    .await
-                    .map_err(|e| e.to_string())
+                match self.mcp.tools(session_id, s, &policy).await {
+                    Ok(t) => Ok(t),
+                    // Already reported when it failed.
+                    Err(agentd_mcp::Error::Unavailable { .. }) => Ok(Vec::new()),
+                    Err(e @ agentd_mcp::Error::Auth { .. }) => Err((
+                        SessionErrorKind::McpAuthenticationFailedError,
+                        e.to_string(),
+                    )),
+                    Err(e) => Err((SessionErrorKind::McpConnectionFailedError, e.to_string())),
+                }
             }
         });
         let listed = futures::future::join_all(listings).await;
         let mut offers = Vec::new();
         for (set, listed) in sets.iter().zip(listed) {
             match listed {
-                Ok(tools) => {
-                    for t in tools {
-                        let (enabled, policy) = config(set, &t.name);
-                        if !enabled {
-                            continue;
-                        }
-                        offers.push(McpOffer {
-                            server: set.mcp_server_name.clone(),
-                            def: ToolDef {
-                                name: model_tool_name(&set.mcp_server_name, &t.name),
-                                description: t.description,
-                                input_schema: t.input_schema,
-                            },
-                            tool: t.name,
-                            permission: match policy {
-                                PermissionPolicy::AlwaysAllow => Permission::Allow,
-                                // `auto` is refused when an agent is written.
-                                PermissionPolicy::AlwaysAsk | PermissionPolicy::Auto => {
-                                    Permission::Ask
-                                }
-                            },
-                        });
-                    }
-                }
-                Err(why) => {
+                Ok(tools) => offers.extend(offers_of(set, tools)),
+                Err((kind, why)) => {
                     tracing::warn!(session = session_id, server = %set.mcp_server_name, error = %why, "cannot list MCP tools");
-                    let err = NewEvent::new(EventBody::SessionError {
-                        error: SessionErrorObject {
-                            kind: SessionErrorKind::McpConnectionFailedError,
-                            message: format!(
-                                "The tools of the MCP server {:?} are not available this turn: {why}",
-                                set.mcp_server_name
-                            ),
-                            // The next turn lists the server again.
-                            retry_status: RetryStatus::Retrying,
-                            mcp_server_name: Some(set.mcp_server_name.clone()),
-                        },
-                    });
+                    let err = listing_failed(set, kind, &why);
                     match self.append(log_id, events(vec![err])).await? {
                         Appended::Done(h) if h.last_seq == *tail + 1 => *tail = h.last_seq,
                         Appended::Done(_) | Appended::Stale | Appended::Terminated => {}
@@ -172,6 +151,48 @@ impl Harness {
             Err(e) => fail(format!("{tool}: {e}")),
         }
     }
+}
+
+/// The enabled tools of `set`, as offered to the model.
+fn offers_of(set: &McpToolset, tools: Vec<agentd_mcp::ToolInfo>) -> Vec<McpOffer> {
+    let mut offers = Vec::new();
+    for t in tools {
+        let (enabled, policy) = config(set, &t.name);
+        if !enabled {
+            continue;
+        }
+        offers.push(McpOffer {
+            server: set.mcp_server_name.clone(),
+            def: ToolDef {
+                name: model_tool_name(&set.mcp_server_name, &t.name),
+                description: t.description,
+                input_schema: t.input_schema,
+            },
+            tool: t.name,
+            permission: match policy {
+                PermissionPolicy::AlwaysAllow => Permission::Allow,
+                // `auto` is refused when an agent is written.
+                PermissionPolicy::AlwaysAsk | PermissionPolicy::Auto => Permission::Ask,
+            },
+        });
+    }
+    offers
+}
+
+/// The `session.error` saying `set`'s server could not be listed.
+fn listing_failed(set: &McpToolset, kind: SessionErrorKind, why: &str) -> NewEvent {
+    NewEvent::new(EventBody::SessionError {
+        error: SessionErrorObject {
+            kind,
+            message: format!(
+                "The tools of the MCP server {:?} are not available this turn: {why}",
+                set.mcp_server_name
+            ),
+            // A later turn lists the server again.
+            retry_status: RetryStatus::Retrying,
+            mcp_server_name: Some(set.mcp_server_name.clone()),
+        },
+    })
 }
 
 /// Whether `tool` of toolset `set` is enabled, and its policy: its own config, else the default.
