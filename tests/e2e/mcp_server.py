@@ -11,6 +11,8 @@ server saw (and how many times).
 Routes:
   /mcp            the MCP server: echo, slow, huge, fail
   /malformed/mcp  answers every POST with a body that is not JSON-RPC at all
+  /broken/mcp     a hand-written server that lists one tool, `broken`, and answers its call
+                  with a body that is not JSON-RPC
 """
 
 from __future__ import annotations
@@ -87,8 +89,31 @@ def main() -> None:
         record({"call": "malformed"})
         return Response("<html>this is not JSON-RPC", media_type="application/json")
 
+    async def broken(request: Request) -> Response:
+        if request.method != "POST":
+            return Response(status_code=405)
+        msg = json.loads(await request.body())
+        method = msg.get("method", "")
+        if "id" not in msg:
+            return Response(status_code=202)
+        if method == "initialize":
+            result = {"protocolVersion": msg["params"]["protocolVersion"], "capabilities": {"tools": {}},
+                      "serverInfo": {"name": "broken", "version": "1"}}
+        elif method == "tools/list":
+            result = {"tools": [{"name": "broken", "description": "Answers garbage.",
+                                 "inputSchema": {"type": "object", "properties": {}}}]}
+        elif method == "tools/call":
+            record({"call": "broken"})
+            return Response('{"jsonrpc": "2.0", "id": ' + json.dumps(msg["id"]) + ', "result": {"content": 7',
+                            media_type="application/json")
+        else:
+            return JSONResponse({"jsonrpc": "2.0", "id": msg["id"],
+                                 "error": {"code": -32601, "message": "no such method"}})
+        return JSONResponse({"jsonrpc": "2.0", "id": msg["id"], "result": result})
+
     app = Starlette(
         routes=[Route("/malformed/mcp", malformed, methods=["POST", "GET", "DELETE"]),
+                Route("/broken/mcp", broken, methods=["POST", "GET", "DELETE"]),
                 Mount("/mcp", app=mcp_app)],
         middleware=[Middleware(BearerOnly)],
         lifespan=lambda app: mcp_app.router.lifespan_context(app),

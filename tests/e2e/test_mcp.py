@@ -42,6 +42,7 @@ class McpServer:
         self.base = line.split()[-1]
         self.url = f"{self.base}/mcp/"
         self.malformed_url = f"{self.base}/malformed/mcp"
+        self.broken_url = f"{self.base}/broken/mcp"
 
     def seen(self) -> list:
         return [json.loads(l) for l in self.record.read_text().splitlines() if l.strip()]
@@ -244,6 +245,25 @@ def test_a_server_that_is_down_or_malformed_is_reported_and_the_turn_goes_on(cli
     assert len(tu) == 1 and tu[0]["evaluated_permission"] == "deny"
 
 
+def test_a_malformed_answer_to_a_call_is_a_clear_tool_error(client, fake_upstream, mcp):
+    s = session_with(client, [url_server("broken", mcp.broken_url), url_server("tools", mcp.url)],
+                     [toolset("broken"), toolset("tools")])
+    fake_upstream.enqueue(fa.message(fa.tool_use("mcp__broken__broken", {})),
+                          fa.message(fa.tool_use("mcp__tools__echo", {"text": "after"})),
+                          fa.reply_text("done"))
+    send_text(client, s.id, "go")
+    started = time.monotonic()
+    evs = wait_events(client, s.id, rested("end_turn"), timeout=30)
+    for e in evs:
+        validate_event(e)
+    assert not of(evs, "session.error")
+    broken, echo = of(evs, "agent.mcp_tool_result")
+    assert broken["is_error"] is True and "broken" in text_of(broken), text_of(broken)
+    assert echo["is_error"] is False and text_of(echo) == "echo: after"
+    assert len(mcp.calls("broken")) == 1
+    print("malformed answer:", text_of(broken), "after", round(time.monotonic() - started, 1), "s")
+
+
 def test_a_call_cut_by_a_crash_is_answered_interrupted_and_never_sent_again(server, client, fake_upstream, mcp):
     s = session_with(client, [url_server("tools", mcp.url)], [toolset()])
     fake_upstream.enqueue(fa.message(fa.tool_use("mcp__tools__slow", {"seconds": 2, "tag": "crash"})),
@@ -305,3 +325,21 @@ def test_loopback_is_never_reached_unless_the_operator_opens_it(server_factory, 
     assert len(err) == 1 and err[0]["error"]["type"] == "mcp_connection_failed_error"
     assert "127.0.0.1" in err[0]["error"]["message"] and "may not be reached" in err[0]["error"]["message"]
     assert mcp.seen() == [], "a refused host must not be connected to at all"
+
+
+def test_a_refused_credential_is_an_authentication_error(server_factory, fake_upstream, mcp):
+    srv = server_factory(upstream=fake_upstream, env=agentd_env(AGENTD_MCP_TEST_BEARER="wrong-token"))
+    client = srv.client()
+    s = session_with(client, [url_server("tools", mcp.url)], [toolset()])
+    fake_upstream.enqueue(fa.reply_text("no tools"))
+    send_text(client, s.id, "go")
+    evs = wait_events(client, s.id, rested("end_turn"), timeout=30)
+    for e in evs:
+        validate_event(e)
+    err = of(evs, "session.error")
+    assert len(err) == 1 and err[0]["error"]["type"] == "mcp_authentication_failed_error", err
+    assert err[0]["error"]["mcp_server_name"] == "tools"
+    auths = [r["authorization"] for r in mcp.seen() if "authorization" in r]
+    # the credential is asked for again after the 401, once, then the server is given up on
+    assert auths == ["Bearer wrong-token", "Bearer wrong-token"], auths
+    assert not mcp.calls("echo")
