@@ -343,3 +343,16 @@ def test_a_refused_credential_is_an_authentication_error(server_factory, fake_up
     # the credential is asked for again after the 401, once, then the server is given up on
     assert auths == ["Bearer wrong-token", "Bearer wrong-token"], auths
     assert not mcp.calls("echo")
+
+
+def test_a_custom_tool_keeps_its_name_over_an_mcp_tool(client, fake_upstream, mcp):
+    custom = {"type": "custom", "name": "mcp__tools__echo", "description": "mine",
+              "input_schema": {"type": "object", "properties": {}}}
+    s = session_with(client, [url_server("tools", mcp.url)], [toolset(), custom])
+    fake_upstream.enqueue(fa.message(fa.tool_use("mcp__tools__echo", {"text": "x"})))
+    send_text(client, s.id, "go")
+    evs = wait_events(client, s.id, rested("requires_action"), timeout=30)
+    names = [t["name"] for t in fake_upstream.messages_requests()[0].body["tools"]]
+    assert names.count("mcp__tools__echo") == 1 and "mcp__tools__slow" in names
+    assert [e["type"] for e in evs if e["type"].endswith("tool_use")] == ["agent.custom_tool_use"]
+    assert not mcp.calls("echo")

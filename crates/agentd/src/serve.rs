@@ -518,7 +518,16 @@ fn harness(
             ..agentd_mcp::Limits::default()
         },
     );
-    let harness = harness.with_mcp(Arc::new(mcp));
+    let mcp = Arc::new(mcp);
+    let sweeper = mcp.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            sweeper.sweep();
+        }
+    });
+    let harness = harness.with_mcp(mcp);
     let Some(sb) = sandboxes else {
         return harness;
     };

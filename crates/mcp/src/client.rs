@@ -162,6 +162,14 @@ impl Mcp {
         )
     }
 
+    /// Close the connections unused for `Limits::idle` (the server runs this every minute).
+    pub fn sweep(&self) {
+        let idle = self.limits.idle;
+        self.lock().retain(|_, (_, used)| used.elapsed() < idle);
+        let rest = self.limits.retry_after;
+        lock(&self.failed).retain(|_, (_, at)| at.elapsed() < rest);
+    }
+
     /// Close every connection of session `session_id` (archived, deleted).
     pub fn forget(&self, session_id: &str) {
         self.lock().retain(|k, _| k.0 != session_id);

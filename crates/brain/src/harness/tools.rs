@@ -444,9 +444,19 @@ impl Toolbox {
         }
     }
 
-    /// The MCP tools listed for this turn.
+    /// The MCP tools listed for this turn. One whose offered name another tool already has
+    /// (a custom tool, or a server whose name cleans up to the same) is left out: the model
+    /// must never see two tools of one name.
     pub(super) fn add_mcp(&mut self, offers: Vec<super::mcp::McpOffer>) {
-        self.mcp = offers;
+        let mut names: std::collections::HashSet<String> =
+            tool_defs(self).into_iter().map(|d| d.name).collect();
+        for o in offers {
+            if names.insert(o.def.name.clone()) {
+                self.mcp.push(o);
+            } else {
+                tracing::warn!(tool = %o.def.name, server = %o.server, "an MCP tool's name is taken; not offered");
+            }
+        }
     }
 
     /// The MCP tool the model knows by `name`, if it is one (a custom tool's name wins).
