@@ -20,7 +20,7 @@ import anthropic
 import pytest
 
 import fake_anthropic as fa
-from conftest import list_raw_events, make_env, send_text, types_of, validate_event, validate_model, \
+from conftest import idle_count, list_raw_events, make_env, send_text, types_of, validate_event, validate_model, \
     wait_events, wait_until
 
 CLAUDE = "claude-sonnet-4-6"
@@ -356,3 +356,27 @@ def test_a_custom_tool_keeps_its_name_over_an_mcp_tool(client, fake_upstream, mc
     assert names.count("mcp__tools__echo") == 1 and "mcp__tools__slow" in names
     assert [e["type"] for e in evs if e["type"].endswith("tool_use")] == ["agent.custom_tool_use"]
     assert not mcp.calls("echo")
+
+
+def test_a_result_past_the_transport_bound_and_a_server_gone_mid_session_are_tool_errors(
+        client, fake_upstream, mcp):
+    s = session_with(client, [url_server("tools", mcp.url)], [toolset()])
+    fake_upstream.enqueue(fa.message(fa.tool_use("mcp__tools__huge", {"size": 20_000_000})),
+                          fa.reply_text("first done"))
+    send_text(client, s.id, "go")
+    evs = wait_events(client, s.id, rested("end_turn"), timeout=60)
+    huge = of(evs, "agent.mcp_tool_result")[0]
+    assert huge["is_error"] is True
+    assert "over agentd's cap" in text_of(huge) or "did not answer within" in text_of(huge), text_of(huge)
+    assert len(json.dumps(huge)) < 5000, "none of the huge body reaches the log"
+
+    mcp.close()
+    fake_upstream.enqueue(fa.message(fa.tool_use("mcp__tools__echo", {"text": "anyone?"})),
+                          fa.reply_text("second done"))
+    send_text(client, s.id, "again")
+    evs = wait_events(client, s.id, lambda e: idle_count(e) == 2 and rested("end_turn")(e), timeout=60)
+    for e in evs:
+        validate_event(e)
+    gone = of(evs, "agent.mcp_tool_result")[1]
+    assert gone["is_error"] is True and "tools" in text_of(gone), text_of(gone)
+    print("huge:", text_of(huge)[:200], "| gone:", text_of(gone)[:300])

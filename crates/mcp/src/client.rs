@@ -72,6 +72,8 @@ pub struct CallResult {
 struct Conn {
     service: RunningService<RoleClient, ()>,
     tools: Vec<ToolInfo>,
+    /// A response broke on the transport's size bound (see `AuthedHttp::too_large`).
+    too_large: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// (session, server name, server URL).
@@ -140,7 +142,14 @@ impl Mcp {
                     });
                 }
                 Ok(Err(e)) => {
-                    let err = classify(server, &e, self.limits.max_result_bytes);
+                    let mut err = classify(server, &e, self.limits.max_result_bytes);
+                    if conn.too_large.load(std::sync::atomic::Ordering::SeqCst) {
+                        err = Error::TooLarge {
+                            server: server.name.to_owned(),
+                            bytes: self.transport_bound(),
+                            cap: self.limits.max_result_bytes,
+                        };
+                    }
                     if !matches!(err, Error::Server { .. }) {
                         self.forget_one(session_id, server);
                     }
@@ -258,19 +267,19 @@ impl Mcp {
             http = http.resolve_to_addrs(&host, &addrs);
         }
         let http = http.build().map_err(|e| connect_err(e.to_string()))?;
+        let too_large = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let client = AuthedHttp {
             http,
             auth: self.auth.clone(),
             session_id: session_id.into(),
             url: server.url.into(),
+            too_large: too_large.clone(),
         };
         let mut cfg = StreamableHttpClientTransportConfig::with_uri(server.url);
         // A huge result is refused by the cap after decoding; the transport's own bound only
         // keeps a runaway body from filling memory first.
-        cfg.max_json_response_size = cfg
-            .max_json_response_size
-            .max(self.limits.max_result_bytes.saturating_mul(4));
-        cfg.max_sse_event_size = cfg.max_sse_event_size.max(cfg.max_json_response_size);
+        cfg.max_json_response_size = self.transport_bound();
+        cfg.max_sse_event_size = self.transport_bound();
         let transport = StreamableHttpClientTransport::with_client(client, cfg);
         let service = ().serve(transport).await.map_err(|e| {
             let why = chain(&e);
@@ -295,7 +304,17 @@ impl Mcp {
                 input_schema: Value::Object((*t.input_schema).clone()),
             })
             .collect();
-        Ok(Conn { service, tools })
+        Ok(Conn {
+            service,
+            tools,
+            too_large,
+        })
+    }
+
+    /// The most bytes one response may take on the wire: four times the result cap (JSON
+    /// escaping, structured content beside the text), at least 16 MiB.
+    fn transport_bound(&self) -> usize {
+        self.limits.max_result_bytes.saturating_mul(4).max(16 << 20)
     }
 }
 
@@ -411,7 +430,7 @@ fn classify(server: Server<'_>, e: &ServiceError, cap: usize) -> Error {
     if why.contains("exceeded the maximum size") {
         Error::TooLarge {
             server: name,
-            bytes: cap.saturating_mul(4),
+            bytes: cap.saturating_mul(4).max(16 << 20),
             cap,
         }
     } else if is_auth(&why) {

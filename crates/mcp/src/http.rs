@@ -4,7 +4,9 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
+use futures::StreamExt;
 use futures::stream::BoxStream;
 use http::{HeaderName, HeaderValue};
 use rmcp::model::ClientJsonRpcMessage;
@@ -24,6 +26,9 @@ pub(crate) struct AuthedHttp {
     pub(crate) auth: Arc<dyn McpAuth>,
     pub(crate) session_id: Arc<str>,
     pub(crate) url: Arc<str>,
+    /// Set when a response stream broke on rmcp's event size bound. rmcp then closes the
+    /// transport, and the call only sees "transport closed"; this says why.
+    pub(crate) too_large: Arc<AtomicBool>,
 }
 
 impl AuthedHttp {
@@ -92,7 +97,7 @@ impl StreamableHttpClient for AuthedHttp {
                 limits,
             )
             .await;
-        match first {
+        let answer = match first {
             Err(e) if refused(&e) => {
                 self.http
                     .post_message_with_response_limits(
@@ -104,6 +109,20 @@ impl StreamableHttpClient for AuthedHttp {
                         limits,
                     )
                     .await
+            }
+            other => other,
+        };
+        match answer {
+            Ok(StreamableHttpPostResponse::Sse(stream, sid)) => {
+                let flag = self.too_large.clone();
+                let stream = stream.inspect(move |item| {
+                    if let Err(e) = item
+                        && format!("{e:?}").contains("TooLarge")
+                    {
+                        flag.store(true, Ordering::SeqCst);
+                    }
+                });
+                Ok(StreamableHttpPostResponse::Sse(stream.boxed(), sid))
             }
             other => other,
         }
