@@ -4,9 +4,9 @@ and served over streamable HTTP on loopback. Run as a process:
     python mcp_server.py --token SECRET --record calls.jsonl
 
 prints `listening on http://127.0.0.1:PORT` once it accepts connections. Every request must
-carry `Authorization: Bearer SECRET` (401 otherwise). Each tool call and each Authorization
-header value seen is appended to the record file as one JSON line, so a test can tell what the
-server saw (and how many times).
+carry `Authorization: Bearer SECRET` (401 otherwise). Each tool call, and each HTTP request
+with its Authorization header and JSON-RPC method, is appended to the record file as one JSON
+line, so a test can tell what the server saw (and how many times).
 
 Routes:
   /mcp            the MCP server: echo, slow, huge, fail
@@ -75,14 +75,35 @@ def main() -> None:
             self.app = app
 
         async def __call__(self, scope, receive, send):
-            if scope["type"] == "http":
-                headers = dict(scope["headers"])
-                got = headers.get(b"authorization", b"").decode()
-                record({"authorization": got, "path": scope["path"]})
-                if got != f"Bearer {a.token}":
-                    await JSONResponse({"error": "unauthorized"}, status_code=401)(scope, receive, send)
-                    return
-            await self.app(scope, receive, send)
+            if scope["type"] != "http":
+                await self.app(scope, receive, send)
+                return
+            headers = dict(scope["headers"])
+            got = headers.get(b"authorization", b"").decode()
+            # Read the body to record the JSON-RPC method, then hand it on unchanged.
+            body, more = b"", True
+            while more:
+                msg = await receive()
+                body += msg.get("body", b"")
+                more = msg.get("more_body", False)
+            try:
+                method = json.loads(body).get("method") if body else None
+            except ValueError:
+                method = None
+            record({"authorization": got, "path": scope["path"], "http": scope["method"], "method": method})
+            if got != f"Bearer {a.token}":
+                await JSONResponse({"error": "unauthorized"}, status_code=401)(scope, receive, send)
+                return
+            replayed = False
+
+            async def replay():
+                nonlocal replayed
+                if not replayed:
+                    replayed = True
+                    return {"type": "http.request", "body": body, "more_body": False}
+                return await receive()
+
+            await self.app(scope, replay, send)
 
     async def malformed(request: Request) -> Response:
         await request.body()

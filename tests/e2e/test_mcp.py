@@ -47,6 +47,9 @@ class McpServer:
     def seen(self) -> list:
         return [json.loads(l) for l in self.record.read_text().splitlines() if l.strip()]
 
+    def methods(self) -> list:
+        return [r["method"] for r in self.seen() if r.get("method")]
+
     def calls(self, name: str) -> list:
         return [r for r in self.seen() if r.get("call") == name]
 
@@ -157,6 +160,14 @@ def test_tools_are_listed_offered_called_and_answered(server, client, fake_upstr
     assert [c["text"] for c in mcp.calls("echo")] == ["hello mcp"]
     auths = [r["authorization"] for r in mcp.seen() if "authorization" in r]
     assert auths and all(h == f"Bearer {TOKEN}" for h in auths)
+    # a second turn uses the session's connection: the tools were listed once
+    fake_upstream.enqueue(fa.message(fa.tool_use("mcp__tools__echo", {"text": "again"})),
+                          fa.reply_text("done again"))
+    send_text(client, s.id, "once more")
+    wait_events(client, s.id, lambda e: len(of(e, "agent.mcp_tool_result")) == 2 and rested("end_turn")(e),
+                timeout=30)
+    assert mcp.methods().count("initialize") == 1 and mcp.methods().count("tools/list") == 1, mcp.methods()
+    assert mcp.methods().count("tools/call") == 2
     # the token reached neither the log, the model nor agentd's own log
     assert TOKEN not in json.dumps(list_raw_events(client, s.id))
     assert all(TOKEN not in r.text for r in reqs)
@@ -280,6 +291,9 @@ def test_a_call_cut_by_a_crash_is_answered_interrupted_and_never_sent_again(serv
     assert len(res) == 1 and res[0]["is_error"] is True and "interrupted" in text_of(res[0])
     time.sleep(2.5)  # longer than the call: a second one would have been recorded by now
     assert len(mcp.calls("slow")) == 1
+    assert mcp.methods().count("tools/call") == 1
+    # memory held the tool list, not the log: the restarted process listed the tools again
+    assert mcp.methods().count("tools/list") == 2, mcp.methods()
 
 
 def test_agent_fields_are_validated_and_a_forbidden_host_is_refused(client, fake_upstream, mcp):
