@@ -394,3 +394,18 @@ def test_a_result_past_the_transport_bound_and_a_server_gone_mid_session_are_too
     gone = of(evs, "agent.mcp_tool_result")[1]
     assert gone["is_error"] is True and "tools" in text_of(gone), text_of(gone)
     print("huge:", text_of(huge)[:200], "| gone:", text_of(gone)[:300])
+
+
+def test_an_interrupt_abandons_a_running_call(client, fake_upstream, mcp):
+    s = session_with(client, [url_server("tools", mcp.url)], [toolset()])
+    fake_upstream.enqueue(fa.message(fa.tool_use("mcp__tools__slow", {"seconds": 20, "tag": "cut"})))
+    send_text(client, s.id, "go")
+    wait_until(lambda: mcp.calls("slow"), timeout=30, what="the slow call to reach the server")
+    client.beta.sessions.events.send(s.id, events=[{"type": "user.interrupt"}])
+    evs = wait_events(client, s.id, lambda e: bool(of(e, "agent.mcp_tool_result")) and rested("end_turn")(e),
+                      timeout=10)
+    for e in evs:
+        validate_event(e)
+    res = of(evs, "agent.mcp_tool_result")[0]
+    assert res["is_error"] is True and "Interrupted by the user" in text_of(res)
+    assert len(mcp.calls("slow")) == 1 and not mcp.calls("slow_done")

@@ -1,6 +1,7 @@
 //! Tool calls: which tools an agent is offered and with what permission, and how the harness
 //! answers the built-in ones — in the sandbox, on the host (`web_fetch`, `web_search`), or, for
-//! a coordinator's thread tools, by logging the thread's creation or message.
+//! a coordinator's thread tools, by logging the thread's creation or message — and the MCP ones,
+//! through the MCP client (`mcp`), under the same started/result bookkeeping.
 
 use std::sync::Arc;
 
@@ -104,7 +105,11 @@ impl Harness {
                             if let Some(sb) = &self.sandboxes {
                                 sb.release(log_id).await;
                             }
-                            let o = Output::error("Interrupted by the user; the command was stopped.");
+                            let o = Output::error(if matches!(w.name, ToolName::Mcp { .. }) {
+                                "Interrupted by the user; agentd abandoned the call, which the MCP server may have partly run."
+                            } else {
+                                "Interrupted by the user; the command was stopped."
+                            });
                             self.append(log_id, events(vec![tool_result(&w, blocks(o))])).await?;
                             return Ok(Flow::Stop);
                         }
