@@ -409,3 +409,39 @@ def test_an_interrupt_abandons_a_running_call(client, fake_upstream, mcp):
     res = of(evs, "agent.mcp_tool_result")[0]
     assert res["is_error"] is True and "Interrupted by the user" in text_of(res)
     assert len(mcp.calls("slow")) == 1 and not mcp.calls("slow_done")
+
+
+def test_a_worker_thread_calls_mcp_tools_and_its_ask_is_answered_on_the_session(
+        client, scripts_dir, mcp):
+    from conftest import all_pages, write_script
+    worker_model = write_script(scripts_dir, "mcp_worker", json.dumps({"turns": [
+        {"tool_use": {"name": "mcp__tools__echo", "input": {"text": "from the worker"}}},
+        {"text": "worker done"},
+    ]}))
+    worker = client.beta.agents.create(name="fetcher", model=worker_model,
+                                       mcp_servers=[url_server("tools", mcp.url)],
+                                       tools=[toolset(policy="always_ask")])
+    coord_model = write_script(scripts_dir, "mcp_coordinator", json.dumps({"turns": [
+        {"tool_use": {"name": "start_thread", "input": {"agent": "fetcher", "message": "fetch"}}},
+        {"text": "Waiting."},
+        {"echo": True},
+    ]}))
+    coord = client.beta.agents.create(name="coordinator", model=coord_model,
+                                      multiagent={"type": "coordinator", "agents": [worker.id]})
+    s = client.beta.sessions.create(agent=coord.id, environment_id=make_env(client).id)
+    send_text(client, s.id, "go")
+    evs = wait_events(client, s.id, lambda e: bool(of(e, "agent.mcp_tool_use")), timeout=30)
+    ask = of(evs, "agent.mcp_tool_use")[0]
+    assert ask["session_thread_id"].startswith("sthr_") and ask["evaluated_permission"] == "ask"
+    assert not mcp.calls("echo")
+    client.beta.sessions.events.send(s.id, events=[
+        {"type": "user.tool_confirmation", "tool_use_id": ask["id"], "result": "allow"}])
+    evs = wait_events(client, s.id, rested("end_turn"), timeout=30)
+    for e in evs:
+        validate_event(e)
+    assert "worker done" in text_of(of(evs, "agent.message")[-1])
+    thread = all_pages(client.beta.sessions.threads.events.with_raw_response.list, ask["session_thread_id"],
+                       session_id=s.id, limit=1000)
+    res = of(thread, "agent.mcp_tool_result")
+    assert len(res) == 1 and text_of(res[0]) == "echo: from the worker"
+    assert [c["text"] for c in mcp.calls("echo")] == ["from the worker"]
