@@ -445,3 +445,15 @@ def test_a_worker_thread_calls_mcp_tools_and_its_ask_is_answered_on_the_session(
     res = of(thread, "agent.mcp_tool_result")
     assert len(res) == 1 and text_of(res[0]) == "echo: from the worker"
     assert [c["text"] for c in mcp.calls("echo")] == ["from the worker"]
+
+
+def test_archiving_a_session_closes_its_mcp_connection(client, fake_upstream, mcp):
+    s = session_with(client, [url_server("tools", mcp.url)], [toolset()])
+    fake_upstream.enqueue(fa.message(fa.tool_use("mcp__tools__echo", {"text": "x"})), fa.reply_text("ok"))
+    send_text(client, s.id, "go")
+    wait_events(client, s.id, rested("end_turn"), timeout=30)
+    assert not [r for r in mcp.seen() if r.get("http") == "DELETE"]
+    client.beta.sessions.archive(s.id)
+    # the MCP session is ended on the server (HTTP DELETE), not left to time out there
+    wait_until(lambda: [r for r in mcp.seen() if r.get("http") == "DELETE"], timeout=10,
+               what="the MCP session to be closed")

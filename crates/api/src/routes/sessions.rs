@@ -320,6 +320,7 @@ async fn archive(
     if let Some(sb) = harness.sandboxes() {
         sb.release_session(&id).await;
     }
+    harness.mcp().forget(&id);
     // Its last outputs are collected before it is archived: a crash in between leaves it
     // unarchived, and archiving again collects again.
     harness
@@ -348,6 +349,7 @@ async fn delete(
 ) -> ApiResult<Json<Deleted>> {
     st.store.delete_session(&ws.id, &id).await?;
     st.runner.forget(&id);
+    st.runner.harness().mcp().forget(&id);
     if let Some(sb) = st.runner.harness().sandboxes() {
         sb.destroy(&id).await;
     }

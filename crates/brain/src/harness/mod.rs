@@ -193,6 +193,11 @@ impl Harness {
         agentd_egress::unreachable_entry(entry, &self.cfg.egress_private)
     }
 
+    /// The MCP client: an archived or deleted session's connections are closed through it.
+    pub fn mcp(&self) -> &Arc<agentd_mcp::Mcp> {
+        &self.mcp
+    }
+
     pub fn sandboxes(&self) -> Option<&Arc<Sandboxes>> {
         self.sandboxes.as_ref()
     }
