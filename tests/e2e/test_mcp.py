@@ -63,7 +63,7 @@ def mcp(tmp_path):
     try:
         import mcp as _  # noqa: F401
     except ImportError:
-        pytest.skip("the `mcp` package is not installed (tests/e2e/requirements.txt)")
+        pytest.fail("the `mcp` package is missing: pip install -r tests/e2e/requirements.txt")
     s = McpServer(tmp_path)
     yield s
     s.close()
