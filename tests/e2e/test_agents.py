@@ -227,8 +227,6 @@ def test_a_broken_script_is_refused_at_create(client, scripts_dir):
 
 
 @pytest.mark.parametrize("field,value,where", [
-    ("mcp_servers", [{"type": "url", "name": "docs", "url": "https://mcp.example.com"}], "mcp_servers"),
-    ("tools", [{"type": "mcp_toolset", "mcp_server_name": "docs"}], "tools[0].type"),
     ("skills", [{"type": "anthropic", "skill_id": "xlsx"}], "skills"),
     ("tools", [{"type": "agent_toolset_20260401", "default_config": {"permission_policy": {"type": "auto"}}}],
      "tools[0].default_config.permission_policy"),

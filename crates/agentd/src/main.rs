@@ -10,6 +10,7 @@ mod db;
 mod environments;
 mod keys;
 mod listen;
+mod mcp_auth;
 mod models;
 mod run;
 mod serve;

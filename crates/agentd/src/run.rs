@@ -167,9 +167,13 @@ fn show_progress(kind: &str, ev: &Value, err: &mut std::io::Stderr) {
                 ev["input"]
             );
         }
-        "agent.tool_use" => {
+        "agent.tool_use" | "agent.mcp_tool_use" => {
+            let server = ev["mcp_server_name"]
+                .as_str()
+                .map(|s| format!("{s}/"))
+                .unwrap_or_default();
             eprintln!(
-                "tool: {}({}){}",
+                "tool: {server}{}({}){}",
                 ev["name"].as_str().unwrap_or("?"),
                 ev["input"],
                 if ev["evaluated_permission"] == "ask" {
@@ -179,7 +183,7 @@ fn show_progress(kind: &str, ev: &Value, err: &mut std::io::Stderr) {
                 }
             );
         }
-        "agent.tool_result" => {
+        "agent.tool_result" | "agent.mcp_tool_result" => {
             let text = text_of(&ev["content"]);
             let shown: String = text.chars().take(400).collect();
             let more = if shown.len() < text.len() {

@@ -166,6 +166,16 @@ pub struct Args {
         value_delimiter = ','
     )]
     egress_allow_private: Vec<agentd_egress::Cidr>,
+    /// Seconds one MCP tool call may take; past it the model reads a timeout error.
+    #[arg(long, env = "AGENTD_MCP_CALL_TIMEOUT_SECS", default_value_t = 60)]
+    mcp_call_timeout_secs: u64,
+    /// Seconds connecting to an MCP server and listing its tools may take.
+    #[arg(long, env = "AGENTD_MCP_CONNECT_TIMEOUT_SECS", default_value_t = 15)]
+    mcp_connect_timeout_secs: u64,
+    /// Most bytes of content one MCP tool call may return; a larger result is an error the
+    /// model reads.
+    #[arg(long, env = "AGENTD_MCP_MAX_RESULT_BYTES", default_value_t = 1 << 20)]
+    mcp_max_result_bytes: usize,
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -366,7 +376,24 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
         Some(p) => agentd_models::Prices::load(p).map_err(anyhow::Error::msg)?,
         None => agentd_models::Prices::default(),
     };
-    let harness = harness(&a, &store, models.clone(), &previews, sandboxes, prices);
+    let resolver = agentd_vault::Resolver::new(
+        store.clone(),
+        sealer.clone(),
+        agentd_vault::Reach::new(a.egress_allow_private.clone()),
+    );
+    let mcp_auth = Arc::new(crate::mcp_auth::VaultAuth::new(
+        store.clone(),
+        resolver.clone(),
+    ));
+    let harness = harness(
+        &a,
+        &store,
+        models.clone(),
+        &previews,
+        sandboxes,
+        prices,
+        mcp_auth,
+    );
     let runner = Runner::new(harness, store.clone(), lease);
     let rate = RateLimit {
         per_second: a.rate_limit,
@@ -375,10 +402,7 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
     let state = AppState::new(store.clone(), runner.clone(), previews, models, rate)
         .with_max_streams_per_key(a.max_streams_per_key.max(1))
         .with_work_lease_ttl(a.work_lease_ttl)
-        .with_vault(
-            sealer,
-            agentd_vault::Reach::new(a.egress_allow_private.clone()),
-        );
+        .with_vault(sealer, resolver);
     tokio::spawn(agentd_api::run_work_leases(state.clone()));
 
     let listener = tokio::net::TcpListener::bind(a.listen)
@@ -482,6 +506,7 @@ fn harness(
     previews: &Previews,
     sandboxes: Option<Arc<Sandboxes>>,
     prices: agentd_models::Prices,
+    mcp_auth: Arc<dyn agentd_mcp::McpAuth>,
 ) -> Harness {
     let harness = Harness::new(
         store.clone(),
@@ -505,6 +530,25 @@ fn harness(
             ..HarnessConfig::default()
         },
     );
+    let mcp = agentd_mcp::Mcp::new(
+        mcp_auth,
+        agentd_mcp::Limits {
+            connect_timeout: Duration::from_secs(a.mcp_connect_timeout_secs.max(1)),
+            call_timeout: Duration::from_secs(a.mcp_call_timeout_secs.max(1)),
+            max_result_bytes: a.mcp_max_result_bytes,
+            ..agentd_mcp::Limits::default()
+        },
+    );
+    let mcp = Arc::new(mcp);
+    let sweeper = mcp.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            sweeper.sweep();
+        }
+    });
+    let harness = harness.with_mcp(mcp);
     let Some(sb) = sandboxes else {
         return harness;
     };

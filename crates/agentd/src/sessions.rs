@@ -99,7 +99,13 @@ pub fn summary(e: &Value) -> String {
         "agent.custom_tool_use" | "agent.tool_use" => {
             format!("{}({})", e["name"].as_str().unwrap_or("?"), e["input"])
         }
-        "agent.tool_result" => {
+        "agent.mcp_tool_use" => format!(
+            "{}/{}({})",
+            e["mcp_server_name"].as_str().unwrap_or("?"),
+            e["name"].as_str().unwrap_or("?"),
+            e["input"]
+        ),
+        "agent.tool_result" | "agent.mcp_tool_result" => {
             let t = e["content"][0]["text"].as_str().unwrap_or("");
             let first = t.lines().next().unwrap_or("");
             format!(

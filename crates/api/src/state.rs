@@ -61,8 +61,13 @@ impl AppState {
     #[must_use]
     /// Requests made for a credential (token endpoints, `mcp_oauth_validate`) reach what
     /// `reach` allows: public addresses and the ranges the operator opened.
-    pub fn with_vault(mut self, sealer: agentd_vault::Sealer, reach: agentd_vault::Reach) -> Self {
-        let resolver = agentd_vault::Resolver::new(self.store.clone(), sealer.clone(), reach);
+    /// `resolver` is the one the edge (the MCP client) uses too: one refresh per credential at a
+    /// time holds only within one resolver, and a refresh token may be single-use.
+    pub fn with_vault(
+        mut self,
+        sealer: agentd_vault::Sealer,
+        resolver: agentd_vault::Resolver,
+    ) -> Self {
         self.vault = Some(VaultState {
             sealer,
             resolver,

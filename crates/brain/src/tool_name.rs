@@ -18,6 +18,11 @@ pub enum ToolName {
     StartThread,
     /// A coordinator's tool that messages a worker thread it started.
     SendToThread,
+    /// A tool of an MCP server of the agent, which agentd calls as the MCP client.
+    Mcp {
+        server: String,
+        tool: String,
+    },
     /// Any other name: a custom tool's, or one the model made up.
     Other(String),
 }
@@ -54,6 +59,7 @@ impl ToolName {
             ToolName::WebSearch => "web_search",
             ToolName::StartThread => ToolName::START_THREAD,
             ToolName::SendToThread => ToolName::SEND_TO_THREAD,
+            ToolName::Mcp { tool, .. } => tool,
             ToolName::Other(name) => name,
         }
     }

@@ -125,13 +125,22 @@ pub fn check_answer(e: &UserEvent, call: Option<&EventBody>) -> Result<(), Unans
     let Some(answer) = answer_of(e) else {
         return Ok(());
     };
-    let Some(call) = call.filter(|c| c.type_name() == answer.call_type) else {
+    // A confirmation answers an MCP call that asks as it answers a built-in one.
+    let mcp_confirmation = |c: &EventBody| {
+        matches!(e, UserEvent::ToolConfirmation(_)) && c.type_name() == "agent.mcp_tool_use"
+    };
+    let Some(call) = call.filter(|c| c.type_name() == answer.call_type || mcp_confirmation(c))
+    else {
         return Err(Unanswerable::NoSuchCall);
     };
     match (e, call) {
         (
             UserEvent::ToolConfirmation(_),
             EventBody::AgentToolUse {
+                evaluated_permission,
+                ..
+            }
+            | EventBody::AgentMcpToolUse {
                 evaluated_permission,
                 ..
             },

@@ -88,6 +88,26 @@ pub enum EventBody {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         is_error: Option<bool>,
     },
+    /// A call of a tool an MCP server offers; agentd, the MCP client, makes it.
+    #[serde(rename = "agent.mcp_tool_use")]
+    AgentMcpToolUse {
+        /// The tool's name on its server (the model calls it `mcp__<server>__<name>`).
+        name: String,
+        mcp_server_name: String,
+        input: Map<String, Value>,
+        evaluated_permission: Option<Permission>,
+        /// Set on a worker thread's event shown on its session's log: the thread it belongs to.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        session_thread_id: Option<String>,
+    },
+    #[serde(rename = "agent.mcp_tool_result")]
+    AgentMcpToolResult {
+        mcp_tool_use_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        content: Option<Vec<ContentBlock>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        is_error: Option<bool>,
+    },
     #[serde(rename = "user.define_outcome")]
     UserDefineOutcome {
         outcome_id: String,
@@ -190,6 +210,9 @@ impl EventBody {
             EventBody::AgentToolUse {
                 session_thread_id, ..
             }
+            | EventBody::AgentMcpToolUse {
+                session_thread_id, ..
+            }
             | EventBody::AgentCustomToolUse {
                 session_thread_id, ..
             }
@@ -210,6 +233,9 @@ impl EventBody {
     pub fn set_copied_from(&mut self, tid: Option<String>) {
         match self {
             EventBody::AgentToolUse {
+                session_thread_id, ..
+            }
+            | EventBody::AgentMcpToolUse {
                 session_thread_id, ..
             }
             | EventBody::AgentCustomToolUse {
@@ -242,6 +268,8 @@ impl EventBody {
             EventBody::AgentCustomToolUse { .. } => "agent.custom_tool_use",
             EventBody::AgentToolUse { .. } => "agent.tool_use",
             EventBody::AgentToolResult { .. } => "agent.tool_result",
+            EventBody::AgentMcpToolUse { .. } => "agent.mcp_tool_use",
+            EventBody::AgentMcpToolResult { .. } => "agent.mcp_tool_result",
             EventBody::ToolStarted { .. } => INTERNAL_TOOL_STARTED,
             EventBody::UserDefineOutcome { .. } => "user.define_outcome",
             EventBody::SpanOutcomeEvaluationStart { .. } => "span.outcome_evaluation_start",
@@ -347,6 +375,9 @@ pub struct SessionErrorObject {
     pub kind: SessionErrorKind,
     pub message: String,
     pub retry_status: RetryStatus,
+    /// The server an `mcp_connection_failed_error` or `mcp_authentication_failed_error` is about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mcp_server_name: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -355,6 +386,8 @@ pub enum SessionErrorKind {
     ModelOverloadedError,
     ModelRateLimitedError,
     ModelRequestFailedError,
+    McpConnectionFailedError,
+    McpAuthenticationFailedError,
     UnknownError,
 }
 

@@ -7,8 +7,8 @@ use axum::{Extension, Json, Router};
 use agentd_catalog::AgentFilter;
 use agentd_wire::agent::{
     AGENT_TOOLSET_20260401_TOOLS, AgentRef, AgentSpec, AgentTag, CreateAgent, ExecutionIdentity,
-    Multiagent, MultiagentParams, PermissionPolicy, RosterEntryParam, RosterMember, RosterParam,
-    SelfRef, SelfTag, Tool, Toolset, UpdateAgent,
+    McpServer, McpToolset, Multiagent, MultiagentParams, PermissionPolicy, RosterEntryParam,
+    RosterMember, RosterParam, SelfRef, SelfTag, Tool, Toolset, UpdateAgent,
 };
 use agentd_wire::{Agent, Page};
 
@@ -38,17 +38,104 @@ pub fn validate(state: &AppState, spec: &AgentSpec) -> ApiResult<()> {
     }
     limits::metadata("metadata", &spec.metadata)?;
     unsupported(spec)?;
-    validate_tools(&spec.tools)
+    validate_mcp_servers(&spec.mcp_servers)?;
+    validate_tools(&spec.tools, &spec.mcp_servers)
+}
+
+/// The most characters of an MCP server's name (the SDK's limit).
+const MCP_SERVER_NAME_CHARS: usize = 255;
+
+/// Each server has a unique name and an http(s) URL with a host, which agentd connects to as
+/// the MCP client.
+fn validate_mcp_servers(servers: &[McpServer]) -> ApiResult<()> {
+    let mut seen = std::collections::HashSet::new();
+    for (i, s) in servers.iter().enumerate() {
+        let n = s.name.chars().count();
+        if n == 0 || n > MCP_SERVER_NAME_CHARS {
+            return Err(ApiError::invalid(format!(
+                "mcp_servers[{i}].name: must be 1-{MCP_SERVER_NAME_CHARS} characters"
+            )));
+        }
+        if !seen.insert(s.name.as_str()) {
+            return Err(ApiError::invalid(format!(
+                "mcp_servers[{i}].name: {:?} is declared twice; server names must be unique",
+                s.name
+            )));
+        }
+        let url = url::Url::parse(&s.url).map_err(|e| {
+            ApiError::invalid(format!(
+                "mcp_servers[{i}].url: {:?} is not a URL: {e}",
+                s.url
+            ))
+        })?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+            return Err(ApiError::invalid(format!(
+                "mcp_servers[{i}].url: {:?} must be an http or https URL with a host",
+                s.url
+            )));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(ApiError::invalid(format!(
+                "mcp_servers[{i}].url: must not carry credentials; put them in a vault"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// An MCP toolset names one of the agent's servers, once, and configures each tool at most
+/// once.
+fn validate_mcp_toolset(
+    at: &str,
+    set: &McpToolset,
+    servers: &[McpServer],
+    used: &mut std::collections::HashSet<String>,
+) -> ApiResult<()> {
+    if !servers.iter().any(|s| s.name == set.mcp_server_name) {
+        return Err(ApiError::invalid(format!(
+            "{at}.mcp_server_name: {:?} names no server in mcp_servers",
+            set.mcp_server_name
+        )));
+    }
+    if !used.insert(set.mcp_server_name.clone()) {
+        return Err(ApiError::invalid(format!(
+            "{at}.mcp_server_name: the server {:?} has two mcp_toolset entries; list it once",
+            set.mcp_server_name
+        )));
+    }
+    policy(
+        &format!("{at}.default_config.permission_policy"),
+        set.default_config.permission_policy,
+    )?;
+    let mut seen = std::collections::HashSet::new();
+    for (j, c) in set.configs.iter().enumerate() {
+        let at = format!("{at}.configs[{j}]");
+        let n = c.name.chars().count();
+        if n == 0 || n > limits::TOOL_NAME_CHARS {
+            return Err(ApiError::invalid(format!(
+                "{at}.name: must be 1-{} characters",
+                limits::TOOL_NAME_CHARS
+            )));
+        }
+        if !seen.insert(c.name.as_str()) {
+            return Err(ApiError::invalid(format!(
+                "{at}.name: {:?} is configured twice",
+                c.name
+            )));
+        }
+        policy(&format!("{at}.permission_policy"), c.permission_policy)?;
+        if let Some(k) = c.rest.keys().next() {
+            return Err(ApiError::invalid(format!(
+                "{at}.{k}: not a field of an MCP tool config"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Fields an agent could carry that this agentd cannot act on: refused, so that no agent
 /// appears to have what its runs would silently lack.
 fn unsupported(spec: &AgentSpec) -> ApiResult<()> {
-    if !spec.mcp_servers.is_empty() {
-        return Err(ApiError::invalid(
-            "mcp_servers: MCP servers are not supported by this agentd yet; omit the field or send an empty list",
-        ));
-    }
     if !spec.skills.is_empty() {
         return Err(ApiError::invalid(
             "skills: skills are not supported by this agentd yet; omit the field or send an empty list",
@@ -65,7 +152,8 @@ fn unsupported(spec: &AgentSpec) -> ApiResult<()> {
 }
 
 /// Tool names, the number of tools, and toolset configs this agentd can honour.
-fn validate_tools(tools: &[Tool]) -> ApiResult<()> {
+fn validate_tools(tools: &[Tool], servers: &[McpServer]) -> ApiResult<()> {
+    let mut mcp_used = std::collections::HashSet::new();
     let total: usize = tools
         .iter()
         .map(|t| match t {
@@ -111,10 +199,8 @@ fn validate_tools(tools: &[Tool]) -> ApiResult<()> {
                 }
                 validate_toolset(&format!("tools[{i}]"), set)?;
             }
-            Tool::McpToolset(_) => {
-                return Err(ApiError::invalid(format!(
-                    "tools[{i}].type: mcp_toolset is not supported by this agentd yet; MCP servers cannot be connected"
-                )));
+            Tool::McpToolset(set) => {
+                validate_mcp_toolset(&format!("tools[{i}]"), set, servers, &mut mcp_used)?;
             }
         }
     }

@@ -67,6 +67,7 @@ async fn create(
     }
     limits::count("vault_ids", req.vault_ids.len(), limits::SESSION_VAULTS)?;
     let resources = crate::routes::resources::parse_all(&st, &ws.id, req.resources).await?;
+    mcp_reachable(&st, &ws.id, &req.environment_id, &agent).await?;
     validate_events(&st, None, &req.initial_events, "initial_events").await?;
     let initial = file_rubrics(&st, &ws.id, req.initial_events, "initial_events").await?;
     let (batch, wakes) = agentd_session::inbox::initial(initial);
@@ -89,6 +90,32 @@ async fn create(
         st.runner.notify(&session.id);
     }
     Ok(Json(session))
+}
+
+/// Refuse a session whose environment's networking can never let agentd reach one of its
+/// agent's MCP servers: known now, it would otherwise surface only as a failing tool.
+async fn mcp_reachable(
+    st: &AppState,
+    ws: &str,
+    environment_id: &str,
+    agent: &SessionAgent,
+) -> ApiResult<()> {
+    if agent.spec.mcp_servers.is_empty() {
+        return Ok(());
+    }
+    // A missing environment is the store's error to report, when the session is made.
+    let Ok(env) = st.store.get_environment(ws, environment_id).await else {
+        return Ok(());
+    };
+    for (i, s) in agent.spec.mcp_servers.iter().enumerate() {
+        if let Some(why) = agentd_mcp::refusal(&env.config, &s.url, &[]) {
+            return Err(ApiError::invalid(format!(
+                "agent.mcp_servers[{i}].url: the MCP server {:?} cannot be reached from environment {environment_id}: {why}",
+                s.name
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// `agent` of a session create, parsed by its form so an error names its path.
@@ -292,6 +319,7 @@ async fn archive(
     if let Some(sb) = harness.sandboxes() {
         sb.release_session(&id).await;
     }
+    harness.mcp().forget(&id);
     // Its last outputs are collected before it is archived: a crash in between leaves it
     // unarchived, and archiving again collects again.
     harness
@@ -325,6 +353,7 @@ async fn delete(
 ) -> ApiResult<Json<Deleted>> {
     st.store.delete_session(&ws.id, &id).await?;
     st.runner.forget(&id);
+    st.runner.harness().mcp().forget(&id);
     if let Some(sb) = st.runner.harness().sandboxes() {
         sb.destroy(&id).await;
     }

@@ -181,16 +181,7 @@ fn toolset(extra: Value) -> Value {
 #[tokio::test]
 async fn what_this_agentd_cannot_act_on_is_refused_not_stored() {
     let api = TestApi::new().await;
-    let mcp = json!({"type": "url", "name": "docs", "url": "https://mcp.example.com"});
     for (extra, msg) in [
-        (
-            json!({"mcp_servers": [mcp]}),
-            "mcp_servers: MCP servers are not supported by this agentd yet",
-        ),
-        (
-            json!({"tools": [{"type": "mcp_toolset", "mcp_server_name": "docs"}]}),
-            "tools[0].type: mcp_toolset is not supported by this agentd yet",
-        ),
         (
             json!({"skills": [{"type": "anthropic", "skill_id": "xlsx"}]}),
             "skills: skills are not supported by this agentd yet",
@@ -239,6 +230,96 @@ async fn what_this_agentd_cannot_act_on_is_refused_not_stored() {
     )
     .await
     .invalid("skills: skills are not supported");
+}
+
+#[tokio::test]
+async fn mcp_servers_and_toolsets_are_stored_with_their_defaults_resolved() {
+    let api = TestApi::new().await;
+    let docs = json!({"type": "url", "name": "docs", "url": "https://mcp.example.com/mcp"});
+    let a = api
+        .post(
+            "/v1/agents",
+            agent_with(json!({
+                "mcp_servers": [docs],
+                "tools": [{"type": "mcp_toolset", "mcp_server_name": "docs",
+                           "default_config": {"permission_policy": {"type": "always_ask"}},
+                           "configs": [{"name": "search", "enabled": false},
+                                       {"name": "read", "permission_policy": null}]}],
+            })),
+        )
+        .await
+        .ok();
+    assert_eq!(a["mcp_servers"], json!([docs]));
+    assert_eq!(
+        a["tools"],
+        json!([{"type": "mcp_toolset", "mcp_server_name": "docs",
+                "default_config": {"enabled": true, "permission_policy": {"type": "always_ask"}},
+                "configs": [
+                    {"name": "search", "enabled": false, "permission_policy": {"type": "always_ask"}},
+                    {"name": "read", "enabled": true, "permission_policy": {"type": "always_ask"}}]}])
+    );
+    let id = a["id"].as_str().expect("id");
+    let got = api.get(&format!("/v1/agents/{id}")).await.ok();
+    assert_eq!(got["tools"], a["tools"]);
+}
+
+#[tokio::test]
+async fn mcp_servers_and_toolsets_are_validated_field_by_field() {
+    let api = TestApi::new().await;
+    let server = |name: &str, url: &str| json!({"type": "url", "name": name, "url": url});
+    let docs = server("docs", "https://mcp.example.com/mcp");
+    let set = |name: &str| json!({"type": "mcp_toolset", "mcp_server_name": name});
+    for (extra, msg) in [
+        (
+            json!({"mcp_servers": [docs], "tools": [set("other")]}),
+            "tools[0].mcp_server_name: \"other\" names no server in mcp_servers",
+        ),
+        (
+            json!({"tools": [set("docs")]}),
+            "tools[0].mcp_server_name: \"docs\" names no server in mcp_servers",
+        ),
+        (
+            json!({"mcp_servers": [docs, docs]}),
+            "mcp_servers[1].name: \"docs\" is declared twice",
+        ),
+        (
+            json!({"mcp_servers": [server("", "https://a.example")]}),
+            "mcp_servers[0].name: must be 1-255 characters",
+        ),
+        (
+            json!({"mcp_servers": [server("f", "ftp://a.example/mcp")]}),
+            "mcp_servers[0].url: \"ftp://a.example/mcp\" must be an http or https URL",
+        ),
+        (
+            json!({"mcp_servers": [server("f", "not a url")]}),
+            "mcp_servers[0].url: \"not a url\" is not a URL",
+        ),
+        (
+            json!({"mcp_servers": [server("f", "https://u:p@a.example/mcp")]}),
+            "mcp_servers[0].url: must not carry credentials",
+        ),
+        (
+            json!({"mcp_servers": [docs], "tools": [set("docs"), set("docs")]}),
+            "tools[1].mcp_server_name: the server \"docs\" has two mcp_toolset entries",
+        ),
+        (
+            json!({"mcp_servers": [docs], "tools": [{"type": "mcp_toolset", "mcp_server_name": "docs",
+                    "configs": [{"name": "a"}, {"name": "a"}]}]}),
+            "tools[0].configs[1].name: \"a\" is configured twice",
+        ),
+        (
+            json!({"mcp_servers": [docs], "tools": [{"type": "mcp_toolset", "mcp_server_name": "docs",
+                    "default_config": {"permission_policy": {"type": "auto"}}}]}),
+            "tools[0].default_config.permission_policy: auto is not supported",
+        ),
+        (
+            json!({"mcp_servers": [docs], "tools": [{"type": "mcp_toolset", "mcp_server_name": "docs",
+                    "configs": [{"name": "a", "allowed_domains": []}]}]}),
+            "tools[0].configs[0].allowed_domains: not a field of an MCP tool config",
+        ),
+    ] {
+        api.post("/v1/agents", agent_with(extra)).await.invalid(msg);
+    }
 }
 
 #[tokio::test]

@@ -67,6 +67,12 @@ impl TestApi {
             HarnessConfig::default(),
         );
         let store: Arc<dyn Storage> = Arc::new(store);
+        let sealer = agentd_vault::Sealer::new(&agentd_vault::Key::generate());
+        let resolver = agentd_vault::Resolver::new(
+            store.clone(),
+            sealer.clone(),
+            agentd_vault::Reach::default(),
+        );
         let state = AppState::new(
             store.clone(),
             Runner::new(harness, store.clone(), agentd_brain::DEFAULT_LEASE),
@@ -77,10 +83,7 @@ impl TestApi {
                 burst: 0.0,
             },
         )
-        .with_vault(
-            agentd_vault::Sealer::new(&agentd_vault::Key::generate()),
-            agentd_vault::Reach::default(),
-        );
+        .with_vault(sealer, resolver);
         TestApi {
             router: crate::router(state),
             store,

@@ -196,6 +196,8 @@ impl State {
             | EventBody::SpanOutcomeEvaluationStart { .. }
             | EventBody::SpanOutcomeEvaluationEnd { .. } => self.outcome_event(e),
             EventBody::AgentToolUse { .. }
+            | EventBody::AgentMcpToolUse { .. }
+            | EventBody::AgentMcpToolResult { .. }
             | EventBody::UserToolConfirmation { .. }
             | EventBody::ToolStarted { .. }
             | EventBody::AgentToolResult { .. }
@@ -318,6 +320,33 @@ impl State {
                 self.b.open_tool(id, name, input);
                 self.calls
                     .called(id, name, input, *evaluated_permission, self.cut);
+            }
+            EventBody::AgentMcpToolUse {
+                name,
+                mcp_server_name,
+                input,
+                evaluated_permission,
+                ..
+            } => {
+                // The model knows the call by the name it was offered under.
+                let offered = agentd_mcp::model_tool_name(mcp_server_name, name);
+                self.b.open_tool(id, &offered, input);
+                self.calls.called_mcp(
+                    id,
+                    mcp_server_name,
+                    name,
+                    input,
+                    *evaluated_permission,
+                    self.cut,
+                );
+            }
+            EventBody::AgentMcpToolResult {
+                mcp_tool_use_id,
+                content,
+                is_error,
+            } => {
+                self.calls.answered(mcp_tool_use_id);
+                self.answer(mcp_tool_use_id, content.as_deref(), *is_error);
             }
             EventBody::UserToolConfirmation {
                 tool_use_id,

@@ -1,5 +1,5 @@
 use agentd_session::{NewEvent, StoredEvent};
-use agentd_wire::event::{SessionErrorKind, SessionErrorObject};
+use agentd_wire::event::{Permission, SessionErrorKind, SessionErrorObject};
 use agentd_wire::usage::ModelUsage;
 use agentd_wire::{ContentBlock, Event, EventBody, StopReason};
 
@@ -186,6 +186,7 @@ fn exhausted_retries_rest_with_that_reason_until_the_user_speaks() {
             kind: SessionErrorKind::ModelOverloadedError,
             message: "overloaded".into(),
             retry_status: agentd_wire::event::RetryStatus::Exhausted,
+            mcp_server_name: None,
         },
     };
     let mut events = vec![user("hi"), EventBody::SpanModelRequestStart {}, err, end()];
@@ -378,9 +379,107 @@ fn a_workers_reply_is_what_it_said_since_its_last_reply() {
                 kind: SessionErrorKind::ModelRequestFailedError,
                 message: "bad request".into(),
                 retry_status: agentd_wire::event::RetryStatus::Terminal,
+                mcp_server_name: None,
             },
         },
         end(),
     ]));
     assert_eq!(failed.reply.failure.as_deref(), Some("bad request"));
+}
+
+fn mcp_call(permission: Permission) -> EventBody {
+    let mut input = serde_json::Map::new();
+    input.insert("q".into(), serde_json::json!("x"));
+    EventBody::AgentMcpToolUse {
+        name: "lookup".into(),
+        mcp_server_name: "crm".into(),
+        input,
+        evaluated_permission: Some(permission),
+        session_thread_id: None,
+    }
+}
+
+fn mcp_name() -> ToolName {
+    ToolName::Mcp {
+        server: "crm".into(),
+        tool: "lookup".into(),
+    }
+}
+
+#[test]
+fn an_allowed_mcp_call_runs_and_the_model_knows_it_by_its_offered_name() {
+    let f = fold(&log(vec![
+        user("hi"),
+        EventBody::SpanModelRequestStart {},
+        mcp_call(Permission::Allow),
+        end(),
+    ]));
+    let Next::RunTools(work) = &f.next else {
+        panic!("{:?}", f.next)
+    };
+    assert_eq!(work.len(), 1);
+    assert_eq!(work[0].id, "sevt_2");
+    assert_eq!(work[0].name, mcp_name());
+    assert_eq!(work[0].action, ToolAction::Run);
+    let Block::ToolUse { name, .. } = &f.messages[1].content[0] else {
+        panic!("{:?}", f.messages[1])
+    };
+    assert_eq!(name, "mcp__crm__lookup");
+}
+
+#[test]
+fn an_mcp_call_started_before_a_crash_is_reported_interrupted_never_run_again() {
+    let f = fold(&log(vec![
+        user("hi"),
+        EventBody::SpanModelRequestStart {},
+        mcp_call(Permission::Allow),
+        end(),
+        EventBody::ToolStarted {
+            tool_use_id: "sevt_2".into(),
+        },
+    ]));
+    let Next::RunTools(work) = &f.next else {
+        panic!("{:?}", f.next)
+    };
+    assert_eq!(work[0].name, mcp_name());
+    assert_eq!(work[0].action, ToolAction::Interrupted);
+}
+
+#[test]
+fn an_mcp_call_that_asks_waits_for_the_user_then_its_result_calls_the_model() {
+    let mut events = vec![
+        user("hi"),
+        EventBody::SpanModelRequestStart {},
+        mcp_call(Permission::Ask),
+        end(),
+    ];
+    let f = fold(&log(events.clone()));
+    assert_eq!(
+        f.next,
+        Next::Rest(StopReason::RequiresAction {
+            event_ids: vec!["sevt_2".into()]
+        })
+    );
+    events.push(EventBody::UserToolConfirmation {
+        tool_use_id: "sevt_2".into(),
+        result: agentd_wire::event::Confirmation::Allow,
+        deny_message: None,
+        session_thread_id: None,
+    });
+    let f = fold(&log(events.clone()));
+    let Next::RunTools(work) = &f.next else {
+        panic!("{:?}", f.next)
+    };
+    assert_eq!(work[0].action, ToolAction::Run);
+    events.push(EventBody::AgentMcpToolResult {
+        mcp_tool_use_id: "sevt_2".into(),
+        content: Some(vec![ContentBlock::text("found")]),
+        is_error: Some(false),
+    });
+    let f = fold(&log(events));
+    assert_eq!(f.next, Next::CallModel { open_span: None });
+    let Block::ToolResult { tool_use_id, .. } = &f.messages[2].content[0] else {
+        panic!("{:?}", f.messages[2])
+    };
+    assert_eq!(tool_use_id, "sevt_2");
 }

@@ -1,4 +1,4 @@
-//! The built-in calls the model made that the harness still has to answer, and where each
+//! The built-in and MCP calls the model made that the harness still has to answer, and where each
 //! stands: allowed, waiting for the user's confirmation, denied, or begun.
 
 use agentd_wire::event::{Confirmation, Permission};
@@ -41,17 +41,46 @@ impl BuiltinCalls {
         permission: Option<Permission>,
         cut: bool,
     ) {
+        self.open_call(id, ToolName::parse(name), input, permission, cut);
+    }
+
+    /// The model called a tool of MCP server `server`, by its `tool` name there.
+    pub(super) fn called_mcp(
+        &mut self,
+        id: &str,
+        server: &str,
+        tool: &str,
+        input: &serde_json::Map<String, serde_json::Value>,
+        permission: Option<Permission>,
+        cut: bool,
+    ) {
+        let name = ToolName::Mcp {
+            server: server.to_owned(),
+            tool: tool.to_owned(),
+        };
+        self.open_call(id, name, input, permission, cut);
+    }
+
+    fn open_call(
+        &mut self,
+        id: &str,
+        name: ToolName,
+        input: &serde_json::Map<String, serde_json::Value>,
+        permission: Option<Permission>,
+        cut: bool,
+    ) {
         let call = match permission {
             _ if cut => Call::Denied("The user interrupted before this call ran.".into()),
             Some(Permission::Ask) => Call::AwaitingConfirmation,
             Some(Permission::Deny) => Call::Denied(format!(
-                "The tool {name:?} is not enabled for this agent, or does not exist."
+                "The tool {:?} is not enabled for this agent, or does not exist.",
+                name.as_str()
             )),
             Some(Permission::Allow) | None => Call::Allowed,
         };
         self.open.push(Open {
             id: id.to_owned(),
-            name: ToolName::parse(name),
+            name,
             input: serde_json::Value::Object(input.clone()),
             call,
         });

@@ -12,6 +12,7 @@
 
 mod compaction;
 mod evaluation;
+mod mcp;
 mod retry;
 mod tools;
 mod turn;
@@ -105,6 +106,8 @@ pub struct Harness {
     previews: Previews,
     cfg: Arc<HarnessConfig>,
     sandboxes: Option<Arc<Sandboxes>>,
+    /// The MCP client that lists and calls the agents' MCP tools.
+    mcp: Arc<agentd_mcp::Mcp>,
     /// Where to ask for another log to be woken (a thread given work, a parent given a reply).
     wakeups: Option<tokio::sync::mpsc::UnboundedSender<String>>,
     /// The lease owner this harness runs for (`lease::key`), when a runner holding leases
@@ -144,6 +147,10 @@ impl Harness {
             previews,
             cfg: Arc::new(cfg),
             sandboxes: None,
+            mcp: Arc::new(agentd_mcp::Mcp::new(
+                Arc::new(agentd_mcp::NoAuth),
+                agentd_mcp::Limits::default(),
+            )),
             wakeups: None,
             owner: None,
         }
@@ -169,6 +176,12 @@ impl Harness {
 
     /// Run built-in tools in these sandboxes; without them such calls fail with an error the
     /// model sees.
+    /// Use `mcp` (its credentials, its limits) for the agents' MCP servers.
+    pub fn with_mcp(mut self, mcp: Arc<agentd_mcp::Mcp>) -> Self {
+        self.mcp = mcp;
+        self
+    }
+
     pub fn with_sandboxes(mut self, sandboxes: Arc<Sandboxes>) -> Self {
         self.sandboxes = Some(sandboxes);
         self
@@ -178,6 +191,11 @@ impl Harness {
     /// names this host, its link, or private space the operator did not open), if it could not.
     pub fn unreachable_host(&self, entry: &str) -> Option<String> {
         agentd_egress::unreachable_entry(entry, &self.cfg.egress_private)
+    }
+
+    /// The MCP client: an archived or deleted session's connections are closed through it.
+    pub fn mcp(&self) -> &Arc<agentd_mcp::Mcp> {
+        &self.mcp
     }
 
     pub fn sandboxes(&self) -> Option<&Arc<Sandboxes>> {

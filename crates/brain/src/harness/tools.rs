@@ -1,6 +1,7 @@
 //! Tool calls: which tools an agent is offered and with what permission, and how the harness
 //! answers the built-in ones — in the sandbox, on the host (`web_fetch`, `web_search`), or, for
-//! a coordinator's thread tools, by logging the thread's creation or message.
+//! a coordinator's thread tools, by logging the thread's creation or message — and the MCP ones,
+//! through the MCP client (`mcp`), under the same started/result bookkeeping.
 
 use std::sync::Arc;
 
@@ -60,7 +61,7 @@ impl Harness {
         for mut w in work {
             if self_hosted && w.action == ToolAction::Run && w.name.in_sandbox() {
                 if log_id == workspace {
-                    remote.push(w.id);
+                    remote.push(w);
                     continue;
                 }
                 // Workers serve the session's own log; a worker thread's call would wait
@@ -71,7 +72,7 @@ impl Harness {
                 // The call's whole effect and its result land in one append.
                 let (events, wake) = match self.plan_thread_call(log_id, f, &w, started).await? {
                     Ok(p) => (p.events, Some(p.wake)),
-                    Err(why) => (vec![tool_result(&w.id, Output::error(why))], None),
+                    Err(why) => (vec![tool_result(&w, blocks(Output::error(why)))], None),
                 };
                 let here = events.iter().filter(|e| e.to.is_none()).count() as u64;
                 match self.append(log_id, at_tail(tail, events)).await? {
@@ -92,13 +93,13 @@ impl Harness {
             // otherwise the caller folds again (a user message may have closed the call).
             let lost = matches!(w.action, ToolAction::Run)
                 && self.workspace_lost(log_id, workspace, f, &w);
-            let output = match w.action {
-                ToolAction::Deny(why) => Output::error(why),
-                ToolAction::Interrupted => Output::error(
+            let output = match &w.action {
+                ToolAction::Deny(why) => blocks(Output::error(why.clone())),
+                ToolAction::Interrupted => blocks(Output::error(
                     "This call was interrupted: agentd stopped while it ran, so it may have partly run. \
                      Check the state it would have changed before trying it again.",
-                ),
-                ToolAction::Run if lost => Output::error(WORKSPACE_LOST),
+                )),
+                ToolAction::Run if lost => blocks(Output::error(WORKSPACE_LOST)),
                 ToolAction::Run => {
                     let started = NewEvent::new(EventBody::ToolStarted {
                         tool_use_id: w.id.clone(),
@@ -109,14 +110,19 @@ impl Harness {
                         Appended::Terminated => return Ok(Flow::Stop),
                     }
                     tokio::select! {
-                        o = self.execute(log_id, workspace, &w) => o,
+                        o = self.run_one(log_id, workspace, &w) => o,
                         () = cancel.cancelled() => {
-                            // Stopping the sandbox is what stops the command.
+                            // Stopping the sandbox is what stops the command; an MCP call is
+                            // abandoned by dropping its request.
                             if let Some(sb) = &self.sandboxes {
                                 sb.release(log_id).await;
                             }
-                            let o = Output::error("Interrupted by the user; the command was stopped.");
-                            self.append(log_id, events(vec![tool_result(&w.id, o)])).await?;
+                            let o = Output::error(if matches!(w.name, ToolName::Mcp { .. }) {
+                                "Interrupted by the user; agentd abandoned the call, which the MCP server may have partly run."
+                            } else {
+                                "Interrupted by the user; the command was stopped."
+                            });
+                            self.append(log_id, events(vec![tool_result(&w, blocks(o))])).await?;
                             return Ok(Flow::Stop);
                         }
                     }
@@ -124,7 +130,7 @@ impl Harness {
             };
             // A call that ran is answered whatever arrived meanwhile; then fold again if so.
             match self
-                .append(log_id, events(vec![tool_result(&w.id, output)]))
+                .append(log_id, events(vec![tool_result(&w, output)]))
                 .await?
             {
                 Appended::Done(h) if h.last_seq == tail + 1 => tail = h.last_seq,
@@ -140,25 +146,42 @@ impl Harness {
             }
         }
         if !remote.is_empty() {
-            // Where a cloud session provisions its sandbox, this one makes sure a worker will
-            // come: the item is durable before the wake ends, and the wake ends without
-            // waiting (the worker's answer wakes the log again).
-            match self.catalog.queue_session_work(log_id).await? {
-                WorkQueued::Queued | WorkQueued::Live => return Ok(Flow::Stop),
-                // No worker will come: the model hears so instead of waiting forever.
-                WorkQueued::Archived => {
-                    let answers = remote
-                        .iter()
-                        .map(|id| tool_result(id, Output::error(ARCHIVED_ON_WORKER)))
-                        .collect();
-                    return match self.append(log_id, events(answers)).await? {
-                        Appended::Terminated => Ok(Flow::Stop),
-                        Appended::Done(_) | Appended::Stale => Ok(Flow::Continue),
-                    };
+            return self.hand_to_worker(log_id, &remote).await;
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// Where a cloud session provisions its sandbox, a self-hosted one makes sure a worker will
+    /// come for `remote`: the item is durable before the wake ends, and the wake ends without
+    /// waiting (the worker's answer wakes the log again).
+    async fn hand_to_worker(&self, log_id: &str, remote: &[ToolWork]) -> Result<Flow> {
+        match self.catalog.queue_session_work(log_id).await? {
+            WorkQueued::Queued | WorkQueued::Live => Ok(Flow::Stop),
+            // No worker will come: the model hears so instead of waiting forever.
+            WorkQueued::Archived => {
+                let answers = remote
+                    .iter()
+                    .map(|w| tool_result(w, blocks(Output::error(ARCHIVED_ON_WORKER))))
+                    .collect();
+                match self.append(log_id, events(answers)).await? {
+                    Appended::Terminated => Ok(Flow::Stop),
+                    Appended::Done(_) | Appended::Stale => Ok(Flow::Continue),
                 }
             }
         }
-        Ok(Flow::Continue)
+    }
+
+    /// Run call `w`: an MCP tool through the MCP client, a built-in one as `execute` does.
+    async fn run_one(
+        &self,
+        log_id: &str,
+        workspace: &str,
+        w: &ToolWork,
+    ) -> (Vec<ContentBlock>, bool) {
+        if matches!(w.name, ToolName::Mcp { .. }) {
+            return self.call_mcp(log_id, workspace, w).await;
+        }
+        blocks(self.execute(log_id, workspace, w).await)
     }
 
     /// Whether call `w` would run over a workspace this host never had, though the log ran
@@ -405,6 +428,8 @@ pub(super) struct Toolbox {
     builtin: Vec<(ToolName, Permission)>,
     /// Enabled but not offered, because this agentd cannot run them.
     unavailable: Vec<ToolName>,
+    /// Enabled tools of the agent's MCP servers, listed for this turn.
+    mcp: Vec<super::mcp::McpOffer>,
 }
 
 impl Toolbox {
@@ -414,6 +439,7 @@ impl Toolbox {
             threads: Vec::new(),
             builtin: Vec::new(),
             unavailable: Vec::new(),
+            mcp: Vec::new(),
         };
         for t in tools {
             match t {
@@ -446,7 +472,7 @@ impl Toolbox {
                         }
                     }
                 }
-                // Refused when an agent is written; only an agent stored before that has one.
+                // Their tools are listed from the servers (`add_mcp`).
                 Tool::McpToolset(_) => {}
             }
         }
@@ -464,6 +490,26 @@ impl Toolbox {
             self.builtin
                 .push((ToolName::parse(&t.name), Permission::Allow));
         }
+    }
+
+    /// The MCP tools listed for this turn. One whose offered name another tool already has
+    /// (a custom tool, or a server whose name cleans up to the same) is left out: the model
+    /// must never see two tools of one name.
+    pub(super) fn add_mcp(&mut self, offers: Vec<super::mcp::McpOffer>) {
+        let mut names: std::collections::HashSet<String> =
+            tool_defs(self).into_iter().map(|d| d.name).collect();
+        for o in offers {
+            if names.insert(o.def.name.clone()) {
+                self.mcp.push(o);
+            } else {
+                tracing::warn!(tool = %o.def.name, server = %o.server, "an MCP tool's name is taken; not offered");
+            }
+        }
+    }
+
+    /// The MCP tool the model knows by `name`, if it is one (a custom tool's name wins).
+    pub(super) fn mcp_tool(&self, name: &str) -> Option<&super::mcp::McpOffer> {
+        self.mcp.iter().find(|o| o.def.name == name)
     }
 
     /// Whether some enabled tool runs in the sandbox (and so sees `/mnt/session/outputs`).
@@ -499,6 +545,7 @@ pub(super) fn tool_defs(tb: &Toolbox) -> Vec<ToolDef> {
     });
     builtin
         .chain(tb.threads.iter().cloned())
+        .chain(tb.mcp.iter().map(|o| o.def.clone()))
         .chain(tb.custom.iter().cloned())
         .collect()
 }
@@ -539,16 +586,30 @@ pub(super) fn host_call(name: ToolName, input: serde_json::Value) -> ToolWork {
     }
 }
 
-fn tool_result(tool_use_id: &str, o: Output) -> NewEvent {
+/// A sandbox output as a result's content, and whether it is an error.
+fn blocks(o: Output) -> (Vec<ContentBlock>, bool) {
     let mut content = vec![ContentBlock::text(o.text)];
     if let Some(img) = o.image {
         content.push(ContentBlock::Image {
             source: serde_json::json!({"type": "base64", "media_type": img.media_type, "data": img.data}),
         });
     }
+    (content, o.is_error)
+}
+
+/// The result event answering call `w`: `agent.mcp_tool_result` for an MCP call,
+/// `agent.tool_result` for a built-in one.
+fn tool_result(w: &ToolWork, (content, is_error): (Vec<ContentBlock>, bool)) -> NewEvent {
+    if matches!(w.name, ToolName::Mcp { .. }) {
+        return NewEvent::new(EventBody::AgentMcpToolResult {
+            mcp_tool_use_id: w.id.clone(),
+            content: Some(content),
+            is_error: Some(is_error),
+        });
+    }
     NewEvent::new(EventBody::AgentToolResult {
-        tool_use_id: tool_use_id.to_owned(),
+        tool_use_id: w.id.clone(),
         content: Some(content),
-        is_error: Some(o.is_error),
+        is_error: Some(is_error),
     })
 }

@@ -26,6 +26,24 @@ use crate::tool_name::ToolName;
 use crate::{Previews, Result};
 
 impl Harness {
+    /// The tools this turn offers: the agent's own, a coordinator's thread tools, and its MCP
+    /// servers' (listed now if this process has not yet; see `mcp`).
+    async fn toolbox(
+        &self,
+        log_id: &str,
+        me: Option<&crate::ThreadInfo>,
+        agent: &agentd_wire::agent::SessionAgent,
+        tail: &mut u64,
+    ) -> Result<Toolbox> {
+        let mut toolbox = Toolbox::of(&agent.spec.tools, self.cfg.web_search.is_some());
+        if me.is_none() {
+            toolbox.add_thread_tools(agent);
+        }
+        let session_id = me.map_or(log_id, |t| t.session_id.as_str());
+        toolbox.add_mcp(self.mcp_offers(log_id, session_id, agent, tail).await?);
+        Ok(toolbox)
+    }
+
     /// One model request under `span`, retried on transient failures.
     pub(super) async fn turn(
         &self,
@@ -60,10 +78,8 @@ impl Harness {
                 return Ok(Flow::Continue);
             }
         };
-        let mut toolbox = Toolbox::of(&agent.spec.tools, self.cfg.web_search.is_some());
-        if !is_child {
-            toolbox.add_thread_tools(&agent);
-        }
+        let mut tail = tail;
+        let toolbox = self.toolbox(log_id, me, &agent, &mut tail).await?;
         let request = Request {
             model: upstream_id,
             system: self.system_prompt(&agent.spec.system, &toolbox),
@@ -401,6 +417,18 @@ fn response_events(
                         input,
                         session_thread_id: None,
                     })
+                } else if let Some(t) = tb.mcp_tool(&name) {
+                    match t.permission {
+                        Permission::Ask => calls.waiting.push(String::new()),
+                        Permission::Allow | Permission::Deny => calls.runnable = true,
+                    }
+                    NewEvent::new(EventBody::AgentMcpToolUse {
+                        name: t.tool.clone(),
+                        mcp_server_name: t.server.clone(),
+                        input,
+                        evaluated_permission: Some(t.permission),
+                        session_thread_id: None,
+                    })
                 } else {
                     // Built-in, or unknown (denied, so the model hears why).
                     let permission = tb
@@ -447,6 +475,7 @@ fn error_event(kind: SessionErrorKind, message: String, retry_status: RetryStatu
             kind,
             message,
             retry_status,
+            mcp_server_name: None,
         },
     })
 }
