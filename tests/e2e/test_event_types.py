@@ -237,3 +237,25 @@ def test_every_event_type_is_covered(client, fake_upstream):
     # the SDK parses every listed event into its typed model too
     parsed = list(client.beta.sessions.events.list(s.id))
     assert [p.type for p in parsed] == types_of(evs)
+
+
+def test_a_refusal_rests_the_session_with_the_refusal_stop_reason(client, fake_upstream):
+    import fake_anthropic as fa
+    from conftest import list_raw_events, make_agent, make_env, send_text, validate_event, wait_idle
+
+    agent = make_agent(client, model="claude-sonnet-4-6")
+    s = client.beta.sessions.create(agent=agent.id, environment_id=make_env(client).id)
+    fake_upstream.enqueue(fa.message(fa.text("I can't help with that."), stop_reason="refusal"))
+    send_text(client, s.id, "something it refuses")
+    evs = wait_idle(client, s.id, timeout=15)
+    idle = [e for e in evs if e["type"] == "session.status_idle"][-1]
+    assert idle["stop_reason"] == {"type": "refusal"}, idle
+    assert idle["stop_details"]["type"] == "refusal", idle
+    for e in evs:
+        validate_event(e)
+    # The session goes on: the next message is answered as usual.
+    fake_upstream.enqueue(fa.reply_text("Sure."))
+    send_text(client, s.id, "something else")
+    evs = wait_idle(client, s.id, count=2, timeout=15)
+    assert [e for e in evs if e["type"] == "session.status_idle"][-1]["stop_reason"] == {"type": "end_turn"}
+    assert list_raw_events(client, s.id)[-1]["type"] == "session.status_idle"

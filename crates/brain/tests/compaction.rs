@@ -107,7 +107,7 @@ async fn a_long_session_is_compacted_and_keeps_working() {
         match (&e.event.body, &e.private) {
             (
                 EventBody::SpanModelRequestEnd { model_usage, .. },
-                Some(agentd_session::Private::Cost { pico_usd }),
+                Some(agentd_session::Private::Cost { pico_usd, .. }),
             ) => {
                 assert_eq!(*pico_usd, prices.cost("claude-test", model_usage));
                 pico += pico_usd;

@@ -675,7 +675,10 @@ pub async fn list_cost_is_kept_exactly_and_counted_in_the_session(s: &dyn Storag
                 ..ModelUsage::default()
             },
         })
-        .with_private(Private::Cost { pico_usd: cost })
+        .with_private(Private::Cost {
+            pico_usd: cost,
+            refused: false,
+        })
     };
     // Three calls of 0.4 cent: kept exactly, shown as 1 cent (1.2 rounded), not 0 (three 0s).
     for _ in 0..3 {

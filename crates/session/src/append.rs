@@ -362,7 +362,10 @@ mod tests {
     #[test]
     fn a_threads_tokens_count_toward_its_session_which_keeps_its_place() {
         let (session, tid) = ("sesn_1", "sthr_1");
-        let batch = vec![spend(7).with_private(Private::Cost { pico_usd: 11 })];
+        let batch = vec![spend(7).with_private(Private::Cost {
+            pico_usd: 11,
+            refused: false,
+        })];
         let mut loaded = vec![log(tid, session)];
         assert_eq!(missing(&loaded, &batch), vec![session.to_owned()]);
         loaded.push(log(session, session));

@@ -99,6 +99,9 @@ pub enum Private {
     /// table changed later does not rewrite what a session spent.
     Cost {
         pico_usd: u64,
+        /// The model refused to answer (a `refusal` stop): the rest that follows says so.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        refused: bool,
     },
     /// The text of a file rubric, copied when `user.define_outcome` is logged.
     Rubric {

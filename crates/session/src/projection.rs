@@ -72,7 +72,7 @@ impl Projection {
                 self.usage.add(usage);
                 *pico_usd
             }
-            Some(Private::Cost { pico_usd }) => *pico_usd,
+            Some(Private::Cost { pico_usd, .. }) => *pico_usd,
             _ => 0,
         };
         self.cost += cost;
@@ -299,6 +299,7 @@ mod tests {
                 &mut body,
                 Some(&Private::Cost {
                     pico_usd: cent * 4 / 10,
+                    refused: false,
                 }),
                 at(0),
             );

@@ -365,8 +365,13 @@ pub enum Confirmation {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum StopReason {
     EndTurn,
-    RequiresAction { event_ids: Vec<String> },
+    RequiresAction {
+        event_ids: Vec<String>,
+    },
     RetriesExhausted,
+    /// The model refused to answer (a safety classifier, say); the idle's `stop_details` says
+    /// what the upstream said of it.
+    Refusal,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -145,6 +145,8 @@ struct State {
     cut: bool,
     /// The last model request failed for good after its retries.
     exhausted: bool,
+    /// The last model response was a refusal; the rest after it says so.
+    refused: bool,
     status: SessionStatus,
     usage: Usage,
     last_rest: Option<StopReason>,
@@ -165,6 +167,7 @@ impl State {
             held: Vec::new(),
             cut: false,
             exhausted: false,
+            refused: false,
             status: SessionStatus::Idle,
             usage: Usage::default(),
             last_rest: None,
@@ -205,7 +208,13 @@ impl State {
             | EventBody::UserCustomToolResult { .. }
             | EventBody::UserToolResult { .. } => self.tool_event(e),
             EventBody::SpanModelRequestStart {} => self.request_started(id),
-            EventBody::SpanModelRequestEnd { model_usage, .. } => self.request_ended(model_usage),
+            EventBody::SpanModelRequestEnd { model_usage, .. } => {
+                self.refused = matches!(
+                    e.private,
+                    Some(agentd_session::Private::Cost { refused: true, .. })
+                );
+                self.request_ended(model_usage);
+            }
             EventBody::AgentThreadContextCompacted {} => self.compacted(e.private.as_ref()),
             EventBody::SessionError { error } => {
                 self.exhausted = error.retry_status == RetryStatus::Exhausted;
@@ -522,6 +531,8 @@ impl State {
             Next::Rest(StopReason::RetriesExhausted)
         } else if let Some(o) = self.outcome.as_ref().filter(|o| o.active) {
             Next::Evaluate(o.clone())
+        } else if self.refused {
+            Next::Rest(StopReason::Refusal)
         } else {
             Next::Rest(StopReason::EndTurn)
         }

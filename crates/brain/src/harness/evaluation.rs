@@ -95,6 +95,7 @@ impl Harness {
             let model = self.catalog.session_agent(log_id).await?.spec.model.id;
             ev = ev.with_private(Private::Cost {
                 pico_usd: self.cost(&model, &usage),
+                refused: false,
             });
         }
         self.append(log_id, events(vec![ev])).await?;

@@ -263,8 +263,8 @@ impl Harness {
                         }
                     };
                     batch.push(NewEvent::new(EventBody::SessionStatusIdle {
+                        stop_details: turn::stop_details(&reason),
                         stop_reason: reason,
-                        stop_details: None,
                     }));
                     match self.append(log_id, at_tail(f.tail, batch)).await? {
                         Appended::Stale => continue,

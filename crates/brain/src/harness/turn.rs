@@ -186,8 +186,8 @@ impl Harness {
             }
             if let Some(rest) = rest.filter(|_| head.last_seq == tail) {
                 evs.push(NewEvent::new(EventBody::SessionStatusIdle {
+                    stop_details: stop_details(&rest),
                     stop_reason: rest,
-                    stop_details: None,
                 }));
             }
             Ok(evs)
@@ -216,6 +216,7 @@ fn answered(
 ) -> (Vec<NewEvent>, Option<StopReason>) {
     let mut total = f.usage.clone();
     total.add(&resp.usage);
+    let refused = resp.stop_reason == agentd_models::StopReason::Refusal;
     let (mut evs, calls) = response_events(resp.content, previews, toolbox);
     if let Some(t) = me {
         // The session's log shows a worker's calls that wait on the user, so one stream is
@@ -227,7 +228,10 @@ fn answered(
             .collect();
         evs.extend(copies);
     }
-    evs.push(span_end_ok(span, resp.usage).with_private(Private::Cost { pico_usd: cost }));
+    evs.push(span_end_ok(span, resp.usage).with_private(Private::Cost {
+        pico_usd: cost,
+        refused,
+    }));
     evs.push(NewEvent::new(EventBody::SessionUsage {
         usage: snapshot(total),
     }));
@@ -236,6 +240,8 @@ fn answered(
     let grading = f.outcome.as_ref().is_some_and(|o| o.active);
     let rest = if calls.runnable || (grading && calls.waiting.is_empty()) {
         None
+    } else if calls.waiting.is_empty() && refused {
+        Some(StopReason::Refusal)
     } else if calls.waiting.is_empty() {
         Some(StopReason::EndTurn)
     } else {
@@ -493,4 +499,11 @@ fn snapshot(u: Usage) -> Usage {
         active_seconds: None,
         ..u
     }
+}
+
+/// The `stop_details` of a rest: a refusal's. The upstream's category and explanation are not
+/// carried from the model crate yet; the SDK allows both to be null.
+pub(super) fn stop_details(rest: &StopReason) -> Option<serde_json::Value> {
+    (*rest == StopReason::Refusal)
+        .then(|| serde_json::json!({"type": "refusal", "category": null, "explanation": null}))
 }
