@@ -29,9 +29,11 @@ def test_529_twice_then_success(client, fake_upstream):
     errs = errors(evs)
     assert [e["type"] for e in errs] == ["model_overloaded_error"] * 2
     assert [e["retry_status"]["type"] for e in errs] == ["retrying", "retrying"]
+    # each retry reschedules the session, and the next attempt runs it again
     assert types_of(evs) == [
         "user.message", "session.status_running", "span.model_request_start",
-        "session.error", "session.error",
+        "session.error", "session.status_rescheduled", "session.status_running",
+        "session.error", "session.status_rescheduled", "session.status_running",
         "agent.message", "span.model_request_end", "session.usage", "session.status_idle",
     ]
     assert evs[-1]["stop_reason"] == {"type": "end_turn"}

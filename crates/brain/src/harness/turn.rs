@@ -94,11 +94,18 @@ impl Harness {
         let on_retry = |attempt, e: &agentd_models::Error, _pause| {
             tracing::warn!(session = log_id, attempt, error = %e, "model request failed; retrying");
             let err = error_event(error_kind(e), e.to_string(), RetryStatus::Retrying);
+            // The session's status says it waits to try again (a worker thread's log keeps
+            // its own statuses).
+            let mut logged = vec![err];
+            if !is_child {
+                logged.push(NewEvent::new(EventBody::SessionStatusRescheduled {}));
+            }
+            let n = logged.len() as u64;
             async move {
-                match self.append(log_id, events(vec![err])).await? {
+                match self.append(log_id, events(logged)).await? {
                     // Only when nothing else landed: otherwise the outcome must not rest over
                     // events this turn never folded.
-                    Appended::Done(h) if h.last_seq == tail_now.load(Relaxed) + 1 => {
+                    Appended::Done(h) if h.last_seq == tail_now.load(Relaxed) + n => {
                         tail_now.store(h.last_seq, Relaxed);
                     }
                     Appended::Done(_) | Appended::Stale => {}
@@ -107,13 +114,14 @@ impl Harness {
                 Ok(Flow::Continue)
             }
         };
-        let attempt = |_| {
-            let mut previews = PreviewIds::new(log_id, hub, tail_now.load(Relaxed));
-            async move {
-                call(model, request, &mut previews)
-                    .await
-                    .map(|resp| (resp, previews))
+        let attempt = |n: u32| async move {
+            if n > 1 && !is_child {
+                self.resumed(log_id, tail_now).await;
             }
+            let mut previews = PreviewIds::new(log_id, hub, tail_now.load(Relaxed));
+            call(model, request, &mut previews)
+                .await
+                .map(|resp| (resp, previews))
         };
         let (result, attempts) =
             match with_retries(&self.cfg.retry, Some(cancel), on_retry, attempt).await? {
@@ -152,6 +160,17 @@ impl Harness {
             }
         }
         Ok(Flow::Continue)
+    }
+
+    /// Back from rescheduling: the session runs again. Only the status is at stake, so a
+    /// failure to log it leaves `rescheduling` until the turn's end says otherwise.
+    async fn resumed(&self, log_id: &str, tail_now: &AtomicU64) {
+        let running = events(vec![NewEvent::new(EventBody::SessionStatusRunning {})]);
+        if let Ok(Appended::Done(h)) = self.append(log_id, running).await
+            && h.last_seq == tail_now.load(Relaxed) + 1
+        {
+            tail_now.store(h.last_seq, Relaxed);
+        }
     }
 
     /// The agent's system prompt; an agent whose tools run in a sandbox is also told where its
