@@ -48,19 +48,19 @@ def test_file_resources_are_mounted_read_only_where_asked(client, fake_upstream)
                    f"cat /mnt/session/uploads/{csv.id}; {{ echo x > /mnt/session/uploads/{csv.id}; }} 2>&1; echo rc=$?", 1)
     assert "a,b\n1,2" in out and "Read-only file system" in out and "rc=1" in out, out
 
-    added = client.beta.sessions.resources.add(s.id, type="file", file_id=notes.id, mount_path="/workspace/in/notes.txt")
-    assert added.mount_path == "/workspace/in/notes.txt"
+    added = client.beta.sessions.resources.add(s.id, type="file", file_id=notes.id, mount_path="/data/in/notes.txt")
+    assert added.mount_path == "/data/in/notes.txt"
     listed = client.beta.sessions.resources.list(s.id)
     assert [x.id for x in listed.data] == [r.id, added.id]
     assert client.beta.sessions.retrieve(s.id).resources[1].id == added.id
-    out = run_bash(client, fake_upstream, s.id, "cat /workspace/in/notes.txt; ls /mnt/session/uploads", 2)
+    out = run_bash(client, fake_upstream, s.id, "cat /data/in/notes.txt; ls /mnt/session/uploads", 2)
     assert "remember the milk" in out and csv.id in out, out
 
     gone = client.beta.sessions.resources.delete(added.id, session_id=s.id)
     assert (gone.id, gone.type) == (added.id, "session_resource_deleted")
     with pytest.raises(anthropic.NotFoundError):
         client.beta.sessions.resources.retrieve(added.id, session_id=s.id)
-    out = run_bash(client, fake_upstream, s.id, "cat /workspace/in/notes.txt 2>&1; echo rc=$?", 3)
+    out = run_bash(client, fake_upstream, s.id, "cat /data/in/notes.txt 2>&1; echo rc=$?", 3)
     assert "remember the milk" not in out and "rc=1" in out, out
     # The file itself is untouched in the Files API.
     assert client.beta.files.download(notes.id).read() == b"remember the milk\n"
@@ -95,6 +95,7 @@ def test_bad_resources_are_refused_naming_the_field(client):
         ({"type": "file", "file_id": f.id, "mount_path": "relative.txt"}, "resources[0].mount_path:"),
         ({"type": "file", "file_id": f.id, "mount_path": "/etc/passwd"}, "resources[0].mount_path:"),
         ({"type": "file", "file_id": f.id, "mount_path": "/workspace/../x"}, "resources[0].mount_path:"),
+        ({"type": "file", "file_id": f.id, "mount_path": "/workspace/in/x"}, "resources[0].mount_path:"),
         ({"type": "file"}, "resources[0]"),
         ({"type": "nope", "file_id": f.id}, "resources[0].type:"),
         ({"type": "github_repository", "url": "https://example.com/r.git"}, "resources[0].type:"),

@@ -36,9 +36,6 @@ struct Live {
     _slot: Slot,
     /// Where its file resources were written for it to mount; removed with it.
     mounted: Option<PathBuf>,
-    /// What mounting them inside the workspace made there (an empty file for each mount point,
-    /// the directories above it); removed with it, so the workspace keeps none of it.
-    placeholders: Vec<PathBuf>,
 }
 
 pub struct Sandboxes {
@@ -190,7 +187,6 @@ impl Sandboxes {
         let (mounted, mounts) = self.write_mounts(n, files).map_err(|e| {
             agentd_hands::Error::Spawn(format!("cannot prepare the session's file resources: {e}"))
         })?;
-        let placeholders = placeholders(&self.workspace(session_id), &mounts);
         let provisioned = self
             .provider
             .provision(&Spec {
@@ -223,7 +219,6 @@ impl Sandboxes {
                 busy: 1,
                 _slot: slot,
                 mounted,
-                placeholders,
             },
         );
         Ok(sandbox)
@@ -287,18 +282,14 @@ impl Sandboxes {
     /// Stop the log's sandbox; the workspace stays for the next one.
     pub async fn release(&self, log_id: &str) {
         let live = self.live().remove(log_id);
-        if let Some(mut live) = live {
+        if let Some(live) = live {
             live.sandbox.release().await;
             let dir = live.proxy.path().parent().map(std::path::Path::to_owned);
             let mounted = live.mounted.clone();
-            let placeholders = std::mem::take(&mut live.placeholders);
-            let session = live.session.clone();
             drop(live);
             for dir in dir.into_iter().chain(mounted) {
                 let _ = std::fs::remove_dir_all(dir);
             }
-            // Only what is still empty (the agent may have filled a directory).
-            remove_placeholders(&self.workspace(&session), &placeholders);
         }
     }
 
@@ -348,93 +339,5 @@ impl Sandboxes {
 
     pub fn count(&self) -> usize {
         self.live().len()
-    }
-}
-
-/// The paths in `workspace` that mounting `mounts` there will create (bwrap makes a mount
-/// point, and the directories above it, where none exists), parents before children. The
-/// agent owns the workspace: a path that goes through a link it made is not followed (it may
-/// point anywhere on the host), so nothing past a link is ever recorded, or removed.
-fn placeholders(workspace: &std::path::Path, mounts: &Mounts) -> Vec<PathBuf> {
-    let mut made = Vec::new();
-    for (_, at) in mounts {
-        let Some(rel) = at.strip_prefix("/workspace/") else {
-            continue;
-        };
-        let mut p = workspace.to_path_buf();
-        for part in rel.split('/') {
-            p.push(part);
-            match std::fs::symlink_metadata(&p) {
-                Ok(m) if m.file_type().is_symlink() => break,
-                Ok(_) => {}
-                Err(_) => {
-                    if !made.contains(&p) {
-                        made.push(p.clone());
-                    }
-                }
-            }
-        }
-    }
-    made
-}
-
-/// Remove what `placeholders` recorded and is still empty, deepest first, never through a
-/// link made since (each parent must still be a real directory inside `workspace`).
-fn remove_placeholders(workspace: &std::path::Path, placeholders: &[PathBuf]) {
-    let Ok(root) = std::fs::canonicalize(workspace) else {
-        return;
-    };
-    for p in placeholders.iter().rev() {
-        let inside = p
-            .parent()
-            .and_then(|d| std::fs::canonicalize(d).ok())
-            .is_some_and(|d| d.starts_with(&root));
-        if !inside {
-            continue;
-        }
-        match std::fs::symlink_metadata(p) {
-            Ok(m) if m.is_file() && m.len() == 0 => {
-                let _ = std::fs::remove_file(p);
-            }
-            Ok(m) if m.is_dir() => {
-                let _ = std::fs::remove_dir(p);
-            }
-            _ => {}
-        }
-    }
-}
-
-#[cfg(test)]
-mod placeholder_tests {
-    use super::*;
-
-    #[test]
-    fn mount_points_are_cleaned_inside_the_workspace_and_never_through_a_link() {
-        let tmp = tempfile::tempdir().unwrap();
-        let ws = tmp.path().join("ws");
-        let outside = tmp.path().join("outside");
-        std::fs::create_dir_all(&ws).unwrap();
-        std::fs::create_dir_all(&outside).unwrap();
-        // The agent made a link in its workspace to a host directory.
-        std::os::unix::fs::symlink(&outside, ws.join("link")).unwrap();
-        let mounts: Mounts = vec![
-            (PathBuf::from("/r/a"), "/workspace/in/a.txt".into()),
-            (PathBuf::from("/r/b"), "/workspace/link/b.txt".into()),
-            (PathBuf::from("/r/c"), "/mnt/session/uploads/c".into()),
-        ];
-        let made = placeholders(&ws, &mounts);
-        assert_eq!(made, vec![ws.join("in"), ws.join("in/a.txt")]);
-        // What bwrap would have made, and an empty host file the link reaches.
-        std::fs::create_dir_all(ws.join("in")).unwrap();
-        std::fs::write(ws.join("in/a.txt"), "").unwrap();
-        std::fs::write(outside.join("b.txt"), "").unwrap();
-        remove_placeholders(&ws, &made);
-        assert!(!ws.join("in").exists());
-        assert!(outside.join("b.txt").exists());
-        // A directory swapped for a link after provisioning is not followed either.
-        std::fs::write(outside.join("a.txt"), "").unwrap();
-        std::os::unix::fs::symlink(&outside, ws.join("in")).unwrap();
-        remove_placeholders(&ws, &made);
-        assert!(outside.join("a.txt").exists());
     }
 }

@@ -107,17 +107,17 @@ async fn mounted_files_are_readable_at_their_paths_and_read_only() {
     let spec = Spec {
         mounts: vec![
             (host.join("a"), "/mnt/session/uploads/file_a".into()),
-            (host.join("b"), "/workspace/data/b.txt".into()),
+            (host.join("b"), "/data/b.txt".into()),
         ],
         ..spec(&dir)
     };
     let sb = provider().provision(&spec).await.expect("provision");
     let o = bash(
         &sb,
-        "cat /mnt/session/uploads/file_a /workspace/data/b.txt; \
+        "cat /mnt/session/uploads/file_a /data/b.txt; \
          echo x > /mnt/session/uploads/file_a 2>/dev/null; echo rc=$?; \
-         echo x > /workspace/data/b.txt 2>/dev/null; echo rc=$?; \
-         rm -f /workspace/data/b.txt 2>/dev/null; echo rc=$?",
+         echo x > /data/b.txt 2>/dev/null; echo rc=$?; \
+         rm -f /data/b.txt 2>/dev/null; echo rc=$?",
     )
     .await;
     assert!(o.text.starts_with("alpha\nbeta\n"), "{o:?}");

@@ -78,8 +78,8 @@ const RESERVED: &[&str] = &[
 ];
 
 /// A mount path as the sandbox will use it, or why it cannot be one: absolute, no `.` or
-/// `..` parts, not a directory agentd itself mounts or one of the host's system directories,
-/// and not the workspace or the root themselves.
+/// `..` parts, not in the workspace, not a directory agentd itself mounts or one of the
+/// host's system directories, and not the root itself.
 pub fn check_mount_path(p: &str) -> Result<String, String> {
     if !p.starts_with('/') {
         return Err(format!("{p:?} is not an absolute path"));
@@ -94,6 +94,13 @@ pub fn check_mount_path(p: &str) -> Result<String, String> {
     let norm = format!("/{}", parts.join("/"));
     if norm == "/" || norm == "/workspace" || norm == "/mnt/session" || norm == UPLOADS {
         return Err(format!("{p:?} names a directory, not a file's place"));
+    }
+    // The agent can change the workspace, links included: a mount point there could be
+    // steered anywhere on the host while the sandbox is made.
+    if norm.starts_with("/workspace/") {
+        return Err(format!(
+            "{p:?} is in the workspace, which the agent can change; mount it elsewhere (the default is {UPLOADS}/<file id>) and copy it in"
+        ));
     }
     if let Some(r) = RESERVED
         .iter()
@@ -116,15 +123,12 @@ mod tests {
             check_mount_path("/mnt/session/uploads//a.csv").unwrap(),
             "/mnt/session/uploads/a.csv"
         );
-        assert_eq!(
-            check_mount_path("/workspace/data/x.txt").unwrap(),
-            "/workspace/data/x.txt"
-        );
         assert_eq!(check_mount_path("/data/x").unwrap(), "/data/x");
         for bad in [
             "relative.txt",
             "/",
             "/workspace",
+            "/workspace/data/x.txt",
             "/workspace/../etc/passwd",
             "/etc/passwd",
             "/usr/bin/env",

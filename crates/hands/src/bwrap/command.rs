@@ -119,7 +119,8 @@ fn mounts(helper: &HelperCommand, etc: &Path, spec: &Spec) -> Vec<String> {
         push(&["--bind", &dir.display().to_string(), crate::OUTPUTS]);
     }
     for (host, at) in &spec.mounts {
-        // After the workspace's bind, so a file can sit inside it, read-only still.
+        // Never in the workspace (see `agentd_wire::resource::check_mount_path`): bwrap makes
+        // the mount point, and the agent could have steered a path there with a link.
         push(&["--ro-bind", &host.display().to_string(), at]);
     }
     push(&["--ro-bind", &helper.exe.display().to_string(), HELPER]);
