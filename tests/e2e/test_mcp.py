@@ -571,3 +571,21 @@ def test_a_failed_refresh_is_a_session_error_and_the_turn_goes_on(client, fake_u
         assert "mcp__tools__echo" not in json.dumps(fake_upstream.messages_requests()[-1].body)
     finally:
         token.close()
+
+
+def test_a_system_proxy_is_never_used_for_mcp_servers(server_factory, fake_upstream, mcp):
+    # A proxy would make the address checks judge the proxy, not the server: agentd ignores it.
+    # (The model upstream, on 127.0.0.1, is exempt; the MCP server is reached as localhost.)
+    dead = "http://127.0.0.1:9"
+    srv = server_factory(upstream=fake_upstream,
+                         env=agentd_env(HTTP_PROXY=dead, http_proxy=dead, NO_PROXY="127.0.0.1",
+                                        no_proxy="127.0.0.1"))
+    client = srv.client()
+    url = mcp.url.replace("127.0.0.1", "localhost")
+    s = session_with(client, [url_server("tools", url)], [toolset()])
+    fake_upstream.enqueue(fa.message(fa.tool_use("mcp__tools__echo", {"text": "direct"})), fa.reply_text("done"))
+    send_text(client, s.id, "go")
+    evs = wait_events(client, s.id, rested("end_turn"), timeout=30)
+    results = of(evs, "agent.mcp_tool_result")
+    assert len(results) == 1 and not results[0].get("is_error"), results
+    assert mcp.calls("echo")

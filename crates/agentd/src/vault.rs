@@ -51,6 +51,18 @@ pub async fn run(c: Command) -> anyhow::Result<ExitCode> {
             if new == old {
                 anyhow::bail!("the new vault key is the key in use; give a different one");
             }
+            if matches!(source, KeySource::Env) && given.is_none() {
+                // Shown before the secrets are resealed under it: after the commit, a crash or
+                // a closed stdout would lose the only copy.
+                eprintln!(
+                    "agentd: the new key follows; once the rotation below succeeds, set AGENTD_VAULT_KEY to it before agentd starts again (it is not shown again):"
+                );
+                use std::io::Write as _;
+                let mut out = std::io::stdout().lock();
+                writeln!(out, "{}", new.to_base64())
+                    .and_then(|()| out.flush())
+                    .context("cannot show the new key, so nothing was rotated")?;
+            }
             let n = agentd_vault::rotate(store.as_ref(), old, &source, &new).await?;
             eprintln!("agentd: resealed {n} credential(s) under the new vault key");
             match (&source, given) {
@@ -63,10 +75,7 @@ pub async fn run(c: Command) -> anyhow::Result<ExitCode> {
                     );
                 }
                 (KeySource::Env, None) => {
-                    eprintln!(
-                        "agentd: the new key follows; set AGENTD_VAULT_KEY to it before agentd starts again (it is not shown again):"
-                    );
-                    println!("{}", new.to_base64());
+                    eprintln!("agentd: done; the new key is the one shown above");
                 }
             }
             Ok(ExitCode::SUCCESS)

@@ -260,7 +260,9 @@ impl Mcp {
         };
         // The addresses checked are the ones connected to: a second lookup could answer
         // differently (DNS rebinding).
+        // No system proxy: the addresses checked must be the ones connected to.
         let mut http = reqwest13::Client::builder()
+            .no_proxy()
             .redirect(reqwest13::redirect::Policy::none())
             .connect_timeout(self.limits.connect_timeout);
         if host.parse::<IpAddr>().is_err() {

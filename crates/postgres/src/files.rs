@@ -200,8 +200,8 @@ impl PgStore {
         lock_workspace(&tx, &ws).await?;
         let freed = tx
             .query_one(
-                "SELECT COALESCE(SUM(size_bytes), 0)::bigint, COUNT(*) FROM files WHERE scope_id = $1 AND scope_path = $2 AND deleted_at IS NULL",
-                &[&session_id, &out.path],
+                "SELECT COALESCE(SUM(size_bytes), 0)::bigint, COUNT(*) FROM files WHERE scope_id = $1 AND scope_path = $2 AND deleted_at IS NULL AND (expires_at IS NULL OR expires_at > $3)",
+                &[&session_id, &out.path, &now()],
             )
             .await
             .db()?;

@@ -212,8 +212,8 @@ impl Store {
                     return Ok(());
                 }
                 let freed: (i64, i64) = c.query_row(
-                    "SELECT COALESCE(SUM(size_bytes), 0), COUNT(*) FROM files WHERE scope_id = ?1 AND scope_path = ?2 AND deleted_at IS NULL",
-                    params![sid, out.path],
+                    "SELECT COALESCE(SUM(size_bytes), 0), COUNT(*) FROM files WHERE scope_id = ?1 AND scope_path = ?2 AND deleted_at IS NULL AND (expires_at IS NULL OR expires_at > ?3)",
+                    params![sid, out.path, time::fmt(&time::now())],
                     |r| Ok((r.get(0)?, r.get(1)?)),
                 )?;
                 quota

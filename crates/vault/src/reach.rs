@@ -69,7 +69,9 @@ impl Reach {
 
     /// An HTTP client that connects only where `self` allows.
     pub fn client(&self) -> reqwest::Client {
+        // No system proxy: the addresses checked must be the ones connected to.
         reqwest::Client::builder()
+            .no_proxy()
             .timeout(std::time::Duration::from_secs(30))
             .redirect(reqwest::redirect::Policy::none())
             .dns_resolver(Arc::new(self.clone()))

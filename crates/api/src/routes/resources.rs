@@ -212,6 +212,17 @@ async fn delete(
     Extension(Caller(ws)): Extension<Caller>,
     Path((id, rid)): Path<(String, String)>,
 ) -> ApiResult<Json<DeletedResource>> {
+    if st
+        .store
+        .get_session(&ws.id, &id)
+        .await?
+        .archived_at
+        .is_some()
+    {
+        return Err(ApiError::conflict(format!(
+            "session {id} is archived; its resources no longer change"
+        )));
+    }
     st.store.delete_session_resource(&ws.id, &id, &rid).await?;
     renew_sandbox(&st, &id).await;
     Ok(Json(DeletedResource {

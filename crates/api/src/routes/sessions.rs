@@ -343,6 +343,13 @@ async fn archive(
                 .await?;
         }
     }
+    // A call the model made between the answers above and the archive queued an item the
+    // stop just ended: answer it too, and wake the session to go on without it.
+    if crate::worker_calls::self_hosted(&st, &id).await?
+        && crate::worker_calls::close(&st, &id, crate::worker_calls::Closed::Archived).await?
+    {
+        st.runner.notify(&id);
+    }
     Ok(Json(s))
 }
 

@@ -322,6 +322,10 @@ async fn stop(
     // no call to run again.
     let ends = force || current.state == WorkState::Queued;
     let asked = matches!(p, Principal::ApiKey(_)) || current.state == WorkState::Stopping;
+    let mut probe = current.clone();
+    if let Err(why) = probe.request_stop(chrono::Utc::now(), force) {
+        return Err(ApiError::conflict(why));
+    }
     if ends && asked && current.state.is_live() {
         crate::worker_calls::close(
             &st,
