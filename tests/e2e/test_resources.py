@@ -3,6 +3,8 @@
 session's sandbox when it is provisioned, at the SDK's default path or the one asked for.
 Bad input gets the error the SDK expects, naming the field, and changes nothing."""
 
+import time
+
 import anthropic
 import pytest
 
@@ -122,3 +124,22 @@ def test_bad_resources_are_refused_naming_the_field(client):
     with pytest.raises(anthropic.NotFoundError):
         client.beta.sessions.resources.delete("sesrsc_missing", session_id=s.id)
     assert [x.id for x in client.beta.sessions.resources.list(s.id)] == [r.id], "nothing changed"
+
+
+def test_a_resource_added_mid_call_lets_the_call_finish_and_the_next_call_sees_it(client, fake_upstream):
+    f = upload(client, "late.txt", b"arrived late\n")
+    s = session_with(client, [])
+    fake_upstream.enqueue(fa.message(fa.tool_use("bash", {"command": "sleep 3; echo finished"})),
+                          fa.reply_text("done"))
+    send_text(client, s.id, "turn 1")
+    # Wait until the command runs, then add the resource under it.
+    from conftest import wait_until
+    wait_until(lambda: "agent.tool_use" in [e["type"] for e in list_raw_events(client, s.id)], timeout=15,
+               what="the call")
+    time.sleep(1)
+    client.beta.sessions.resources.add(s.id, type="file", file_id=f.id)
+    evs = wait_idle(client, s.id, timeout=20)
+    result = [e for e in evs if e["type"] == "agent.tool_result"][-1]
+    assert "finished" in "".join(b.get("text", "") for b in result["content"]), result
+    out = run_bash(client, fake_upstream, s.id, f"cat /mnt/session/uploads/{f.id}", 2)
+    assert "arrived late" in out, out

@@ -36,6 +36,8 @@ struct Live {
     _slot: Slot,
     /// Where its file resources were written for it to mount; removed with it.
     mounted: Option<PathBuf>,
+    /// The session's resources changed while it was at work: the next call gets a new one.
+    renew: bool,
 }
 
 pub struct Sandboxes {
@@ -146,7 +148,7 @@ impl Sandboxes {
     pub fn has_live(&self, log_id: &str, policy: &Policy) -> bool {
         self.live()
             .get(log_id)
-            .is_some_and(|l| l.sandbox.alive() && l.policy == *policy)
+            .is_some_and(|l| l.sandbox.alive() && l.policy == *policy && !l.renew)
     }
 
     /// The sandbox of log `log_id` over session `session_id`'s workspace, provisioned now —
@@ -163,12 +165,14 @@ impl Sandboxes {
         if let Some(live) = self.live().get_mut(log_id)
             && live.sandbox.alive()
             && live.policy == policy
+            && !live.renew
         {
             live.used = Instant::now();
             live.busy += 1;
             return Ok(live.sandbox.clone());
         }
-        // Dead, or made under a network policy the environment no longer has.
+        // Dead, made under a network policy the environment no longer has, or over resources
+        // the session no longer has.
         self.release(log_id).await;
         let slot = self.slot(session_id).await?;
         let t0 = Instant::now();
@@ -219,6 +223,7 @@ impl Sandboxes {
                 busy: 1,
                 _slot: slot,
                 mounted,
+                renew: false,
             },
         );
         Ok(sandbox)
@@ -294,6 +299,26 @@ impl Sandboxes {
     }
 
     /// Stop every sandbox of the session (its threads'); the workspace stays.
+    /// The session's resources changed: its idle sandboxes go now, and one at work goes once
+    /// its call is over (its next call gets a fresh one), so no running command is cut.
+    pub async fn renew_session(&self, session_id: &str) {
+        let idle: Vec<String> = {
+            let mut live = self.live();
+            let mut idle = Vec::new();
+            for (id, l) in live.iter_mut().filter(|(_, l)| l.session == session_id) {
+                if l.busy == 0 {
+                    idle.push(id.clone());
+                } else {
+                    l.renew = true;
+                }
+            }
+            idle
+        };
+        for log in idle {
+            self.release(&log).await;
+        }
+    }
+
     pub async fn release_session(&self, session_id: &str) {
         let logs: Vec<String> = self
             .live()

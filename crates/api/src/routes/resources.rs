@@ -1,7 +1,7 @@
 //! `/v1/sessions/{id}/resources`: add, list, retrieve, update, delete; and the `resources` of
 //! a session create. A resource is stored at once and mounted when the session's sandbox is
-//! next provisioned, never before the first model call; adding or deleting one releases the
-//! running sandbox so the next tool call sees the change.
+//! next provisioned, never before the first model call; after adding or deleting one, the
+//! next tool call gets a fresh sandbox that sees the change (a call running finishes first).
 
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
@@ -231,10 +231,10 @@ async fn delete(
     }))
 }
 
-/// The running sandbox keeps the mounts it was made with; the next tool call gets a fresh one
-/// over the same workspace, with the session's resources as they are now.
+/// A sandbox keeps the mounts it was made with; the next tool call gets a fresh one over the
+/// same workspace, with the session's resources as they are now. A call running goes on.
 async fn renew_sandbox(st: &AppState, sid: &str) {
     if let Some(sb) = st.runner.harness().sandboxes() {
-        sb.release_session(sid).await;
+        sb.renew_session(sid).await;
     }
 }
