@@ -314,13 +314,10 @@ async fn env_key_session(state: &AppState, p: &Principal, path: &str) -> Result<
     let (Principal::Environment { environment_id, .. }, Some(sid)) = (p, session_of(path)) else {
         return Ok(());
     };
-    let live = state
-        .store
-        .session_work(sid)
+    if crate::worker_calls::live_item(state, sid, environment_id)
         .await?
-        .iter()
-        .any(|w| w.environment_id == *environment_id && w.state.is_live());
-    if live {
+        .is_some()
+    {
         return Ok(());
     }
     Err(ApiError::new(

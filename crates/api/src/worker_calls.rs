@@ -134,3 +134,18 @@ pub async fn self_hosted(st: &AppState, sid: &str) -> Result<bool, agentd_catalo
         Err(e) => Err(agentd_catalog::Error::Storage(e.to_string())),
     }
 }
+
+/// Session `sid`'s live work item in environment `env`, if it has one: what an environment
+/// key acts on when it serves the session.
+pub async fn live_item(
+    st: &AppState,
+    sid: &str,
+    env: &str,
+) -> Result<Option<agentd_catalog::work::WorkItem>, agentd_catalog::Error> {
+    Ok(st
+        .store
+        .session_work(sid)
+        .await?
+        .into_iter()
+        .find(|w| w.environment_id == env && w.state.is_live()))
+}

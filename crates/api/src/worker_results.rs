@@ -106,12 +106,7 @@ async fn holder_may_answer(
         }
         // The SDK's worker without a secret: the session's live item in the key's environment.
         Principal::Environment { environment_id, .. } => {
-            let live = st
-                .store
-                .session_work(session_id)
-                .await?
-                .into_iter()
-                .find(|w| w.environment_id == *environment_id && w.state.is_live());
+            let live = crate::worker_calls::live_item(st, session_id, environment_id).await?;
             Some((
                 live.ok_or_else(|| {
                     ApiError::invalid(format!(

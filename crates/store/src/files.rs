@@ -170,18 +170,7 @@ impl Store {
         file_id: &str,
     ) -> Result<Vec<u8>> {
         let sid = session_id.to_owned();
-        let ws: String = self
-            .db
-            .read(move |c| {
-                c.query_row(
-                    "SELECT workspace_id FROM sessions WHERE id = ?1",
-                    [&sid],
-                    |r| r.get(0),
-                )
-                .optional()?
-                .ok_or_else(|| Error::NotFound(format!("session {sid} not found")))
-            })
-            .await?;
+        let ws: String = self.db.read(move |c| session_workspace(c, &sid)).await?;
         Ok(agentd_catalog::Files::file_content(self, &ws, file_id)
             .await?
             .1)
@@ -193,14 +182,7 @@ impl Store {
         let quota = self.files_quota;
         self.db
             .write(move |c| {
-                let ws: String = c
-                    .query_row(
-                        "SELECT workspace_id FROM sessions WHERE id = ?1",
-                        [&sid],
-                        |r| r.get(0),
-                    )
-                    .optional()?
-                    .ok_or_else(|| Error::NotFound(format!("session {sid} not found")))?;
+                let ws = session_workspace(c, &sid)?;
                 let held: Option<String> = c
                     .query_row(
                         "SELECT sha256 FROM files WHERE scope_id = ?1 AND scope_path = ?2",
@@ -255,4 +237,15 @@ fn usage(c: &rusqlite::Connection, ws: &str) -> Result<(u64, u64)> {
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
     Ok((bytes as u64, files as u64))
+}
+
+/// The workspace session `sid` belongs to.
+fn session_workspace(c: &rusqlite::Connection, sid: &str) -> Result<String> {
+    c.query_row(
+        "SELECT workspace_id FROM sessions WHERE id = ?1",
+        [sid],
+        |r| r.get(0),
+    )
+    .optional()?
+    .ok_or_else(|| Error::NotFound(format!("session {sid} not found")))
 }

@@ -166,13 +166,9 @@ async fn list(
             })?,
         None => 0,
     };
-    let data: Vec<Resource> = all.into_iter().skip(start).take(limit + 1).collect();
-    let more = data.len() > limit;
-    let data: Vec<Resource> = data.into_iter().take(limit).collect();
-    let next_page = more
-        .then(|| data.last().map(|r| r.id().to_owned()))
-        .flatten();
-    Ok(Json(Page { data, next_page }))
+    let rows = all.into_iter().skip(start).take(limit + 1).collect();
+    let p = agentd_catalog::Page::of(rows, limit, |r: &Resource| r.id().to_owned());
+    Ok(Json(crate::routes::page(p, |r| r)))
 }
 
 async fn retrieve(
