@@ -94,6 +94,9 @@ trap stop_postgres EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+# Incremental caches double what a one-off run writes to disk, for no gain.
+export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
+
 step "system packages"
 need=()
 if ! $fast; then
@@ -188,3 +191,4 @@ step "outcomes bench on the scripted model (the evaluate-then-revise loop end to
 cargo run -q -p agentd-bench --locked -- outcomes
 
 step "all tests passed"
+du -sh "${CARGO_TARGET_DIR:-$root/target}" 2>/dev/null | sed 's/^/target directory: /' || true
