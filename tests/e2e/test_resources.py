@@ -100,7 +100,8 @@ def test_bad_resources_are_refused_naming_the_field(client):
         ({"type": "file", "file_id": f.id, "mount_path": "/workspace/in/x"}, "resources[0].mount_path:"),
         ({"type": "file"}, "resources[0]"),
         ({"type": "nope", "file_id": f.id}, "resources[0].type:"),
-        ({"type": "github_repository", "url": "https://example.com/r.git"}, "resources[0].type:"),
+        ({"type": "github_repository", "url": "https://example.com/r.git", "mount_path": "/data/r"},
+         "resources[0].mount_path:"),
     ]:
         with pytest.raises(anthropic.BadRequestError) as e:
             create([bad])

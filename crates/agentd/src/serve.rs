@@ -392,7 +392,10 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
         &previews,
         sandboxes,
         prices,
-        mcp_auth,
+        Edge {
+            mcp_auth,
+            tokens: Arc::new(crate::vault::RepositoryTokens(sealer.clone())),
+        },
     );
     let runner = Runner::new(harness, store.clone(), lease);
     let rate = RateLimit {
@@ -497,6 +500,12 @@ fn models(a: &Args, data_dir: &Path) -> anyhow::Result<Arc<Registry>> {
     ))
 }
 
+/// What the harness uses credentials through, at the edge: they never enter it otherwise.
+struct Edge {
+    mcp_auth: Arc<dyn agentd_mcp::McpAuth>,
+    tokens: Arc<dyn agentd_brain::repositories::TokenOpener>,
+}
+
 /// The harness the flags describe. With sandboxes it also starts the sweeper that releases
 /// idle ones, since nothing else would.
 fn harness(
@@ -506,8 +515,9 @@ fn harness(
     previews: &Previews,
     sandboxes: Option<Arc<Sandboxes>>,
     prices: agentd_models::Prices,
-    mcp_auth: Arc<dyn agentd_mcp::McpAuth>,
+    edge: Edge,
 ) -> Harness {
+    let Edge { mcp_auth, tokens } = edge;
     let harness = Harness::new(
         store.clone(),
         store.clone(),
@@ -527,6 +537,7 @@ fn harness(
             max_threads: a.max_threads,
             egress_private: a.egress_allow_private.clone(),
             prices,
+            tokens: Some(tokens),
             ..HarnessConfig::default()
         },
     );

@@ -82,3 +82,17 @@ pub async fn run(c: Command) -> anyhow::Result<ExitCode> {
         }
     }
 }
+
+/// The harness opens repository tokens with the vault key.
+#[derive(Debug)]
+pub struct RepositoryTokens(pub Sealer);
+
+impl agentd_brain::repositories::TokenOpener for RepositoryTokens {
+    fn open(&self, resource_id: &str, sealed: &[u8]) -> Result<String, String> {
+        let plain = self.0.open(resource_id, sealed).map_err(|e| {
+            format!("The token of repository resource {resource_id} cannot be used: {e}")
+        })?;
+        String::from_utf8(plain)
+            .map_err(|_| format!("The token of repository resource {resource_id} is not text"))
+    }
+}

@@ -246,6 +246,7 @@ async fn ttft(a: &Args, bwrap: Arc<Bwrap>, repo: &Path) -> anyhow::Result<()> {
                         Policy::none(),
                         Some(setup.to_owned()),
                         Vec::new(),
+                        Vec::new(),
                     )
                     .await?;
                 provision.push(t0.elapsed());

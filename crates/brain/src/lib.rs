@@ -27,6 +27,7 @@ pub mod outcomes;
 pub mod outputs;
 mod packages;
 pub mod previews;
+pub mod repositories;
 mod runner;
 pub mod sandboxes;
 mod threads;

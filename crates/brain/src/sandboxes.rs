@@ -161,6 +161,7 @@ impl Sandboxes {
         policy: Policy,
         setup: Option<String>,
         files: Vec<MountedFile>,
+        grants: Vec<agentd_egress::Grant>,
     ) -> Result<Arc<dyn Sandbox>, agentd_hands::Error> {
         if let Some(live) = self.live().get_mut(log_id)
             && live.sandbox.alive()
@@ -186,8 +187,12 @@ impl Sandboxes {
         // The provider opens it to the sandbox's user, and to no one else.
         std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
             .map_err(io)?;
-        let proxy =
-            Proxy::bind(&dir.join(agentd_hands::EGRESS_SOCKET), policy.clone()).map_err(io)?;
+        let proxy = Proxy::bind(
+            &dir.join(agentd_hands::EGRESS_SOCKET),
+            policy.clone(),
+            grants,
+        )
+        .map_err(io)?;
         let (mounted, mounts) = self.write_mounts(n, files).map_err(|e| {
             agentd_hands::Error::Spawn(format!("cannot prepare the session's file resources: {e}"))
         })?;

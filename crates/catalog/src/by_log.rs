@@ -22,6 +22,8 @@ pub trait AnyWorkspace: Send + Sync {
     async fn thread_row(&self, tid: &str) -> crate::Result<ThreadRow>;
     /// The workspace session `id` belongs to.
     async fn session_workspace(&self, id: &str) -> crate::Result<String>;
+    /// The sealed authorization token of resource `resource_id`, if it has one.
+    async fn resource_token(&self, resource_id: &str) -> crate::Result<Option<Vec<u8>>>;
 }
 
 fn is_thread(log_id: &str) -> bool {
@@ -155,27 +157,41 @@ pub async fn queue_work(
     })
 }
 
-/// `Catalog::resource_files`: each file resource of the session with its file's bytes.
-pub async fn resource_files(
+/// `Catalog::session_mounts`: each file resource of the session with its file's bytes, each
+/// repository with its sealed token.
+pub async fn session_mounts(
     rows: &impl AnyWorkspace,
     session_id: &str,
-) -> Result<Vec<agentd_session::catalog::MountedFile>, Error> {
+) -> Result<agentd_session::catalog::Mounts, Error> {
+    use agentd_session::catalog::{MountedFile, MountedRepository, Mounts};
+    use agentd_wire::resource::Resource;
     let s = rows
         .session_row(session_id)
         .await
         .map_err(|e| gone(e, session_id))?;
-    let mut out = Vec::new();
+    let mut out = Mounts::default();
     for r in s.resources {
-        let agentd_wire::resource::Resource::File(f) = r;
-        match rows.session_file(session_id, &f.file_id).await {
-            Ok(bytes) => out.push(agentd_session::catalog::MountedFile {
-                resource_id: f.id,
-                mount_path: f.mount_path,
-                bytes,
-            }),
-            // Deleted through the Files API since: nothing to mount.
-            Err(crate::Error::NotFound(_)) => {}
-            Err(e) => return Err(error(e)),
+        match r {
+            Resource::File(f) => match rows.session_file(session_id, &f.file_id).await {
+                Ok(bytes) => out.files.push(MountedFile {
+                    resource_id: f.id,
+                    mount_path: f.mount_path,
+                    bytes,
+                }),
+                // Deleted through the Files API since: nothing to mount.
+                Err(crate::Error::NotFound(_)) => {}
+                Err(e) => return Err(error(e)),
+            },
+            Resource::GithubRepository(g) => {
+                let sealed_token = rows.resource_token(&g.id).await.map_err(error)?;
+                out.repositories.push(MountedRepository {
+                    resource_id: g.id,
+                    url: g.url,
+                    checkout: g.checkout,
+                    mount_path: g.mount_path,
+                    sealed_token,
+                });
+            }
         }
     }
     Ok(out)

@@ -77,6 +77,7 @@ impl Seed {
             metadata: BTreeMap::from([("k".to_owned(), "v".to_owned())]),
             vault_ids: vec![],
             resources: vec![],
+            sealed_tokens: vec![],
         }
     }
 
@@ -952,7 +953,7 @@ pub async fn session_resources_are_kept_on_the_session(s: &dyn Storage) {
     let got = s.get_session(&mine.ws, &sid).await.unwrap();
     assert_eq!(got.resources, vec![file("sesrsc_1", "/data/a")]);
     let after = s
-        .add_session_resource(&mine.ws, &sid, file("sesrsc_2", "/data/b"))
+        .add_session_resource(&mine.ws, &sid, file("sesrsc_2", "/data/b"), None)
         .await
         .expect("add");
     assert_eq!(
@@ -960,7 +961,7 @@ pub async fn session_resources_are_kept_on_the_session(s: &dyn Storage) {
         ["sesrsc_1", "sesrsc_2"]
     );
     let clash = s
-        .add_session_resource(&mine.ws, &sid, file("sesrsc_3", "/data/a/inner"))
+        .add_session_resource(&mine.ws, &sid, file("sesrsc_3", "/data/a/inner"), None)
         .await;
     assert!(matches!(clash, Err(crate::Error::Invalid(_))), "{clash:?}");
     let other = seed(s, "r2").await.ws;
@@ -989,6 +990,104 @@ pub async fn session_resources_are_kept_on_the_session(s: &dyn Storage) {
         .unwrap();
     let row = listed.items.iter().find(|x| x.id == sid).unwrap();
     assert_eq!(row.resources, vec![file("sesrsc_2", "/data/b")]);
+}
+
+/// A repository resource's sealed token is stored apart from the resource, replaced by
+/// `set_resource_token` (which moves `updated_at`), resealed with the credentials, and gone
+/// with its resource or its session.
+pub async fn repository_tokens_are_kept_apart_and_go_with_their_resource(s: &dyn Storage) {
+    use agentd_wire::resource::{RepositoryResource, Resource};
+    let at = chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+    let repo = |id: &str, path: &str| {
+        Resource::GithubRepository(RepositoryResource {
+            id: id.into(),
+            url: "https://git.example/acme/w".into(),
+            mount_path: path.into(),
+            checkout: None,
+            created_at: at,
+            updated_at: at,
+        })
+    };
+    let mine = seed(s, "t").await;
+    let mut new = mine.new_session(None);
+    new.resources = vec![
+        repo("sesrsc_t1", "/workspace/a"),
+        repo("sesrsc_t2", "/workspace/b"),
+    ];
+    new.sealed_tokens = vec![("sesrsc_t1".into(), b"sealed-1".to_vec())];
+    let sid = s
+        .create_session(&mine.ws, new, events(vec![]))
+        .await
+        .expect("create")
+        .id;
+    let tokens = |m: agentd_session::catalog::Mounts| {
+        m.repositories
+            .into_iter()
+            .map(|r| (r.resource_id, r.sealed_token))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        tokens(s.session_mounts(&sid).await.unwrap()),
+        [
+            ("sesrsc_t1".to_owned(), Some(b"sealed-1".to_vec())),
+            ("sesrsc_t2".to_owned(), None)
+        ]
+    );
+    let r = s
+        .set_resource_token(&mine.ws, &sid, "sesrsc_t2", b"sealed-2".to_vec())
+        .await
+        .expect("retoken");
+    assert!(
+        matches!(&r, Resource::GithubRepository(g) if g.updated_at > at),
+        "{r:?}"
+    );
+    s.add_session_resource(
+        &mine.ws,
+        &sid,
+        repo("sesrsc_t3", "/workspace/c"),
+        Some(b"sealed-3".to_vec()),
+    )
+    .await
+    .expect("add");
+    let other = seed(s, "t2").await.ws;
+    assert!(matches!(
+        s.set_resource_token(&other, &sid, "sesrsc_t2", b"x".to_vec())
+            .await,
+        Err(Error::NotFound(_))
+    ));
+    // Rotation reseals every token with the credentials.
+    let n = s
+        .reseal_credentials(
+            Box::new(|id, sealed| Ok([id.as_bytes(), b":", sealed].concat())),
+            b"check".to_vec(),
+        )
+        .await
+        .unwrap();
+    assert!(n >= 3, "{n}");
+    assert_eq!(
+        tokens(s.session_mounts(&sid).await.unwrap()),
+        [
+            ("sesrsc_t1".to_owned(), Some(b"sesrsc_t1:sealed-1".to_vec())),
+            ("sesrsc_t2".to_owned(), Some(b"sesrsc_t2:sealed-2".to_vec())),
+            ("sesrsc_t3".to_owned(), Some(b"sesrsc_t3:sealed-3".to_vec())),
+        ]
+    );
+    s.delete_session_resource(&mine.ws, &sid, "sesrsc_t1")
+        .await
+        .unwrap();
+    // The token went with its resource: a resource added again under its id has none.
+    s.add_session_resource(&mine.ws, &sid, repo("sesrsc_t1", "/workspace/a"), None)
+        .await
+        .unwrap();
+    let after = tokens(s.session_mounts(&sid).await.unwrap());
+    assert!(after.contains(&("sesrsc_t1".to_owned(), None)), "{after:?}");
+    s.delete_session(&mine.ws, &sid).await.unwrap();
+    // Nothing of the session's is left to reseal.
+    let left = s
+        .reseal_credentials(Box::new(|_, sealed| Ok(sealed.to_vec())), b"check".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(left, n - 3, "the deleted session's tokens are gone");
 }
 
 /// The quota the Files API check below expects its store to have been opened with.
@@ -1537,6 +1636,7 @@ macro_rules! catalog_conformance_tests {
             environment_keys_are_hashed_listed_and_revoked,
             polling_workers_are_counted_once_each_within_the_window,
             session_resources_are_kept_on_the_session,
+            repository_tokens_are_kept_apart_and_go_with_their_resource,
             a_worker_answers_a_call_once,
             vaults_update_archive_list_and_delete,
             credentials_keep_their_sealed_bytes_one_live_per_server,

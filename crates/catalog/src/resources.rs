@@ -45,3 +45,22 @@ pub fn remove(list: &mut Vec<Resource>, id: &str) -> Result<Resource, Error> {
         .ok_or_else(|| Error::NotFound(format!("resource {id} not found in this session")))?;
     Ok(list.remove(i))
 }
+
+/// Resource `id` of `list` takes a new token now: only a repository has one.
+pub fn retoken(
+    list: &mut [Resource],
+    id: &str,
+    at: agentd_wire::Timestamp,
+) -> Result<Resource, Error> {
+    let r = list
+        .iter_mut()
+        .find(|r| r.id() == id)
+        .ok_or_else(|| Error::NotFound(format!("resource {id} not found in this session")))?;
+    if !matches!(r, Resource::GithubRepository(_)) {
+        return Err(Error::Invalid(format!(
+            "authorization_token: resource {id} is a file; only github_repository resources take a token"
+        )));
+    }
+    r.set_updated_at(at);
+    Ok(r.clone())
+}

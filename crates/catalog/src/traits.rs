@@ -105,9 +105,25 @@ pub trait Sessions: Send + Sync {
         metadata: Option<BTreeMap<String, Option<String>>>,
     ) -> Result<Session>;
     async fn archive_session(&self, ws: &str, id: &str) -> Result<Session>;
-    /// Add a resource to session `id` (`crate::resources::add`, under the session's lock).
-    async fn add_session_resource(&self, ws: &str, id: &str, r: Resource) -> Result<Session>;
-    /// Remove resource `rid` of session `id`; returns it.
+    /// Add a resource to session `id` (`crate::resources::add`, under the session's lock),
+    /// with its sealed authorization token if it has one.
+    async fn add_session_resource(
+        &self,
+        ws: &str,
+        id: &str,
+        r: Resource,
+        sealed_token: Option<Vec<u8>>,
+    ) -> Result<Session>;
+    /// Replace the sealed authorization token of resource `rid` of session `id` (a
+    /// repository's); its `updated_at` moves. Returns the resource.
+    async fn set_resource_token(
+        &self,
+        ws: &str,
+        id: &str,
+        rid: &str,
+        sealed_token: Vec<u8>,
+    ) -> Result<Resource>;
+    /// Remove resource `rid` of session `id`, and its token; returns it.
     async fn delete_session_resource(&self, ws: &str, id: &str, rid: &str) -> Result<Resource>;
     /// Remove a session and its whole log; its subscribers are told it is gone.
     async fn delete_session(&self, ws: &str, id: &str) -> Result<()>;
@@ -273,9 +289,9 @@ pub trait Vaults: Send + Sync {
     async fn vault_key_check(&self) -> Result<Option<Vec<u8>>>;
     /// Store `check` unless one is stored; returns the one stored afterwards.
     async fn init_vault_key_check(&self, check: Vec<u8>) -> Result<Vec<u8>>;
-    /// Reseal every credential's secrets with `f` and store the new key's `check`, all in one
-    /// transaction: a failure anywhere leaves every secret under the old key. Returns how
-    /// many credentials were resealed.
+    /// Reseal every credential's secrets and every repository resource's token with `f` and
+    /// store the new key's `check`, all in one transaction: a failure anywhere leaves every
+    /// secret under the old key. Returns how many values were resealed.
     async fn reseal_credentials(&self, f: Reseal, check: Vec<u8>) -> Result<u64>;
 }
 

@@ -82,6 +82,8 @@ pub struct NewSession {
     pub vault_ids: Vec<String>,
     /// Mounted in its sandbox at provision (`agentd_wire::resource`).
     pub resources: Vec<agentd_wire::resource::Resource>,
+    /// The sealed authorization tokens of those resources that have one, by resource id.
+    pub sealed_tokens: Vec<(String, Vec<u8>)>,
 }
 
 #[derive(Debug, Clone, Default)]

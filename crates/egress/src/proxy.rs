@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixListener, UnixStream};
 
-use crate::Policy;
+use crate::{Grant, Policy};
 
 /// Largest request head accepted from the sandbox.
 const MAX_HEAD: usize = 64 * 1024;
@@ -27,13 +27,14 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    /// Listen on `path` (which must not exist) and serve `policy`.
-    pub fn bind(path: &Path, policy: Policy) -> std::io::Result<Proxy> {
+    /// Listen on `path` (which must not exist) and serve `policy`, adding `grants` to the
+    /// requests they cover (whose hosts are then reachable whatever the allow-list says).
+    pub fn bind(path: &Path, policy: Policy, grants: Vec<Grant>) -> std::io::Result<Proxy> {
         let listener = UnixListener::bind(path)?;
         // Whoever may connect uses this sandbox's allow-list: its owner alone, until the
         // provider hands it to the sandbox's user.
         std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
-        let policy = Arc::new(policy);
+        let rules = Arc::new(Rules { policy, grants });
         // A sandbox must not exhaust agentd's file descriptors through its proxy.
         let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
         let task = tokio::spawn(async move {
@@ -44,10 +45,10 @@ impl Proxy {
                 let Ok((conn, _)) = listener.accept().await else {
                     return;
                 };
-                let policy = policy.clone();
+                let rules = rules.clone();
                 tokio::spawn(async move {
                     let _permit = permit;
-                    if let Err(e) = serve(conn, &policy).await {
+                    if let Err(e) = serve(conn, &rules).await {
                         tracing::debug!(error = %e, "egress connection ended");
                     }
                 });
@@ -71,6 +72,12 @@ impl Drop for Proxy {
     }
 }
 
+/// What one proxy enforces and adds.
+struct Rules {
+    policy: Policy,
+    grants: Vec<Grant>,
+}
+
 async fn reply(conn: &mut UnixStream, status: &str, msg: &str) -> std::io::Result<()> {
     let body = format!("{msg}\n");
     let head = format!(
@@ -82,7 +89,7 @@ async fn reply(conn: &mut UnixStream, status: &str, msg: &str) -> std::io::Resul
     conn.shutdown().await
 }
 
-async fn serve(mut conn: UnixStream, policy: &Policy) -> std::io::Result<()> {
+async fn serve(mut conn: UnixStream, rules: &Rules) -> std::io::Result<()> {
     let mut buf = Vec::with_capacity(4096);
     let head = tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut conn, &mut buf)).await;
     let head_end = match head {
@@ -91,7 +98,7 @@ async fn serve(mut conn: UnixStream, policy: &Policy) -> std::io::Result<()> {
         Ok(Err(e)) => return Err(e),
         Err(_) => return reply(&mut conn, "408 Request Timeout", "no request head in time").await,
     };
-    serve_head(conn, policy, buf, head_end).await
+    serve_head(conn, rules, buf, head_end).await
 }
 
 /// Read until the end of the request head; its length, or None if the client left or sent
@@ -121,7 +128,7 @@ async fn read_head(conn: &mut UnixStream, buf: &mut Vec<u8>) -> std::io::Result<
 
 async fn serve_head(
     mut conn: UnixStream,
-    policy: &Policy,
+    rules: &Rules,
     buf: Vec<u8>,
     head_end: usize,
 ) -> std::io::Result<()> {
@@ -138,7 +145,8 @@ async fn serve_head(
         let Some((host, port)) = split_host_port(target, 443) else {
             return reply(&mut conn, "400 Bad Request", "CONNECT needs host:port").await;
         };
-        let mut upstream = match open(&host, port, policy).await {
+        let granted = rules.grants.iter().any(|g| g.covers(true, &host, port));
+        let mut upstream = match open(&host, port, &rules.policy, granted).await {
             Ok(s) => s,
             Err((status, msg)) => return reply(&mut conn, status, &msg).await,
         };
@@ -163,28 +171,14 @@ async fn serve_head(
     let Some((host, port)) = split_host_port(authority, 80) else {
         return reply(&mut conn, "400 Bad Request", "bad host in URL").await;
     };
-    let mut upstream = match open(&host, port, policy).await {
+    let granted = rules.grants.iter().any(|g| g.covers(false, &host, port));
+    let mut upstream = match open(&host, port, &rules.policy, granted).await {
         Ok(s) => s,
         Err((status, msg)) => return reply(&mut conn, status, &msg).await,
     };
     // Origin-form request line; hop-by-hop proxy headers dropped; one request per connection.
-    let mut out = format!("{method} {path} {version}\r\n");
-    for h in lines.filter(|l| !l.is_empty()) {
-        let name = h
-            .split(':')
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_ascii_lowercase();
-        if !matches!(
-            name.as_str(),
-            "proxy-connection" | "proxy-authorization" | "connection" | "keep-alive"
-        ) {
-            out.push_str(h);
-            out.push_str("\r\n");
-        }
-    }
-    out.push_str("Connection: close\r\n\r\n");
+    let grant = crate::grant::find(&rules.grants, false, &host, port, path);
+    let out = crate::grant::rewrite_head(&format!("{method} {path} {version}"), lines, grant);
     upstream.write_all(out.as_bytes()).await?;
     upstream.write_all(&rest).await?;
     tokio::io::copy_bidirectional(&mut conn, &mut upstream).await?;
@@ -207,9 +201,18 @@ fn split_host_port(s: &str, default_port: u16) -> Option<(String, u16)> {
     .filter(|(h, _)| !h.is_empty())
 }
 
-/// Resolve, check against the policy, connect. Errors carry the status the sandbox sees.
-async fn open(host: &str, port: u16, policy: &Policy) -> Result<TcpStream, (&'static str, String)> {
-    if let Err(d) = policy.check_name(host) {
+/// Resolve, check against the policy, connect. Errors carry the status the sandbox sees. A
+/// `granted` host (a session's repository) is reachable whatever the allow-list names, but its
+/// addresses are checked as any other's.
+async fn open(
+    host: &str,
+    port: u16,
+    policy: &Policy,
+    granted: bool,
+) -> Result<TcpStream, (&'static str, String)> {
+    if let Err(d) = policy.check_name(host)
+        && !granted
+    {
         tracing::info!(host, port, "egress refused");
         return Err(("403 Forbidden", d.0));
     }
@@ -221,7 +224,7 @@ async fn open(host: &str, port: u16, policy: &Policy) -> Result<TcpStream, (&'st
             .collect(),
     };
     let ips: Vec<IpAddr> = addrs.iter().map(SocketAddr::ip).collect();
-    if let Err(d) = policy.check(host, &ips) {
+    if let Err(d) = policy.check_addresses(host, &ips) {
         tracing::info!(host, port, "egress refused");
         return Err(("403 Forbidden", d.0));
     }

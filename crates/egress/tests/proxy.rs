@@ -58,7 +58,7 @@ async fn the_proxy_forwards_allowed_hosts_and_refuses_the_rest() {
     let port = upstream("<p>hello from upstream</p>", None).await;
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("proxy.sock");
-    let _p = Proxy::bind(&sock, limited(&["127.0.0.1"])).unwrap();
+    let _p = Proxy::bind(&sock, limited(&["127.0.0.1"]), vec![]).unwrap();
 
     let get = through(&sock, format!("GET http://127.0.0.1:{port}/x HTTP/1.1\r\nHost: 127.0.0.1\r\nProxy-Connection: keep-alive\r\n\r\n")).await;
     assert!(
@@ -102,7 +102,7 @@ async fn no_environment_reaches_the_host_machine_without_the_operator() {
     let named = Policy::limited(&["127.0.0.1".into(), "localhost".into()], false);
     for (i, policy) in [Policy::unrestricted(), named].into_iter().enumerate() {
         let sock = sock.with_extension(i.to_string());
-        let _p = Proxy::bind(&sock, policy.clone()).unwrap();
+        let _p = Proxy::bind(&sock, policy.clone(), vec![]).unwrap();
         // By address, and by a name that resolves to it.
         for host in ["127.0.0.1", "localhost"] {
             let r = through(&sock, format!("GET http://{host}:{port}/ HTTP/1.1\r\n\r\n")).await;
@@ -156,7 +156,83 @@ fn the_proxy_socket_is_its_owners_alone() {
     let _guard = rt.enter();
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("proxy.sock");
-    let _p = Proxy::bind(&sock, Policy::none()).unwrap();
+    let _p = Proxy::bind(&sock, Policy::none(), vec![]).unwrap();
     let mode = std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "{mode:o}");
+}
+
+/// A server that answers every request with the request head it received.
+async fn echo_head() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let n = s.read(&mut buf).await.unwrap_or(0);
+                let body = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(resp.as_bytes()).await;
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn a_grant_adds_its_credential_to_its_repository_s_requests_only() {
+    let port = echo_head().await;
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("proxy.sock");
+    let grant = agentd_egress::Grant::basic(false, "127.0.0.1", port, "/acme/repo", "x", "s3cret");
+    // An allow-list that names nothing: the grant alone opens its host.
+    let _p = Proxy::bind(&sock, limited(&[]), vec![grant]).unwrap();
+    let get = |path: &str, extra: &str| {
+        format!("GET http://127.0.0.1:{port}{path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra}\r\n")
+    };
+    let expected = "Authorization: Basic eDpzM2NyZXQ=";
+
+    let ok = through(
+        &sock,
+        get("/acme/repo.git/info/refs?service=git-upload-pack", ""),
+    )
+    .await;
+    assert!(
+        ok.starts_with("HTTP/1.1 200") && ok.contains(expected),
+        "{ok}"
+    );
+    // The sandbox's own header is replaced, not sent beside it.
+    let mine = through(
+        &sock,
+        get("/acme/repo/info/refs", "Authorization: Basic bWU6bWU=\r\n"),
+    )
+    .await;
+    assert!(
+        mine.contains(expected) && !mine.contains("bWU6bWU="),
+        "{mine}"
+    );
+    for other in [
+        "/acme/other/info/refs",
+        "/acme/repo/../other/info/refs",
+        "/acme/repo%2f..%2fother",
+    ] {
+        let out = through(&sock, get(other, "")).await;
+        assert!(
+            out.starts_with("HTTP/1.1 200") && !out.contains("Authorization"),
+            "{other}: {out}"
+        );
+    }
+    // Another port of the same host is neither granted nor allowed.
+    let refused = through(
+        &sock,
+        format!(
+            "GET http://127.0.0.1:{}/acme/repo HTTP/1.1\r\n\r\n",
+            port.wrapping_add(1)
+        ),
+    )
+    .await;
+    assert!(refused.starts_with("HTTP/1.1 403"), "{refused}");
 }

@@ -38,6 +38,20 @@ impl AnyWorkspace for PgStore {
     async fn session_workspace(&self, id: &str) -> agentd_catalog::Result<String> {
         self.session_workspace(id).await
     }
+
+    async fn resource_token(&self, resource_id: &str) -> agentd_catalog::Result<Option<Vec<u8>>> {
+        use crate::Db;
+        Ok(self
+            .client()
+            .await?
+            .query_opt(
+                "SELECT sealed FROM resource_secrets WHERE resource_id = $1",
+                &[&resource_id],
+            )
+            .await
+            .db()?
+            .map(|r| r.get(0)))
+    }
 }
 
 #[async_trait]
@@ -73,11 +87,11 @@ impl Catalog for PgStore {
         by_log::session_vaults(self, log_id).await
     }
 
-    async fn resource_files(
+    async fn session_mounts(
         &self,
         session_id: &str,
-    ) -> Result<Vec<agentd_session::catalog::MountedFile>, Error> {
-        by_log::resource_files(self, session_id).await
+    ) -> Result<agentd_session::catalog::Mounts, Error> {
+        by_log::session_mounts(self, session_id).await
     }
 
     async fn queue_session_work(

@@ -244,6 +244,15 @@ const TABLES: &[Table] = &[
         key: 1,
     },
     Table {
+        name: "resource_secrets",
+        columns: &[
+            ("resource_id", "resource_id", Text),
+            ("session_id", "session_id", Text),
+            ("sealed", "sealed", Bytes),
+        ],
+        key: 1,
+    },
+    Table {
         name: "events",
         columns: &[
             ("session_id", "log_id", Text),

@@ -14,6 +14,7 @@ const STEPS: &[&str] = &[
     include_str!("migrations/0007_work_pollers.sql"),
     include_str!("migrations/0008_session_resources.sql"),
     include_str!("migrations/0009_vaults.sql"),
+    include_str!("migrations/0010_resource_secrets.sql"),
 ];
 
 /// The schema version this build writes.

@@ -132,6 +132,9 @@ impl Sessions for PgStore {
             .await
             .db()?;
         }
+        for (rid, sealed) in &s.sealed_tokens {
+            put_token(&tx, &id, rid, sealed).await?;
+        }
         let (_, touched) = log::append_in(&tx, &id, initial).await?;
         let session = get(&tx, Some(ws), &id, "").await?;
         tx.commit().await.db()?;
@@ -143,10 +146,19 @@ impl Sessions for PgStore {
         get(&self.client().await?, Some(ws), id, "").await
     }
 
-    async fn add_session_resource(&self, ws: &str, id: &str, r: Resource) -> Result<Session> {
+    async fn add_session_resource(
+        &self,
+        ws: &str,
+        id: &str,
+        r: Resource,
+        sealed_token: Option<Vec<u8>>,
+    ) -> Result<Session> {
         let mut c = self.client().await?;
         let tx = c.transaction().await.db()?;
         let mut s = get(&tx, Some(ws), id, "FOR UPDATE").await?;
+        if let Some(sealed) = &sealed_token {
+            put_token(&tx, id, r.id(), sealed).await?;
+        }
         agentd_catalog::resources::add(&mut s.resources, r)?;
         tx.execute(
             "UPDATE sessions SET resources = $2::text::jsonb, updated_at = $3 WHERE id = $1",
@@ -159,11 +171,40 @@ impl Sessions for PgStore {
         Ok(session)
     }
 
+    async fn set_resource_token(
+        &self,
+        ws: &str,
+        id: &str,
+        rid: &str,
+        sealed_token: Vec<u8>,
+    ) -> Result<Resource> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.db()?;
+        let mut s = get(&tx, Some(ws), id, "FOR UPDATE").await?;
+        let at = now();
+        let r = agentd_catalog::resources::retoken(&mut s.resources, rid, at)?;
+        put_token(&tx, id, rid, &sealed_token).await?;
+        tx.execute(
+            "UPDATE sessions SET resources = $2::text::jsonb, updated_at = $3 WHERE id = $1",
+            &[&id, &serde_json::to_string(&s.resources)?, &at],
+        )
+        .await
+        .db()?;
+        tx.commit().await.db()?;
+        Ok(r)
+    }
+
     async fn delete_session_resource(&self, ws: &str, id: &str, rid: &str) -> Result<Resource> {
         let mut c = self.client().await?;
         let tx = c.transaction().await.db()?;
         let mut s = get(&tx, Some(ws), id, "FOR UPDATE").await?;
         let gone = agentd_catalog::resources::remove(&mut s.resources, rid)?;
+        tx.execute(
+            "DELETE FROM resource_secrets WHERE resource_id = $1",
+            &[&rid],
+        )
+        .await
+        .db()?;
         tx.execute(
             "UPDATE sessions SET resources = $2::text::jsonb, updated_at = $3 WHERE id = $1",
             &[&id, &serde_json::to_string(&s.resources)?, &now()],
@@ -242,6 +283,9 @@ impl Sessions for PgStore {
             .await
             .db()?;
         tx.execute("DELETE FROM threads WHERE session_id = $1", &[&id])
+            .await
+            .db()?;
+        tx.execute("DELETE FROM resource_secrets WHERE session_id = $1", &[&id])
             .await
             .db()?;
         tx.execute("DELETE FROM work_items WHERE session_id = $1", &[&id])
@@ -406,4 +450,16 @@ impl PgStore {
     pub async fn load_session(&self, id: &str) -> Result<Session> {
         get(&self.client().await?, None, id, "").await
     }
+}
+
+/// Store (or replace) the sealed token of resource `rid` of session `sid`.
+async fn put_token(tx: &impl GenericClient, sid: &str, rid: &str, sealed: &[u8]) -> Result<()> {
+    tx.execute(
+        "INSERT INTO resource_secrets (resource_id, session_id, sealed) VALUES ($1, $2, $3)
+         ON CONFLICT (resource_id) DO UPDATE SET sealed = excluded.sealed",
+        &[&rid, &sid, &sealed],
+    )
+    .await
+    .db()?;
+    Ok(())
 }

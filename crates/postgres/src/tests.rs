@@ -304,7 +304,7 @@ async fn a_sqlite_installation_copies_whole_into_an_empty_database() {
         updated_at: at,
     });
     sqlite
-        .add_session_resource(&seed.ws, &sessions[0], resource)
+        .add_session_resource(&seed.ws, &sessions[0], resource, None)
         .await
         .unwrap();
     drop(sqlite);

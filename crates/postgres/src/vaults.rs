@@ -360,6 +360,25 @@ impl Vaults for PgStore {
             .db()?;
             n += 1;
         }
+        let tokens = tx
+            .query(
+                "SELECT resource_id, sealed FROM resource_secrets FOR UPDATE",
+                &[],
+            )
+            .await
+            .db()?;
+        for r in tokens {
+            let id: String = r.get(0);
+            let sealed: Vec<u8> = r.get(1);
+            let new = f(&id, &sealed)?;
+            tx.execute(
+                "UPDATE resource_secrets SET sealed = $2 WHERE resource_id = $1",
+                &[&id, &new],
+            )
+            .await
+            .db()?;
+            n += 1;
+        }
         tx.execute(
             "INSERT INTO vault_key (id, check_value) VALUES (1, $1)
              ON CONFLICT (id) DO UPDATE SET check_value = excluded.check_value",

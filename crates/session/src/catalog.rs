@@ -37,9 +37,10 @@ pub trait Catalog: Send + Sync + 'static {
     /// one whose file with those bytes was deleted.
     async fn put_output(&self, session_id: &str, out: NewOutput) -> Result<(), Error>;
 
-    /// The file resources of session `session_id` with their bytes, to be mounted read-only
-    /// in its next sandbox. A resource whose file was deleted since is left out.
-    async fn resource_files(&self, session_id: &str) -> Result<Vec<MountedFile>, Error>;
+    /// The resources of session `session_id` as its next sandbox mounts them: its files with
+    /// their bytes (one whose file was deleted since is left out) and its repositories with
+    /// their sealed tokens.
+    async fn session_mounts(&self, session_id: &str) -> Result<Mounts, Error>;
 
     /// The workspace of the log's session and the vaults it was created with, in order: what
     /// the edge (`agentd_vault::Resolver`) looks a credential up in.
@@ -48,6 +49,35 @@ pub trait Catalog: Send + Sync + 'static {
     /// Make sure the session of log `log_id`, whose environment is `self_hosted`, has a live
     /// work item for a worker to claim. Durable when it returns.
     async fn queue_session_work(&self, log_id: &str) -> Result<WorkQueued, Error>;
+}
+
+/// What a new sandbox of a session mounts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Mounts {
+    pub files: Vec<MountedFile>,
+    pub repositories: Vec<MountedRepository>,
+}
+
+/// A repository resource as a sandbox clones it: its token is still sealed (the vault key
+/// opens it, with the resource id as associated data).
+#[derive(Clone, PartialEq, Eq)]
+pub struct MountedRepository {
+    pub resource_id: String,
+    pub url: String,
+    pub checkout: Option<agentd_wire::resource::Checkout>,
+    pub mount_path: String,
+    pub sealed_token: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for MountedRepository {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MountedRepository")
+            .field("resource_id", &self.resource_id)
+            .field("url", &self.url)
+            .field("mount_path", &self.mount_path)
+            .field("token", &self.sealed_token.as_ref().map(|_| "<sealed>"))
+            .finish_non_exhaustive()
+    }
 }
 
 /// A file resource as a sandbox mounts it.

@@ -34,6 +34,21 @@ impl AnyWorkspace for Store {
     async fn session_workspace(&self, id: &str) -> crate::Result<String> {
         self.session_workspace(id).await
     }
+
+    async fn resource_token(&self, resource_id: &str) -> crate::Result<Option<Vec<u8>>> {
+        use rusqlite::OptionalExtension;
+        let id = resource_id.to_owned();
+        self.db
+            .read(move |c| {
+                Ok(c.query_row(
+                    "SELECT sealed FROM resource_secrets WHERE resource_id = ?1",
+                    [&id],
+                    |r| r.get(0),
+                )
+                .optional()?)
+            })
+            .await
+    }
 }
 
 #[async_trait]
@@ -69,11 +84,11 @@ impl Catalog for Store {
         by_log::session_vaults(self, log_id).await
     }
 
-    async fn resource_files(
+    async fn session_mounts(
         &self,
         session_id: &str,
-    ) -> Result<Vec<agentd_session::catalog::MountedFile>, Error> {
-        by_log::resource_files(self, session_id).await
+    ) -> Result<agentd_session::catalog::Mounts, Error> {
+        by_log::session_mounts(self, session_id).await
     }
 
     async fn queue_session_work(

@@ -76,6 +76,7 @@ impl Fixture for Sqlite {
             metadata: BTreeMap::new(),
             vault_ids: vec![],
             resources: vec![],
+            sealed_tokens: vec![],
         };
         let s = self.store.create_session(&self.ws, new, events(vec![]));
         s.await.unwrap().id

@@ -17,6 +17,7 @@ const STEPS: &[&str] = &[
     include_str!("migrations/0011_work_pollers.sql"),
     include_str!("migrations/0012_session_resources.sql"),
     include_str!("migrations/0013_vaults.sql"),
+    include_str!("migrations/0014_resource_secrets.sql"),
 ];
 
 /// The schema version this build writes.

@@ -135,6 +135,9 @@ impl Sessions for Store {
                         params![id, serde_json::to_string(&s.resources)?],
                     )?;
                 }
+                for (rid, sealed) in &s.sealed_tokens {
+                    put_token(c, &id, rid, sealed)?;
+                }
                 log::append_in(c, &id, initial, &mut Vec::new())?;
                 get_in(c, Some(&ws), &id)
             })
@@ -197,11 +200,20 @@ impl Sessions for Store {
             .await
     }
 
-    async fn add_session_resource(&self, ws: &str, id: &str, r: Resource) -> Result<Session> {
+    async fn add_session_resource(
+        &self,
+        ws: &str,
+        id: &str,
+        r: Resource,
+        sealed_token: Option<Vec<u8>>,
+    ) -> Result<Session> {
         let (ws, id) = (ws.to_owned(), id.to_owned());
         self.db
             .write(move |c| {
                 let mut s = get_in(c, Some(&ws), &id)?;
+                if let Some(sealed) = &sealed_token {
+                    put_token(c, &id, r.id(), sealed)?;
+                }
                 agentd_catalog::resources::add(&mut s.resources, r)?;
                 c.execute(
                     "UPDATE sessions SET resources = ?2, updated_at = ?3 WHERE id = ?1",
@@ -216,12 +228,39 @@ impl Sessions for Store {
             .await
     }
 
+    async fn set_resource_token(
+        &self,
+        ws: &str,
+        id: &str,
+        rid: &str,
+        sealed_token: Vec<u8>,
+    ) -> Result<Resource> {
+        let (ws, id, rid) = (ws.to_owned(), id.to_owned(), rid.to_owned());
+        self.db
+            .write(move |c| {
+                let mut s = get_in(c, Some(&ws), &id)?;
+                let now = time::now();
+                let r = agentd_catalog::resources::retoken(&mut s.resources, &rid, now)?;
+                put_token(c, &id, &rid, &sealed_token)?;
+                c.execute(
+                    "UPDATE sessions SET resources = ?2, updated_at = ?3 WHERE id = ?1",
+                    params![id, serde_json::to_string(&s.resources)?, time::fmt(&now)],
+                )?;
+                Ok(r)
+            })
+            .await
+    }
+
     async fn delete_session_resource(&self, ws: &str, id: &str, rid: &str) -> Result<Resource> {
         let (ws, id, rid) = (ws.to_owned(), id.to_owned(), rid.to_owned());
         self.db
             .write(move |c| {
                 let mut s = get_in(c, Some(&ws), &id)?;
                 let gone = agentd_catalog::resources::remove(&mut s.resources, &rid)?;
+                c.execute(
+                    "DELETE FROM resource_secrets WHERE resource_id = ?1",
+                    [&rid],
+                )?;
                 c.execute(
                     "UPDATE sessions SET resources = ?2, updated_at = ?3 WHERE id = ?1",
                     params![
@@ -251,6 +290,7 @@ impl Sessions for Store {
                 c.execute("DELETE FROM threads WHERE session_id = ?1", [&sid])?;
                 c.execute("DELETE FROM events WHERE session_id = ?1", [&sid])?;
                 c.execute("DELETE FROM work_items WHERE session_id = ?1", [&sid])?;
+                c.execute("DELETE FROM resource_secrets WHERE session_id = ?1", [&sid])?;
                 c.execute("DELETE FROM sessions WHERE id = ?1", [&sid])?;
                 Ok(threads)
             })
@@ -426,4 +466,14 @@ impl Store {
     ) -> Result<Page<StoredEvent>> {
         self.list_log_events(ws, sid, sid, f).await
     }
+}
+
+/// Store (or replace) the sealed token of resource `rid` of session `sid`.
+fn put_token(c: &rusqlite::Connection, sid: &str, rid: &str, sealed: &[u8]) -> Result<()> {
+    c.execute(
+        "INSERT INTO resource_secrets (resource_id, session_id, sealed) VALUES (?1, ?2, ?3)
+         ON CONFLICT (resource_id) DO UPDATE SET sealed = excluded.sealed",
+        params![rid, sid, sealed],
+    )?;
+    Ok(())
 }

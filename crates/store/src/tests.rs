@@ -249,6 +249,7 @@ async fn a_thread_of_another_session_is_refused_and_nothing_is_stored() {
                     metadata: BTreeMap::new(),
                     vault_ids: vec![],
                     resources: vec![],
+                    sealed_tokens: vec![],
                 },
                 events(vec![]),
             )

@@ -371,6 +371,18 @@ impl Vaults for Store {
                     )?;
                     n += 1;
                 }
+                let tokens: Vec<(String, Vec<u8>)> = c
+                    .prepare("SELECT resource_id, sealed FROM resource_secrets")?
+                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<rusqlite::Result<_>>()?;
+                for (id, sealed) in tokens {
+                    let new = f(&id, &sealed)?;
+                    c.execute(
+                        "UPDATE resource_secrets SET sealed = ?2 WHERE resource_id = ?1",
+                        params![id, new],
+                    )?;
+                    n += 1;
+                }
                 c.execute(
                     "INSERT INTO vault_key (id, check_value) VALUES (1, ?1)
                      ON CONFLICT (id) DO UPDATE SET check_value = excluded.check_value",

@@ -207,6 +207,7 @@ impl World {
                     metadata: BTreeMap::new(),
                     vault_ids: vec![],
                     resources: vec![],
+                    sealed_tokens: vec![],
                 },
                 events(vec![]),
             )

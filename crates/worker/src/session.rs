@@ -207,7 +207,14 @@ impl Served<'_> {
         let sb = match self
             .sandboxes
             // A worker's sessions mount no file resources (they stay on agentd's side).
-            .get(log, self.session_id, self.policy.clone(), None, Vec::new())
+            .get(
+                log,
+                self.session_id,
+                self.policy.clone(),
+                None,
+                Vec::new(),
+                Vec::new(),
+            )
             .await
         {
             Ok(sb) => sb,

@@ -76,7 +76,7 @@ fn sealer(st: &AppState) -> ApiResult<Sealer> {
 
 /// The sealer, once its key is bound to the database: the first secret stored fixes the key
 /// every process sharing the database must hold.
-async fn bound_sealer(st: &AppState) -> ApiResult<Sealer> {
+pub(crate) async fn bound_sealer(st: &AppState) -> ApiResult<Sealer> {
     let v = st.vault.as_ref().ok_or_else(not_configured)?;
     v.bound
         .get_or_try_init(|| agentd_vault::bind_key(st.store.as_ref(), &v.sealer))

@@ -2,6 +2,8 @@
 //! a session create. A resource is stored at once and mounted when the session's sandbox is
 //! next provisioned, never before the first model call; after adding or deleting one, the
 //! next tool call gets a fresh sandbox that sees the change (a call running finishes first).
+//! A repository's `authorization_token` is sealed with the vault key and stored apart from the
+//! resource: no response, event or log line carries it.
 
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
@@ -10,7 +12,8 @@ use serde_json::Value;
 
 use agentd_wire::Page;
 use agentd_wire::resource::{
-    self, DeletedResource, FileResource, FileResourceParams, Resource, UPLOADS,
+    self, DeletedResource, FileResource, FileResourceParams, RepositoryResource,
+    RepositoryResourceParams, Resource, UPLOADS,
 };
 
 use crate::AppState;
@@ -27,9 +30,21 @@ pub fn routes() -> Router<AppState> {
         )
 }
 
-/// The `resources` of a session create, each checked and given its id; `at` names the field.
-pub async fn parse_all(st: &AppState, ws: &str, values: Vec<Value>) -> ApiResult<Vec<Resource>> {
+/// A resource as parsed, with the token it came with (a repository's), not yet sealed.
+struct Parsed {
+    resource: Resource,
+    token: Option<String>,
+}
+
+/// The `resources` of a session create, each checked and given its id, and the sealed tokens
+/// of those that have one; `at` names the field.
+pub async fn parse_all(
+    st: &AppState,
+    ws: &str,
+    values: Vec<Value>,
+) -> ApiResult<(Vec<Resource>, Vec<(String, Vec<u8>)>)> {
     let mut out: Vec<Resource> = Vec::with_capacity(values.len());
+    let mut sealed = Vec::new();
     if values.len() > agentd_catalog::resources::MAX_PER_SESSION {
         return Err(ApiError::invalid(format!(
             "resources: at most {} per session",
@@ -38,15 +53,32 @@ pub async fn parse_all(st: &AppState, ws: &str, values: Vec<Value>) -> ApiResult
     }
     for (i, v) in values.into_iter().enumerate() {
         let at = format!("resources[{i}]");
-        let r = parse_one(st, ws, v, &at).await?;
-        agentd_catalog::resources::check_new(&out, &r)
+        let p = parse_one(st, ws, v, &at).await?;
+        agentd_catalog::resources::check_new(&out, &p.resource)
             .map_err(|e| ApiError::invalid(format!("{at}.{e}")))?;
-        out.push(r);
+        if let Some(t) = p.token {
+            sealed.push((
+                p.resource.id().to_owned(),
+                seal(st, p.resource.id(), &t).await?,
+            ));
+        }
+        out.push(p.resource);
     }
-    Ok(out)
+    Ok((out, sealed))
 }
 
-async fn parse_one(st: &AppState, ws: &str, v: Value, at: &str) -> ApiResult<Resource> {
+/// `token` sealed for resource `rid` with the vault key.
+async fn seal(st: &AppState, rid: &str, token: &str) -> ApiResult<Vec<u8>> {
+    let sealer = crate::routes::credentials::bound_sealer(st)
+        .await
+        .map_err(|mut e| {
+            e.message = format!("authorization_token: {}", e.message);
+            e
+        })?;
+    Ok(sealer.seal(rid, token.as_bytes()))
+}
+
+async fn parse_one(st: &AppState, ws: &str, v: Value, at: &str) -> ApiResult<Parsed> {
     let Value::Object(mut o) = v else {
         return Err(ApiError::invalid(format!(
             "{at}: expected a resource object"
@@ -63,11 +95,15 @@ async fn parse_one(st: &AppState, ws: &str, v: Value, at: &str) -> ApiResult<Res
     match kind.as_str() {
         "file" => {
             let p: FileResourceParams = parse_at(Value::Object(o), at)?;
-            file(st, ws, p, at).await
+            Ok(Parsed {
+                resource: file(st, ws, p, at).await?,
+                token: None,
+            })
         }
-        "github_repository" => Err(ApiError::invalid(format!(
-            "{at}.type: github_repository resources are not supported by this agentd yet; clone the repository from a tool call instead"
-        ))),
+        "github_repository" => {
+            let p: RepositoryResourceParams = parse_at(Value::Object(o), at)?;
+            repository(p, at)
+        }
         "memory_store" => Err(ApiError::invalid(format!(
             "{at}.type: memory_store resources are not supported by this agentd yet"
         ))),
@@ -75,6 +111,52 @@ async fn parse_one(st: &AppState, ws: &str, v: Value, at: &str) -> ApiResult<Res
             "{at}.type: {other:?} is not a resource type; expected \"file\" or \"github_repository\""
         ))),
     }
+}
+
+/// A repository resource: a URL agentd can clone, a place in the workspace, a checkout git
+/// takes. The token is checked for shape only; the clone, at provision, tells if it works.
+fn repository(p: RepositoryResourceParams, at: &str) -> ApiResult<Parsed> {
+    let u = resource::check_repository_url(&p.url)
+        .map_err(|why| ApiError::invalid(format!("{at}.url: {why}")))?;
+    let path = p
+        .mount_path
+        .unwrap_or_else(|| resource::default_repository_path(&u));
+    let mount_path = resource::check_repository_path(&path)
+        .map_err(|why| ApiError::invalid(format!("{at}.mount_path: {why}")))?;
+    let checkout = p
+        .checkout
+        .map(resource::Checkout::checked)
+        .transpose()
+        .map_err(|why| ApiError::invalid(format!("{at}.checkout: {why}")))?;
+    let token = p.authorization_token.filter(|t| !t.is_empty());
+    if let Some(t) = &token {
+        check_token(t)
+            .map_err(|why| ApiError::invalid(format!("{at}.authorization_token: {why}")))?;
+    }
+    let now = chrono::Utc::now();
+    Ok(Parsed {
+        resource: Resource::GithubRepository(RepositoryResource {
+            id: agentd_wire::ids::new(agentd_wire::ids::Kind::SessionResource),
+            url: p.url,
+            mount_path,
+            checkout,
+            created_at: now,
+            updated_at: now,
+        }),
+        token,
+    })
+}
+
+/// A token goes into an HTTP header: printable, one line, not absurdly long. The message never
+/// quotes it.
+fn check_token(t: &str) -> Result<(), &'static str> {
+    if t.len() > 4096 {
+        return Err("longer than 4096 bytes");
+    }
+    if t.chars().any(|c| c.is_control() || c == ' ') {
+        return Err("has spaces or control characters; a token is one word");
+    }
+    Ok(())
 }
 
 /// A file resource: the file must be one of the workspace's.
@@ -116,16 +198,20 @@ async fn add(
             "session {id} is archived; its resources no longer change"
         )));
     }
+    // As the SDK defines `resources.add`: a repository is named when the session is made.
     if let Some(t) = body.get("type").and_then(Value::as_str)
         && t != "file"
     {
         return Err(ApiError::invalid(format!(
-            "type: only file resources can be added to a running session, not {t:?}"
+            "type: only file resources can be added to a running session, not {t:?}; name repositories in the session's resources when it is created"
         )));
     }
-    let r = parse_one(&st, &ws.id, body, "").await.map_err(unprefixed)?;
+    let r = parse_one(&st, &ws.id, body, "")
+        .await
+        .map_err(unprefixed)?
+        .resource;
     st.store
-        .add_session_resource(&ws.id, &id, r.clone())
+        .add_session_resource(&ws.id, &id, r.clone(), None)
         .await
         .map_err(|e| match e {
             agentd_catalog::Error::Invalid(m) => ApiError::invalid(m),
@@ -192,15 +278,55 @@ async fn update(
     Path((id, rid)): Path<(String, String)>,
     Body(body): Body<Value>,
 ) -> ApiResult<Json<Resource>> {
-    let Json(r) = retrieve(State(st), Extension(Caller(ws)), Path((id, rid.clone()))).await?;
-    if body.get("authorization_token").is_none() {
-        return Err(ApiError::invalid("authorization_token: missing"));
+    let token = match body.get("authorization_token") {
+        Some(Value::String(t)) if !t.is_empty() => t.clone(),
+        Some(Value::String(_)) => {
+            return Err(ApiError::invalid("authorization_token: empty"));
+        }
+        Some(_) => return Err(ApiError::invalid("authorization_token: expected a string")),
+        None => return Err(ApiError::invalid("authorization_token: missing")),
+    };
+    if let Some(k) = body
+        .as_object()
+        .and_then(|o| o.keys().find(|k| *k != "authorization_token"))
+    {
+        return Err(ApiError::invalid(format!(
+            "{k}: unknown field; only authorization_token can be updated"
+        )));
     }
-    match r {
-        Resource::File(_) => Err(ApiError::invalid(format!(
-            "authorization_token: resource {rid} is a file; only github_repository resources take a token"
-        ))),
+    check_token(&token).map_err(|why| ApiError::invalid(format!("authorization_token: {why}")))?;
+    let s = st.store.get_session(&ws.id, &id).await?;
+    if s.archived_at.is_some() {
+        return Err(ApiError::conflict(format!(
+            "session {id} is archived; its resources no longer change"
+        )));
     }
+    // A file has no token: said before anything is sealed.
+    match s.resources.iter().find(|r| r.id() == rid) {
+        None => {
+            return Err(ApiError::not_found(format!(
+                "resource {rid} not found in session {id}"
+            )));
+        }
+        Some(Resource::File(_)) => {
+            return Err(ApiError::invalid(format!(
+                "authorization_token: resource {rid} is a file; only github_repository resources take a token"
+            )));
+        }
+        Some(Resource::GithubRepository(_)) => {}
+    }
+    let sealed = seal(&st, &rid, &token).await?;
+    let r = st
+        .store
+        .set_resource_token(&ws.id, &id, &rid, sealed)
+        .await
+        .map_err(|e| match e {
+            agentd_catalog::Error::Invalid(m) => ApiError::invalid(m),
+            e => e.into(),
+        })?;
+    // The proxy of a live sandbox holds the old token: the next call gets one with the new.
+    renew_sandbox(&st, &id).await;
+    Ok(Json(r))
 }
 
 async fn delete(

@@ -66,7 +66,8 @@ async fn create(
         ));
     }
     limits::count("vault_ids", req.vault_ids.len(), limits::SESSION_VAULTS)?;
-    let resources = crate::routes::resources::parse_all(&st, &ws.id, req.resources).await?;
+    let (resources, sealed_tokens) =
+        crate::routes::resources::parse_all(&st, &ws.id, req.resources).await?;
     mcp_reachable(&st, &ws.id, &req.environment_id, &agent).await?;
     validate_events(&st, None, &req.initial_events, "initial_events").await?;
     let initial = file_rubrics(&st, &ws.id, req.initial_events, "initial_events").await?;
@@ -82,6 +83,7 @@ async fn create(
                 metadata: req.metadata,
                 vault_ids: req.vault_ids,
                 resources,
+                sealed_tokens,
             },
             batch,
         )

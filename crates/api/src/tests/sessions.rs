@@ -63,8 +63,8 @@ async fn create_refuses_what_this_agentd_does_not_support() {
     let api = TestApi::new().await;
     for (extra, msg) in [
         (
-            json!({"resources": [{"type": "github_repository", "url": "https://example.com/r.git"}]}),
-            "resources[0].type: github_repository resources are not supported",
+            json!({"resources": [{"type": "memory_store", "memory_store_id": "m"}]}),
+            "resources[0].type: memory_store resources are not supported",
         ),
         (
             json!({"budget": {"max_usd": 1}}),

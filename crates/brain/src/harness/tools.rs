@@ -273,28 +273,31 @@ impl Harness {
             }
             Err(e) => return Err(Output::error(e)),
         }
-        // The session's file resources are read only when a sandbox is made: a call that
-        // reuses one reads nothing, and nothing is read before the first tool call.
-        let files = if sandboxes.has_live(log_id, &policy) {
-            Vec::new()
+        // The session's resources are read only when a sandbox is made: a call that reuses
+        // one reads nothing, and nothing is read before the first tool call.
+        let mounts = if sandboxes.has_live(log_id, &policy) {
+            agentd_session::catalog::Mounts::default()
         } else {
-            match self.catalog.resource_files(workspace).await {
-                Ok(f) => f,
+            match self.catalog.session_mounts(workspace).await {
+                Ok(m) => m,
                 Err(e) => {
                     return Err(Output::error(format!(
-                        "Could not read the session's file resources: {e}"
+                        "Could not read the session's resources: {e}"
                     )));
                 }
             }
         };
+        let grants = crate::repositories::grants(&mounts.repositories, self.cfg.tokens.as_ref())
+            .map_err(Output::error)?;
+        let setup = [
+            crate::repositories::clone_script(&mounts.repositories),
+            crate::packages::setup_script(env),
+        ]
+        .into_iter()
+        .flatten()
+        .reduce(|a, b| format!("{a}\n{b}"));
         match sandboxes
-            .get(
-                log_id,
-                workspace,
-                policy,
-                crate::packages::setup_script(env),
-                files,
-            )
+            .get(log_id, workspace, policy, setup, mounts.files, grants)
             .await
         {
             Ok(sb) => Ok((sandboxes, sb)),
