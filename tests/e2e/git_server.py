@@ -4,6 +4,7 @@ access token. It records the requests it receives, so a test can see what reache
 
 import base64
 import os
+import ssl
 import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,7 +22,8 @@ def git(*args: str, cwd: Optional[Path] = None) -> str:
 class GitServer:
     """Serves the bare repositories under `root` at http://HOST:port/<path>.git."""
 
-    def __init__(self, root: Path, token: str, host: str = "127.0.0.2") -> None:
+    def __init__(self, root: Path, token: str, host: str = "127.0.0.2",
+                 tls: Optional[tuple[Path, Path]] = None) -> None:
         self.root = root
         self.token = token
         self.requests: list[dict] = []
@@ -98,12 +100,18 @@ class GitServer:
                 self.wfile.write(payload)
 
         self.httpd = ThreadingHTTPServer((host, 0), Handler)
+        self.scheme = "http"
+        if tls:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(str(tls[0]), str(tls[1]))
+            self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
+            self.scheme = "https"
         self.host = host
         self.port = self.httpd.server_address[1]
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
     def url(self, repo: str) -> str:
-        return f"http://{self.host}:{self.port}/{repo}"
+        return f"{self.scheme}://{self.host}:{self.port}/{repo}"
 
     def close(self) -> None:
         self.httpd.shutdown()
@@ -130,3 +138,18 @@ def make_repo(root: Path, name: str) -> dict:
     git("config", "http.receivepack", "true", cwd=bare)
     git("symbolic-ref", "HEAD", "refs/heads/main", cwd=bare)
     return {"first": first, "feature": feature, "bare": bare}
+
+
+def certificates(d: Path, ip: str = "127.0.0.2") -> tuple[Path, Path, Path]:
+    """A CA and a server certificate it signed for `ip`: (ca.pem, server.pem, server.key)."""
+    def run(*a):
+        subprocess.run(a, check=True, capture_output=True)
+    run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=git-test-ca",
+        "-keyout", str(d / "ca.key"), "-out", str(d / "ca.pem"))
+    run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={ip}",
+        "-keyout", str(d / "server.key"), "-out", str(d / "server.csr"))
+    (d / "san.ext").write_text(f"subjectAltName=IP:{ip}\n")
+    run("openssl", "x509", "-req", "-in", str(d / "server.csr"), "-CA", str(d / "ca.pem"), "-CAkey",
+        str(d / "ca.key"), "-CAcreateserial", "-days", "2", "-extfile", str(d / "san.ext"),
+        "-out", str(d / "server.pem"))
+    return d / "ca.pem", d / "server.pem", d / "server.key"

@@ -16,7 +16,7 @@ import pytest
 
 import fake_anthropic as fa
 from conftest import list_raw_events, send_text, wait_idle
-from git_server import GitServer, git, make_repo
+from git_server import GitServer, certificates, git, make_repo
 
 CLAUDE = "claude-sonnet-4-6"
 TOOLSET = [{"type": "agent_toolset_20260401",
@@ -26,19 +26,29 @@ TOOLSET = [{"type": "agent_toolset_20260401",
 LOOPBACK = {"AGENTD_EGRESS_ALLOW_PRIVATE": "127.0.0.0/8"}
 
 
-@pytest.fixture
-def repo(tmp_path):
+@pytest.fixture(params=["http", "https"])
+def repo(request, tmp_path):
+    """A private repository on a git server over plain HTTP or HTTPS (whose CA agentd is told
+    of by SSL_CERT_FILE, as an operator would for a private git host)."""
     token = f"ghp_canary{secrets.token_hex(12)}"
     root = tmp_path / "git"
     shas = make_repo(root / "acme", "widgets")
-    srv = GitServer(root, token)
-    yield {"server": srv, "token": token, "url": srv.url("acme/widgets.git"), **shas}
+    env = dict(LOOPBACK)
+    tls = None
+    if request.param == "https":
+        certs = tmp_path / "certs"
+        certs.mkdir()
+        ca, cert, key = certificates(certs)
+        tls = (cert, key)
+        env["SSL_CERT_FILE"] = str(ca)
+    srv = GitServer(root, token, tls=tls)
+    yield {"server": srv, "token": token, "url": srv.url("acme/widgets.git"), "env": env, **shas}
     srv.close()
 
 
 @pytest.fixture
-def gserver(server_factory, fake_upstream):
-    return server_factory(upstream=fake_upstream, env=LOOPBACK)
+def gserver(server_factory, fake_upstream, repo):
+    return server_factory(upstream=fake_upstream, env=repo["env"])
 
 
 def session_with(client, resources, networking=None):
@@ -160,8 +170,8 @@ def test_a_wrong_token_or_a_missing_repository_is_a_clear_tool_error(gserver, fa
     assert not err and "fine" in out, out
 
 
-def test_bad_repository_resources_are_refused_naming_the_field(gserver):
-    client = gserver.client()
+def test_bad_repository_resources_are_refused_naming_the_field(server_factory, fake_upstream):
+    client = server_factory(upstream=fake_upstream).client()
     env = client.beta.environments.create(name="repo")
     agent = client.beta.agents.create(name="a", model=CLAUDE, tools=TOOLSET)
     before = len(client.beta.sessions.list().data)

@@ -8,7 +8,7 @@
 
 use agentd_session::catalog::MountedFile;
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -55,6 +55,9 @@ pub struct Sandboxes {
     disk_quota: Option<u64>,
     admission: Admission,
     live: Mutex<HashMap<String, Live>>,
+    /// The TLS interception of HTTPS repositories' requests, made with the first sandbox
+    /// that has one.
+    intercept: std::sync::OnceLock<Option<Arc<agentd_egress::Interceptor>>>,
 }
 
 impl Sandboxes {
@@ -68,6 +71,7 @@ impl Sandboxes {
             disk_quota: None,
             admission: Admission::new(Caps::NONE),
             live: Mutex::new(HashMap::new()),
+            intercept: std::sync::OnceLock::new(),
         }
     }
 
@@ -187,15 +191,23 @@ impl Sandboxes {
         // The provider opens it to the sandbox's user, and to no one else.
         std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
             .map_err(io)?;
+        let (mounted, mut mounts) = self.write_mounts(n, files).map_err(|e| {
+            agentd_hands::Error::Spawn(format!("cannot prepare the session's file resources: {e}"))
+        })?;
+        let intercept = if grants.iter().any(agentd_egress::Grant::https) {
+            let tls = self.interceptor()?;
+            mounts.extend(trust(&dir, &tls).map_err(io)?);
+            Some(tls)
+        } else {
+            None
+        };
         let proxy = Proxy::bind(
             &dir.join(agentd_hands::EGRESS_SOCKET),
             policy.clone(),
             grants,
+            intercept,
         )
         .map_err(io)?;
-        let (mounted, mounts) = self.write_mounts(n, files).map_err(|e| {
-            agentd_hands::Error::Spawn(format!("cannot prepare the session's file resources: {e}"))
-        })?;
         let provisioned = self
             .provider
             .provision(&Spec {
@@ -232,6 +244,24 @@ impl Sandboxes {
             },
         );
         Ok(sandbox)
+    }
+
+    /// The interception CA of this process, made on first use.
+    fn interceptor(&self) -> Result<Arc<agentd_egress::Interceptor>, agentd_hands::Error> {
+        self.intercept
+            .get_or_init(|| match agentd_egress::Interceptor::new() {
+                Ok(i) => Some(Arc::new(i)),
+                Err(e) => {
+                    tracing::error!(error = %e, "no TLS interception for HTTPS repositories");
+                    None
+                }
+            })
+            .clone()
+            .ok_or_else(|| {
+                agentd_hands::Error::Spawn(
+                    "this agentd cannot intercept TLS (see its log), so HTTPS repositories cannot be reached with their tokens".into(),
+                )
+            })
     }
 
     /// Write `files` where a new sandbox (number `n`) mounts them from: each its own read-only
@@ -370,4 +400,20 @@ impl Sandboxes {
     pub fn count(&self) -> usize {
         self.live().len()
     }
+}
+
+/// The host's CA bundle with `tls`'s CA added, written into the sandbox's egress directory
+/// and mounted over the system bundle, so the sandbox's git (and curl, Python, ...) trusts the
+/// proxy that adds its repositories' tokens. None where the host has no bundle to stand in for.
+fn trust(
+    dir: &Path,
+    tls: &agentd_egress::Interceptor,
+) -> std::io::Result<Option<(PathBuf, String)>> {
+    if !Path::new(agentd_egress::SYSTEM_BUNDLE).is_file() {
+        return Ok(None);
+    }
+    let path = dir.join("ca-bundle.pem");
+    std::fs::write(&path, tls.bundle())?;
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o444))?;
+    Ok(Some((path, agentd_egress::SYSTEM_BUNDLE.to_owned())))
 }

@@ -46,6 +46,11 @@ impl Grant {
         }
     }
 
+    /// Whether the repository is reached over TLS (its requests need interception).
+    pub fn https(&self) -> bool {
+        self.https
+    }
+
     /// Whether this grant covers a connection to `host:port` at all (so the proxy may open it
     /// whatever the environment's allow-list says).
     pub fn covers(&self, https: bool, host: &str, port: u16) -> bool {

@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixListener, UnixStream};
 
-use crate::{Grant, Policy};
+use crate::{Grant, Interceptor, Policy};
 
 /// Largest request head accepted from the sandbox.
 const MAX_HEAD: usize = 64 * 1024;
@@ -28,13 +28,23 @@ pub struct Proxy {
 
 impl Proxy {
     /// Listen on `path` (which must not exist) and serve `policy`, adding `grants` to the
-    /// requests they cover (whose hosts are then reachable whatever the allow-list says).
-    pub fn bind(path: &Path, policy: Policy, grants: Vec<Grant>) -> std::io::Result<Proxy> {
+    /// requests they cover (whose hosts are then reachable whatever the allow-list says). An
+    /// HTTPS grant needs `intercept`: without it, its host's tunnels pass through untouched.
+    pub fn bind(
+        path: &Path,
+        policy: Policy,
+        grants: Vec<Grant>,
+        intercept: Option<Arc<Interceptor>>,
+    ) -> std::io::Result<Proxy> {
         let listener = UnixListener::bind(path)?;
         // Whoever may connect uses this sandbox's allow-list: its owner alone, until the
         // provider hands it to the sandbox's user.
         std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
-        let rules = Arc::new(Rules { policy, grants });
+        let rules = Arc::new(Rules {
+            policy,
+            grants,
+            intercept,
+        });
         // A sandbox must not exhaust agentd's file descriptors through its proxy.
         let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
         let task = tokio::spawn(async move {
@@ -76,9 +86,10 @@ impl Drop for Proxy {
 struct Rules {
     policy: Policy,
     grants: Vec<Grant>,
+    intercept: Option<Arc<Interceptor>>,
 }
 
-async fn reply(conn: &mut UnixStream, status: &str, msg: &str) -> std::io::Result<()> {
+async fn reply<S: AsyncWrite + Unpin>(conn: &mut S, status: &str, msg: &str) -> std::io::Result<()> {
     let body = format!("{msg}\n");
     let head = format!(
         "HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
@@ -103,7 +114,10 @@ async fn serve(mut conn: UnixStream, rules: &Rules) -> std::io::Result<()> {
 
 /// Read until the end of the request head; its length, or None if the client left or sent
 /// too much.
-async fn read_head(conn: &mut UnixStream, buf: &mut Vec<u8>) -> std::io::Result<Option<usize>> {
+async fn read_head<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut S,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<Option<usize>> {
     loop {
         if let Some(i) = memchr::memmem::find(buf, b"\r\n\r\n") {
             return Ok(Some(i + 4));
@@ -146,6 +160,12 @@ async fn serve_head(
             return reply(&mut conn, "400 Bad Request", "CONNECT needs host:port").await;
         };
         let granted = rules.grants.iter().any(|g| g.covers(true, &host, port));
+        if granted && let Some(tls) = &rules.intercept {
+            if !rest.is_empty() {
+                return reply(&mut conn, "400 Bad Request", "data before the tunnel opened").await;
+            }
+            return intercept(conn, rules, tls, &host, port).await;
+        }
         let mut upstream = match open(&host, port, &rules.policy, granted).await {
             Ok(s) => s,
             Err((status, msg)) => return reply(&mut conn, status, &msg).await,
@@ -182,6 +202,60 @@ async fn serve_head(
     upstream.write_all(out.as_bytes()).await?;
     upstream.write_all(&rest).await?;
     tokio::io::copy_bidirectional(&mut conn, &mut upstream).await?;
+    Ok(())
+}
+
+/// A CONNECT to an HTTPS repository with a grant: end the sandbox's TLS here, add the
+/// credential to the request if it is for the repository, and send it on over TLS checked
+/// against the real server. One request per connection, as for plain HTTP.
+async fn intercept(
+    mut conn: UnixStream,
+    rules: &Rules,
+    tls: &Interceptor,
+    host: &str,
+    port: u16,
+) -> std::io::Result<()> {
+    let (Ok(server), Some(name)) = (tls.server(host), crate::intercept::server_name(host)) else {
+        return reply(&mut conn, "502 Bad Gateway", &format!("cannot intercept {host}")).await;
+    };
+    conn.write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+        .await?;
+    let mut inner = tokio_rustls::TlsAcceptor::from(server).accept(conn).await?;
+    let mut buf = Vec::with_capacity(4096);
+    let head = tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut inner, &mut buf)).await;
+    let head_end = match head {
+        Ok(Ok(Some(end))) => end,
+        Ok(Ok(None)) => return Ok(()),
+        Ok(Err(e)) => return Err(e),
+        Err(_) => return reply(&mut inner, "408 Request Timeout", "no request head in time").await,
+    };
+    let text = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let mut lines = text.split("\r\n");
+    let first = lines.next().unwrap_or_default();
+    let mut parts = first.split_whitespace();
+    let (Some(method), Some(target), Some(version)) = (parts.next(), parts.next(), parts.next())
+    else {
+        return reply(&mut inner, "400 Bad Request", "malformed request line").await;
+    };
+    if !target.starts_with('/') {
+        return reply(&mut inner, "400 Bad Request", "expected an origin-form request").await;
+    }
+    let tcp = match open(host, port, &rules.policy, true).await {
+        Ok(s) => s,
+        Err((status, msg)) => return reply(&mut inner, status, &msg).await,
+    };
+    let mut upstream = match tls.connector().connect(name, tcp).await {
+        Ok(s) => s,
+        Err(e) => {
+            let msg = format!("TLS to {host}:{port} failed: {e}");
+            return reply(&mut inner, "502 Bad Gateway", &msg).await;
+        }
+    };
+    let grant = crate::grant::find(&rules.grants, true, host, port, target);
+    let out = crate::grant::rewrite_head(&format!("{method} {target} {version}"), lines, grant);
+    upstream.write_all(out.as_bytes()).await?;
+    upstream.write_all(&buf[head_end..]).await?;
+    tokio::io::copy_bidirectional(&mut inner, &mut upstream).await?;
     Ok(())
 }
 

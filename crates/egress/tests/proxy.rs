@@ -58,7 +58,7 @@ async fn the_proxy_forwards_allowed_hosts_and_refuses_the_rest() {
     let port = upstream("<p>hello from upstream</p>", None).await;
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("proxy.sock");
-    let _p = Proxy::bind(&sock, limited(&["127.0.0.1"]), vec![]).unwrap();
+    let _p = Proxy::bind(&sock, limited(&["127.0.0.1"]), vec![], None).unwrap();
 
     let get = through(&sock, format!("GET http://127.0.0.1:{port}/x HTTP/1.1\r\nHost: 127.0.0.1\r\nProxy-Connection: keep-alive\r\n\r\n")).await;
     assert!(
@@ -102,7 +102,7 @@ async fn no_environment_reaches_the_host_machine_without_the_operator() {
     let named = Policy::limited(&["127.0.0.1".into(), "localhost".into()], false);
     for (i, policy) in [Policy::unrestricted(), named].into_iter().enumerate() {
         let sock = sock.with_extension(i.to_string());
-        let _p = Proxy::bind(&sock, policy.clone(), vec![]).unwrap();
+        let _p = Proxy::bind(&sock, policy.clone(), vec![], None).unwrap();
         // By address, and by a name that resolves to it.
         for host in ["127.0.0.1", "localhost"] {
             let r = through(&sock, format!("GET http://{host}:{port}/ HTTP/1.1\r\n\r\n")).await;
@@ -156,7 +156,7 @@ fn the_proxy_socket_is_its_owners_alone() {
     let _guard = rt.enter();
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("proxy.sock");
-    let _p = Proxy::bind(&sock, Policy::none(), vec![]).unwrap();
+    let _p = Proxy::bind(&sock, Policy::none(), vec![], None).unwrap();
     let mode = std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "{mode:o}");
 }
@@ -189,7 +189,7 @@ async fn a_grant_adds_its_credential_to_its_repository_s_requests_only() {
     let sock = dir.path().join("proxy.sock");
     let grant = agentd_egress::Grant::basic(false, "127.0.0.1", port, "/acme/repo", "x", "s3cret");
     // An allow-list that names nothing: the grant alone opens its host.
-    let _p = Proxy::bind(&sock, limited(&[]), vec![grant]).unwrap();
+    let _p = Proxy::bind(&sock, limited(&[]), vec![grant], None).unwrap();
     let get = |path: &str, extra: &str| {
         format!("GET http://127.0.0.1:{port}{path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra}\r\n")
     };
@@ -235,4 +235,123 @@ async fn a_grant_adds_its_credential_to_its_repository_s_requests_only() {
     )
     .await;
     assert!(refused.starts_with("HTTP/1.1 403"), "{refused}");
+}
+
+/// A TLS server for `127.0.0.1` whose certificate a CA of its own signs; answers every request
+/// with the request head it received. Returns its port and the CA's roots.
+async fn tls_echo_head() -> (u16, rustls::RootCertStore) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca, &ca_key)
+        .unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.der().clone()).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![cert.der().clone()],
+        rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+    )
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut s) = acceptor.accept(s).await else { return };
+                let mut buf = [0u8; 4096];
+                let n = s.read(&mut buf).await.unwrap_or(0);
+                let body = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(resp.as_bytes()).await;
+                let _ = s.shutdown().await;
+            });
+        }
+    });
+    (port, roots)
+}
+
+/// CONNECT through the proxy at `sock`, then TLS trusting `roots`, then `request`.
+async fn tls_through(
+    sock: &std::path::Path,
+    port: u16,
+    roots: rustls::RootCertStore,
+    request: &str,
+) -> Result<String, String> {
+    let mut c = UnixStream::connect(sock).await.unwrap();
+    c.write_all(format!("CONNECT 127.0.0.1:{port} HTTP/1.1\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut head = [0u8; 39];
+    c.read_exact(&mut head).await.unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(name, c)
+        .await
+        .map_err(|e| e.to_string())?;
+    tls.write_all(request.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut out)).await;
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+#[tokio::test]
+async fn an_https_grant_is_added_behind_the_proxy_s_own_tls_and_the_server_is_checked() {
+    let (port, server_roots) = tls_echo_head().await;
+    let tls = std::sync::Arc::new(agentd_egress::Interceptor::with_roots(server_roots.clone()).unwrap());
+    let mut sandbox_roots = rustls::RootCertStore::empty();
+    let pem = tls.ca_pem();
+    let der = pem_body(&pem);
+    sandbox_roots.add(der.into()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("proxy.sock");
+    let grant = agentd_egress::Grant::basic(true, "127.0.0.1", port, "/acme/repo", "x", "s3cret");
+    let _p = Proxy::bind(&sock, limited(&[]), vec![grant], Some(tls.clone())).unwrap();
+
+    let req = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    let ok = tls_through(&sock, port, sandbox_roots.clone(), &req("/acme/repo/info/refs")).await.unwrap();
+    assert!(ok.starts_with("HTTP/1.1 200") && ok.contains("Authorization: Basic eDpzM2NyZXQ="), "{ok}");
+    let other = tls_through(&sock, port, sandbox_roots.clone(), &req("/acme/other/info/refs")).await.unwrap();
+    assert!(other.starts_with("HTTP/1.1 200") && !other.contains("Authorization"), "{other}");
+    // The sandbox does not trust the server's own CA: only the proxy's certificate is seen.
+    assert!(tls_through(&sock, port, server_roots, &req("/acme/repo")).await.is_err());
+
+    // A proxy whose interceptor does not trust the server refuses to send the token on.
+    let wary = std::sync::Arc::new(agentd_egress::Interceptor::with_roots(rustls::RootCertStore::empty()).unwrap());
+    let sock2 = dir.path().join("wary.sock");
+    let grant = agentd_egress::Grant::basic(true, "127.0.0.1", port, "/acme/repo", "x", "s3cret");
+    let _p2 = Proxy::bind(&sock2, limited(&[]), vec![grant], Some(wary.clone())).unwrap();
+    let mut roots2 = rustls::RootCertStore::empty();
+    roots2.add(pem_body(&wary.ca_pem()).into()).unwrap();
+    let refused = tls_through(&sock2, port, roots2, &req("/acme/repo/info/refs")).await.unwrap();
+    assert!(refused.starts_with("HTTP/1.1 502") && !refused.contains("eDpzM2NyZXQ="), "{refused}");
+}
+
+/// The DER bytes of a one-certificate PEM.
+fn pem_body(pem: &str) -> Vec<u8> {
+    use base64::Engine;
+    let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    base64::engine::general_purpose::STANDARD.decode(b64).unwrap()
 }
