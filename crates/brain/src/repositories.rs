@@ -137,7 +137,9 @@ mod tests {
         ];
         let g = grants(&repos, Some(&opener)).unwrap();
         assert_eq!(g.len(), 1);
-        assert!(g[0].covers(true, "git.example", 443) && g[0].applies("/a/b/info/refs"));
+        assert!(
+            g[0].covers(true, "git.example", 443) && g[0].applies("POST", "/a/b/git-upload-pack")
+        );
         assert!(grants(&repos, None).unwrap_err().contains("no vault key"));
     }
 }

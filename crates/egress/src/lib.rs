@@ -15,6 +15,7 @@ mod cidr;
 mod class;
 mod fetch;
 mod grant;
+mod http;
 mod intercept;
 mod policy;
 mod proxy;

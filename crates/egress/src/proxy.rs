@@ -89,7 +89,11 @@ struct Rules {
     intercept: Option<Arc<Interceptor>>,
 }
 
-async fn reply<S: AsyncWrite + Unpin>(conn: &mut S, status: &str, msg: &str) -> std::io::Result<()> {
+async fn reply<S: AsyncWrite + Unpin>(
+    conn: &mut S,
+    status: &str,
+    msg: &str,
+) -> std::io::Result<()> {
     let body = format!("{msg}\n");
     let head = format!(
         "HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
@@ -146,37 +150,39 @@ async fn serve_head(
     buf: Vec<u8>,
     head_end: usize,
 ) -> std::io::Result<()> {
-    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-    let rest = buf[head_end..].to_vec();
-    let mut lines = head.split("\r\n");
-    let first = lines.next().unwrap_or_default();
-    let mut parts = first.split_whitespace();
-    let (Some(method), Some(target), Some(version)) = (parts.next(), parts.next(), parts.next())
-    else {
-        return reply(&mut conn, "400 Bad Request", "malformed request line").await;
+    let head = match crate::http::parse(&buf[..head_end]) {
+        Ok(h) => h,
+        Err(why) => return reply(&mut conn, "400 Bad Request", why).await,
     };
-    if method.eq_ignore_ascii_case("CONNECT") {
-        let Some((host, port)) = split_host_port(target, 443) else {
+    let rest = &buf[head_end..];
+    if head.method.eq_ignore_ascii_case("CONNECT") {
+        let Some((host, port)) = split_host_port(head.target, 443) else {
             return reply(&mut conn, "400 Bad Request", "CONNECT needs host:port").await;
         };
-        let granted = rules.grants.iter().any(|g| g.covers(true, &host, port));
-        if granted && let Some(tls) = &rules.intercept {
+        let covered = rules.grants.iter().any(|g| g.covers(true, &host, port));
+        if covered && let Some(tls) = &rules.intercept {
             if !rest.is_empty() {
-                return reply(&mut conn, "400 Bad Request", "data before the tunnel opened").await;
+                return reply(
+                    &mut conn,
+                    "400 Bad Request",
+                    "data before the tunnel opened",
+                )
+                .await;
             }
             return intercept(conn, rules, tls, &host, port).await;
         }
-        let mut upstream = match open(&host, port, &rules.policy, granted).await {
+        // A tunnel the proxy cannot look into gets no credential, so no grant opens it.
+        let mut upstream = match open(&host, port, &rules.policy, false).await {
             Ok(s) => s,
             Err((status, msg)) => return reply(&mut conn, status, &msg).await,
         };
         conn.write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")
             .await?;
-        upstream.write_all(&rest).await?;
+        upstream.write_all(rest).await?;
         tokio::io::copy_bidirectional(&mut conn, &mut upstream).await?;
         return Ok(());
     }
-    let Some(after) = target.strip_prefix("http://") else {
+    let Some(after) = head.target.strip_prefix("http://") else {
         return reply(
             &mut conn,
             "400 Bad Request",
@@ -184,30 +190,28 @@ async fn serve_head(
         )
         .await;
     };
-    let (authority, path) = match after.find('/') {
-        Some(i) => (&after[..i], &after[i..]),
+    let (authority, path) = match after.find(['/', '?']) {
+        Some(i) if after.as_bytes()[i] == b'/' => (&after[..i], &after[i..]),
+        Some(_) => return reply(&mut conn, "400 Bad Request", "bad URL").await,
         None => (after, "/"),
     };
     let Some((host, port)) = split_host_port(authority, 80) else {
         return reply(&mut conn, "400 Bad Request", "bad host in URL").await;
     };
-    let granted = rules.grants.iter().any(|g| g.covers(false, &host, port));
-    let mut upstream = match open(&host, port, &rules.policy, granted).await {
+    let grant = crate::grant::find(&rules.grants, false, &host, port, head.method, path);
+    let upstream = match open(&host, port, &rules.policy, grant.is_some()).await {
         Ok(s) => s,
         Err((status, msg)) => return reply(&mut conn, status, &msg).await,
     };
-    // Origin-form request line; hop-by-hop proxy headers dropped; one request per connection.
-    let grant = crate::grant::find(&rules.grants, false, &host, port, path);
-    let out = crate::grant::rewrite_head(&format!("{method} {path} {version}"), lines, grant);
-    upstream.write_all(out.as_bytes()).await?;
-    upstream.write_all(&rest).await?;
-    tokio::io::copy_bidirectional(&mut conn, &mut upstream).await?;
-    Ok(())
+    let host_header = authority.to_ascii_lowercase();
+    let out = crate::http::rewrite(&head, path, grant.map(|g| (g, host_header.as_str())));
+    crate::http::exchange(conn, upstream, &out, rest, head.body).await
 }
 
 /// A CONNECT to an HTTPS repository with a grant: end the sandbox's TLS here, add the
-/// credential to the request if it is for the repository, and send it on over TLS checked
-/// against the real server. One request per connection, as for plain HTTP.
+/// credential to the request if it is one of git's for the repository, and send it on over TLS
+/// checked against the real server. One request per connection, as for plain HTTP; a request
+/// the grant does not cover reaches the host only if the allow-list names it.
 async fn intercept(
     mut conn: UnixStream,
     rules: &Rules,
@@ -216,47 +220,55 @@ async fn intercept(
     port: u16,
 ) -> std::io::Result<()> {
     let (Ok(server), Some(name)) = (tls.server(host), crate::intercept::server_name(host)) else {
-        return reply(&mut conn, "502 Bad Gateway", &format!("cannot intercept {host}")).await;
+        return reply(
+            &mut conn,
+            "502 Bad Gateway",
+            &format!("cannot intercept {host}"),
+        )
+        .await;
     };
     conn.write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")
         .await?;
     let mut inner = tokio_rustls::TlsAcceptor::from(server).accept(conn).await?;
     let mut buf = Vec::with_capacity(4096);
-    let head = tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut inner, &mut buf)).await;
-    let head_end = match head {
+    let read = tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut inner, &mut buf)).await;
+    let head_end = match read {
         Ok(Ok(Some(end))) => end,
         Ok(Ok(None)) => return Ok(()),
         Ok(Err(e)) => return Err(e),
         Err(_) => return reply(&mut inner, "408 Request Timeout", "no request head in time").await,
     };
-    let text = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-    let mut lines = text.split("\r\n");
-    let first = lines.next().unwrap_or_default();
-    let mut parts = first.split_whitespace();
-    let (Some(method), Some(target), Some(version)) = (parts.next(), parts.next(), parts.next())
-    else {
-        return reply(&mut inner, "400 Bad Request", "malformed request line").await;
+    let head = match crate::http::parse(&buf[..head_end]) {
+        Ok(h) if h.target.starts_with('/') => h,
+        Ok(_) => {
+            return reply(
+                &mut inner,
+                "400 Bad Request",
+                "expected an origin-form request",
+            )
+            .await;
+        }
+        Err(why) => return reply(&mut inner, "400 Bad Request", why).await,
     };
-    if !target.starts_with('/') {
-        return reply(&mut inner, "400 Bad Request", "expected an origin-form request").await;
-    }
-    let tcp = match open(host, port, &rules.policy, true).await {
+    let grant = crate::grant::find(&rules.grants, true, host, port, head.method, head.target);
+    let tcp = match open(host, port, &rules.policy, grant.is_some()).await {
         Ok(s) => s,
         Err((status, msg)) => return reply(&mut inner, status, &msg).await,
     };
-    let mut upstream = match tls.connector().connect(name, tcp).await {
+    let upstream = match tls.connector().connect(name, tcp).await {
         Ok(s) => s,
         Err(e) => {
             let msg = format!("TLS to {host}:{port} failed: {e}");
             return reply(&mut inner, "502 Bad Gateway", &msg).await;
         }
     };
-    let grant = crate::grant::find(&rules.grants, true, host, port, target);
-    let out = crate::grant::rewrite_head(&format!("{method} {target} {version}"), lines, grant);
-    upstream.write_all(out.as_bytes()).await?;
-    upstream.write_all(&buf[head_end..]).await?;
-    tokio::io::copy_bidirectional(&mut inner, &mut upstream).await?;
-    Ok(())
+    let host_header = if port == 443 {
+        host.to_owned()
+    } else {
+        format!("{host}:{port}")
+    };
+    let out = crate::http::rewrite(&head, head.target, grant.map(|g| (g, host_header.as_str())));
+    crate::http::exchange(inner, upstream, &out, &buf[head_end..], head.body).await
 }
 
 fn split_host_port(s: &str, default_port: u16) -> Option<(String, u16)> {

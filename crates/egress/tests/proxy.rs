@@ -194,47 +194,70 @@ async fn a_grant_adds_its_credential_to_its_repository_s_requests_only() {
         format!("GET http://127.0.0.1:{port}{path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra}\r\n")
     };
     let expected = "Authorization: Basic eDpzM2NyZXQ=";
+    let refs = "/acme/repo.git/info/refs?service=git-upload-pack";
 
-    let ok = through(
-        &sock,
-        get("/acme/repo.git/info/refs?service=git-upload-pack", ""),
-    )
-    .await;
+    let ok = through(&sock, get(refs, "")).await;
     assert!(
         ok.starts_with("HTTP/1.1 200") && ok.contains(expected),
         "{ok}"
     );
-    // The sandbox's own header is replaced, not sent beside it.
+    // The sandbox's own Authorization and Host are replaced, not sent beside them.
     let mine = through(
         &sock,
-        get("/acme/repo/info/refs", "Authorization: Basic bWU6bWU=\r\n"),
+        format!(
+            "GET http://127.0.0.1:{port}{refs} HTTP/1.1\r\nHost: evil.example\r\nAuthorization: Basic bWU6bWU=\r\n\r\n"
+        ),
     )
     .await;
     assert!(
-        mine.contains(expected) && !mine.contains("bWU6bWU="),
+        mine.contains(expected) && !mine.contains("bWU6bWU=") && !mine.contains("evil"),
         "{mine}"
     );
+    // Nothing but git's requests for the repository: the grant opens no other path.
     for other in [
-        "/acme/other/info/refs",
-        "/acme/repo/../other/info/refs",
-        "/acme/repo%2f..%2fother",
+        "/acme/other/info/refs?service=git-upload-pack",
+        "/acme/repo/../other/info/refs?service=git-upload-pack",
+        "/acme/repo/README",
     ] {
         let out = through(&sock, get(other, "")).await;
-        assert!(
-            out.starts_with("HTTP/1.1 200") && !out.contains("Authorization"),
-            "{other}: {out}"
-        );
+        assert!(out.starts_with("HTTP/1.1 403"), "{other}: {out}");
     }
+    // A head a server could read as two requests never leaves the proxy.
+    let smuggled = through(
+        &sock,
+        format!("GET http://127.0.0.1:{port}{refs} HTTP/1.1\r\nX: a\n\nPOST /c HTTP/1.1\r\n\r\n"),
+    )
+    .await;
+    assert!(smuggled.starts_with("HTTP/1.1 400"), "{smuggled}");
     // Another port of the same host is neither granted nor allowed.
     let refused = through(
         &sock,
         format!(
-            "GET http://127.0.0.1:{}/acme/repo HTTP/1.1\r\n\r\n",
+            "GET http://127.0.0.1:{}{refs} HTTP/1.1\r\n\r\n",
             port.wrapping_add(1)
         ),
     )
     .await;
     assert!(refused.starts_with("HTTP/1.1 403"), "{refused}");
+
+    // Where the allow-list names the host, other requests go through, without the credential.
+    let sock2 = dir.path().join("open.sock");
+    let grant = agentd_egress::Grant::basic(false, "127.0.0.1", port, "/acme/repo", "x", "s3cret");
+    let _p2 = Proxy::bind(&sock2, limited(&["127.0.0.1"]), vec![grant], None).unwrap();
+    for (method, path) in [
+        ("GET", "/acme/other/info/refs?service=git-upload-pack"),
+        ("TRACE", refs),
+    ] {
+        let out = through(
+            &sock2,
+            format!("{method} http://127.0.0.1:{port}{path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"),
+        )
+        .await;
+        assert!(
+            out.starts_with("HTTP/1.1 200") && !out.contains("Authorization"),
+            "{method} {path}: {out}"
+        );
+    }
 }
 
 /// A TLS server for `127.0.0.1` whose certificate a CA of its own signs; answers every request
@@ -270,7 +293,9 @@ async fn tls_echo_head() -> (u16, rustls::RootCertStore) {
         while let Ok((s, _)) = l.accept().await {
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
-                let Ok(mut s) = acceptor.accept(s).await else { return };
+                let Ok(mut s) = acceptor.accept(s).await else {
+                    return;
+                };
                 let mut buf = [0u8; 4096];
                 let n = s.read(&mut buf).await.unwrap_or(0);
                 let body = String::from_utf8_lossy(&buf[..n]).into_owned();
@@ -320,7 +345,8 @@ async fn tls_through(
 #[tokio::test]
 async fn an_https_grant_is_added_behind_the_proxy_s_own_tls_and_the_server_is_checked() {
     let (port, server_roots) = tls_echo_head().await;
-    let tls = std::sync::Arc::new(agentd_egress::Interceptor::with_roots(server_roots.clone()).unwrap());
+    let tls =
+        std::sync::Arc::new(agentd_egress::Interceptor::with_roots(server_roots.clone()).unwrap());
     let mut sandbox_roots = rustls::RootCertStore::empty();
     let pem = tls.ca_pem();
     let der = pem_body(&pem);
@@ -331,27 +357,55 @@ async fn an_https_grant_is_added_behind_the_proxy_s_own_tls_and_the_server_is_ch
     let _p = Proxy::bind(&sock, limited(&[]), vec![grant], Some(tls.clone())).unwrap();
 
     let req = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
-    let ok = tls_through(&sock, port, sandbox_roots.clone(), &req("/acme/repo/info/refs")).await.unwrap();
-    assert!(ok.starts_with("HTTP/1.1 200") && ok.contains("Authorization: Basic eDpzM2NyZXQ="), "{ok}");
-    let other = tls_through(&sock, port, sandbox_roots.clone(), &req("/acme/other/info/refs")).await.unwrap();
-    assert!(other.starts_with("HTTP/1.1 200") && !other.contains("Authorization"), "{other}");
+    let refs = "/acme/repo/info/refs?service=git-upload-pack";
+    let ok = tls_through(&sock, port, sandbox_roots.clone(), &req(refs))
+        .await
+        .unwrap();
+    assert!(
+        ok.starts_with("HTTP/1.1 200") && ok.contains("Authorization: Basic eDpzM2NyZXQ="),
+        "{ok}"
+    );
+    // Inside the tunnel as outside: no other path gets the credential, or through at all.
+    let other = tls_through(
+        &sock,
+        port,
+        sandbox_roots.clone(),
+        &req("/acme/other/info/refs"),
+    )
+    .await
+    .unwrap();
+    assert!(
+        other.starts_with("HTTP/1.1 403") && !other.contains("eDpzM2NyZXQ="),
+        "{other}"
+    );
     // The sandbox does not trust the server's own CA: only the proxy's certificate is seen.
-    assert!(tls_through(&sock, port, server_roots, &req("/acme/repo")).await.is_err());
+    assert!(
+        tls_through(&sock, port, server_roots, &req("/acme/repo"))
+            .await
+            .is_err()
+    );
 
     // A proxy whose interceptor does not trust the server refuses to send the token on.
-    let wary = std::sync::Arc::new(agentd_egress::Interceptor::with_roots(rustls::RootCertStore::empty()).unwrap());
+    let wary = std::sync::Arc::new(
+        agentd_egress::Interceptor::with_roots(rustls::RootCertStore::empty()).unwrap(),
+    );
     let sock2 = dir.path().join("wary.sock");
     let grant = agentd_egress::Grant::basic(true, "127.0.0.1", port, "/acme/repo", "x", "s3cret");
     let _p2 = Proxy::bind(&sock2, limited(&[]), vec![grant], Some(wary.clone())).unwrap();
     let mut roots2 = rustls::RootCertStore::empty();
     roots2.add(pem_body(&wary.ca_pem()).into()).unwrap();
-    let refused = tls_through(&sock2, port, roots2, &req("/acme/repo/info/refs")).await.unwrap();
-    assert!(refused.starts_with("HTTP/1.1 502") && !refused.contains("eDpzM2NyZXQ="), "{refused}");
+    let refused = tls_through(&sock2, port, roots2, &req(refs)).await.unwrap();
+    assert!(
+        refused.starts_with("HTTP/1.1 502") && !refused.contains("eDpzM2NyZXQ="),
+        "{refused}"
+    );
 }
 
 /// The DER bytes of a one-certificate PEM.
 fn pem_body(pem: &str) -> Vec<u8> {
     use base64::Engine;
     let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
-    base64::engine::general_purpose::STANDARD.decode(b64).unwrap()
+    base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap()
 }

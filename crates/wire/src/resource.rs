@@ -142,7 +142,7 @@ pub fn check_repository_url(url: &str) -> Result<RepositoryUrl, String> {
     };
     if authority.contains('@') {
         return Err(
-            "url: a credential in the URL would reach the sandbox's git config; pass it as authorization_token".into(),
+            "a credential in the URL would reach the sandbox's git config; pass it as authorization_token".into(),
         );
     }
     if path.contains(['?', '#']) {
@@ -150,12 +150,20 @@ pub fn check_repository_url(url: &str) -> Result<RepositoryUrl, String> {
             "{url:?}: a repository URL has no query or fragment"
         ));
     }
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
-            let port: u16 = p.parse().map_err(|_| format!("{url:?} has a bad port"))?;
-            (h, port)
+    let default_port = if scheme == "https" { 443 } else { 80 };
+    let bad_port = || format!("{url:?} has a bad port");
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (h, rest) = v6.split_once(']').ok_or_else(bad_port)?;
+        match rest.strip_prefix(':') {
+            Some(p) => (h, p.parse::<u16>().map_err(|_| bad_port())?),
+            None if rest.is_empty() => (h, default_port),
+            None => return Err(bad_port()),
         }
-        _ => (authority, if scheme == "https" { 443 } else { 80 }),
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h, p.parse::<u16>().map_err(|_| bad_port())?),
+            None => (authority, default_port),
+        }
     };
     if host.is_empty() {
         return Err(format!("{url:?} has no host"));
@@ -216,12 +224,11 @@ pub fn check_repository_path(p: &str) -> Result<String, String> {
         return Err(format!("{p:?} is not an absolute path"));
     }
     let parts: Vec<&str> = p.split('/').filter(|s| !s.is_empty()).collect();
-    if parts
-        .iter()
-        .any(|s| *s == "." || *s == ".." || s.contains('\0'))
-        || p.len() > 1024
-    {
-        return Err(format!("{p:?} has . or .. in it, or is not a usable path"));
+    if parts.iter().any(|s| *s == "." || *s == "..") {
+        return Err(format!("{p:?} has . or .. in it"));
+    }
+    if p.chars().any(char::is_control) || p.len() > 1024 {
+        return Err(format!("{p:?} has control characters or is too long"));
     }
     let norm = format!("/{}", parts.join("/"));
     if !norm.starts_with("/workspace/") {
@@ -333,6 +340,10 @@ mod tests {
             ),
             (true, "github.com", 443, "/acme/widgets", "widgets")
         );
+        let u = check_repository_url("http://[::1]/a/b").unwrap();
+        assert_eq!((u.host.as_str(), u.port), ("::1", 80));
+        let u = check_repository_url("https://[::1]:8443/a/b").unwrap();
+        assert_eq!((u.host.as_str(), u.port), ("::1", 8443));
         let u = check_repository_url("http://127.0.0.1:8080/git/r").unwrap();
         assert_eq!((u.https, u.port, u.path.as_str()), (false, 8080, "/git/r"));
         assert_eq!(default_repository_path(&u), "/workspace/r");
@@ -375,6 +386,7 @@ mod tests {
         assert!(check_repository_path("/workspace").is_err());
         assert!(check_repository_path("/data/r").is_err());
         assert!(check_repository_path("/workspace/../etc").is_err());
+        assert!(check_repository_path("/workspace/a\nb").is_err());
     }
 
     #[test]
