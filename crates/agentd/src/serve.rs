@@ -394,7 +394,11 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
         prices,
         Edge {
             mcp_auth,
-            tokens: Arc::new(crate::vault::RepositoryTokens(sealer.clone())),
+            secrets: Arc::new(crate::vault::Secrets {
+                sealer: sealer.clone(),
+                resolver: resolver.clone(),
+                store: store.clone(),
+            }),
         },
     );
     let runner = Runner::new(harness, store.clone(), lease);
@@ -503,7 +507,7 @@ fn models(a: &Args, data_dir: &Path) -> anyhow::Result<Arc<Registry>> {
 /// What the harness uses credentials through, at the edge: they never enter it otherwise.
 struct Edge {
     mcp_auth: Arc<dyn agentd_mcp::McpAuth>,
-    tokens: Arc<dyn agentd_brain::repositories::TokenOpener>,
+    secrets: Arc<dyn agentd_brain::repositories::SessionSecrets>,
 }
 
 /// The harness the flags describe. With sandboxes it also starts the sweeper that releases
@@ -517,7 +521,7 @@ fn harness(
     prices: agentd_models::Prices,
     edge: Edge,
 ) -> Harness {
-    let Edge { mcp_auth, tokens } = edge;
+    let Edge { mcp_auth, secrets } = edge;
     let harness = Harness::new(
         store.clone(),
         store.clone(),
@@ -537,7 +541,7 @@ fn harness(
             max_threads: a.max_threads,
             egress_private: a.egress_allow_private.clone(),
             prices,
-            tokens: Some(tokens),
+            secrets: Some(secrets),
             ..HarnessConfig::default()
         },
     );

@@ -83,16 +83,60 @@ pub async fn run(c: Command) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// The harness opens repository tokens with the vault key.
-#[derive(Debug)]
-pub struct RepositoryTokens(pub Sealer);
+/// The harness's secrets from the vaults: repository tokens opened with the vault key, and the
+/// `environment_variable` credentials of a session's vaults, found by the resolver.
+pub struct Secrets {
+    pub sealer: Sealer,
+    pub resolver: agentd_vault::Resolver,
+    pub store: std::sync::Arc<dyn Storage>,
+}
 
-impl agentd_brain::repositories::TokenOpener for RepositoryTokens {
-    fn open(&self, resource_id: &str, sealed: &[u8]) -> Result<String, String> {
-        let plain = self.0.open(resource_id, sealed).map_err(|e| {
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secrets(<vault>)")
+    }
+}
+
+#[async_trait::async_trait]
+impl agentd_brain::repositories::SessionSecrets for Secrets {
+    fn open_token(&self, resource_id: &str, sealed: &[u8]) -> Result<String, String> {
+        let plain = self.sealer.open(resource_id, sealed).map_err(|e| {
             format!("The token of repository resource {resource_id} cannot be used: {e}")
         })?;
         String::from_utf8(plain)
             .map_err(|_| format!("The token of repository resource {resource_id} is not text"))
+    }
+
+    async fn environment(
+        &self,
+        session_id: &str,
+    ) -> Result<Vec<agentd_brain::repositories::EnvironmentSecret>, String> {
+        use agentd_wire::vault::CredentialNetworking;
+        let sv = self
+            .store
+            .session_vaults(session_id)
+            .await
+            .map_err(|e| format!("Could not read the session's vaults: {e}"))?;
+        if sv.vault_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let found = self
+            .resolver
+            .environment_secrets(&sv.workspace_id, &sv.vault_ids)
+            .await
+            .map_err(|e| format!("Could not read the session's environment secrets: {e}"))?;
+        Ok(found
+            .into_iter()
+            .map(|e| agentd_brain::repositories::EnvironmentSecret {
+                name: e.secret_name,
+                value: e.value.expose().to_owned(),
+                header: e.injection_location.header,
+                body: e.injection_location.body,
+                hosts: match e.networking {
+                    CredentialNetworking::Unrestricted => None,
+                    CredentialNetworking::Limited { allowed_hosts } => Some(allowed_hosts),
+                },
+            })
+            .collect())
     }
 }

@@ -122,7 +122,8 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
 
     provision_time(&a, &bwrap, dir.path()).await?;
     per_call(&a, &bwrap, dir.path()).await?;
-    ttft(&a, bwrap, &repo).await
+    ttft(&a, bwrap.clone(), &repo).await?;
+    repository_resource(&a, bwrap, dir.path()).await
 }
 
 async fn provision_time(a: &Args, bwrap: &Bwrap, dir: &Path) -> anyhow::Result<()> {
@@ -137,6 +138,7 @@ async fn provision_time(a: &Args, bwrap: &Bwrap, dir: &Path) -> anyhow::Result<(
                 egress: None,
                 setup: None,
                 mounts: Vec::new(),
+                env: Vec::new(),
             })
             .await?;
         times.push(t.elapsed());
@@ -169,6 +171,7 @@ async fn per_call(a: &Args, bwrap: &Bwrap, dir: &Path) -> anyhow::Result<()> {
                 egress: None,
                 setup: None,
                 mounts: Vec::new(),
+                env: Vec::new(),
             })
             .await?;
         let input = json!({"command": "true"});
@@ -244,9 +247,10 @@ async fn ttft(a: &Args, bwrap: Arc<Bwrap>, repo: &Path) -> anyhow::Result<()> {
                         &sid,
                         &sid,
                         Policy::none(),
-                        Some(setup.to_owned()),
-                        Vec::new(),
-                        Vec::new(),
+                        agentd_brain::sandboxes::Provision {
+                            setup: Some(setup.to_owned()),
+                            ..Default::default()
+                        },
                     )
                     .await?;
                 provision.push(t0.elapsed());
@@ -300,6 +304,153 @@ async fn ttft(a: &Args, bwrap: Arc<Bwrap>, repo: &Path) -> anyhow::Result<()> {
         cut(c95, d95)
     );
     Ok(())
+}
+
+/// Opens a bench token as it was "sealed": as it is.
+#[derive(Debug)]
+struct PlainTokens;
+
+#[async_trait::async_trait]
+impl agentd_brain::repositories::SessionSecrets for PlainTokens {
+    fn open_token(&self, _: &str, sealed: &[u8]) -> Result<String, String> {
+        Ok(String::from_utf8_lossy(sealed).into_owned())
+    }
+
+    async fn environment(
+        &self,
+        _: &str,
+    ) -> Result<Vec<agentd_brain::repositories::EnvironmentSecret>, String> {
+        Ok(vec![])
+    }
+}
+
+/// A session with a `github_repository` resource beside one without: the first token comes as
+/// soon (the repository is not touched before a tool needs the sandbox), and the first tool
+/// call pays for the clone, made in the sandbox through the egress proxy that adds the token,
+/// from a private repository on a git smart-HTTP server on loopback.
+async fn repository_resource(a: &Args, bwrap: Arc<Bwrap>, dir: &Path) -> anyhow::Result<()> {
+    use agentd_wire::resource::{RepositoryResource, Resource};
+    let token = "bench-token";
+    let git = agentd_testkit::git::GitHttp::start(dir.to_owned(), token, "127.0.0.2:0").await;
+    let fake = FakeAnthropic::start_fn_with(
+        FakeOptions {
+            first_byte_delay: Duration::from_millis(a.first_token_ms),
+            chunk_delay: Duration::from_millis(5),
+            text_chunk_chars: 8,
+        },
+        |body| {
+            let answered = body["messages"]
+                .as_array()
+                .and_then(|m| m.last())
+                .is_some_and(|m| m.to_string().contains("tool_result"));
+            if answered {
+                FakeReply::text("The repository is there.")
+            } else {
+                FakeReply::tool_use("bash", json!({"command": "ls /workspace"}))
+            }
+        },
+    )
+    .await;
+    let agent = json!({"name": "repo", "model": "claude-bench", "tools": [{"type": "agent_toolset_20260401"}]});
+    let cfg = HarnessConfig {
+        egress_private: vec!["127.0.0.0/8".parse().map_err(anyhow::Error::msg)?],
+        secrets: Some(Arc::new(PlainTokens)),
+        ..HarnessConfig::default()
+    };
+    let w = World::start_with(&fake.base_url(), agent, cfg, Some(bwrap)).await;
+    let sandboxes = w.sandboxes().context("sandboxes")?;
+    let mut ttft: [Vec<Duration>; 2] = Default::default();
+    let mut first_call: [Vec<Duration>; 2] = Default::default();
+    for i in 0..a.sessions {
+        for (mode, with_repo) in [false, true].into_iter().enumerate() {
+            let sid = if with_repo {
+                let now = chrono::Utc::now();
+                let id = format!("sesrsc_bench{i}");
+                let r = Resource::GithubRepository(RepositoryResource {
+                    id: id.clone(),
+                    url: git.url("repo.git"),
+                    mount_path: "/workspace/repo".into(),
+                    checkout: None,
+                    created_at: now,
+                    updated_at: now,
+                });
+                w.session_with_resources(vec![r], vec![(id, token.as_bytes().to_vec())])
+                    .await
+            } else {
+                w.session().await
+            };
+            let (first, call) = first_token_and_call(&w, &sid, i, with_repo).await?;
+            ttft[mode].push(first);
+            first_call[mode].push(call);
+            sandboxes.destroy(&sid).await;
+        }
+    }
+    println!(
+        "a github_repository resource ({} sessions per mode, {} MB private repository over smart HTTP through the egress proxy):",
+        a.sessions, a.repo_mb
+    );
+    for (mode, name) in ["without a repository", "with a repository   "]
+        .iter()
+        .enumerate()
+    {
+        println!(
+            "  {name}  first token p50 {}  p95 {}   first tool call (provision{}) p50 {}  p95 {}",
+            ms(pct(ttft[mode].clone(), 0.5)),
+            ms(pct(ttft[mode].clone(), 0.95)),
+            if mode == 1 { " + clone" } else { "" },
+            ms(pct(first_call[mode].clone(), 0.5)),
+            ms(pct(first_call[mode].clone(), 0.95)),
+        );
+    }
+    let ratio = pct(ttft[1].clone(), 0.5).as_secs_f64() / pct(ttft[0].clone(), 0.5).as_secs_f64();
+    println!("  first token with / without a repository: p50 ratio {ratio:.2}");
+    Ok(())
+}
+
+/// One turn of session `sid`: the time to its first token, and how long its first tool call
+/// took (provision, clone if any, command), from the log's timestamps.
+async fn first_token_and_call(
+    w: &World,
+    sid: &str,
+    i: usize,
+    with_repo: bool,
+) -> anyhow::Result<(Duration, Duration)> {
+    use agentd_wire::EventBody;
+    let mut previews = w.previews.subscribe(sid);
+    let t0 = Instant::now();
+    w.say(sid, &format!("question {i}")).await;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(60), previews.recv())
+            .await??
+            .preview
+        {
+            Preview::EventDelta { .. } => break,
+            Preview::EventStart { .. } => {}
+        }
+    }
+    let first = t0.elapsed();
+    let events = w.settle(sid, Duration::from_secs(120)).await;
+    let at = |pick: fn(&EventBody) -> bool| {
+        events
+            .iter()
+            .find(|e| pick(&e.event.body))
+            .map(|e| e.event.processed_at)
+    };
+    let (Some(called), Some(answered)) = (
+        at(|b| matches!(b, EventBody::AgentToolUse { .. })),
+        at(|b| matches!(b, EventBody::AgentToolResult { .. })),
+    ) else {
+        bail!("session {sid} made no tool call");
+    };
+    let ok = events.iter().any(|e| {
+        matches!(&e.event.body, EventBody::AgentToolResult { is_error, content, .. }
+            if !is_error.unwrap_or(false)
+                && serde_json::to_string(content).is_ok_and(|c| !with_repo || c.contains("repo")))
+    });
+    if !ok {
+        bail!("session {sid}: the tool call failed (was the repository cloned?)");
+    }
+    Ok((first, (answered - called).to_std().unwrap_or_default()))
 }
 
 fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {

@@ -1,6 +1,7 @@
-//! A session's repository resources at provision: the script that clones each one into the
-//! workspace from inside the new sandbox, and the grants that let the egress proxy add each
-//! one's token to that repository's requests. The sandbox's git talks to the proxy without a
+//! A session's repository resources and secrets at provision: the script that clones each
+//! repository into the workspace from inside the new sandbox, the grants that let the egress
+//! proxy add each one's token to that repository's requests, and the placeholders the sandbox
+//! sees in place of its `environment_variable` secrets. The sandbox's git talks to the proxy without a
 //! credential; the token stays in agentd's memory and is never written where the sandbox, the
 //! model or the log can read it.
 
@@ -10,10 +11,64 @@ use agentd_egress::Grant;
 use agentd_session::catalog::MountedRepository;
 use agentd_wire::resource::{Checkout, check_repository_url};
 
-/// Opens a repository token sealed with the vault key (the binary binds it to
-/// `agentd_vault::Sealer`); the resource id is the associated data.
-pub trait TokenOpener: Send + Sync + std::fmt::Debug {
-    fn open(&self, resource_id: &str, sealed: &[u8]) -> Result<String, String>;
+/// The session's secrets as the edge gets them from the vaults (the binary binds this to
+/// `agentd_vault`): never held by the harness longer than it takes to hand them to a proxy.
+#[async_trait::async_trait]
+pub trait SessionSecrets: Send + Sync + std::fmt::Debug {
+    /// Open a repository token sealed with the vault key; the resource id is the associated
+    /// data.
+    fn open_token(&self, resource_id: &str, sealed: &[u8]) -> Result<String, String>;
+
+    /// The `environment_variable` credentials of the session's vaults. The error is what the
+    /// model reads.
+    async fn environment(&self, session_id: &str) -> Result<Vec<EnvironmentSecret>, String>;
+}
+
+/// An `environment_variable` credential: the sandbox sees `name` set to a placeholder, and
+/// the egress proxy writes `value` in its place on requests to `hosts` (None: any host).
+#[derive(Clone)]
+pub struct EnvironmentSecret {
+    pub name: String,
+    pub value: String,
+    pub header: bool,
+    pub body: bool,
+    pub hosts: Option<Vec<String>>,
+}
+
+impl std::fmt::Debug for EnvironmentSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnvironmentSecret")
+            .field("name", &self.name)
+            .field("hosts", &self.hosts)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Each secret's placeholder (set in the sandbox's environment under its name) and the
+/// substitution the proxy makes for it. A placeholder is random per sandbox, so it names
+/// nothing outside it.
+pub fn placeholders(
+    secrets: Vec<EnvironmentSecret>,
+) -> (Vec<(String, String)>, Vec<agentd_egress::Substitution>) {
+    let mut env = Vec::new();
+    let mut subs = Vec::new();
+    for s in secrets {
+        let placeholder = format!(
+            "agentd-secret-{}-{:016x}{:016x}",
+            s.name.to_ascii_lowercase(),
+            rand::random::<u64>(),
+            rand::random::<u64>()
+        );
+        env.push((s.name, placeholder.clone()));
+        subs.push(agentd_egress::Substitution::new(
+            placeholder,
+            s.value,
+            s.header,
+            s.body,
+            s.hosts,
+        ));
+    }
+    (env, subs)
 }
 
 /// The user name git sends with a token as its password (what GitHub expects of an app or
@@ -23,7 +78,7 @@ const TOKEN_USER: &str = "x-access-token";
 /// The grants for `repos`' tokens; an error the model can read if one cannot be opened.
 pub fn grants(
     repos: &[MountedRepository],
-    opener: Option<&Arc<dyn TokenOpener>>,
+    opener: Option<&Arc<dyn SessionSecrets>>,
 ) -> Result<Vec<Grant>, String> {
     let mut out = Vec::new();
     for r in repos {
@@ -36,7 +91,7 @@ pub fn grants(
                 r.url
             ));
         };
-        let token = opener.open(&r.resource_id, sealed)?;
+        let token = opener.open_token(&r.resource_id, sealed)?;
         let u = check_repository_url(&r.url)?;
         out.push(Grant::basic(
             u.https, &u.host, u.port, &u.path, TOKEN_USER, &token,
@@ -93,9 +148,14 @@ mod tests {
 
     #[derive(Debug)]
     struct Plain;
-    impl TokenOpener for Plain {
-        fn open(&self, id: &str, sealed: &[u8]) -> Result<String, String> {
+    #[async_trait::async_trait]
+    impl SessionSecrets for Plain {
+        fn open_token(&self, id: &str, sealed: &[u8]) -> Result<String, String> {
             Ok(format!("{id}:{}", String::from_utf8_lossy(sealed)))
+        }
+
+        async fn environment(&self, _: &str) -> Result<Vec<EnvironmentSecret>, String> {
+            Ok(vec![])
         }
     }
 
@@ -130,7 +190,7 @@ mod tests {
 
     #[test]
     fn only_repositories_with_a_token_get_a_grant_and_a_token_needs_a_key() {
-        let opener: Arc<dyn TokenOpener> = Arc::new(Plain);
+        let opener: Arc<dyn SessionSecrets> = Arc::new(Plain);
         let repos = [
             repo("https://git.example/a/b", Some("t"), None),
             repo("https://git.example/a/c", None, None),

@@ -40,6 +40,22 @@ struct Live {
     renew: bool,
 }
 
+/// What a new sandbox of a session is made with besides its workspace: read from the catalog
+/// and the vaults only when one is made.
+#[derive(Debug, Default)]
+pub struct Provision {
+    /// A bash script run in the new sandbox before it is handed out.
+    pub setup: Option<String>,
+    /// File resources, mounted read-only.
+    pub files: Vec<MountedFile>,
+    /// Repository credentials the egress proxy adds.
+    pub grants: Vec<agentd_egress::Grant>,
+    /// Secrets the egress proxy writes in place of their placeholders.
+    pub substitutions: Vec<agentd_egress::Substitution>,
+    /// The placeholders, as the sandbox's environment.
+    pub env: Vec<(String, String)>,
+}
+
 pub struct Sandboxes {
     provider: Arc<dyn Provider>,
     /// Egress sockets live under `<root>/egress/`.
@@ -163,10 +179,15 @@ impl Sandboxes {
         log_id: &str,
         session_id: &str,
         policy: Policy,
-        setup: Option<String>,
-        files: Vec<MountedFile>,
-        grants: Vec<agentd_egress::Grant>,
+        p: Provision,
     ) -> Result<Arc<dyn Sandbox>, agentd_hands::Error> {
+        let Provision {
+            setup,
+            files,
+            grants,
+            substitutions,
+            env,
+        } = p;
         if let Some(live) = self.live().get_mut(log_id)
             && live.sandbox.alive()
             && live.policy == policy
@@ -194,20 +215,18 @@ impl Sandboxes {
         let (mounted, mut mounts) = self.write_mounts(n, files).map_err(|e| {
             agentd_hands::Error::Spawn(format!("cannot prepare the session's file resources: {e}"))
         })?;
-        let intercept = if grants.iter().any(agentd_egress::Grant::https) {
+        let mut add = agentd_egress::Injections {
+            grants,
+            substitutions,
+            intercept: None,
+        };
+        if add.intercepts() {
             let tls = self.interceptor()?;
             mounts.extend(trust(&dir, &tls).map_err(io)?);
-            Some(tls)
-        } else {
-            None
-        };
-        let proxy = Proxy::bind(
-            &dir.join(agentd_hands::EGRESS_SOCKET),
-            policy.clone(),
-            grants,
-            intercept,
-        )
-        .map_err(io)?;
+            add.intercept = Some(tls);
+        }
+        let proxy =
+            Proxy::bind(&dir.join(agentd_hands::EGRESS_SOCKET), policy.clone(), add).map_err(io)?;
         let provisioned = self
             .provider
             .provision(&Spec {
@@ -217,6 +236,7 @@ impl Sandboxes {
                 egress: Some(dir),
                 setup,
                 mounts,
+                env,
             })
             .await;
         let sandbox = match provisioned {

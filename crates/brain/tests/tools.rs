@@ -567,9 +567,7 @@ async fn past_the_sandbox_caps_a_new_sandbox_is_refused_at_once_with_a_reason() 
                     log,
                     session,
                     agentd_egress::Policy::none(),
-                    None,
-                    Vec::new(),
-                    Vec::new(),
+                    agentd_brain::sandboxes::Provision::default(),
                 ),
             )
             .await

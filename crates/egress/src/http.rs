@@ -9,6 +9,7 @@ use std::io;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 
 use crate::Grant;
+use crate::substitute::{MAX_BODY, Substitution};
 
 /// A parsed request head.
 #[derive(Debug)]
@@ -107,8 +108,15 @@ pub(crate) fn parse(raw: &[u8]) -> Result<Head<'_>, &'static str> {
 
 /// The head sent upstream: origin-form `target`, hop-by-hop and proxy headers dropped,
 /// `Connection: close`. With a grant, the sandbox's own `Host` and `Authorization` give way to
-/// the repository's host and the grant's credential.
-pub(crate) fn rewrite(head: &Head<'_>, target: &str, grant: Option<(&Grant, &str)>) -> String {
+/// the repository's host and the grant's credential. `subs` are written into header values;
+/// `length` replaces the body's length when a substitution changed it.
+pub(crate) fn rewrite(
+    head: &Head<'_>,
+    target: &str,
+    grant: Option<(&Grant, &str)>,
+    subs: &[&Substitution],
+    length: Option<u64>,
+) -> String {
     let mut out = format!("{} {target} {}\r\n", head.method, head.version);
     for (name, value) in &head.headers {
         let lower = name.to_ascii_lowercase();
@@ -117,9 +125,22 @@ pub(crate) fn rewrite(head: &Head<'_>, target: &str, grant: Option<(&Grant, &str
             "proxy-connection" | "proxy-authorization" | "connection" | "keep-alive" | "upgrade"
         );
         let replaced = grant.is_some() && matches!(lower.as_str(), "host" | "authorization");
-        if !hop && !replaced {
-            out.push_str(&format!("{name}: {value}\r\n"));
+        if hop || replaced {
+            continue;
         }
+        if lower == "content-length"
+            && let Some(n) = length
+        {
+            out.push_str(&format!("{name}: {n}\r\n"));
+            continue;
+        }
+        let mut value = (*value).to_owned();
+        if lower != "host" {
+            for s in subs.iter().filter(|s| s.in_headers()) {
+                value = s.apply(&value);
+            }
+        }
+        out.push_str(&format!("{name}: {value}\r\n"));
     }
     if let Some((g, host)) = grant {
         out.push_str(&format!(
@@ -129,6 +150,34 @@ pub(crate) fn rewrite(head: &Head<'_>, target: &str, grant: Option<(&Grant, &str
     }
     out.push_str("Connection: close\r\n\r\n");
     out
+}
+
+/// The body of a request whose secrets go in its body, read whole (`pre`, what was read with
+/// the head, then the rest from `from`) and substituted; None when no substitution goes in
+/// bodies, or the body is chunked or over `MAX_BODY`, and goes on as it is.
+pub(crate) async fn substituted_body<R: AsyncRead + Unpin>(
+    from: &mut R,
+    pre: &[u8],
+    body: Body,
+    subs: &[&Substitution],
+) -> io::Result<Option<Vec<u8>>> {
+    let Body::Length(n) = body else {
+        return Ok(None);
+    };
+    if n > MAX_BODY || !subs.iter().any(|s| s.in_body()) {
+        return Ok(None);
+    }
+    let n = usize::try_from(n).map_err(io::Error::other)?;
+    let mut bytes = pre.get(..n.min(pre.len())).unwrap_or_default().to_vec();
+    if bytes.len() < n {
+        let mut more = vec![0u8; n - bytes.len()];
+        from.read_exact(&mut more).await?;
+        bytes.extend_from_slice(&more);
+    }
+    for s in subs.iter().filter(|s| s.in_body()) {
+        bytes = s.apply_bytes(&bytes);
+    }
+    Ok(Some(bytes))
 }
 
 /// Send `head` and the body `pre` (read already) and `from` hold, framed as `body` says, to
@@ -261,6 +310,8 @@ mod tests {
             &head,
             "/a/r/info/refs?service=git-upload-pack",
             Some((&g, "git.example")),
+            &[],
+            None,
         );
         assert!(
             out.starts_with("GET /a/r/info/refs?service=git-upload-pack HTTP/1.1\r\n"),
@@ -270,7 +321,7 @@ mod tests {
         assert!(out.contains(
             "Host: git.example\r\nAuthorization: Basic eDp0\r\nConnection: close\r\n\r\n"
         ));
-        let plain = rewrite(&head, "/", None);
+        let plain = rewrite(&head, "/", None, &[], None);
         assert!(plain.contains("Host: evil.example") && plain.contains("Authorization: mine"));
     }
 

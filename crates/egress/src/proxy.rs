@@ -10,7 +10,24 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixListener, UnixStream};
 
-use crate::{Grant, Interceptor, Policy};
+use crate::{Grant, Interceptor, Policy, Substitution};
+
+/// What a proxy adds to the requests leaving its sandbox: repositories' credentials (`Grant`)
+/// and secrets in place of their placeholders (`Substitution`). HTTPS requests need
+/// `intercept`; without it, tunnels pass through untouched and get nothing.
+#[derive(Debug, Default, Clone)]
+pub struct Injections {
+    pub grants: Vec<Grant>,
+    pub substitutions: Vec<Substitution>,
+    pub intercept: Option<Arc<Interceptor>>,
+}
+
+impl Injections {
+    /// Whether a sandbox's HTTPS requests go through interception (and it must trust its CA).
+    pub fn intercepts(&self) -> bool {
+        self.grants.iter().any(Grant::https) || !self.substitutions.is_empty()
+    }
+}
 
 /// Largest request head accepted from the sandbox.
 const MAX_HEAD: usize = 64 * 1024;
@@ -27,23 +44,18 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    /// Listen on `path` (which must not exist) and serve `policy`, adding `grants` to the
-    /// requests they cover (whose hosts are then reachable whatever the allow-list says). An
-    /// HTTPS grant needs `intercept`: without it, its host's tunnels pass through untouched.
-    pub fn bind(
-        path: &Path,
-        policy: Policy,
-        grants: Vec<Grant>,
-        intercept: Option<Arc<Interceptor>>,
-    ) -> std::io::Result<Proxy> {
+    /// Listen on `path` (which must not exist) and serve `policy`, adding `add` to the requests
+    /// it covers (a grant's requests are let through whatever the allow-list says).
+    pub fn bind(path: &Path, policy: Policy, add: Injections) -> std::io::Result<Proxy> {
         let listener = UnixListener::bind(path)?;
         // Whoever may connect uses this sandbox's allow-list: its owner alone, until the
         // provider hands it to the sandbox's user.
         std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
         let rules = Arc::new(Rules {
             policy,
-            grants,
-            intercept,
+            grants: add.grants,
+            subs: add.substitutions,
+            intercept: add.intercept,
         });
         // A sandbox must not exhaust agentd's file descriptors through its proxy.
         let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
@@ -86,6 +98,7 @@ impl Drop for Proxy {
 struct Rules {
     policy: Policy,
     grants: Vec<Grant>,
+    subs: Vec<Substitution>,
     intercept: Option<Arc<Interceptor>>,
 }
 
@@ -159,7 +172,8 @@ async fn serve_head(
         let Some((host, port)) = split_host_port(head.target, 443) else {
             return reply(&mut conn, "400 Bad Request", "CONNECT needs host:port").await;
         };
-        let covered = rules.grants.iter().any(|g| g.covers(true, &host, port));
+        let covered = rules.grants.iter().any(|g| g.covers(true, &host, port))
+            || rules.subs.iter().any(|s| s.applies_to(&host));
         if covered && let Some(tls) = &rules.intercept {
             if !rest.is_empty() {
                 return reply(
@@ -204,8 +218,17 @@ async fn serve_head(
         Err((status, msg)) => return reply(&mut conn, status, &msg).await,
     };
     let host_header = authority.to_ascii_lowercase();
-    let out = crate::http::rewrite(&head, path, grant.map(|g| (g, host_header.as_str())));
-    crate::http::exchange(conn, upstream, &out, rest, head.body).await
+    let subs = crate::substitute::for_host(&rules.subs, &host);
+    forward(
+        conn,
+        upstream,
+        &head,
+        path,
+        grant.map(|g| (g, host_header.as_str())),
+        &subs,
+        rest,
+    )
+    .await
 }
 
 /// A CONNECT to an HTTPS repository with a grant: end the sandbox's TLS here, add the
@@ -267,8 +290,46 @@ async fn intercept(
     } else {
         format!("{host}:{port}")
     };
-    let out = crate::http::rewrite(&head, head.target, grant.map(|g| (g, host_header.as_str())));
-    crate::http::exchange(inner, upstream, &out, &buf[head_end..], head.body).await
+    let subs = crate::substitute::for_host(&rules.subs, host);
+    let grant = grant.map(|g| (g, host_header.as_str()));
+    forward(
+        inner,
+        upstream,
+        &head,
+        head.target,
+        grant,
+        &subs,
+        &buf[head_end..],
+    )
+    .await
+}
+
+/// Send one request on, with what the proxy adds, and its response back.
+async fn forward<C, U>(
+    mut client: C,
+    upstream: U,
+    head: &crate::http::Head<'_>,
+    target: &str,
+    grant: Option<(&Grant, &str)>,
+    subs: &[&Substitution],
+    rest: &[u8],
+) -> std::io::Result<()>
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
+{
+    match crate::http::substituted_body(&mut client, rest, head.body, subs).await? {
+        Some(body) => {
+            let n = body.len() as u64;
+            let out = crate::http::rewrite(head, target, grant, subs, Some(n));
+            let framed = crate::http::Body::Length(n);
+            crate::http::exchange(client, upstream, &out, &body, framed).await
+        }
+        None => {
+            let out = crate::http::rewrite(head, target, grant, subs, None);
+            crate::http::exchange(client, upstream, &out, rest, head.body).await
+        }
+    }
 }
 
 fn split_host_port(s: &str, default_port: u16) -> Option<(String, u16)> {

@@ -6,7 +6,15 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, UnixStream};
 
-use agentd_egress::{Cidr, Policy, Proxy, fetch};
+use agentd_egress::{Cidr, Grant, Injections, Interceptor, Policy, Proxy, fetch};
+
+fn grants(grants: Vec<Grant>, intercept: Option<std::sync::Arc<Interceptor>>) -> Injections {
+    Injections {
+        grants,
+        intercept,
+        ..Injections::default()
+    }
+}
 
 /// What the operator opens for these tests, whose upstreams listen on loopback.
 fn operator_loopback() -> Vec<Cidr> {
@@ -58,7 +66,7 @@ async fn the_proxy_forwards_allowed_hosts_and_refuses_the_rest() {
     let port = upstream("<p>hello from upstream</p>", None).await;
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("proxy.sock");
-    let _p = Proxy::bind(&sock, limited(&["127.0.0.1"]), vec![], None).unwrap();
+    let _p = Proxy::bind(&sock, limited(&["127.0.0.1"]), Injections::default()).unwrap();
 
     let get = through(&sock, format!("GET http://127.0.0.1:{port}/x HTTP/1.1\r\nHost: 127.0.0.1\r\nProxy-Connection: keep-alive\r\n\r\n")).await;
     assert!(
@@ -102,7 +110,7 @@ async fn no_environment_reaches_the_host_machine_without_the_operator() {
     let named = Policy::limited(&["127.0.0.1".into(), "localhost".into()], false);
     for (i, policy) in [Policy::unrestricted(), named].into_iter().enumerate() {
         let sock = sock.with_extension(i.to_string());
-        let _p = Proxy::bind(&sock, policy.clone(), vec![], None).unwrap();
+        let _p = Proxy::bind(&sock, policy.clone(), Injections::default()).unwrap();
         // By address, and by a name that resolves to it.
         for host in ["127.0.0.1", "localhost"] {
             let r = through(&sock, format!("GET http://{host}:{port}/ HTTP/1.1\r\n\r\n")).await;
@@ -156,7 +164,7 @@ fn the_proxy_socket_is_its_owners_alone() {
     let _guard = rt.enter();
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("proxy.sock");
-    let _p = Proxy::bind(&sock, Policy::none(), vec![], None).unwrap();
+    let _p = Proxy::bind(&sock, Policy::none(), Injections::default()).unwrap();
     let mode = std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "{mode:o}");
 }
@@ -189,7 +197,7 @@ async fn a_grant_adds_its_credential_to_its_repository_s_requests_only() {
     let sock = dir.path().join("proxy.sock");
     let grant = agentd_egress::Grant::basic(false, "127.0.0.1", port, "/acme/repo", "x", "s3cret");
     // An allow-list that names nothing: the grant alone opens its host.
-    let _p = Proxy::bind(&sock, limited(&[]), vec![grant], None).unwrap();
+    let _p = Proxy::bind(&sock, limited(&[]), grants(vec![grant], None)).unwrap();
     let get = |path: &str, extra: &str| {
         format!("GET http://127.0.0.1:{port}{path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra}\r\n")
     };
@@ -243,7 +251,7 @@ async fn a_grant_adds_its_credential_to_its_repository_s_requests_only() {
     // Where the allow-list names the host, other requests go through, without the credential.
     let sock2 = dir.path().join("open.sock");
     let grant = agentd_egress::Grant::basic(false, "127.0.0.1", port, "/acme/repo", "x", "s3cret");
-    let _p2 = Proxy::bind(&sock2, limited(&["127.0.0.1"]), vec![grant], None).unwrap();
+    let _p2 = Proxy::bind(&sock2, limited(&["127.0.0.1"]), grants(vec![grant], None)).unwrap();
     for (method, path) in [
         ("GET", "/acme/other/info/refs?service=git-upload-pack"),
         ("TRACE", refs),
@@ -354,7 +362,7 @@ async fn an_https_grant_is_added_behind_the_proxy_s_own_tls_and_the_server_is_ch
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("proxy.sock");
     let grant = agentd_egress::Grant::basic(true, "127.0.0.1", port, "/acme/repo", "x", "s3cret");
-    let _p = Proxy::bind(&sock, limited(&[]), vec![grant], Some(tls.clone())).unwrap();
+    let _p = Proxy::bind(&sock, limited(&[]), grants(vec![grant], Some(tls.clone()))).unwrap();
 
     let req = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
     let refs = "/acme/repo/info/refs?service=git-upload-pack";
@@ -391,7 +399,12 @@ async fn an_https_grant_is_added_behind_the_proxy_s_own_tls_and_the_server_is_ch
     );
     let sock2 = dir.path().join("wary.sock");
     let grant = agentd_egress::Grant::basic(true, "127.0.0.1", port, "/acme/repo", "x", "s3cret");
-    let _p2 = Proxy::bind(&sock2, limited(&[]), vec![grant], Some(wary.clone())).unwrap();
+    let _p2 = Proxy::bind(
+        &sock2,
+        limited(&[]),
+        grants(vec![grant], Some(wary.clone())),
+    )
+    .unwrap();
     let mut roots2 = rustls::RootCertStore::empty();
     roots2.add(pem_body(&wary.ca_pem()).into()).unwrap();
     let refused = tls_through(&sock2, port, roots2, &req(refs)).await.unwrap();
@@ -408,4 +421,87 @@ fn pem_body(pem: &str) -> Vec<u8> {
     base64::engine::general_purpose::STANDARD
         .decode(b64)
         .unwrap()
+}
+
+#[tokio::test]
+async fn a_secret_replaces_its_placeholder_on_its_hosts_only() {
+    let port = echo_head().await;
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("proxy.sock");
+    let sub = |body: bool, hosts: &[&str]| {
+        agentd_egress::Substitution::new(
+            "agentd-ph-API_KEY-1234".into(),
+            "real-secret".into(),
+            true,
+            body,
+            Some(hosts.iter().map(|h| (*h).to_owned()).collect()),
+        )
+    };
+    let add = Injections {
+        substitutions: vec![sub(true, &["127.0.0.1"])],
+        ..Injections::default()
+    };
+    let _p = Proxy::bind(&sock, limited(&["127.0.0.1", "localhost"]), add).unwrap();
+    let body = "{\"key\": \"agentd-ph-API_KEY-1234\"}";
+    let out = through(
+        &sock,
+        format!(
+            "POST http://127.0.0.1:{port}/v1 HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Api-Key: agentd-ph-API_KEY-1234\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+    .await;
+    // The echo server answers with the head (and what came with it in one read).
+    assert!(out.contains("X-Api-Key: real-secret"), "{out}");
+    assert!(!out.contains("agentd-ph-API_KEY"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "Content-Length: {}",
+            body.len() - "agentd-ph-API_KEY-1234".len() + "real-secret".len()
+        )),
+        "{out}"
+    );
+    // Another host named by the allow-list gets the placeholder, not the secret.
+    let other = through(
+        &sock,
+        format!(
+            "GET http://localhost:{port}/ HTTP/1.1\r\nX-Api-Key: agentd-ph-API_KEY-1234\r\n\r\n"
+        ),
+    )
+    .await;
+    assert!(
+        other.contains("agentd-ph-API_KEY-1234") && !other.contains("real-secret"),
+        "{other}"
+    );
+}
+
+#[tokio::test]
+async fn over_https_a_secret_is_written_behind_the_proxy_s_own_tls() {
+    let (port, server_roots) = tls_echo_head().await;
+    let tls = std::sync::Arc::new(Interceptor::with_roots(server_roots).unwrap());
+    let mut sandbox_roots = rustls::RootCertStore::empty();
+    sandbox_roots.add(pem_body(&tls.ca_pem()).into()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("proxy.sock");
+    let add = Injections {
+        substitutions: vec![agentd_egress::Substitution::new(
+            "PH-TOKEN".into(),
+            "real-secret".into(),
+            true,
+            false,
+            None,
+        )],
+        intercept: Some(tls),
+        ..Injections::default()
+    };
+    let _p = Proxy::bind(&sock, limited(&["127.0.0.1"]), add).unwrap();
+    let out = tls_through(
+        &sock,
+        port,
+        sandbox_roots,
+        "GET /x HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer PH-TOKEN\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    assert!(out.contains("Authorization: Bearer real-secret"), "{out}");
 }

@@ -55,6 +55,10 @@ pub struct Spec {
     /// session's file resources). Paths are checked by the caller
     /// (`agentd_wire::resource::check_mount_path`).
     pub mounts: Vec<(PathBuf, String)>,
+    /// Environment variables every process of the sandbox sees, after agentd's own: the
+    /// placeholders of the session's secrets (the egress proxy writes the secrets in their
+    /// place), never a secret.
+    pub env: Vec<(String, String)>,
 }
 
 /// Resource limits applied inside every sandbox.

@@ -34,6 +34,7 @@ impl Provider for Unconfined {
                 }
                 .to_args(),
             )
+            .envs(spec.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

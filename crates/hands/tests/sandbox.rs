@@ -57,6 +57,7 @@ fn spec(dir: &tempfile::TempDir) -> Spec {
         egress: None,
         setup: None,
         mounts: Vec::new(),
+        env: Vec::new(),
     }
 }
 

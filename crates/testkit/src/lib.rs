@@ -2,6 +2,7 @@
 //! upstream. It records what it receives and answers `POST /v1/messages` with scripted SSE
 //! streams shaped like the real ones.
 
+pub mod git;
 #[cfg(feature = "world")]
 pub mod world;
 

@@ -195,6 +195,31 @@ impl World {
         self.session_of(self.agent.clone()).await
     }
 
+    /// A session with `resources`, and the sealed tokens of those that have one.
+    pub async fn session_with_resources(
+        &self,
+        resources: Vec<agentd_wire::resource::Resource>,
+        sealed_tokens: Vec<(String, Vec<u8>)>,
+    ) -> String {
+        let s = self
+            .store
+            .create_session(
+                &self.ws,
+                NewSession {
+                    agent: self.agent.clone(),
+                    environment_id: self.env.clone(),
+                    title: None,
+                    metadata: BTreeMap::new(),
+                    vault_ids: vec![],
+                    resources,
+                    sealed_tokens,
+                },
+                events(vec![]),
+            )
+            .await;
+        must(s, "create a session").id
+    }
+
     async fn session_of(&self, agent: SessionAgent) -> String {
         let s = self
             .store

@@ -211,9 +211,7 @@ impl Served<'_> {
                 log,
                 self.session_id,
                 self.policy.clone(),
-                None,
-                Vec::new(),
-                Vec::new(),
+                agentd_brain::sandboxes::Provision::default(),
             )
             .await
         {

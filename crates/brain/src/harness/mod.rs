@@ -69,9 +69,9 @@ pub struct HarnessConfig {
     pub egress_private: Vec<agentd_egress::Cidr>,
     /// List prices of model calls: every call's cost is logged with it.
     pub prices: agentd_models::Prices,
-    /// Opens the tokens of repository resources; without it a repository with a token is a
-    /// tool error.
-    pub tokens: Option<std::sync::Arc<dyn crate::repositories::TokenOpener>>,
+    /// The sessions' secrets (repository tokens, environment variables) from the vaults;
+    /// without it a repository with a token is a tool error and no secret is offered.
+    pub secrets: Option<std::sync::Arc<dyn crate::repositories::SessionSecrets>>,
 }
 
 /// Context compaction: once a request's prompt reaches `at_tokens`, older turns are replaced
@@ -97,7 +97,7 @@ impl Default for HarnessConfig {
             max_threads: 16,
             egress_private: vec![],
             prices: agentd_models::Prices::default(),
-            tokens: None,
+            secrets: None,
         }
     }
 }

@@ -275,7 +275,8 @@ impl Harness {
         }
         // The session's resources are read only when a sandbox is made: a call that reuses
         // one reads nothing, and nothing is read before the first tool call.
-        let mounts = if sandboxes.has_live(log_id, &policy) {
+        let live = sandboxes.has_live(log_id, &policy);
+        let mounts = if live {
             agentd_session::catalog::Mounts::default()
         } else {
             match self.catalog.session_mounts(workspace).await {
@@ -287,8 +288,13 @@ impl Harness {
                 }
             }
         };
-        let grants = crate::repositories::grants(&mounts.repositories, self.cfg.tokens.as_ref())
+        let grants = crate::repositories::grants(&mounts.repositories, self.cfg.secrets.as_ref())
             .map_err(Output::error)?;
+        let secrets = match &self.cfg.secrets {
+            Some(s) if !live => s.environment(workspace).await.map_err(Output::error)?,
+            _ => Vec::new(),
+        };
+        let (env_vars, substitutions) = crate::repositories::placeholders(secrets);
         let setup = [
             crate::repositories::clone_script(&mounts.repositories),
             crate::packages::setup_script(env),
@@ -296,10 +302,14 @@ impl Harness {
         .into_iter()
         .flatten()
         .reduce(|a, b| format!("{a}\n{b}"));
-        match sandboxes
-            .get(log_id, workspace, policy, setup, mounts.files, grants)
-            .await
-        {
+        let p = crate::sandboxes::Provision {
+            setup,
+            files: mounts.files,
+            grants,
+            substitutions,
+            env: env_vars,
+        };
+        match sandboxes.get(log_id, workspace, policy, p).await {
             Ok(sb) => Ok((sandboxes, sb)),
             Err(e) => Err(Output::error(format!(
                 "Could not start a sandbox for this tool: {e}"

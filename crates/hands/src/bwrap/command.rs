@@ -174,6 +174,9 @@ fn environment(spec: &Spec) -> Vec<String> {
             push(&["--setenv", k, "localhost,127.0.0.1,::1"]);
         }
     }
+    for (k, v) in &spec.env {
+        push(&["--setenv", k, v]);
+    }
     a
 }
 

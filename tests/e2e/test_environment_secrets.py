@@ -1,0 +1,118 @@
+"""`environment_variable` credentials through the official SDK: the sandbox's environment holds
+a placeholder under the credential's name, and the egress proxy writes the secret in its place
+on requests to the credential's hosts only (header values, and bodies where the credential
+allows it), over plain HTTP and over HTTPS (the proxy ends the sandbox's TLS with its own CA,
+which the sandbox trusts). The secret never reaches the sandbox, the log or the model."""
+
+import json
+import secrets
+import ssl
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+import fake_anthropic as fa
+from conftest import list_raw_events, send_text, wait_idle
+from git_server import certificates
+
+CLAUDE = "claude-sonnet-4-6"
+TOOLSET = [{"type": "agent_toolset_20260401",
+            "default_config": {"enabled": True, "permission_policy": {"type": "always_allow"}}}]
+LOOPBACK = {"AGENTD_EGRESS_ALLOW_PRIVATE": "127.0.0.0/8"}
+
+
+class Echo:
+    """Records each request's headers and body; answers 200 "ok"."""
+
+    def __init__(self, host: str, tls=None):
+        self.seen: list[dict] = []
+        echo = self
+
+        class H(BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def handle_one(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(n).decode(errors="replace")
+                echo.seen.append({"headers": dict(self.headers), "body": body, "path": self.path})
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            do_GET = do_POST = handle_one
+
+        self.httpd = ThreadingHTTPServer((host, 0), H)
+        scheme = "http"
+        if tls:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(str(tls[0]), str(tls[1]))
+            self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
+            scheme = "https"
+        self.url = f"{scheme}://{host}:{self.httpd.server_address[1]}/"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+
+
+@pytest.fixture
+def world(server_factory, fake_upstream, tmp_path):
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    ca, cert, key = certificates(certs)
+    allowed, https, other = Echo("127.0.0.2"), Echo("127.0.0.2", (cert, key)), Echo("127.0.0.3")
+    srv = server_factory(upstream=fake_upstream, env=LOOPBACK | {"SSL_CERT_FILE": str(ca)})
+    yield {"server": srv, "allowed": allowed, "https": https, "other": other}
+    for e in (allowed, https, other):
+        e.close()
+
+
+def run_bash(client, fake_upstream, sid: str, command: str, turn: int) -> str:
+    fake_upstream.enqueue(fa.message(fa.tool_use("bash", {"command": command})), fa.reply_text("done"))
+    send_text(client, sid, f"turn {turn}")
+    evs = wait_idle(client, sid, count=turn, timeout=60)
+    result = [e for e in evs if e["type"] == "agent.tool_result"][-1]
+    return "".join(b.get("text", "") for b in result["content"])
+
+
+def test_a_secret_is_written_in_place_of_its_placeholder_on_its_hosts_only(world, fake_upstream):
+    client = world["server"].client()
+    secret = f"sk-live-canary{secrets.token_hex(10)}"
+    v = client.beta.vaults.create(display_name="api")
+    client.beta.vaults.credentials.create(v.id, auth={
+        "type": "environment_variable", "secret_name": "API_KEY", "secret_value": secret,
+        "networking": {"type": "limited", "allowed_hosts": ["127.0.0.2"]},
+        "injection_location": {"header": True, "body": True}})
+    env = client.beta.environments.create(name="e", config={"type": "cloud", "networking": {"type": "unrestricted"}})
+    agent = client.beta.agents.create(name="caller", model=CLAUDE, tools=TOOLSET)
+    s = client.beta.sessions.create(agent=agent.id, environment_id=env.id, vault_ids=[v.id])
+
+    curl = "curl -s -S --max-time 20 -H \"X-Api-Key: $API_KEY\" -H 'Content-Type: application/json' -d \"{\\\"k\\\": \\\"$API_KEY\\\"}\""
+    out = run_bash(client, fake_upstream, s.id,
+                   f"echo key=$API_KEY; {curl} {world['allowed'].url}; echo; {curl} {world['https'].url}; echo; "
+                   f"{curl} {world['other'].url}; echo", 1)
+    assert "key=agentd-secret-api_key-" in out and out.count("ok") == 3, out
+    assert secret not in out
+
+    placeholder = out.split("key=", 1)[1].split()[0]
+    for name in ("allowed", "https"):
+        (req,) = world[name].seen
+        assert req["headers"]["X-Api-Key"] == secret, (name, req)
+        assert json.loads(req["body"]) == {"k": secret}, (name, req)
+    (req,) = world["other"].seen
+    assert req["headers"]["X-Api-Key"] == placeholder and secret not in req["body"], req
+
+    # Nowhere inside: files, environments, command lines; nor in the log or the model's requests.
+    h = len(secret) // 2
+    out = run_bash(client, fake_upstream, s.id,
+                   f"a='{secret[:h]}'; b='{secret[h:]}'; s=\"$a$b\"; "
+                   "echo hits=$(grep -rlsF -f <(printf '%s\\n' \"$s\") /workspace /tmp /etc /proc/[0-9]*/environ "
+                   "/proc/[0-9]*/cmdline 2>/dev/null | wc -l)", 2)
+    assert "hits=0" in out, out
+    assert secret not in json.dumps(list_raw_events(client, s.id))
+    for q in fake_upstream.requests:
+        assert secret.encode() not in q.raw
+    assert secret not in world["server"].log()
