@@ -10,6 +10,8 @@ line, so a test can tell what the server saw (and how many times).
 
 Routes:
   /mcp            the MCP server: echo, slow, huge, fail
+  /legacy/sse     the same server over the older HTTP+SSE transport (its POST endpoint is under
+                  /legacy/messages/); POSTs to /legacy/sse itself are refused, as such servers do
   /malformed/mcp  answers every POST with a body that is not JSON-RPC at all
   /broken/mcp     a hand-written server that lists one tool, `broken`, and answers its call
                   with a body that is not JSON-RPC
@@ -69,6 +71,7 @@ def main() -> None:
         raise ToolError(message)
 
     mcp_app = server.streamable_http_app(streamable_http_path="/")
+    sse_app = server.sse_app()
 
     class BearerOnly:
         def __init__(self, app):
@@ -135,7 +138,8 @@ def main() -> None:
     app = Starlette(
         routes=[Route("/malformed/mcp", malformed, methods=["POST", "GET", "DELETE"]),
                 Route("/broken/mcp", broken, methods=["POST", "GET", "DELETE"]),
-                Mount("/mcp", app=mcp_app)],
+                Mount("/mcp", app=mcp_app),
+                Mount("/legacy", app=sse_app)],
         middleware=[Middleware(BearerOnly)],
         lifespan=lambda app: mcp_app.router.lifespan_context(app),
     )

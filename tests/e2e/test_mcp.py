@@ -43,6 +43,7 @@ class McpServer:
         self.url = f"{self.base}/mcp/"
         self.malformed_url = f"{self.base}/malformed/mcp"
         self.broken_url = f"{self.base}/broken/mcp"
+        self.sse_url = f"{self.base}/legacy/sse"
 
     def seen(self) -> list:
         return [json.loads(l) for l in self.record.read_text().splitlines() if l.strip()]
@@ -589,3 +590,17 @@ def test_a_system_proxy_is_never_used_for_mcp_servers(server_factory, fake_upstr
     results = of(evs, "agent.mcp_tool_result")
     assert len(results) == 1 and not results[0].get("is_error"), results
     assert mcp.calls("echo")
+
+
+def test_a_server_of_the_older_sse_transport_is_spoken_to_over_sse(server, client, fake_upstream, mcp):
+    s = session_with(client, [url_server("old", mcp.sse_url)], [toolset("old")])
+    fake_upstream.enqueue(fa.message(fa.tool_use("mcp__old__echo", {"text": "over sse"})), fa.reply_text("done"))
+    send_text(client, s.id, "call it")
+    evs = wait_events(client, s.id, rested("end_turn"), timeout=30)
+    (result,) = of(evs, "agent.mcp_tool_result")
+    assert "echo: over sse" in text_of(result) and not result.get("is_error"), result
+    assert mcp.calls("echo") == [{"call": "echo", "text": "over sse"}]
+    # The credential went with every request of the SSE transport, the stream and the POSTs.
+    legacy = [r for r in mcp.seen() if r.get("path", "").startswith("/legacy")]
+    assert {r["http"] for r in legacy} >= {"GET", "POST"}
+    assert all(r["authorization"] == f"Bearer {TOKEN}" for r in legacy), legacy

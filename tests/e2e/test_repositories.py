@@ -198,6 +198,13 @@ def test_bad_repository_resources_are_refused_naming_the_field(server_factory, f
     s = client.beta.sessions.create(agent=agent.id, environment_id=env.id, resources=[
         {"type": "github_repository", "url": "https://github.com/acme/w"}])
     assert s.resources[0].mount_path == "/workspace/w"
+    # A self_hosted environment's worker runs the tools where agentd cannot add the token.
+    worker_env = client.beta.environments.create(name="sh", config={"type": "self_hosted"})
+    with pytest.raises(anthropic.BadRequestError) as e:
+        client.beta.sessions.create(agent=agent.id, environment_id=worker_env.id, resources=[
+            {"type": "github_repository", "url": "https://github.com/acme/w", "authorization_token": "t"}])
+    assert e.value.body["error"]["message"].startswith("resources[0].type:"), e.value.body
+
     # As the SDK defines `resources.add`: files only; a repository is named at create.
     with pytest.raises(anthropic.BadRequestError) as e:
         client.beta.sessions.resources.add(s.id, type="file", file_id="x",

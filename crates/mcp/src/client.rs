@@ -284,24 +284,41 @@ impl Mcp {
         // keeps a runaway body from filling memory first.
         cfg.max_json_response_size = self.transport_bound();
         cfg.max_sse_event_size = self.transport_bound();
-        let transport = StreamableHttpClientTransport::with_client(client, cfg);
-        let service = ().serve(transport).await.map_err(|e| {
-            if let Some(why) = lock(&auth_failure).take() {
-                return Error::Auth {
-                    server: server.name.to_owned(),
-                    why,
-                };
-            }
-            let why = chain(&e);
-            if is_auth(&why) {
-                Error::Auth {
-                    server: server.name.to_owned(),
-                    why,
+        let transport = StreamableHttpClientTransport::with_client(client.clone(), cfg);
+        let service = match ().serve(transport).await {
+            Ok(s) => s,
+            Err(e) => {
+                if let Some(why) = lock(&auth_failure).take() {
+                    return Err(Error::Auth {
+                        server: server.name.to_owned(),
+                        why,
+                    });
                 }
-            } else {
-                connect_err(why)
+                let why = chain(&e);
+                if is_auth(&why) {
+                    return Err(Error::Auth {
+                        server: server.name.to_owned(),
+                        why,
+                    });
+                }
+                // A server of the older protocol answers the POST with an error: it may speak
+                // HTTP+SSE instead.
+                let sse = crate::sse::LegacySse::open(client, server.url, self.transport_bound())
+                    .await
+                    .map_err(|sse| connect_err(format!("{why} (nor over SSE: {sse})")))?;
+                ().serve(sse).await.map_err(|e| {
+                    let why = chain(&e);
+                    if is_auth(&why) {
+                        Error::Auth {
+                            server: server.name.to_owned(),
+                            why,
+                        }
+                    } else {
+                        connect_err(why)
+                    }
+                })?
             }
-        })?;
+        };
         let tools = service
             .list_all_tools()
             .await

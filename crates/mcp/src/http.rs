@@ -35,7 +35,7 @@ pub(crate) struct AuthedHttp {
 }
 
 impl AuthedHttp {
-    async fn header(&self) -> Result<Option<String>, HttpError> {
+    pub(crate) async fn header(&self) -> Result<Option<String>, HttpError> {
         match self.auth.authorization(&self.session_id, &self.url).await {
             Ok(s) => Ok(s.map(|s| s.expose().to_owned())),
             Err(e) => Err(StreamableHttpError::UnexpectedServerResponse(

@@ -1,5 +1,5 @@
 //! agentd as an MCP client. Owns connecting to an agent's MCP servers (streamable HTTP, through
-//! `rmcp`), listing and calling their tools, and the limits on both: a timeout per call, a cap
+//! `rmcp`, or the older HTTP+SSE transport where a server offers only that), listing and calling their tools, and the limits on both: a timeout per call, a cap
 //! on a result's size, the environment's egress policy checked before any connection, and a
 //! credential asked of [`McpAuth`] for every request. It touches no storage: connections and
 //! tool lists live in memory per session, and after a restart they are simply made again.
@@ -10,6 +10,7 @@ mod content;
 mod egress;
 mod error;
 mod http;
+mod sse;
 
 pub use auth::{AuthError, McpAuth, NoAuth, Secret};
 pub use client::{CallResult, Limits, Mcp, Server, ToolInfo};

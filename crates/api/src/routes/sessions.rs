@@ -69,6 +69,7 @@ async fn create(
     let (resources, sealed_tokens) =
         crate::routes::resources::parse_all(&st, &ws.id, req.resources).await?;
     mcp_reachable(&st, &ws.id, &req.environment_id, &agent).await?;
+    repositories_reachable(&st, &ws.id, &req.environment_id, &resources).await?;
     validate_events(&st, None, &req.initial_events, "initial_events").await?;
     let initial = file_rubrics(&st, &ws.id, req.initial_events, "initial_events").await?;
     let (batch, wakes) = agentd_session::inbox::initial(initial);
@@ -116,6 +117,36 @@ async fn mcp_reachable(
                 s.name
             )));
         }
+    }
+    Ok(())
+}
+
+/// Refuse a repository resource on a `self_hosted` environment: its worker runs the tools on
+/// its own machine, where agentd's egress proxy cannot add the token, and the token must not
+/// travel there.
+async fn repositories_reachable(
+    st: &AppState,
+    ws: &str,
+    environment_id: &str,
+    resources: &[agentd_wire::resource::Resource],
+) -> ApiResult<()> {
+    let Some(i) = resources
+        .iter()
+        .position(|r| matches!(r, agentd_wire::resource::Resource::GithubRepository(_)))
+    else {
+        return Ok(());
+    };
+    // A missing environment is the store's error to report, when the session is made.
+    let Ok(env) = st.store.get_environment(ws, environment_id).await else {
+        return Ok(());
+    };
+    if matches!(
+        env.config,
+        agentd_wire::environment::EnvironmentConfig::SelfHosted {}
+    ) {
+        return Err(ApiError::invalid(format!(
+            "resources[{i}].type: environment {environment_id} is self_hosted, and its worker runs the tools on its own machine, where agentd cannot add the repository's token; clone it on the worker's side, or use a cloud environment"
+        )));
     }
     Ok(())
 }
