@@ -15,6 +15,7 @@ Routes:
   /malformed/mcp  answers every POST with a body that is not JSON-RPC at all
   /broken/mcp     a hand-written server that lists one tool, `broken`, and answers its call
                   with a body that is not JSON-RPC
+  /many/mcp       a hand-written server whose tool list pages on forever, 100 tools a page
 """
 
 from __future__ import annotations
@@ -123,6 +124,12 @@ def main() -> None:
         if method == "initialize":
             result = {"protocolVersion": msg["params"]["protocolVersion"], "capabilities": {"tools": {}},
                       "serverInfo": {"name": "broken", "version": "1"}}
+        elif method == "tools/list" and request.url.path.startswith("/many"):
+            page = int((msg.get("params") or {}).get("cursor") or 0)
+            record({"call": "many", "page": page})
+            result = {"tools": [{"name": f"t{page}_{i}", "description": "One of many.",
+                                 "inputSchema": {"type": "object", "properties": {}}} for i in range(100)],
+                      "nextCursor": str(page + 1)}
         elif method == "tools/list":
             result = {"tools": [{"name": "broken", "description": "Answers garbage.",
                                  "inputSchema": {"type": "object", "properties": {}}}]}
@@ -138,6 +145,7 @@ def main() -> None:
     app = Starlette(
         routes=[Route("/malformed/mcp", malformed, methods=["POST", "GET", "DELETE"]),
                 Route("/broken/mcp", broken, methods=["POST", "GET", "DELETE"]),
+                Route("/many/mcp", broken, methods=["POST", "GET", "DELETE"]),
                 Mount("/mcp", app=mcp_app),
                 Mount("/legacy", app=sse_app)],
         middleware=[Middleware(BearerOnly)],

@@ -44,6 +44,7 @@ class McpServer:
         self.malformed_url = f"{self.base}/malformed/mcp"
         self.broken_url = f"{self.base}/broken/mcp"
         self.sse_url = f"{self.base}/legacy/sse"
+        self.many_url = f"{self.base}/many/mcp"
 
     def seen(self) -> list:
         return [json.loads(l) for l in self.record.read_text().splitlines() if l.strip()]
@@ -604,3 +605,14 @@ def test_a_server_of_the_older_sse_transport_is_spoken_to_over_sse(server, clien
     legacy = [r for r in mcp.seen() if r.get("path", "").startswith("/legacy")]
     assert {r["http"] for r in legacy} >= {"GET", "POST"}
     assert all(r["authorization"] == f"Bearer {TOKEN}" for r in legacy), legacy
+
+
+def test_a_tool_list_without_end_is_refused_and_the_turn_goes_on(client, fake_upstream, mcp):
+    s = session_with(client, [url_server("many", mcp.many_url)], [toolset("many")])
+    fake_upstream.enqueue(fa.reply_text("done"))
+    send_text(client, s.id, "go")
+    evs = wait_events(client, s.id, rested("end_turn"), timeout=30)
+    (err,) = of(evs, "session.error")
+    assert err["error"]["type"] == "mcp_connection_failed_error"
+    assert "more than 512 tools" in err["error"]["message"], err
+    assert len(mcp.calls("many")) <= 7, "listing stopped at the cap"

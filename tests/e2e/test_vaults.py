@@ -517,6 +517,26 @@ def test_rotate_key_with_a_key_file_reseals_and_restarts(server_factory, loopbac
     assert "does not open the secrets" in str(ei.value)
 
 
+def test_a_key_rotated_under_a_serving_agentd_stops_its_writes_until_it_restarts(server_factory):
+    server = server_factory()
+    client = server.client(max_retries=0)
+    v = client.beta.vaults.create(display_name="r")
+    auth = lambda host: {"type": "static_bearer", "mcp_server_url": f"https://{host}/", "token": canary(host)}
+    client.beta.vaults.credentials.create(v.id, auth=auth("a.example.com"))
+    out = rotate(server)
+    assert out.returncode == 0, out.stderr
+    # Sealed with the old key, this secret would open with neither: refused, and nothing stored.
+    with pytest.raises(anthropic.InternalServerError) as e:
+        client.beta.vaults.credentials.create(v.id, auth=auth("b.example.com"))
+    assert "restart" in e.value.body["error"]["message"]
+    assert len(client.beta.vaults.credentials.list(v.id).data) == 1
+    server.stop()
+    server.restart()
+    client = server.client()
+    client.beta.vaults.credentials.create(v.id, auth=auth("b.example.com"))
+    assert len(client.beta.vaults.credentials.list(v.id).data) == 2
+
+
 def test_rotate_key_with_the_environment_variable(keyed, loopback):
     client = keyed.client()
     v = client.beta.vaults.create(display_name="r")

@@ -26,8 +26,6 @@ pub struct AppState {
 pub(crate) struct VaultState {
     pub sealer: agentd_vault::Sealer,
     pub resolver: agentd_vault::Resolver,
-    /// Set once this process's key is known to be the database's (`agentd_vault::bind_key`).
-    pub bound: Arc<tokio::sync::OnceCell<()>>,
 }
 
 impl AppState {
@@ -68,11 +66,7 @@ impl AppState {
         sealer: agentd_vault::Sealer,
         resolver: agentd_vault::Resolver,
     ) -> Self {
-        self.vault = Some(VaultState {
-            sealer,
-            resolver,
-            bound: Arc::default(),
-        });
+        self.vault = Some(VaultState { sealer, resolver });
         self
     }
 

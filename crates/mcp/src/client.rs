@@ -19,6 +19,11 @@ use crate::auth::McpAuth;
 use crate::error::Error;
 use crate::http::AuthedHttp;
 
+/// Most tools one server may list.
+const MAX_TOOLS: usize = 512;
+/// Most bytes of names, descriptions and input schemas one server's tools may take.
+const MAX_TOOL_BYTES: usize = 4 << 20;
+
 /// How long and how much an MCP server may take.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -319,23 +324,55 @@ impl Mcp {
                 })?
             }
         };
-        let tools = service
-            .list_all_tools()
-            .await
-            .map_err(|e| classify(server, &e, self.limits.max_result_bytes))?;
-        let tools = tools
-            .into_iter()
-            .map(|t| ToolInfo {
-                name: t.name.to_string(),
-                description: t.description.map(|d| d.to_string()).unwrap_or_default(),
-                input_schema: Value::Object((*t.input_schema).clone()),
-            })
-            .collect();
+        let tools = self.list_tools(server, &service).await?;
         Ok(Conn {
             service,
             tools,
             too_large,
         })
+    }
+
+    /// Every tool of `server`, page by page, within `MAX_TOOLS` and `MAX_TOOL_BYTES`: a server
+    /// that pages forever, or lists tools without end, is refused before it fills memory (or
+    /// the model's context).
+    async fn list_tools(
+        &self,
+        server: Server<'_>,
+        service: &rmcp::service::RunningService<rmcp::RoleClient, ()>,
+    ) -> Result<Vec<ToolInfo>, Error> {
+        let mut out: Vec<ToolInfo> = Vec::new();
+        let (mut cursor, mut bytes) = (None, 0usize);
+        loop {
+            let page = service
+                .list_tools(Some(
+                    rmcp::model::PaginatedRequestParams::default().with_cursor(cursor),
+                ))
+                .await
+                .map_err(|e| classify(server, &e, self.limits.max_result_bytes))?;
+            for t in page.tools {
+                let info = ToolInfo {
+                    name: t.name.to_string(),
+                    description: t.description.map(|d| d.to_string()).unwrap_or_default(),
+                    input_schema: Value::Object((*t.input_schema).clone()),
+                };
+                bytes +=
+                    info.name.len() + info.description.len() + info.input_schema.to_string().len();
+                out.push(info);
+            }
+            if out.len() > MAX_TOOLS || bytes > MAX_TOOL_BYTES {
+                return Err(Error::Protocol {
+                    server: server.name.to_owned(),
+                    why: format!(
+                        "it lists more than {MAX_TOOLS} tools or {} MiB of tool definitions; agentd offers a model no more",
+                        MAX_TOOL_BYTES >> 20
+                    ),
+                });
+            }
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => return Ok(out),
+            }
+        }
     }
 
     /// The most bytes one response may take on the wire: four times the result cap (JSON

@@ -74,12 +74,13 @@ fn sealer(st: &AppState) -> ApiResult<Sealer> {
         .ok_or_else(not_configured)
 }
 
-/// The sealer, once its key is bound to the database: the first secret stored fixes the key
-/// every process sharing the database must hold.
+/// The sealer, once its key is known to be the database's: the first secret stored fixes the
+/// key every process sharing the database must hold. Checked at every write, not once: a
+/// rotation (`agentd vault rotate-key`) while this process serves changes the database's key,
+/// and a secret sealed after it with the old one would not open with the new.
 pub(crate) async fn bound_sealer(st: &AppState) -> ApiResult<Sealer> {
     let v = st.vault.as_ref().ok_or_else(not_configured)?;
-    v.bound
-        .get_or_try_init(|| agentd_vault::bind_key(st.store.as_ref(), &v.sealer))
+    agentd_vault::bind_key(st.store.as_ref(), &v.sealer)
         .await
         .map_err(|e| match e {
             agentd_vault::KeyError::Storage(e) => e.into(),
