@@ -76,6 +76,7 @@ import pytest_asyncio
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fake_anthropic import FakeAnthropic  # noqa: E402
+import fake_anthropic as _fa  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_BIN = REPO / "target" / "debug" / "agentd"
@@ -581,3 +582,14 @@ async def acollect_stream(stream, until: Callable[[Any, list], bool], timeout: f
 
 def is_idle(item: Any, _items: list = ()) -> bool:
     return getattr(item, "type", None) == "session.status_idle"
+
+
+def run_bash_turn(client: anthropic.Anthropic, upstream: FakeAnthropic, session_id: str, command: str,
+                  turn: int, timeout: float = 60.0) -> tuple[str, bool]:
+    """Turn number `turn` of the session, whose model runs `command` with the bash tool and then
+    answers; the tool result's text and whether it is an error."""
+    upstream.enqueue(_fa.message(_fa.tool_use("bash", {"command": command})), _fa.reply_text("done"))
+    send_text(client, session_id, f"turn {turn}")
+    evs = wait_idle(client, session_id, count=turn, timeout=timeout)
+    result = [e for e in evs if e["type"] == "agent.tool_result"][-1]
+    return "".join(b.get("text", "") for b in result["content"]), bool(result.get("is_error"))

@@ -12,8 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-import fake_anthropic as fa
-from conftest import list_raw_events, send_text, wait_idle
+from conftest import list_raw_events, run_bash_turn
 from git_server import certificates
 
 CLAUDE = "claude-sonnet-4-6"
@@ -71,11 +70,7 @@ def world(server_factory, fake_upstream, tmp_path):
 
 
 def run_bash(client, fake_upstream, sid: str, command: str, turn: int) -> str:
-    fake_upstream.enqueue(fa.message(fa.tool_use("bash", {"command": command})), fa.reply_text("done"))
-    send_text(client, sid, f"turn {turn}")
-    evs = wait_idle(client, sid, count=turn, timeout=60)
-    result = [e for e in evs if e["type"] == "agent.tool_result"][-1]
-    return "".join(b.get("text", "") for b in result["content"])
+    return run_bash_turn(client, fake_upstream, sid, command, turn)[0]
 
 
 def test_a_secret_is_written_in_place_of_its_placeholder_on_its_hosts_only(world, fake_upstream):

@@ -14,8 +14,7 @@ import secrets
 import anthropic
 import pytest
 
-import fake_anthropic as fa
-from conftest import list_raw_events, send_text, wait_idle
+from conftest import list_raw_events, run_bash_turn
 from git_server import GitServer, certificates, git, make_repo
 
 CLAUDE = "claude-sonnet-4-6"
@@ -59,12 +58,7 @@ def session_with(client, resources, networking=None):
 
 
 def run_bash(client, fake_upstream, sid: str, command: str, turn: int) -> tuple[str, bool]:
-    """One turn whose model runs `command`; the tool result's text and whether it is an error."""
-    fake_upstream.enqueue(fa.message(fa.tool_use("bash", {"command": command})), fa.reply_text("done"))
-    send_text(client, sid, f"turn {turn}")
-    evs = wait_idle(client, sid, count=turn, timeout=60)
-    result = [e for e in evs if e["type"] == "agent.tool_result"][-1]
-    return "".join(b.get("text", "") for b in result["content"]), bool(result.get("is_error"))
+    return run_bash_turn(client, fake_upstream, sid, command, turn)
 
 
 def split(secret: str) -> str:

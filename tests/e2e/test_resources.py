@@ -9,7 +9,7 @@ import anthropic
 import pytest
 
 import fake_anthropic as fa
-from conftest import list_raw_events, send_text, validate_model, wait_idle
+from conftest import list_raw_events, send_text, validate_model, wait_idle, run_bash_turn
 
 CLAUDE = "claude-sonnet-4-6"
 TOOLSET = [{"type": "agent_toolset_20260401",
@@ -27,12 +27,7 @@ def session_with(client, resources):
 
 
 def run_bash(client, fake_upstream, sid: str, command: str, turn: int) -> str:
-    """One turn whose model runs `command`; the tool result's text."""
-    fake_upstream.enqueue(fa.message(fa.tool_use("bash", {"command": command})), fa.reply_text("done"))
-    send_text(client, sid, f"turn {turn}")
-    evs = wait_idle(client, sid, count=turn, timeout=20)
-    result = [e for e in evs if e["type"] == "agent.tool_result"][-1]
-    return "".join(b.get("text", "") for b in result["content"])
+    return run_bash_turn(client, fake_upstream, sid, command, turn)[0]
 
 
 def test_file_resources_are_mounted_read_only_where_asked(client, fake_upstream):
