@@ -1,8 +1,12 @@
 """`environment_variable` credentials through the official SDK: the sandbox's environment holds
 a placeholder under the credential's name, and the egress proxy writes the secret in its place
-on requests to the credential's hosts only (header values, and bodies where the credential
-allows it), over plain HTTP and over HTTPS (the proxy ends the sandbox's TLS with its own CA,
-which the sandbox trusts). The secret never reaches the sandbox, the log or the model."""
+on HTTPS requests (port 443) to the credential's hosts only, in header values and, where the
+credential allows it, bodies. The proxy ends the sandbox's TLS with its own CA, which the
+sandbox trusts. Plain HTTP, other hosts and other ports get the placeholder. The secret never
+reaches the sandbox, the log or the model.
+
+The HTTPS server listens on 127.0.0.2:443, as root can (CI runs as root); elsewhere the test
+is skipped."""
 
 import json
 import secrets
@@ -10,6 +14,7 @@ import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import anthropic
 import pytest
 
 from conftest import list_raw_events, run_bash_turn
@@ -24,7 +29,7 @@ LOOPBACK = {"AGENTD_EGRESS_ALLOW_PRIVATE": "127.0.0.0/8"}
 class Echo:
     """Records each request's headers and body; answers 200 "ok"."""
 
-    def __init__(self, host: str, tls=None):
+    def __init__(self, host: str, tls=None, port: int = 0):
         self.seen: list[dict] = []
         echo = self
 
@@ -43,7 +48,7 @@ class Echo:
 
             do_GET = do_POST = handle_one
 
-        self.httpd = ThreadingHTTPServer((host, 0), H)
+        self.httpd = ThreadingHTTPServer((host, port), H)
         scheme = "http"
         if tls:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -51,10 +56,13 @@ class Echo:
             self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
             scheme = "https"
         self.url = f"{scheme}://{host}:{self.httpd.server_address[1]}/"
+        if port == 443:
+            self.url = f"{scheme}://{host}/"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
     def close(self):
         self.httpd.shutdown()
+        self.httpd.server_close()
 
 
 @pytest.fixture
@@ -62,7 +70,11 @@ def world(server_factory, fake_upstream, tmp_path):
     certs = tmp_path / "certs"
     certs.mkdir()
     ca, cert, key = certificates(certs)
-    allowed, https, other = Echo("127.0.0.2"), Echo("127.0.0.2", (cert, key)), Echo("127.0.0.3")
+    try:
+        https = Echo("127.0.0.2", (cert, key), port=443)
+    except PermissionError:
+        pytest.skip("cannot listen on 127.0.0.2:443 (not root)")
+    allowed, other = Echo("127.0.0.2"), Echo("127.0.0.3")
     srv = server_factory(upstream=fake_upstream, env=LOOPBACK | {"SSL_CERT_FILE": str(ca)})
     yield {"server": srv, "allowed": allowed, "https": https, "other": other}
     for e in (allowed, https, other):
@@ -93,12 +105,14 @@ def test_a_secret_is_written_in_place_of_its_placeholder_on_its_hosts_only(world
     assert secret not in out
 
     placeholder = out.split("key=", 1)[1].split()[0]
-    for name in ("allowed", "https"):
+    (req,) = world["https"].seen
+    assert req["headers"]["X-Api-Key"] == secret, req
+    assert json.loads(req["body"]) == {"k": secret}, req
+    # Plain HTTP crosses the network in the clear: no secret is written into it, even for an
+    # allowed host; nor for a host the credential does not name.
+    for name in ("allowed", "other"):
         (req,) = world[name].seen
-        assert req["headers"]["X-Api-Key"] == secret, (name, req)
-        assert json.loads(req["body"]) == {"k": secret}, (name, req)
-    (req,) = world["other"].seen
-    assert req["headers"]["X-Api-Key"] == placeholder and secret not in req["body"], req
+        assert req["headers"]["X-Api-Key"] == placeholder and secret not in req["body"], (name, req)
 
     # Nowhere inside: files, environments, command lines; nor in the log or the model's requests.
     h = len(secret) // 2
@@ -111,3 +125,23 @@ def test_a_secret_is_written_in_place_of_its_placeholder_on_its_hosts_only(world
     for q in fake_upstream.requests:
         assert secret.encode() not in q.raw
     assert secret not in world["server"].log()
+
+    # Narrowing the credential's hosts reaches the running session's next call.
+    c = client.beta.vaults.credentials.list(v.id).data[0]
+    client.beta.vaults.credentials.update(c.id, vault_id=v.id, auth={
+        "type": "environment_variable", "networking": {"type": "limited", "allowed_hosts": ["api.example.com"]}})
+    out = run_bash(client, fake_upstream, s.id, f"{curl} {world['https'].url}", 3)
+    # Not intercepted any more, the tunnel reaches the server itself, whose test CA the sandbox
+    # does not trust: the request never leaves, with the secret or without.
+    assert "certificate" in out and len(world["https"].seen) == 1, out
+
+
+def test_a_secret_with_a_line_break_is_refused(world):
+    client = world["server"].client()
+    v = client.beta.vaults.create(display_name="api")
+    with pytest.raises(anthropic.BadRequestError) as e:
+        client.beta.vaults.credentials.create(v.id, auth={
+            "type": "environment_variable", "secret_name": "K", "secret_value": "a\r\nX-Evil: 1",
+            "networking": {"type": "unrestricted"}})
+    assert e.value.body["error"]["message"].startswith("auth.secret_value:"), e.value.body
+    assert "X-Evil" not in e.value.body["error"]["message"]

@@ -220,9 +220,16 @@ impl Sandboxes {
             substitutions,
             intercept: None,
         };
+        let mut env = env;
         if add.intercepts() {
             let tls = self.interceptor()?;
             mounts.extend(trust(&dir, &tls).map_err(io)?);
+            // Clients with CA stores of their own (Python's requests, Node, ...) are pointed at
+            // the bundle too.
+            let bundle = format!("{}/{BUNDLE}", agentd_hands::EGRESS_DIR);
+            for k in TRUST_VARIABLES {
+                env.push(((*k).to_owned(), bundle.clone()));
+            }
             add.intercept = Some(tls);
         }
         let proxy =
@@ -374,6 +381,14 @@ impl Sandboxes {
         }
     }
 
+    /// The sessions that have a live sandbox here.
+    pub fn live_sessions(&self) -> Vec<String> {
+        let mut s: Vec<String> = self.live().values().map(|l| l.session.clone()).collect();
+        s.sort();
+        s.dedup();
+        s
+    }
+
     pub async fn release_session(&self, session_id: &str) {
         let logs: Vec<String> = self
             .live()
@@ -429,11 +444,25 @@ fn trust(
     dir: &Path,
     tls: &agentd_egress::Interceptor,
 ) -> std::io::Result<Option<(PathBuf, String)>> {
-    if !Path::new(agentd_egress::SYSTEM_BUNDLE).is_file() {
-        return Ok(None);
-    }
-    let path = dir.join("ca-bundle.pem");
+    let path = dir.join(BUNDLE);
     std::fs::write(&path, tls.bundle())?;
     std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o444))?;
+    // A mount over a link would land wherever it points: only over a plain file.
+    let system = std::fs::symlink_metadata(agentd_egress::SYSTEM_BUNDLE);
+    if !system.is_ok_and(|m| m.file_type().is_file()) {
+        return Ok(None);
+    }
     Ok(Some((path, agentd_egress::SYSTEM_BUNDLE.to_owned())))
 }
+
+/// The CA bundle's name in the sandbox's egress directory.
+const BUNDLE: &str = "ca-bundle.pem";
+
+/// The variables common clients read a CA bundle from.
+const TRUST_VARIABLES: &[&str] = &[
+    "SSL_CERT_FILE",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+    "GIT_SSL_CAINFO",
+    "NODE_EXTRA_CA_CERTS",
+];

@@ -8,7 +8,6 @@ use std::io;
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 
-use crate::Grant;
 use crate::substitute::{MAX_BODY, Substitution};
 
 /// A parsed request head.
@@ -77,6 +76,9 @@ pub(crate) fn parse(raw: &[u8]) -> Result<Head<'_>, &'static str> {
         }
         let value = value.trim_matches([' ', '\t']);
         if name.eq_ignore_ascii_case("content-length") {
+            if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+                return Err("a bad Content-Length");
+            }
             let n: u64 = value.parse().map_err(|_| "a bad Content-Length")?;
             if length.is_some() {
                 return Err("more than one Content-Length");
@@ -106,17 +108,32 @@ pub(crate) fn parse(raw: &[u8]) -> Result<Head<'_>, &'static str> {
     })
 }
 
+/// What the proxy adds to one request.
+#[derive(Default)]
+pub(crate) struct Adds<'a> {
+    /// The `Host` sent instead of the sandbox's: the authority the proxy connected to, so a
+    /// request that carries a credential or a secret goes to the host it was checked for, not
+    /// to another virtual host behind the same address.
+    pub host: Option<&'a str>,
+    /// An `Authorization` sent instead of the sandbox's (a grant's).
+    pub authorization: Option<&'a str>,
+    /// Secrets written in place of their placeholders in header values.
+    pub subs: &'a [&'a Substitution],
+    /// The body's length, when a substitution changed it.
+    pub length: Option<u64>,
+}
+
+/// The methods a secret is written into a request of: not TRACE, which a server echoes.
+pub(crate) fn substitutes(method: &str) -> bool {
+    matches!(
+        method,
+        "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS"
+    )
+}
+
 /// The head sent upstream: origin-form `target`, hop-by-hop and proxy headers dropped,
-/// `Connection: close`. With a grant, the sandbox's own `Host` and `Authorization` give way to
-/// the repository's host and the grant's credential. `subs` are written into header values;
-/// `length` replaces the body's length when a substitution changed it.
-pub(crate) fn rewrite(
-    head: &Head<'_>,
-    target: &str,
-    grant: Option<(&Grant, &str)>,
-    subs: &[&Substitution],
-    length: Option<u64>,
-) -> String {
+/// `Connection: close`, and what `add` says.
+pub(crate) fn rewrite(head: &Head<'_>, target: &str, add: &Adds<'_>) -> String {
     let mut out = format!("{} {target} {}\r\n", head.method, head.version);
     for (name, value) in &head.headers {
         let lower = name.to_ascii_lowercase();
@@ -124,29 +141,30 @@ pub(crate) fn rewrite(
             lower.as_str(),
             "proxy-connection" | "proxy-authorization" | "connection" | "keep-alive" | "upgrade"
         );
-        let replaced = grant.is_some() && matches!(lower.as_str(), "host" | "authorization");
+        let replaced = (add.host.is_some() && lower == "host")
+            || (add.authorization.is_some() && lower == "authorization");
         if hop || replaced {
             continue;
         }
         if lower == "content-length"
-            && let Some(n) = length
+            && let Some(n) = add.length
         {
             out.push_str(&format!("{name}: {n}\r\n"));
             continue;
         }
         let mut value = (*value).to_owned();
         if lower != "host" {
-            for s in subs.iter().filter(|s| s.in_headers()) {
+            for s in add.subs.iter().filter(|s| s.in_headers()) {
                 value = s.apply(&value);
             }
         }
         out.push_str(&format!("{name}: {value}\r\n"));
     }
-    if let Some((g, host)) = grant {
-        out.push_str(&format!(
-            "Host: {host}\r\nAuthorization: {}\r\n",
-            g.authorization()
-        ));
+    if let Some(host) = add.host {
+        out.push_str(&format!("Host: {host}\r\n"));
+    }
+    if let Some(a) = add.authorization {
+        out.push_str(&format!("Authorization: {a}\r\n"));
     }
     out.push_str("Connection: close\r\n\r\n");
     out
@@ -199,13 +217,17 @@ where
         }
         Body::Chunked => loop {
             let line = read_line(&mut rd).await?;
-            to.write_all(line.as_bytes()).await?;
-            let size = line
-                .trim_end()
+            let digits = line
+                .trim_end_matches("\r\n")
                 .split(';')
                 .next()
-                .and_then(|s| u64::from_str_radix(s.trim(), 16).ok())
+                .unwrap_or_default();
+            let size = (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_hexdigit()))
+                .then(|| u64::from_str_radix(digits, 16).ok())
+                .flatten()
                 .ok_or_else(|| io::Error::other("a bad chunk size"))?;
+            // Sent on as the proxy read it, extensions dropped.
+            to.write_all(format!("{size:x}\r\n").as_bytes()).await?;
             if size == 0 {
                 // Trailers, up to the blank line.
                 loop {
@@ -273,6 +295,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Grant;
 
     #[test]
     fn a_head_that_could_be_read_two_ways_is_refused() {
@@ -294,6 +317,7 @@ mod tests {
             b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
             b"GET  / HTTP/1.1\r\n\r\n",
             b"GET / HTTP/1.1 x\r\n\r\n",
+            b"POST / HTTP/1.1\r\nContent-Length: +5\r\n\r\n",
         ] {
             assert!(parse(bad).is_err(), "{}", String::from_utf8_lossy(bad));
         }
@@ -309,9 +333,11 @@ mod tests {
         let out = rewrite(
             &head,
             "/a/r/info/refs?service=git-upload-pack",
-            Some((&g, "git.example")),
-            &[],
-            None,
+            &Adds {
+                host: Some("git.example"),
+                authorization: Some(g.authorization()),
+                ..Adds::default()
+            },
         );
         assert!(
             out.starts_with("GET /a/r/info/refs?service=git-upload-pack HTTP/1.1\r\n"),
@@ -321,7 +347,7 @@ mod tests {
         assert!(out.contains(
             "Host: git.example\r\nAuthorization: Basic eDp0\r\nConnection: close\r\n\r\n"
         ));
-        let plain = rewrite(&head, "/", None, &[], None);
+        let plain = rewrite(&head, "/", &Adds::default());
         assert!(plain.contains("Host: evil.example") && plain.contains("Authorization: mine"));
     }
 
@@ -348,6 +374,18 @@ mod tests {
         assert!(
             send(
                 b"3\r\nabcd\r\n0\r\n\r\n",
+                tokio::io::empty(),
+                &mut out,
+                "",
+                Body::Chunked
+            )
+            .await
+            .is_err()
+        );
+        let mut out = Vec::new();
+        assert!(
+            send(
+                b"+4\r\nabcd\r\n0\r\n\r\n",
                 tokio::io::empty(),
                 &mut out,
                 "",

@@ -14,6 +14,9 @@ use rcgen::{
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 
+/// Hosts whose certificates are kept made; past it the cache starts again.
+const MAX_HOSTS: usize = 256;
+
 /// Where Debian (and most distributions) keep the system's CA bundle.
 pub const SYSTEM_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
@@ -100,13 +103,17 @@ impl Interceptor {
         b
     }
 
-    /// Server settings with a certificate for `host`, made once per host.
+    /// Server settings with a certificate for `host`, made once per host and kept for the
+    /// last `MAX_HOSTS` hosts. `host` must be a name a TLS client can ask for.
     pub(crate) fn server(&self, host: &str) -> Result<Arc<rustls::ServerConfig>, InterceptError> {
         let host = host.to_ascii_lowercase();
-        let mut servers = self.servers.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(c) = servers.get(&host) {
-            return Ok(c.clone());
+        if host.len() > 253 || server_name(&host).is_none() {
+            return Err(InterceptError::Tls(format!("{host:?} is not a host name")));
         }
+        if let Some(c) = self.cached(&host) {
+            return Ok(c);
+        }
+        // Made outside the lock: a key pair takes a while, and other sandboxes wait on it.
         let ca_err = |e: rcgen::Error| InterceptError::Ca(e.to_string());
         let key = KeyPair::generate().map_err(ca_err)?;
         let mut params = CertificateParams::new(vec![host.clone()]).map_err(ca_err)?;
@@ -129,8 +136,18 @@ impl Interceptor {
         // One request per connection, read here: HTTP/1.1 only.
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         let config = Arc::new(config);
+        let mut servers = self.servers.lock().unwrap_or_else(|e| e.into_inner());
+        // A sandbox asking for ever new names must not grow this without end.
+        if servers.len() >= MAX_HOSTS {
+            servers.clear();
+        }
         servers.insert(host, config.clone());
         Ok(config)
+    }
+
+    fn cached(&self, host: &str) -> Option<Arc<rustls::ServerConfig>> {
+        let servers = self.servers.lock().unwrap_or_else(|e| e.into_inner());
+        servers.get(host).cloned()
     }
 
     pub(crate) fn connector(&self) -> tokio_rustls::TlsConnector {

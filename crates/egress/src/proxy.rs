@@ -172,9 +172,15 @@ async fn serve_head(
         let Some((host, port)) = split_host_port(head.target, 443) else {
             return reply(&mut conn, "400 Bad Request", "CONNECT needs host:port").await;
         };
+        // Secrets go only to HTTPS on its usual port; a repository's grant names its own.
         let covered = rules.grants.iter().any(|g| g.covers(true, &host, port))
-            || rules.subs.iter().any(|s| s.applies_to(&host));
+            || (port == 443 && rules.subs.iter().any(|s| s.applies_to(&host)));
         if covered && let Some(tls) = &rules.intercept {
+            if let Err(d) = rules.policy.check_name(&host)
+                && !rules.grants.iter().any(|g| g.covers(true, &host, port))
+            {
+                return reply(&mut conn, "403 Forbidden", &d.0).await;
+            }
             if !rest.is_empty() {
                 return reply(
                     &mut conn,
@@ -218,17 +224,8 @@ async fn serve_head(
         Err((status, msg)) => return reply(&mut conn, status, &msg).await,
     };
     let host_header = authority.to_ascii_lowercase();
-    let subs = crate::substitute::for_host(&rules.subs, &host);
-    forward(
-        conn,
-        upstream,
-        &head,
-        path,
-        grant.map(|g| (g, host_header.as_str())),
-        &subs,
-        rest,
-    )
-    .await
+    // No secret is written into a request that crosses the network in the clear.
+    forward(conn, upstream, &head, path, &host_header, grant, &[], rest).await
 }
 
 /// A CONNECT to an HTTPS repository with a grant: end the sandbox's TLS here, add the
@@ -290,27 +287,38 @@ async fn intercept(
     } else {
         format!("{host}:{port}")
     };
-    let subs = crate::substitute::for_host(&rules.subs, host);
-    let grant = grant.map(|g| (g, host_header.as_str()));
+    let subs = if port == 443 {
+        crate::substitute::for_host(&rules.subs, host)
+    } else {
+        Vec::new()
+    };
+    let rest = &buf[head_end..];
     forward(
         inner,
         upstream,
         &head,
         head.target,
+        &host_header,
         grant,
         &subs,
-        &buf[head_end..],
+        rest,
     )
     .await
 }
 
-/// Send one request on, with what the proxy adds, and its response back.
+/// Send one request on, with what the proxy adds (`host` replaces the sandbox's `Host` when a
+/// grant or a secret goes with the request), and its response back.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one request's parts, each from its own place in the two callers"
+)]
 async fn forward<C, U>(
     mut client: C,
     upstream: U,
     head: &crate::http::Head<'_>,
     target: &str,
-    grant: Option<(&Grant, &str)>,
+    host: &str,
+    grant: Option<&Grant>,
     subs: &[&Substitution],
     rest: &[u8],
 ) -> std::io::Result<()>
@@ -318,15 +326,27 @@ where
     C: AsyncRead + AsyncWrite + Unpin,
     U: AsyncRead + AsyncWrite + Unpin,
 {
-    match crate::http::substituted_body(&mut client, rest, head.body, subs).await? {
+    let subs: Vec<&Substitution> = if crate::http::substitutes(head.method) {
+        subs.to_vec()
+    } else {
+        Vec::new()
+    };
+    let mut add = crate::http::Adds {
+        host: (grant.is_some() || !subs.is_empty()).then_some(host),
+        authorization: grant.map(Grant::authorization),
+        subs: &subs,
+        length: None,
+    };
+    match crate::http::substituted_body(&mut client, rest, head.body, &subs).await? {
         Some(body) => {
             let n = body.len() as u64;
-            let out = crate::http::rewrite(head, target, grant, subs, Some(n));
+            add.length = Some(n);
+            let out = crate::http::rewrite(head, target, &add);
             let framed = crate::http::Body::Length(n);
             crate::http::exchange(client, upstream, &out, &body, framed).await
         }
         None => {
-            let out = crate::http::rewrite(head, target, grant, subs, None);
+            let out = crate::http::rewrite(head, target, &add);
             crate::http::exchange(client, upstream, &out, rest, head.body).await
         }
     }

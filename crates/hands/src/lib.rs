@@ -34,6 +34,10 @@ pub use protocol::{Image, Output};
 /// provider mounts it into the sandbox.
 pub const EGRESS_SOCKET: &str = "proxy.sock";
 
+/// Where a sandbox sees `Spec::egress` (read-only): the proxy's socket, and what else the brain
+/// leaves there for the sandbox (a CA bundle).
+pub const EGRESS_DIR: &str = "/run/agentd/egress";
+
 /// Where a sandbox sees its session's outputs directory.
 pub const OUTPUTS: &str = "/mnt/session/outputs";
 

@@ -39,6 +39,15 @@ fn same_origin(url: &str, endpoint: &str) -> Option<String> {
     (rest.is_empty() || rest.starts_with(['/', '?'])).then(|| endpoint.to_owned())
 }
 
+/// Where the last event of `buf` ended (after its blank line: `\n\n`, `\r\r` or
+/// `\r\n\r\n`), if one did.
+fn last_event_end(buf: &[u8]) -> Option<usize> {
+    [&b"\r\n\r\n"[..], b"\n\n", b"\r\r"]
+        .iter()
+        .filter_map(|sep| memchr::memmem::rfind(buf, sep).map(|i| i + sep.len()))
+        .max()
+}
+
 /// The byte stream, ended with an error once one event grows past `bound` bytes (the server
 /// sent no blank line in that many), so a runaway event cannot fill memory.
 fn bounded<S>(
@@ -49,18 +58,19 @@ fn bounded<S>(
 where
     S: futures::Stream<Item = Result<bytes::Bytes, reqwest13::Error>>,
 {
+    // The last bytes of the previous chunk: a blank line may be split between two chunks.
+    let mut tail: Vec<u8> = Vec::new();
     let mut since_blank = 0usize;
     bytes.map_err(std::io::Error::other).and_then(move |chunk| {
-        let over = match memchr::memmem::rfind(&chunk, b"\n\n") {
-            Some(i) => {
-                since_blank = chunk.len() - i - 2;
-                false
-            }
-            None => {
-                since_blank += chunk.len();
-                since_blank > bound
-            }
+        let mut joined = std::mem::take(&mut tail);
+        joined.extend_from_slice(&chunk);
+        since_blank = match last_event_end(&joined) {
+            Some(end) => joined.len() - end,
+            None => since_blank + chunk.len(),
         };
+        let keep = joined.len().min(3);
+        tail = joined[joined.len() - keep..].to_vec();
+        let over = since_blank > bound;
         if over {
             too_large.store(true, Ordering::Relaxed);
         }
@@ -168,7 +178,15 @@ impl Transport<RoleClient> for LegacySse {
 
 #[cfg(test)]
 mod tests {
-    use super::same_origin;
+    use super::{last_event_end, same_origin};
+
+    #[test]
+    fn an_event_ends_at_a_blank_line_of_any_kind() {
+        assert_eq!(last_event_end(b"data: a\r\n\r\ndata: b"), Some(11));
+        assert_eq!(last_event_end(b"data: a\n\n"), Some(9));
+        assert_eq!(last_event_end(b"\r\r"), Some(2));
+        assert_eq!(last_event_end(b"data: a\r\n"), None);
+    }
 
     #[test]
     fn the_post_endpoint_must_be_on_the_server_s_origin() {

@@ -162,6 +162,17 @@ fn future(field: &str, t: Option<Timestamp>) -> R<()> {
     }
 }
 
+/// A secret value goes into header values and bodies: a line break or NUL in it would split
+/// the request it is written into. The message never quotes it.
+fn one_line(v: &Secret) -> R<()> {
+    if v.expose().chars().any(|c| matches!(c, '\r' | '\n' | '\0')) {
+        return Err(
+            "auth.secret_value: has a line break or NUL, which cannot go into a request".into(),
+        );
+    }
+    Ok(())
+}
+
 fn env_name(s: &str) -> R<()> {
     let mut chars = s.chars();
     let ok = chars
@@ -285,6 +296,7 @@ pub fn create(a: CreateAuth) -> R<(CredentialAuth, Secrets)> {
             injection_location,
         }) => {
             env_name(&secret_name)?;
+            one_line(&secret_value)?;
             networking(&net)?;
             let loc = injection(
                 injection_location,
@@ -381,6 +393,7 @@ pub fn update(u: UpdateAuth, auth: &mut CredentialAuth, secrets: &mut Secrets) -
                 *stored_net = n;
             }
             if let Some(v) = secret_value {
+                one_line(&v)?;
                 secrets.secret_value = Some(v);
             }
             Ok(())

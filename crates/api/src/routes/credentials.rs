@@ -67,13 +67,6 @@ fn not_configured() -> ApiError {
     )
 }
 
-fn sealer(st: &AppState) -> ApiResult<Sealer> {
-    st.vault
-        .as_ref()
-        .map(|v| v.sealer.clone())
-        .ok_or_else(not_configured)
-}
-
 /// The sealer, once its key is known to be the database's: the first secret stored fixes the
 /// key every process sharing the database must hold. Checked at every write, not once: a
 /// rotation (`agentd vault rotate-key`) while this process serves changes the database's key,
@@ -214,7 +207,7 @@ async fn update(
     if let Some(n) = &rest.display_name {
         display_name("display_name", n)?;
     }
-    let sealer = sealer(&st)?;
+    let sealer = bound_sealer(&st).await?;
     let s = st
         .store
         .update_credential(
@@ -246,7 +239,26 @@ async fn update(
             }),
         )
         .await?;
+    renew_sandboxes(&st, &ws.id, &vault).await;
     Ok(Json(s.credential))
+}
+
+/// A vault's secrets changed (a credential updated, archived or deleted; the vault archived or
+/// deleted): the live sandboxes of the sessions using it go, once their call is over, so no
+/// proxy keeps writing a secret its credential no longer allows. Their next call gets a fresh
+/// sandbox with the vault as it is now. (Sandboxes of other processes sharing the database
+/// keep theirs until they are next made.)
+pub(crate) async fn renew_sandboxes(st: &AppState, ws: &str, vault: &str) {
+    let Some(sb) = st.runner.harness().sandboxes() else {
+        return;
+    };
+    for sid in sb.live_sessions() {
+        if let Ok(s) = st.store.get_session(ws, &sid).await
+            && s.vault_ids.iter().any(|v| v == vault)
+        {
+            sb.renew_session(&sid).await;
+        }
+    }
 }
 
 async fn list(
@@ -273,12 +285,9 @@ async fn archive(
     Extension(Caller(ws)): Extension<Caller>,
     Path((vault, id)): Path<(String, String)>,
 ) -> ApiResult<Json<Credential>> {
-    Ok(Json(
-        st.store
-            .archive_credential(&ws.id, &vault, &id)
-            .await?
-            .credential,
-    ))
+    let c = st.store.archive_credential(&ws.id, &vault, &id).await?;
+    renew_sandboxes(&st, &ws.id, &vault).await;
+    Ok(Json(c.credential))
 }
 
 async fn delete(
@@ -287,6 +296,7 @@ async fn delete(
     Path((vault, id)): Path<(String, String)>,
 ) -> ApiResult<Json<Deleted>> {
     st.store.delete_credential(&ws.id, &vault, &id).await?;
+    renew_sandboxes(&st, &ws.id, &vault).await;
     Ok(Json(Deleted {
         id,
         kind: "vault_credential_deleted",

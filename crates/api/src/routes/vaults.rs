@@ -117,7 +117,9 @@ async fn archive(
     Extension(Caller(ws)): Extension<Caller>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Vault>> {
-    Ok(Json(st.store.archive_vault(&ws.id, &id).await?))
+    let v = st.store.archive_vault(&ws.id, &id).await?;
+    crate::routes::credentials::renew_sandboxes(&st, &ws.id, &id).await;
+    Ok(Json(v))
 }
 
 async fn delete(
@@ -126,6 +128,7 @@ async fn delete(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Deleted>> {
     st.store.delete_vault(&ws.id, &id).await?;
+    crate::routes::credentials::renew_sandboxes(&st, &ws.id, &id).await;
     Ok(Json(Deleted {
         id,
         kind: "vault_deleted",

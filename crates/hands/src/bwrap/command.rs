@@ -12,7 +12,7 @@ pub const WORKSPACE: &str = "/workspace";
 const HELPER: &str = "/run/agentd/helper";
 /// Where the egress proxy's socket directory appears, and where the helper's bridge to it
 /// listens inside the sandbox's own network namespace.
-const EGRESS_DIR: &str = "/run/agentd/egress";
+const EGRESS_DIR: &str = crate::EGRESS_DIR;
 const PROXY_ADDR: &str = "127.0.0.1:3128";
 pub(super) use crate::EGRESS_SOCKET;
 /// Where packages installed at provision live, first on PATH.
