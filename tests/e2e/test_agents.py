@@ -228,8 +228,6 @@ def test_a_broken_script_is_refused_at_create(client, scripts_dir):
 
 @pytest.mark.parametrize("field,value,where", [
     ("skills", [{"type": "anthropic", "skill_id": "xlsx"}], "skills"),
-    ("tools", [{"type": "agent_toolset_20260401", "default_config": {"permission_policy": {"type": "auto"}}}],
-     "tools[0].default_config.permission_policy"),
     ("tools", [{"type": "agent_toolset_20260401", "configs": [{"name": "shell"}]}], "tools[0].configs[0].name"),
     ("execution_identity", {"type": "aws_role", "role_arn": "arn:aws:iam::123456789012:role/r"},
      "execution_identity"),

@@ -2,6 +2,8 @@
 evaluated permission, user.tool_confirmation for `always_ask`, agent.tool_result, and the
 result reaching the model. Every event is validated strictly against the SDK's types."""
 
+import json
+
 import anthropic
 import pytest
 
@@ -152,3 +154,43 @@ def test_reading_an_image_shows_it_to_the_model(client, fake_upstream):
     # the model received it inside the tool result
     tr = fake_upstream.messages_requests()[2].blocks("tool_result")[1]
     assert any(b.get("type") == "image" for b in tr["content"])
+
+
+def test_auto_calls_are_judged_by_the_model_before_they_are_logged(client, fake_upstream):
+    """`auto`: the agent's model judges each call from the tool, its input and the user's request;
+    ALLOW runs it, DENY refuses it (the model hears why), anything else asks the user."""
+    s = session_with(client, [toolset("auto")])
+    fake_upstream.enqueue(
+        fa.message(fa.tool_use("bash", {"command": "echo judged-safe > safe.txt; cat safe.txt"})),
+        fa.reply_text("ALLOW"),
+        fa.message(fa.tool_use("bash", {"command": "rm -rf / --no-preserve-root"})),
+        fa.reply_text("DENY"),
+        fa.message(fa.tool_use("bash", {"command": "echo after-asking"})),
+        fa.reply_text("I am not sure."),
+    )
+    send_text(client, s.id, "tidy up my workspace")
+    evs = wait_events(client, s.id, rested("requires_action"), timeout=30)
+    for e in evs:
+        validate_event(e)
+    uses = [e for e in evs if e["type"] == "agent.tool_use"]
+    assert [u["evaluated_permission"] for u in uses] == ["allow", "deny", "ask"]
+    results = [e for e in evs if e["type"] == "agent.tool_result"]
+    assert "judged-safe" in "".join(b["text"] for b in results[0]["content"])
+    assert results[1]["is_error"] is True
+    assert evs[-1]["stop_reason"]["event_ids"] == [uses[2]["id"]]
+
+    # The judge saw the tool, its input and the user's request, with no tools of its own.
+    judge = fake_upstream.messages_requests()[1].body
+    assert "review the tool calls" in str(judge["system"]) and not judge.get("tools")
+    asked = json.dumps(judge["messages"])
+    assert "tidy up my workspace" in asked and "judged-safe" in asked and "bash" in asked
+
+    fake_upstream.enqueue(fa.reply_text("done"))
+    client.beta.sessions.events.send(s.id, events=[{
+        "type": "user.tool_confirmation", "tool_use_id": uses[2]["id"], "result": "allow"}])
+    evs = wait_events(client, s.id, rested("end_turn"), timeout=30)
+    last = [e for e in evs if e["type"] == "agent.tool_result"][-1]
+    assert "after-asking" in "".join(b["text"] for b in last["content"])
+    # An agent keeps `auto` as written.
+    a = client.beta.agents.retrieve(client.beta.sessions.retrieve(s.id).agent.id)
+    assert a.tools[0].default_config.permission_policy.type == "auto"

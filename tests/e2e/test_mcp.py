@@ -320,8 +320,6 @@ def test_agent_fields_are_validated_and_a_forbidden_host_is_refused(client, fake
     refused("mcp_servers[1].name", mcp_servers=[url_server("tools", mcp.url), url_server("tools", mcp.url)])
     refused("mcp_servers[0].url", mcp_servers=[url_server("tools", "ftp://example.com/mcp")])
     refused("tools[1].mcp_server_name", mcp_servers=[url_server("tools", mcp.url)], tools=[toolset(), toolset()])
-    refused("tools[0].default_config.permission_policy", mcp_servers=[url_server("tools", mcp.url)],
-            tools=[toolset(policy="auto")])
 
     a = client.beta.agents.create(name="mcp", model=CLAUDE, mcp_servers=[url_server("tools", mcp.url)],
                                   tools=[toolset()])
@@ -616,3 +614,16 @@ def test_a_tool_list_without_end_is_refused_and_the_turn_goes_on(client, fake_up
     assert err["error"]["type"] == "mcp_connection_failed_error"
     assert "more than 512 tools" in err["error"]["message"], err
     assert len(mcp.calls("many")) <= 7, "listing stopped at the cap"
+
+
+def test_auto_mcp_calls_are_judged_before_they_are_sent(client, fake_upstream, mcp):
+    s = session_with(client, [url_server("tools", mcp.url)], [toolset(policy="auto")])
+    fake_upstream.enqueue(fa.message(fa.tool_use("mcp__tools__echo", {"text": "judged"})), fa.reply_text("ALLOW"),
+                          fa.message(fa.tool_use("mcp__tools__fail", {"message": "x"})), fa.reply_text("DENY"),
+                          fa.reply_text("done"))
+    send_text(client, s.id, "echo something")
+    evs = wait_events(client, s.id, rested("end_turn"), timeout=30)
+    uses = of(evs, "agent.mcp_tool_use")
+    assert [u["evaluated_permission"] for u in uses] == ["allow", "deny"]
+    assert mcp.calls("echo") == [{"call": "echo", "text": "judged"}]
+    assert mcp.calls("fail") == [], "a denied call is never sent"

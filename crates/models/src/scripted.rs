@@ -440,6 +440,14 @@ impl Model for Scripted {
             on_delta(Delta::Started);
             return Ok(self.grade(iteration));
         }
+        // A script has no judgement of a call's risk: the call is put to the user.
+        if request.purpose == Purpose::PermissionCheck {
+            return Ok(Response {
+                content: vec![Block::Text { text: "ASK".into() }],
+                stop_reason: StopReason::EndTurn,
+                usage: Usage::default(),
+            });
+        }
         let Reply {
             content,
             stop_override,

@@ -36,6 +36,8 @@ pub enum Purpose {
     Grading { iteration: u32 },
     /// A summary of older turns that will replace them in the context.
     Compaction,
+    /// A judgement of one tool call under the `auto` permission policy: ALLOW or DENY.
+    PermissionCheck,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

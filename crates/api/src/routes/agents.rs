@@ -7,8 +7,8 @@ use axum::{Extension, Json, Router};
 use agentd_catalog::AgentFilter;
 use agentd_wire::agent::{
     AGENT_TOOLSET_20260401_TOOLS, AgentRef, AgentSpec, AgentTag, CreateAgent, ExecutionIdentity,
-    McpServer, McpToolset, Multiagent, MultiagentParams, PermissionPolicy, RosterEntryParam,
-    RosterMember, RosterParam, SelfRef, SelfTag, Tool, Toolset, UpdateAgent,
+    McpServer, McpToolset, Multiagent, MultiagentParams, RosterEntryParam, RosterMember,
+    RosterParam, SelfRef, SelfTag, Tool, Toolset, UpdateAgent,
 };
 use agentd_wire::{Agent, Page};
 
@@ -103,10 +103,6 @@ fn validate_mcp_toolset(
             set.mcp_server_name
         )));
     }
-    policy(
-        &format!("{at}.default_config.permission_policy"),
-        set.default_config.permission_policy,
-    )?;
     let mut seen = std::collections::HashSet::new();
     for (j, c) in set.configs.iter().enumerate() {
         let at = format!("{at}.configs[{j}]");
@@ -123,7 +119,6 @@ fn validate_mcp_toolset(
                 c.name
             )));
         }
-        policy(&format!("{at}.permission_policy"), c.permission_policy)?;
         if let Some(k) = c.rest.keys().next() {
             return Err(ApiError::invalid(format!(
                 "{at}.{k}: not a field of an MCP tool config"
@@ -208,10 +203,6 @@ fn validate_tools(tools: &[Tool], servers: &[McpServer]) -> ApiResult<()> {
 }
 
 fn validate_toolset(at: &str, set: &Toolset) -> ApiResult<()> {
-    policy(
-        &format!("{at}.default_config.permission_policy"),
-        set.default_config.permission_policy,
-    )?;
     let mut seen = std::collections::HashSet::new();
     for (j, c) in set.configs.iter().enumerate() {
         let at = format!("{at}.configs[{j}]");
@@ -228,7 +219,6 @@ fn validate_toolset(at: &str, set: &Toolset) -> ApiResult<()> {
                 c.name
             )));
         }
-        policy(&format!("{at}.permission_policy"), c.permission_policy)?;
         for (k, v) in &c.rest {
             if k == "type" && v.as_str() == Some(c.name.as_str()) {
                 continue;
@@ -245,17 +235,6 @@ fn validate_toolset(at: &str, set: &Toolset) -> ApiResult<()> {
         }
     }
     Ok(())
-}
-
-fn policy(at: &str, p: PermissionPolicy) -> ApiResult<()> {
-    match p {
-        PermissionPolicy::AlwaysAllow | PermissionPolicy::AlwaysAsk => Ok(()),
-        // `auto` means a server-side judge of each call's risk; this agentd has none, and
-        // asking the user instead would be a different policy under the same name.
-        PermissionPolicy::Auto => Err(ApiError::invalid(format!(
-            "{at}: auto is not supported by this agentd, which has no judge of a call's risk; use always_allow or always_ask"
-        ))),
-    }
 }
 
 /// The most agents a roster may list.

@@ -187,14 +187,6 @@ async fn what_this_agentd_cannot_act_on_is_refused_not_stored() {
             "skills: skills are not supported by this agentd yet",
         ),
         (
-            json!({"tools": [toolset(json!({"default_config": {"permission_policy": {"type": "auto"}}}))]}),
-            "tools[0].default_config.permission_policy: auto is not supported",
-        ),
-        (
-            json!({"tools": [toolset(json!({"configs": [{"name": "bash", "permission_policy": {"type": "auto"}}]}))]}),
-            "tools[0].configs[0].permission_policy: auto is not supported",
-        ),
-        (
             json!({"tools": [toolset(json!({"configs": [{"name": "web_fetch", "allowed_domains": ["a.com"]}]}))]}),
             "tools[0].configs[0].allowed_domains: not supported by this agentd yet",
         ),
@@ -306,11 +298,6 @@ async fn mcp_servers_and_toolsets_are_validated_field_by_field() {
             json!({"mcp_servers": [docs], "tools": [{"type": "mcp_toolset", "mcp_server_name": "docs",
                     "configs": [{"name": "a"}, {"name": "a"}]}]}),
             "tools[0].configs[1].name: \"a\" is configured twice",
-        ),
-        (
-            json!({"mcp_servers": [docs], "tools": [{"type": "mcp_toolset", "mcp_server_name": "docs",
-                    "default_config": {"permission_policy": {"type": "auto"}}}]}),
-            "tools[0].default_config.permission_policy: auto is not supported",
         ),
         (
             json!({"mcp_servers": [docs], "tools": [{"type": "mcp_toolset", "mcp_server_name": "docs",

@@ -25,6 +25,8 @@ pub(super) struct McpOffer {
     pub(super) server: String,
     pub(super) tool: String,
     pub(super) permission: Permission,
+    /// Under the `auto` policy: each call is judged (`permission` is `Ask` until then).
+    pub(super) auto: bool,
     pub(super) def: ToolDef,
 }
 
@@ -171,9 +173,9 @@ fn offers_of(set: &McpToolset, tools: Vec<agentd_mcp::ToolInfo>) -> Vec<McpOffer
             tool: t.name,
             permission: match policy {
                 PermissionPolicy::AlwaysAllow => Permission::Allow,
-                // `auto` is refused when an agent is written.
                 PermissionPolicy::AlwaysAsk | PermissionPolicy::Auto => Permission::Ask,
             },
+            auto: policy == PermissionPolicy::Auto,
         });
     }
     offers

@@ -12,6 +12,7 @@
 
 mod compaction;
 mod evaluation;
+mod judge;
 mod mcp;
 mod retry;
 mod tools;

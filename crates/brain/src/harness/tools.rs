@@ -437,8 +437,11 @@ pub(super) struct Toolbox {
     custom: Vec<ToolDef>,
     /// A coordinator's thread tools.
     threads: Vec<ToolDef>,
-    /// Enabled built-in tools with the permission each call gets.
+    /// Enabled built-in tools with the permission each call gets (`Ask` stands for `auto`
+    /// until a call is judged).
     builtin: Vec<(ToolName, Permission)>,
+    /// The built-in tools under the `auto` policy.
+    auto: Vec<ToolName>,
     /// Enabled but not offered, because this agentd cannot run them.
     unavailable: Vec<ToolName>,
     /// Enabled tools of the agent's MCP servers, listed for this turn.
@@ -451,6 +454,7 @@ impl Toolbox {
             custom: Vec::new(),
             threads: Vec::new(),
             builtin: Vec::new(),
+            auto: Vec::new(),
             unavailable: Vec::new(),
             mcp: Vec::new(),
         };
@@ -475,9 +479,9 @@ impl Toolbox {
                         } else if enabled {
                             let permission = match policy {
                                 PermissionPolicy::AlwaysAllow => Permission::Allow,
-                                // `auto` is refused when an agent is written; an agent
-                                // stored before that keeps the safer reading.
-                                PermissionPolicy::AlwaysAsk | PermissionPolicy::Auto => {
+                                PermissionPolicy::AlwaysAsk => Permission::Ask,
+                                PermissionPolicy::Auto => {
+                                    tb.auto.push(name.clone());
                                     Permission::Ask
                                 }
                             };
@@ -536,6 +540,17 @@ impl Toolbox {
     /// tool's name wins over a built-in's.
     pub(super) fn is_custom(&self, name: &str) -> bool {
         self.custom.iter().any(|c| c.name == name)
+    }
+
+    /// Whether a call of the tool the model knows by `name` is judged (`auto`).
+    pub(super) fn is_auto(&self, name: &str) -> bool {
+        if self.is_custom(name) {
+            return false;
+        }
+        match self.mcp_tool(name) {
+            Some(o) => o.auto,
+            None => self.auto.contains(&ToolName::parse(name)),
+        }
     }
 
     pub(super) fn permission(&self, name: &ToolName) -> Option<Permission> {

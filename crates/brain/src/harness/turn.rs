@@ -68,14 +68,8 @@ impl Harness {
                     e.to_string(),
                     RetryStatus::Terminal,
                 );
-                self.finish(
-                    log_id,
-                    tail,
-                    vec![err, span_end(&span, true, ModelUsage::default())],
-                    Some(StopReason::EndTurn).filter(|_| may_rest),
-                )
-                .await?;
-                return Ok(Flow::Continue);
+                let rest = Some(StopReason::EndTurn).filter(|_| may_rest);
+                return self.failed(log_id, tail, err, &span, rest).await;
             }
         };
         let mut tail = tail;
@@ -136,9 +130,21 @@ impl Harness {
             };
         let tail = tail.into_inner();
         match result {
-            Ok((resp, previews)) => {
+            Ok((mut resp, previews)) => {
+                let (judged, judging) = self
+                    .judge_calls(
+                        log_id,
+                        &agent.spec.model.id,
+                        f,
+                        &resp.content,
+                        &toolbox,
+                        cancel,
+                    )
+                    .await;
+                resp.usage.add(&judging);
                 let cost = self.cost(&agent.spec.model.id, &resp.usage);
-                let (evs, rest) = answered(f, me, &span, (resp, cost), &previews, &toolbox);
+                let (evs, rest) =
+                    answered(f, me, &span, (resp, cost), (&previews, &judged), &toolbox);
                 self.finish(log_id, tail, evs, rest.filter(|_| may_rest))
                     .await?;
             }
@@ -150,15 +156,24 @@ impl Harness {
                     (RetryStatus::Terminal, StopReason::EndTurn)
                 };
                 let err = error_event(error_kind(&e), e.to_string(), status);
-                self.finish(
-                    log_id,
-                    tail,
-                    vec![err, span_end(&span, true, ModelUsage::default())],
-                    Some(rest).filter(|_| may_rest),
-                )
-                .await?;
+                let rest = Some(rest).filter(|_| may_rest);
+                return self.failed(log_id, tail, err, &span, rest).await;
             }
         }
+        Ok(Flow::Continue)
+    }
+
+    /// The request could not be made or failed for good: `err` is logged with the span's end.
+    async fn failed(
+        &self,
+        log_id: &str,
+        tail: u64,
+        err: NewEvent,
+        span: &str,
+        rest: Option<StopReason>,
+    ) -> Result<Flow> {
+        let end = span_end(span, true, ModelUsage::default());
+        self.finish(log_id, tail, vec![err, end], rest).await?;
         Ok(Flow::Continue)
     }
 
@@ -230,13 +245,13 @@ fn answered(
     me: Option<&crate::ThreadInfo>,
     span: &str,
     (resp, cost): (agentd_models::Response, u64),
-    previews: &PreviewIds<'_>,
+    (previews, judged): (&PreviewIds<'_>, &HashMap<String, Permission>),
     toolbox: &Toolbox,
 ) -> (Vec<NewEvent>, Option<StopReason>) {
     let mut total = f.usage.clone();
     total.add(&resp.usage);
     let refused = resp.stop_reason == agentd_models::StopReason::Refusal;
-    let (mut evs, calls) = response_events(resp.content, previews, toolbox);
+    let (mut evs, calls) = response_events(resp.content, previews, toolbox, judged);
     if let Some(t) = me {
         // The session's log shows a worker's calls that wait on the user, so one stream is
         // enough to answer them.
@@ -379,6 +394,7 @@ fn response_events(
     content: Vec<Block>,
     ids: &PreviewIds<'_>,
     tb: &Toolbox,
+    judged: &HashMap<String, Permission>,
 ) -> (Vec<NewEvent>, Calls) {
     let mut out: Vec<NewEvent> = Vec::new();
     let mut calls = Calls {
@@ -426,53 +442,8 @@ fn response_events(
                 private: Some(Private::RedactedThinking { data }),
                 to: None,
             }),
-            Block::ToolUse { name, input, .. } => {
-                let input = match input {
-                    serde_json::Value::Object(m) => m,
-                    other => {
-                        let mut m = serde_json::Map::new();
-                        m.insert("value".into(), other);
-                        m
-                    }
-                };
-                let e = if tb.is_custom(&name) {
-                    calls.waiting.push(String::new());
-                    NewEvent::new(EventBody::AgentCustomToolUse {
-                        name,
-                        input,
-                        session_thread_id: None,
-                    })
-                } else if let Some(t) = tb.mcp_tool(&name) {
-                    match t.permission {
-                        Permission::Ask => calls.waiting.push(String::new()),
-                        Permission::Allow | Permission::Deny => calls.runnable = true,
-                    }
-                    NewEvent::new(EventBody::AgentMcpToolUse {
-                        name: t.tool.clone(),
-                        mcp_server_name: t.server.clone(),
-                        input,
-                        evaluated_permission: Some(t.permission),
-                        session_thread_id: None,
-                    })
-                } else {
-                    // Built-in, or unknown (denied, so the model hears why).
-                    let permission = tb
-                        .permission(&ToolName::parse(&name))
-                        .unwrap_or(Permission::Deny);
-                    match permission {
-                        Permission::Ask => calls.waiting.push(String::new()),
-                        Permission::Allow | Permission::Deny => calls.runnable = true,
-                    }
-                    NewEvent::new(EventBody::AgentToolUse {
-                        name,
-                        input,
-                        evaluated_permission: Some(permission),
-                        session_thread_id: None,
-                    })
-                };
-                if let Some(slot) = calls.waiting.last_mut().filter(|s| s.is_empty()) {
-                    slot.clone_from(&e.id);
-                }
+            Block::ToolUse { id, name, input } => {
+                let e = tool_use_event(&id, name, input, tb, judged, &mut calls);
                 out.push(e);
             }
             Block::Image { .. } | Block::Document { .. } | Block::ToolResult { .. } => {}
@@ -480,6 +451,71 @@ fn response_events(
         text_open = false;
     }
     (out, calls)
+}
+
+/// The event of one tool call of a response, with the permission it gets (`judged` for an
+/// `auto` call), noted in `calls`.
+fn tool_use_event(
+    id: &str,
+    name: String,
+    input: serde_json::Value,
+    tb: &Toolbox,
+    judged: &HashMap<String, Permission>,
+    calls: &mut Calls,
+) -> NewEvent {
+    // An `auto` call as judged; one not judged is put to the user.
+    let verdict = tb
+        .is_auto(&name)
+        .then(|| judged.get(id).copied().unwrap_or(Permission::Ask));
+    let input = match input {
+        serde_json::Value::Object(m) => m,
+        other => {
+            let mut m = serde_json::Map::new();
+            m.insert("value".into(), other);
+            m
+        }
+    };
+    let e = if tb.is_custom(&name) {
+        calls.waiting.push(String::new());
+        NewEvent::new(EventBody::AgentCustomToolUse {
+            name,
+            input,
+            session_thread_id: None,
+        })
+    } else if let Some(t) = tb.mcp_tool(&name) {
+        let permission = verdict.unwrap_or(t.permission);
+        match permission {
+            Permission::Ask => calls.waiting.push(String::new()),
+            Permission::Allow | Permission::Deny => calls.runnable = true,
+        }
+        NewEvent::new(EventBody::AgentMcpToolUse {
+            name: t.tool.clone(),
+            mcp_server_name: t.server.clone(),
+            input,
+            evaluated_permission: Some(permission),
+            session_thread_id: None,
+        })
+    } else {
+        // Built-in, or unknown (denied, so the model hears why).
+        let permission = verdict.unwrap_or_else(|| {
+            tb.permission(&ToolName::parse(&name))
+                .unwrap_or(Permission::Deny)
+        });
+        match permission {
+            Permission::Ask => calls.waiting.push(String::new()),
+            Permission::Allow | Permission::Deny => calls.runnable = true,
+        }
+        NewEvent::new(EventBody::AgentToolUse {
+            name,
+            input,
+            evaluated_permission: Some(permission),
+            session_thread_id: None,
+        })
+    };
+    if let Some(slot) = calls.waiting.last_mut().filter(|s| s.is_empty()) {
+        slot.clone_from(&e.id);
+    }
+    e
 }
 
 fn span_end(start: &str, is_error: bool, usage: ModelUsage) -> NewEvent {
