@@ -169,22 +169,26 @@ fn the_proxy_socket_is_its_owners_alone() {
     assert_eq!(mode, 0o600, "{mode:o}");
 }
 
+/// Answer one request with what it sent (its head, and what came with it in one read).
+async fn answer_with_head<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(s: &mut S) {
+    let mut buf = [0u8; 4096];
+    let n = s.read(&mut buf).await.unwrap_or(0);
+    let body = String::from_utf8_lossy(&buf[..n]).into_owned();
+    let resp = format!(
+        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = s.write_all(resp.as_bytes()).await;
+    let _ = s.shutdown().await;
+}
+
 /// A server that answers every request with the request head it received.
 async fn echo_head() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = l.local_addr().unwrap().port();
     tokio::spawn(async move {
         while let Ok((mut s, _)) = l.accept().await {
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                let n = s.read(&mut buf).await.unwrap_or(0);
-                let body = String::from_utf8_lossy(&buf[..n]).into_owned();
-                let resp = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = s.write_all(resp.as_bytes()).await;
-            });
+            tokio::spawn(async move { answer_with_head(&mut s).await });
         }
     });
     port
@@ -308,18 +312,9 @@ async fn tls_echo_head_on(host: &str, port: u16) -> Option<(u16, rustls::RootCer
         while let Ok((s, _)) = l.accept().await {
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
-                let Ok(mut s) = acceptor.accept(s).await else {
-                    return;
-                };
-                let mut buf = [0u8; 4096];
-                let n = s.read(&mut buf).await.unwrap_or(0);
-                let body = String::from_utf8_lossy(&buf[..n]).into_owned();
-                let resp = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = s.write_all(resp.as_bytes()).await;
-                let _ = s.shutdown().await;
+                if let Ok(mut s) = acceptor.accept(s).await {
+                    answer_with_head(&mut s).await;
+                }
             });
         }
     });

@@ -192,12 +192,7 @@ async fn add(
     Path(id): Path<String>,
     Body(body): Body<Value>,
 ) -> ApiResult<Json<Resource>> {
-    let s = st.store.get_session(&ws.id, &id).await?;
-    if s.archived_at.is_some() {
-        return Err(ApiError::conflict(format!(
-            "session {id} is archived; its resources no longer change"
-        )));
-    }
+    changeable(&st, &ws.id, &id).await?;
     // As the SDK defines `resources.add`: a repository is named when the session is made.
     if let Some(t) = body.get("type").and_then(Value::as_str)
         && t != "file"
@@ -295,12 +290,7 @@ async fn update(
         )));
     }
     check_token(&token).map_err(|why| ApiError::invalid(format!("authorization_token: {why}")))?;
-    let s = st.store.get_session(&ws.id, &id).await?;
-    if s.archived_at.is_some() {
-        return Err(ApiError::conflict(format!(
-            "session {id} is archived; its resources no longer change"
-        )));
-    }
+    let s = changeable(&st, &ws.id, &id).await?;
     // A file has no token: said before anything is sealed.
     match s.resources.iter().find(|r| r.id() == rid) {
         None => {
@@ -334,23 +324,24 @@ async fn delete(
     Extension(Caller(ws)): Extension<Caller>,
     Path((id, rid)): Path<(String, String)>,
 ) -> ApiResult<Json<DeletedResource>> {
-    if st
-        .store
-        .get_session(&ws.id, &id)
-        .await?
-        .archived_at
-        .is_some()
-    {
-        return Err(ApiError::conflict(format!(
-            "session {id} is archived; its resources no longer change"
-        )));
-    }
+    changeable(&st, &ws.id, &id).await?;
     st.store.delete_session_resource(&ws.id, &id, &rid).await?;
     renew_sandbox(&st, &id).await;
     Ok(Json(DeletedResource {
         id: rid,
         kind: "session_resource_deleted",
     }))
+}
+
+/// Session `id`, if its resources may still change: not once it is archived.
+async fn changeable(st: &AppState, ws: &str, id: &str) -> ApiResult<agentd_wire::Session> {
+    let s = st.store.get_session(ws, id).await?;
+    if s.archived_at.is_some() {
+        return Err(ApiError::conflict(format!(
+            "session {id} is archived; its resources no longer change"
+        )));
+    }
+    Ok(s)
 }
 
 /// A sandbox keeps the mounts it was made with; the next tool call gets a fresh one over the
