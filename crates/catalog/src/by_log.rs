@@ -50,6 +50,15 @@ async fn thread(rows: &impl AnyWorkspace, log_id: &str) -> Result<ThreadRow, Err
     rows.thread_row(log_id).await.map_err(|e| gone(e, log_id))
 }
 
+/// The session log `log_id` belongs to: itself, or a worker thread's session.
+async fn session_of(rows: &impl AnyWorkspace, log_id: &str) -> Result<String, Error> {
+    if is_thread(log_id) {
+        Ok(thread(rows, log_id).await?.session_id)
+    } else {
+        Ok(log_id.to_owned())
+    }
+}
+
 pub async fn session_agent(rows: &impl AnyWorkspace, log_id: &str) -> Result<SessionAgent, Error> {
     if is_thread(log_id) {
         return Ok(thread(rows, log_id).await?.agent);
@@ -62,11 +71,7 @@ pub async fn session_environment(
     rows: &impl AnyWorkspace,
     log_id: &str,
 ) -> Result<EnvironmentConfig, Error> {
-    let session_id = if is_thread(log_id) {
-        thread(rows, log_id).await?.session_id
-    } else {
-        log_id.to_owned()
-    };
+    let session_id = session_of(rows, log_id).await?;
     let storage = |e: crate::Error| Error::Storage(e.to_string());
     let s = rows.session_row(&session_id).await.map_err(storage)?;
     let env = rows.environment_row(&s.environment_id).await;
@@ -77,11 +82,7 @@ pub async fn session_vaults(
     rows: &impl AnyWorkspace,
     log_id: &str,
 ) -> Result<SessionVaults, Error> {
-    let session_id = if is_thread(log_id) {
-        thread(rows, log_id).await?.session_id
-    } else {
-        log_id.to_owned()
-    };
+    let session_id = session_of(rows, log_id).await?;
     let s = rows
         .session_row(&session_id)
         .await
@@ -125,11 +126,7 @@ pub async fn queue_work(
     log_id: &str,
 ) -> Result<agentd_session::catalog::WorkQueued, Error> {
     use agentd_session::catalog::WorkQueued;
-    let session_id = if is_thread(log_id) {
-        thread(rows, log_id).await?.session_id
-    } else {
-        log_id.to_owned()
-    };
+    let session_id = session_of(rows, log_id).await?;
     let s = rows
         .session_row(&session_id)
         .await
