@@ -27,7 +27,7 @@ pub use cidr::{BadCidr, Cidr};
 pub use fetch::{FetchError, fetch};
 pub use grant::Grant;
 pub use intercept::{InterceptError, Interceptor, SYSTEM_BUNDLE};
-pub use policy::{Denied, Policy, refusal, unreachable_entry};
+pub use policy::{Denied, Policy, host_matches, refusal, unreachable_entry};
 pub use proxy::{Injections, Proxy};
 pub use search::search;
 pub use substitute::Substitution;

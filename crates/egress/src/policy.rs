@@ -75,15 +75,7 @@ impl Policy {
     }
 
     fn named(&self, host: &str) -> bool {
-        let host = host.trim_end_matches('.').to_ascii_lowercase();
-        self.hosts.iter().any(|p| match p.strip_prefix("*.") {
-            Some(suffix) => {
-                host.len() > suffix.len()
-                    && host.ends_with(suffix)
-                    && host[..host.len() - suffix.len()].ends_with('.')
-            }
-            None => *p == host,
-        })
+        self.hosts.iter().any(|p| host_matches(p, host))
     }
 
     /// May `host` be reached at all, before looking up its addresses? Refusing here keeps a
@@ -117,6 +109,23 @@ impl Policy {
             }
         }
         Ok(())
+    }
+}
+
+/// Whether `host` is what `pattern` names: that host, or for `*.d` a subdomain of `d` (not
+/// `d` itself). Case and a trailing dot do not matter. The one rule for allow-lists and for
+/// the hosts a credential's secret may go to.
+pub fn host_matches(pattern: &str, host: &str) -> bool {
+    let host = host.trim_end_matches('.').as_bytes();
+    match pattern.strip_prefix("*.") {
+        Some(d) => {
+            let d = d.as_bytes();
+            // At least one label and its dot before `d`.
+            host.len() >= d.len() + 2
+                && host[host.len() - d.len()..].eq_ignore_ascii_case(d)
+                && host[host.len() - d.len() - 1] == b'.'
+        }
+        None => host.eq_ignore_ascii_case(pattern.as_bytes()),
     }
 }
 

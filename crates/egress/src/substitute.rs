@@ -14,7 +14,8 @@ pub struct Substitution {
     value: String,
     header: bool,
     body: bool,
-    /// None: any host. Entries are host names, or `*.d` for the subdomains of `d`.
+    /// None: any host. Entries are host names, or `*.d` for the subdomains of `d`
+    /// (`host_matches`).
     hosts: Option<Vec<String>>,
 }
 
@@ -42,22 +43,15 @@ impl Substitution {
             value,
             header,
             body,
-            hosts: hosts.map(|h| h.into_iter().map(|e| e.to_ascii_lowercase()).collect()),
+            hosts,
         }
     }
 
     /// Whether requests to `host` get the secret.
     pub fn applies_to(&self, host: &str) -> bool {
-        let host = host.trim_end_matches('.').to_ascii_lowercase();
-        let Some(hosts) = &self.hosts else {
-            return true;
-        };
-        hosts.iter().any(|e| match e.strip_prefix("*.") {
-            Some(d) => host
-                .strip_suffix(d)
-                .is_some_and(|sub| sub.len() > 1 && sub.ends_with('.')),
-            None => *e == host,
-        })
+        self.hosts
+            .as_ref()
+            .is_none_or(|hosts| hosts.iter().any(|e| crate::host_matches(e, host)))
     }
 
     pub(crate) fn in_headers(&self) -> bool {

@@ -42,18 +42,11 @@ impl EnvironmentSecret {
     /// Whether the secret is substituted on a request to `host`: any host when unrestricted;
     /// else an entry equal to it, or `*.d` for a subdomain of `d` (not `d` itself).
     pub fn applies_to(&self, host: &str) -> bool {
-        let host = host.trim_end_matches('.').to_ascii_lowercase();
         match &self.networking {
             CredentialNetworking::Unrestricted => true,
-            CredentialNetworking::Limited { allowed_hosts } => allowed_hosts.iter().any(|e| {
-                let e = e.to_ascii_lowercase();
-                match e.strip_prefix("*.") {
-                    Some(d) => host
-                        .strip_suffix(d)
-                        .is_some_and(|sub| sub.len() > 1 && sub.ends_with('.')),
-                    None => e == host,
-                }
-            }),
+            CredentialNetworking::Limited { allowed_hosts } => allowed_hosts
+                .iter()
+                .any(|e| agentd_egress::host_matches(e, host)),
         }
     }
 }
