@@ -119,19 +119,28 @@ async fn reply<S: AsyncWrite + Unpin>(
 
 async fn serve(mut conn: UnixStream, rules: &Rules) -> std::io::Result<()> {
     let mut buf = Vec::with_capacity(4096);
-    let head = tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut conn, &mut buf)).await;
-    let head_end = match head {
-        Ok(Ok(Some(end))) => end,
-        Ok(Ok(None)) => return Ok(()),
-        Ok(Err(e)) => return Err(e),
-        Err(_) => return reply(&mut conn, "408 Request Timeout", "no request head in time").await,
+    let Some(head_end) = read_head(&mut conn, &mut buf).await? else {
+        return Ok(());
     };
     serve_head(conn, rules, buf, head_end).await
 }
 
-/// Read until the end of the request head; its length, or None if the client left or sent
-/// too much.
+/// Read until the end of the request head, within `HEAD_TIMEOUT`; its length, or None if the
+/// client left, sent too much or took too long (each told why, where it can still hear).
 async fn read_head<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut S,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<Option<usize>> {
+    match tokio::time::timeout(HEAD_TIMEOUT, read_head_untimed(conn, buf)).await {
+        Ok(read) => read,
+        Err(_) => {
+            reply(conn, "408 Request Timeout", "no request head in time").await?;
+            Ok(None)
+        }
+    }
+}
+
+async fn read_head_untimed<S: AsyncRead + AsyncWrite + Unpin>(
     conn: &mut S,
     buf: &mut Vec<u8>,
 ) -> std::io::Result<Option<usize>> {
@@ -251,12 +260,8 @@ async fn intercept(
         .await?;
     let mut inner = tokio_rustls::TlsAcceptor::from(server).accept(conn).await?;
     let mut buf = Vec::with_capacity(4096);
-    let read = tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut inner, &mut buf)).await;
-    let head_end = match read {
-        Ok(Ok(Some(end))) => end,
-        Ok(Ok(None)) => return Ok(()),
-        Ok(Err(e)) => return Err(e),
-        Err(_) => return reply(&mut inner, "408 Request Timeout", "no request head in time").await,
+    let Some(head_end) = read_head(&mut inner, &mut buf).await? else {
+        return Ok(());
     };
     let head = match crate::http::parse(&buf[..head_end]) {
         Ok(h) if h.target.starts_with('/') => h,
