@@ -118,14 +118,25 @@ pub struct Response {
 impl Response {
     /// The text blocks of the answer, joined: what a grading or a summary said.
     pub fn text(&self) -> String {
-        self.content
-            .iter()
-            .filter_map(|b| match b {
-                Block::Text { text } => Some(text.as_str()),
-                _ => None,
-            })
-            .collect()
+        text_of(&self.content)
     }
+}
+
+impl Message {
+    /// The message's text blocks, joined.
+    pub fn text(&self) -> String {
+        text_of(&self.content)
+    }
+}
+
+fn text_of(content: &[Block]) -> String {
+    content
+        .iter()
+        .filter_map(|b| match b {
+            Block::Text { text } => Some(text.as_str()),
+            _ => None,
+        })
+        .collect()
 }
 
 /// What a provider reports while it streams, for live previews. Best effort: the final

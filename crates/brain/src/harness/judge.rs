@@ -48,20 +48,11 @@ fn verdict(text: &str) -> Permission {
 
 /// What the user last asked, as the judge sees it.
 fn request_of(f: &Fold) -> String {
-    let text = |m: &Message| -> String {
-        m.content
-            .iter()
-            .filter_map(|b| match b {
-                Block::Text { text } => Some(text.as_str()),
-                _ => None,
-            })
-            .collect()
-    };
     f.messages
         .iter()
         .rev()
         .filter(|m| m.role == Role::User)
-        .map(text)
+        .map(Message::text)
         .find(|t| !t.trim().is_empty())
         .unwrap_or_default()
 }
