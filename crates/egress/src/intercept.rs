@@ -35,6 +35,7 @@ pub struct Interceptor {
     /// Server settings per host, each with a certificate for that host.
     servers: Mutex<HashMap<String, Arc<rustls::ServerConfig>>>,
     client: Arc<rustls::ClientConfig>,
+    bundle: std::sync::OnceLock<String>,
 }
 
 impl std::fmt::Debug for Interceptor {
@@ -84,6 +85,7 @@ impl Interceptor {
             ca,
             servers: Mutex::default(),
             client: Arc::new(client),
+            bundle: std::sync::OnceLock::new(),
         })
     }
 
@@ -94,13 +96,16 @@ impl Interceptor {
 
     /// The host's CA bundle (`SYSTEM_BUNDLE`, if it has one) with this CA added: what a sandbox
     /// whose repositories go through interception trusts.
-    pub fn bundle(&self) -> String {
-        let mut b = std::fs::read_to_string(SYSTEM_BUNDLE).unwrap_or_default();
-        if !b.is_empty() && !b.ends_with('\n') {
-            b.push('\n');
-        }
-        b.push_str(&self.ca_pem());
-        b
+    /// Read once, like the roots the upstream side checks against.
+    pub fn bundle(&self) -> &str {
+        self.bundle.get_or_init(|| {
+            let mut b = std::fs::read_to_string(SYSTEM_BUNDLE).unwrap_or_default();
+            if !b.is_empty() && !b.ends_with('\n') {
+                b.push('\n');
+            }
+            b.push_str(&self.ca_pem());
+            b
+        })
     }
 
     /// Server settings with a certificate for `host`, made once per host and kept for the
