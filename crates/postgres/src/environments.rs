@@ -7,7 +7,7 @@ use agentd_catalog::{EnvironmentEdit, EnvironmentMake, Environments, Error, Page
 use agentd_wire::environment::{Environment, EnvironmentTag};
 use agentd_wire::ids::{self, Kind};
 
-use crate::{Db, PgStore, fetch, json, log::now};
+use crate::{Db, PgStore, json, log::now};
 
 /// The environment `id`, in workspace `ws` or (for the harness) any; locked until the
 /// transaction ends with `lock`.
@@ -118,20 +118,13 @@ impl Environments for PgStore {
         limit: usize,
         page: Option<String>,
     ) -> Result<Page<Environment>> {
-        let rows = self
-            .client()
-            .await?
-            .query(
-                "SELECT body::text FROM environments WHERE workspace_id = $1 AND ($2 OR archived_at IS NULL)
-                 AND ($3::text IS NULL OR id < $3) ORDER BY id DESC LIMIT $4",
-                &[&ws, &include_archived, &page, &fetch(limit)],
-            )
-            .await
-            .db()?;
-        let envs = rows
-            .iter()
-            .map(|r| json::<Environment>(r.get(0)))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Page::of(envs, limit, |e| e.id.clone()))
+        self.list_bodies(
+            "environments",
+            ws,
+            include_archived,
+            (limit, page),
+            |x: &Environment| x.id.clone(),
+        )
+        .await
     }
 }

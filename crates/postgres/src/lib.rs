@@ -227,6 +227,33 @@ impl PgStore {
     async fn client(&self) -> agentd_catalog::Result<deadpool_postgres::Object> {
         self.pool.get().await.db()
     }
+
+    /// A page of the JSON bodies of `table`'s rows in workspace `ws`, newest id first, the
+    /// archived ones on request: how environments and vaults are listed.
+    async fn list_bodies<T: serde::de::DeserializeOwned>(
+        &self,
+        table: &'static str,
+        ws: &str,
+        include_archived: bool,
+        (limit, page): (usize, Option<String>),
+        id: impl Fn(&T) -> String,
+    ) -> agentd_catalog::Result<agentd_catalog::Page<T>> {
+        let sql = format!(
+            "SELECT body::text FROM {table} WHERE workspace_id = $1 AND ($2 OR archived_at IS NULL)
+             AND ($3::text IS NULL OR id < $3) ORDER BY id DESC LIMIT $4"
+        );
+        let rows = self
+            .client()
+            .await?
+            .query(&sql, &[&ws, &include_archived, &page, &fetch(limit)])
+            .await
+            .db()?;
+        let items = rows
+            .iter()
+            .map(|r| json::<T>(r.get(0)))
+            .collect::<agentd_catalog::Result<Vec<_>>>()?;
+        Ok(agentd_catalog::Page::of(items, limit, id))
+    }
 }
 
 /// A JSON column read as text: the bytes as stored.

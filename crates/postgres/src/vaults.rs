@@ -162,21 +162,14 @@ impl Vaults for PgStore {
         limit: usize,
         page: Option<String>,
     ) -> Result<Page<Vault>> {
-        let rows = self
-            .client()
-            .await?
-            .query(
-                "SELECT body::text FROM vaults WHERE workspace_id = $1 AND ($2 OR archived_at IS NULL)
-                 AND ($3::text IS NULL OR id < $3) ORDER BY id DESC LIMIT $4",
-                &[&ws, &include_archived, &page, &fetch(limit)],
-            )
-            .await
-            .db()?;
-        let out = rows
-            .iter()
-            .map(|r| json::<Vault>(r.get(0)))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Page::of(out, limit, |v| v.id.clone()))
+        self.list_bodies(
+            "vaults",
+            ws,
+            include_archived,
+            (limit, page),
+            |x: &Vault| x.id.clone(),
+        )
+        .await
     }
 
     async fn create_credential(

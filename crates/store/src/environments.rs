@@ -127,19 +127,14 @@ impl Environments for Store {
         let ws = ws.to_owned();
         self.db
             .read(move |c| {
-                let mut st = c.prepare_cached(
-                    "SELECT body FROM environments WHERE workspace_id = ?1 AND (?2 OR archived_at IS NULL)
-                     AND (?3 IS NULL OR id < ?3) ORDER BY id DESC LIMIT ?4",
-                )?;
-                let rows = st.query_map(
-                    params![ws, include_archived, page, (limit + 1) as i64],
-                    |r| r.get::<_, String>(0),
-                )?;
-                let mut envs = Vec::new();
-                for r in rows {
-                    envs.push(serde_json::from_str::<Environment>(&r?)?);
-                }
-                Ok(Page::of(envs, limit, |e| e.id.clone()))
+                crate::list_bodies(
+                    c,
+                    "environments",
+                    &ws,
+                    include_archived,
+                    (limit, page),
+                    |x: &Environment| x.id.clone(),
+                )
             })
             .await
     }

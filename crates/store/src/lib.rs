@@ -30,6 +30,31 @@ use tokio::sync::watch;
 
 pub(crate) use agentd_catalog::{Error, Page, Result};
 
+/// A page of the JSON bodies of `table`'s rows in workspace `ws`, newest id first, the
+/// archived ones on request: how environments and vaults are listed.
+pub(crate) fn list_bodies<T: serde::de::DeserializeOwned>(
+    c: &rusqlite::Connection,
+    table: &'static str,
+    ws: &str,
+    include_archived: bool,
+    (limit, page): (usize, Option<String>),
+    id: impl Fn(&T) -> String,
+) -> Result<Page<T>> {
+    let mut st = c.prepare_cached(&format!(
+        "SELECT body FROM {table} WHERE workspace_id = ?1 AND (?2 OR archived_at IS NULL)
+         AND (?3 IS NULL OR id < ?3) ORDER BY id DESC LIMIT ?4"
+    ))?;
+    let rows = st.query_map(
+        rusqlite::params![ws, include_archived, page, (limit + 1) as i64],
+        |r| r.get::<_, String>(0),
+    )?;
+    let mut out = Vec::new();
+    for r in rows {
+        out.push(serde_json::from_str::<T>(&r?)?);
+    }
+    Ok(Page::of(out, limit, id))
+}
+
 #[derive(Clone)]
 pub struct Store {
     db: db::Db,

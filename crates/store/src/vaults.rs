@@ -184,19 +184,14 @@ impl Vaults for Store {
         let ws = ws.to_owned();
         self.db
             .read(move |c| {
-                let mut st = c.prepare_cached(
-                    "SELECT body FROM vaults WHERE workspace_id = ?1 AND (?2 OR archived_at IS NULL)
-                     AND (?3 IS NULL OR id < ?3) ORDER BY id DESC LIMIT ?4",
-                )?;
-                let rows = st.query_map(
-                    params![ws, include_archived, page, (limit + 1) as i64],
-                    |r| r.get::<_, String>(0),
-                )?;
-                let mut out = Vec::new();
-                for r in rows {
-                    out.push(serde_json::from_str::<Vault>(&r?)?);
-                }
-                Ok(Page::of(out, limit, |v| v.id.clone()))
+                crate::list_bodies(
+                    c,
+                    "vaults",
+                    &ws,
+                    include_archived,
+                    (limit, page),
+                    |x: &Vault| x.id.clone(),
+                )
             })
             .await
     }
